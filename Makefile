@@ -1,0 +1,26 @@
+# One pinned, tested environment: .venv with constraints.txt. Run `make setup` once, or just `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@bash tools/install_system_deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch torchaudio
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	cd egs/mini && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ./run.sh
+
+clean:
+	rm -rf $(VENV) egs/*/data egs/*/exp
