@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from valle.cli import str2bool
 
 # Language ids inside the model (the released checkpoint's order).
 LANGUAGE_IDS = {"en": 0, "zh": 1, "ja": 2}
+
+
+def _opt(default, help: str, **kw):
+    """A config field that is also a CLI flag: `help` becomes the flag's help text."""
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class ModelConfig:
     """Sizes and switches of the VALL-E X model. Defaults are the released checkpoint's."""
 
-    d_model: int = 1024
-    nhead: int = 16
-    num_layers: int = 12
-    text_vocab_size: int = 2048  # rows of the text embedding (the released tokenizer uses ids < 70)
-    audio_vocab_size: int = 1024  # Encodec codes per codebook; AR adds EOS (1024) and BOS (1025)
-    num_quantizers: int = 8
-    num_languages: int = 3
-    share_embedding: bool = True  # NAR predict layer j tied to NAR audio embedding j+2, as released
-    add_prenet: bool = False
-    prefix_mode: int = 1
-    dropout: float = 0.1
+    d_model: int = _opt(1024, "model width (from the checkpoint when fine-tuning)")
+    nhead: int = _opt(16, "attention heads (not stored in the released checkpoint)")
+    num_layers: int = _opt(12, "layers of each half (from the checkpoint when fine-tuning)")
+    text_vocab_size: int = _opt(2048, "rows of the text embedding (the released tokenizer uses ids < 70)")
+    audio_vocab_size: int = _opt(1024, "Encodec codes per codebook; the AR adds EOS (1024) and BOS (1025)")
+    num_quantizers: int = _opt(8, "Encodec codebooks: 1 for the AR, 7 for the NAR")
+    num_languages: int = _opt(3, "rows of the language embeddings (en 0, zh 1, ja 2)")
+    share_embedding: bool = _opt(True, "tie NAR predict layer j to NAR audio embedding j+2, as released")
+    add_prenet: bool = _opt(False, "text/audio prenets (the released checkpoint has none)")
+    prefix_mode: int = _opt(1, "NAR prompt in training: 0 none, 1 random prefix of the utterance, 2 another segment",
+                            choices=(0, 1, 2))
+    dropout: float = _opt(0.1, "dropout in the transformer layers")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -35,3 +47,98 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class DataConfig:
+    manifest_dir: str = _opt("data/tokenized", "folder with cuts_{train,dev}.jsonl.gz and text_tokenizer.json")
+    max_duration: float = _opt(40.0, "seconds of audio per batch (per GPU)")
+    num_buckets: int = _opt(10, "duration buckets of the DynamicBucketingSampler")
+    quadratic_duration: float = _opt(0.0, "lhotse quadratic_duration: penalise long cuts in batch size (0 = off)")
+    shuffle: bool = _opt(True, "shuffle the training cuts (seeded, per epoch)")
+    drop_last: bool = _opt(True, "drop the last incomplete training batch")
+    filter_min_duration: float = _opt(0.5, "train only: drop cuts shorter than this (seconds)")
+    filter_max_duration: float = _opt(14.0, "train only: drop cuts longer than this (seconds)")
+    num_workers: int = _opt(2, "DataLoader worker processes")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = _opt("scaled_adam", "scaled_adam | adamw", choices=("scaled_adam", "adamw"))
+    base_lr: float = _opt(0.01, "peak learning rate (fine-tuning; VALL-E from scratch used 0.05)")
+    weight_decay: float = _opt(0.01, "AdamW only")
+    clipping_scale: float = _opt(2.0, "ScaledAdam: clip gradients at this multiple of the median recent norm")
+    warmup_steps: int = _opt(200, "Eden linear warmup, in optimizer steps")
+    warmup_start: float = _opt(0.5, "Eden: lr factor at step 0 of the warmup")
+    lr_steps: float = _opt(5000.0, "Eden lr_batches: steps after which the lr decays as step^-0.5")
+    lr_epochs: float = _opt(4.0, "Eden lr_epochs: epochs after which the lr decays as epoch^-0.5")
+
+
+@dataclass
+class TrainConfig:
+    exp_dir: str = _opt("exp", "where checkpoints, config.yaml, the log and tensorboard go")
+    model_name: str = _opt("ar", "which half to train: ar | nar | both", choices=("ar", "nar", "both"))
+    init_checkpoint: str = _opt("vallex", "start from: vallex (released, downloaded once) | PATH | none (from scratch)")
+    trainable: tuple = _opt((), "regexes (re.match on parameter names) narrowing what is trained", nargs="*")
+    num_epochs: int = _opt(20, "stop after this many epochs")
+    max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no limit)")
+    accum_grad: int = _opt(1, "micro-batches per optimizer step")
+    valid_interval: int = _opt(500, "validate every N optimizer steps (and at every epoch end)")
+    save_every_n: int = _opt(1000, "write checkpoint-<step>.pt every N optimizer steps")
+    keep_last_k: int = _opt(3, "keep this many checkpoint-<step>.pt files")
+    early_stop_patience: int = _opt(0, "stop after N validations without a better valid loss (0 = off)")
+    max_bad_steps: int = _opt(20, "stop when this many optimizer steps in a row had a NaN/inf loss")
+    log_interval: int = _opt(10, "log train metrics every N optimizer steps")
+    dtype: str = _opt("auto", "auto (bfloat16 on CUDA that supports it, else float32) | bfloat16 | float16 | float32",
+                      choices=("auto", "bfloat16", "float16", "float32"))
+    device: str = _opt("auto", "auto | cpu | cuda")
+    seed: int = _opt(42, "random seed (sampler, NAR stages, dropout)")
+    resume: bool = _opt(False, "continue from exp_dir/last.pt exactly where it stopped")
+    codec_weights: str = _opt("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
+
+
+CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": str2bool, "tuple": str}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, keep_defaults: bool = True) -> None:
+    """One `--flag-name` per field of `cls`, typed, with the field's help. Without `keep_defaults`
+    every default is None, so `config_from_args` can tell "not given" from "given"."""
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        kw = {"type": _TYPES[f.type], "default": f.default if keep_defaults else None,
+              "help": f"{f.metadata['help']} (default: {f.default})"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if "nargs" in f.metadata:
+            kw["nargs"] = f.metadata["nargs"]
+        group.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def given_arguments(args: argparse.Namespace, cls) -> dict:
+    """The fields of `cls` that were given on the command line (not None)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in CONFIG_SECTIONS}
+
+    def save_yaml(self, path: Path) -> None:
+        d = self.to_dict()
+        d["train"]["trainable"] = list(d["train"]["trainable"])
+        Path(path).write_text(yaml.safe_dump(d, sort_keys=False))
+
+    @classmethod
+    def load_yaml(cls, path: Path) -> "ExperimentConfig":
+        d = yaml.safe_load(Path(path).read_text())
+        d["train"]["trainable"] = tuple(d["train"]["trainable"])
+        return cls(**{name: CONFIG_SECTIONS[name](**d[name]) for name in CONFIG_SECTIONS})

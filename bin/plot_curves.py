@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Draw loss and top-10 accuracy (train and valid, every run under EXP_DIR: AR, NAR) into one PNG."""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from valle.cli import UserError, run_main  # noqa: E402
+
+
+def read_scalars(tb_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """tag -> (steps, values) from the event files in one tensorboard folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)])
+            for tag in acc.Tags()["scalars"]}
+
+
+def plot(exp_dir: Path, output: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(exp_dir.rglob("tensorboard"))
+    if not runs:
+        raise UserError(f"no tensorboard folder under {exp_dir}: train first (./train.sh)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for tb_dir in runs:
+        run = str(tb_dir.parent.relative_to(exp_dir)) if tb_dir.parent != exp_dir else exp_dir.name
+        scalars = read_scalars(tb_dir)
+        for ax, metric in zip(axes, ("loss", "top10_acc")):
+            for split, style in (("train", "-"), ("valid", "o--")):
+                if f"{split}/{metric}" in scalars:
+                    steps, values = scalars[f"{split}/{metric}"]
+                    ax.plot(steps, values, style, label=f"{run} {split}", markersize=3)
+    for ax, title in zip(axes, ("loss", "top-10 accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=100)
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("exp_dir", type=Path, help="experiment folder (searched for tensorboard/ folders)")
+    parser.add_argument("--output", type=Path, default=None, help="PNG path (default: EXP_DIR/curves.png)")
+    args = parser.parse_args()
+    if not args.exp_dir.is_dir():
+        raise UserError(f"{args.exp_dir} is not a folder")
+    print(plot(args.exp_dir, args.output or args.exp_dir / "curves.png"))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,405 @@
+"""The fine-tuning loop: AMP, gradient accumulation, validation in optimizer steps, NaN guard,
+early stopping, atomic checkpoints with exact resume, tensorboard, DDP under torchrun."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from valle.cli import UserError
+from valle.config import ExperimentConfig, ModelConfig
+from valle.data.dataset import filter_train_cuts, load_cuts, make_loader, padding_ratio
+from valle.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from valle.models.valle import VALLE
+from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info
+from valle.training.distributed import (DistInfo, all_ranks_true, all_reduce_sum, cleanup_distributed,
+                                        setup_distributed)
+from valle.training.optim import Eden, build_optimizer
+
+log = logging.getLogger("valle.trainer")
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 1  # current epoch (1-based)
+    batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
+    best_valid_loss: float = math.inf
+    validations_without_improvement: int = 0
+    bad_steps_in_a_row: int = 0
+
+
+class Objective(torch.nn.Module):
+    """What DDP wraps: the loss of the half (or halves) being trained."""
+
+    def __init__(self, model: VALLE, model_name: str):
+        super().__init__()
+        self.model, self.stages = model, ("ar", "nar") if model_name == "both" else (model_name,)
+
+    def forward(self, batch: dict) -> dict:
+        outs = [self.model(batch, stage=stage) for stage in self.stages]
+        loss = sum(o["loss"] for o in outs)
+        acc = sum(o["top10_acc"] for o in outs) / len(outs)
+        return {"loss": loss, "top10_acc": acc, "num_frames": outs[0]["num_frames"]}
+
+
+def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
+        torch.cuda.set_device(dist_info.local_rank)
+        return torch.device("cuda", dist_info.local_rank)
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return _DTYPES[name]
+
+
+def select_trainable(model: VALLE, model_name: str, patterns: tuple) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze everything except the chosen half, narrowed by regexes (re.match on names)."""
+    stages = ("ar", "nar") if model_name == "both" else (model_name,)
+    chosen = {name: p for stage in stages for name, p in model.half_named_parameters(stage)}
+    if patterns:
+        chosen = {n: p for n, p in chosen.items() if any(re.match(pat, n) for pat in patterns)}
+        if not chosen:
+            raise UserError(f"--trainable {' '.join(patterns)} matches no parameter of the {model_name} half")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in chosen.values():
+        p.requires_grad_(True)
+    return sorted(chosen.items())
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, model_overrides: dict):
+        self.cfg, t = cfg, cfg.train
+        self.exp_dir = Path(t.exp_dir)
+        self.dist = setup_distributed("cuda" if resolve_device(t.device, DistInfo()).type == "cuda" else "cpu")
+        self.device = resolve_device(t.device, self.dist)
+        self.dtype = resolve_dtype(t.dtype, self.device)
+        self._setup_logging()
+        torch.manual_seed(t.seed + self.dist.rank)
+        random.seed(t.seed + self.dist.rank)
+        self.tokenizer = load_tokenizer_info(cfg.data.manifest_dir)
+        self.model, resume_state = self._build_model(model_overrides)
+        self.cfg.model = self.model.config
+        self.trainable = select_trainable(self.model, t.model_name, t.trainable)
+        self.optimizer = build_optimizer(self.trainable, cfg.optim)
+        self.scheduler = Eden(self.optimizer, cfg.optim.lr_steps, cfg.optim.lr_epochs,
+                              cfg.optim.warmup_steps, cfg.optim.warmup_start)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.progress = Progress()
+        if resume_state is not None:
+            self._restore(resume_state)
+        self.objective = Objective(self.model, t.model_name).to(self.device)
+        if self.dist.world_size > 1:
+            self.objective = DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=t.model_name != "ar")
+        self.train_cuts = filter_train_cuts(load_cuts(cfg.data.manifest_dir, "train"), cfg.data)
+        self.dev_cuts = load_cuts(cfg.data.manifest_dir, "dev")
+        self.writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if self.dist.is_main else None
+        self.sampler = _AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
+        if self.dist.is_main:
+            cfg.save_yaml(self.exp_dir / "config.yaml")
+            n = sum(p.numel() for _, p in self.trainable)
+            log.info("training %s: %d tensors, %.2fM parameters; %d train cuts, %d dev cuts; device %s, %s",
+                     t.model_name, len(self.trainable), n / 1e6, len(self.train_cuts), len(self.dev_cuts),
+                     self.device, self.dtype)
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    def _setup_logging(self) -> None:
+        log_dir = self.exp_dir / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_dir / f"train-rank{self.dist.rank}.log")]
+        if self.dist.is_main:
+            handlers.append(logging.StreamHandler())
+        logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                            format="%(asctime)s %(levelname)s %(message)s")
+
+    def _build_model(self, overrides: dict) -> tuple[VALLE, dict | None]:
+        """From exp_dir/last.pt (--resume), a checkpoint (fine-tuning) or nothing (from scratch)."""
+        t = self.cfg.train
+        if t.resume:
+            last = self.exp_dir / "last.pt"
+            if not last.is_file():
+                raise UserError(f"--resume true but {last} does not exist: start without --resume")
+            model, loaded = load_model(last, device="cpu")
+            return model, loaded.train_state
+        if t.init_checkpoint == "none":
+            cfg = ModelConfig(**{**asdict(self.cfg.model), **overrides})
+            return VALLE(cfg), None
+        model, loaded = load_model(t.init_checkpoint, nhead=overrides.get("nhead", self.cfg.model.nhead),
+                                   device="cpu", **{k: v for k, v in overrides.items() if k != "nhead"})
+        ckpt_tokenizer = loaded.tokenizer
+        if ckpt_tokenizer is None and loaded.kind == "released":
+            ckpt_tokenizer = get_tokenizer("vallex").to_dict()
+        if ckpt_tokenizer is None:
+            log.warning("%s records no text tokenizer: cannot check it against the cuts", t.init_checkpoint)
+        else:
+            check_same_tokenizer(ckpt_tokenizer, self.tokenizer, where=f"{t.init_checkpoint} vs the cuts")
+        return model, None
+
+    def _restore(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["grad_scaler"])
+        self.progress = Progress(**state["progress"])
+        set_rng_state(state["rng"][min(self.dist.rank, len(state["rng"]) - 1)])
+        log.info("resumed at step %d, epoch %d, batch %d", self.progress.step, self.progress.epoch,
+                 self.progress.batches_in_epoch)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> Progress:
+        t, p = self.cfg.train, self.progress
+        try:
+            while p.epoch <= t.num_epochs and not self._should_stop():
+                self.scheduler.step_epoch(p.epoch - 1)
+                self._train_epoch()
+                if self._should_stop():
+                    break
+                self._validate_if_new()
+                self._save(self.exp_dir / f"epoch-{p.epoch}.pt", next_epoch=True)
+                p.epoch, p.batches_in_epoch = p.epoch + 1, 0
+            self._validate_if_new()
+            self._save(self.exp_dir / "last.pt")
+            self._log_final_checksum()
+        finally:
+            if self.writer:
+                self.writer.close()
+            cleanup_distributed()
+        return p
+
+    def _should_stop(self) -> bool:
+        t, p = self.cfg.train, self.progress
+        if t.max_steps and p.step >= t.max_steps:
+            return True
+        if t.early_stop_patience and p.validations_without_improvement >= t.early_stop_patience:
+            log.info("early stop: valid loss did not improve in %d validations (best %.4f)",
+                     t.early_stop_patience, p.best_valid_loss)
+            return True
+        return False
+
+    def _train_epoch(self) -> None:
+        t, p = self.cfg.train, self.progress
+        loader = make_loader(self.train_cuts, self.cfg.data, self.tokenizer_pad_id, train=True, seed=t.seed,
+                             epoch=p.epoch, skip_batches=p.batches_in_epoch,
+                             world_size=self.dist.world_size, rank=self.dist.rank)
+        batches = iter(loader)
+        bar = tqdm(desc=f"epoch {p.epoch}", unit="step", disable=not self.dist.is_main, leave=False)
+        steps_before = p.step
+        while not self._should_stop():
+            micro = [b for b in (next(batches, None) for _ in range(t.accum_grad)) if b is not None]
+            if not all_ranks_true(len(micro) == t.accum_grad, self.device):
+                break  # an incomplete accumulation at the end of the epoch is dropped on every rank
+            p.batches_in_epoch += len(micro)
+            self._optimizer_step(micro)
+            bar.update(1)
+            if p.step % t.valid_interval == 0:
+                self._validate()
+            if p.step % t.save_every_n == 0:
+                self._save(self.exp_dir / f"checkpoint-{p.step}.pt")
+                self._save(self.exp_dir / "last.pt")
+                self._remove_old_checkpoints()
+        bar.close()
+        if p.step == steps_before and p.batches_in_epoch == 0:
+            hours = sum(c.duration for c in self.train_cuts) / 3600
+            raise UserError(f"epoch {p.epoch} produced no training batch: the train set ({hours:.3f} h) is "
+                            "smaller than one batch; lower --max-duration or pass --drop-last false")
+
+    @property
+    def tokenizer_pad_id(self) -> int:
+        return self.tokenizer.get("pad_id", 0)
+
+    def _optimizer_step(self, micro: list[dict]) -> None:
+        t, p = self.cfg.train, self.progress
+        start = time.perf_counter()
+        self.objective.train()
+        totals = {"loss": 0.0, "top10_acc": 0.0, "frames": 0, "padding": 0.0}
+        finite = True
+        for i, batch in enumerate(micro):
+            batch = _to_device(batch, self.device)
+            sync = i == len(micro) - 1 or not isinstance(self.objective, DistributedDataParallel)
+            with contextlib.nullcontext() if sync else self.objective.no_sync():
+                with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                    out = self.objective(batch)
+                loss = out["loss"] / len(micro)
+                finite &= bool(torch.isfinite(loss))
+                self.scaler.scale(loss if finite else loss * 0.0).backward()
+            totals["loss"] += out["loss"].item() / len(micro)
+            totals["top10_acc"] += float(out["top10_acc"]) / len(micro)
+            totals["frames"] += int(batch["code_lens"].sum())
+            totals["padding"] += padding_ratio(batch) / len(micro)
+        if not all_ranks_true(finite, self.device):
+            self.optimizer.zero_grad(set_to_none=True)
+            p.bad_steps_in_a_row += 1
+            log.warning("step %d: loss is %s, step skipped (%d in a row)", p.step + 1, totals["loss"],
+                        p.bad_steps_in_a_row)
+            if p.bad_steps_in_a_row >= t.max_bad_steps:
+                raise UserError(f"{p.bad_steps_in_a_row} optimizer steps in a row had a NaN/inf loss: lower "
+                                "--base-lr, use --dtype bfloat16 or float32, or check the data")
+            return
+        p.bad_steps_in_a_row = 0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        p.step += 1
+        self.scheduler.step_batch(p.step)
+        elapsed = time.perf_counter() - start
+        if self.dist.is_main and (p.step % t.log_interval == 0 or p.step == 1):
+            self._log_train(totals, elapsed)
+
+    def _log_train(self, totals: dict, elapsed: float) -> None:
+        p = self.progress
+        metrics = {"loss": totals["loss"], "top10_acc": totals["top10_acc"], "lr": self.scheduler.get_last_lr()[0],
+                   "grad_norm": float(getattr(self.optimizer, "last_grad_norm", float("nan"))),
+                   "frames_per_s": totals["frames"] / max(elapsed, 1e-9), "padding_ratio": totals["padding"]}
+        for k, v in metrics.items():
+            self.writer.add_scalar(f"train/{k}", v, p.step)
+        self._append_metrics({"split": "train", "step": p.step, "epoch": p.epoch, **metrics})
+        log.info("step %d epoch %d: loss %.4f top10 %.3f lr %.2e grad %.3g %.0f frames/s padding %.1f%%",
+                 p.step, p.epoch, metrics["loss"], metrics["top10_acc"], metrics["lr"], metrics["grad_norm"],
+                 metrics["frames_per_s"], 100 * metrics["padding_ratio"])
+
+    def _append_metrics(self, record: dict) -> None:
+        with open(self.exp_dir / "log" / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ---- validation --------------------------------------------------------------------------
+
+    def _validate_if_new(self) -> None:
+        if getattr(self, "_validated_at", None) != self.progress.step:
+            self._validate()
+
+    @torch.no_grad()
+    def _validate(self) -> None:
+        p = self.progress
+        self._validated_at = p.step
+        objective = self.objective.module if isinstance(self.objective, DistributedDataParallel) else self.objective
+        objective.eval()
+        loss_sum = acc_sum = frames = 0.0
+        loader = make_loader(self.dev_cuts, self.cfg.data, self.tokenizer_pad_id, train=False,
+                             world_size=self.dist.world_size, rank=self.dist.rank)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.train.seed)  # the same NAR stages and prefixes at every validation
+            for batch in loader:
+                batch = _to_device(batch, self.device)
+                with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                    out = objective(batch)
+                n = int(out["num_frames"])
+                loss_sum, acc_sum, frames = loss_sum + out["loss"].item() * n, acc_sum + float(out["top10_acc"]) * n, frames + n
+        loss_sum, acc_sum, frames = all_reduce_sum([loss_sum, acc_sum, frames], self.device)
+        loss, acc = loss_sum / max(frames, 1), acc_sum / max(frames, 1)
+        improved = loss < p.best_valid_loss
+        if improved:
+            p.best_valid_loss, p.validations_without_improvement = loss, 0
+        else:
+            p.validations_without_improvement += 1
+        if self.dist.is_main:
+            self.writer.add_scalar("valid/loss", loss, p.step)
+            self.writer.add_scalar("valid/top10_acc", acc, p.step)
+            self._append_metrics({"split": "valid", "step": p.step, "epoch": p.epoch, "loss": loss, "top10_acc": acc})
+            log.info("validation at step %d: loss %.4f top10 %.3f%s", p.step, loss, acc,
+                     " (best)" if improved else "")
+            if self.sampler:
+                self.sampler.write(self.writer, self.model, p.step)
+        if improved:
+            self._save(self.exp_dir / "best-valid-loss.pt")  # exactly the weights just validated
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    def _save(self, path: Path, next_epoch: bool = False) -> None:
+        """Rank 0 writes; the file resumes exactly (at the start of the next epoch if `next_epoch`)."""
+        p = self.progress
+        rngs = _gather_rng_states()
+        if not self.dist.is_main:
+            return
+        progress = asdict(p)
+        if next_epoch:
+            progress.update(epoch=p.epoch + 1, batches_in_epoch=0)
+        state = {"progress": progress, "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "grad_scaler": self.scaler.state_dict(),
+                 "rng": rngs, "experiment": self.cfg.to_dict()}
+        save_checkpoint(path, self.model, tokenizer=self.tokenizer, train_state=state)
+
+    def _remove_old_checkpoints(self) -> None:
+        if not self.dist.is_main:
+            return
+        ckpts = sorted(self.exp_dir.glob("checkpoint-*.pt"), key=lambda f: int(f.stem.split("-")[1]))
+        for old in ckpts[:-self.cfg.train.keep_last_k or None]:
+            old.unlink()
+
+    def _log_final_checksum(self) -> None:
+        """A fingerprint of the weights on every rank: DDP replicas must agree."""
+        checksum = sum(float(p.detach().double().sum()) for _, p in self.trainable)
+        log.info("final step %d parameter checksum %.10e", self.progress.step, checksum)
+
+
+def _gather_rng_states() -> list[dict]:
+    """Every rank's RNG state (rank r resumes with entry r)."""
+    state = rng_state()
+    if not torch.distributed.is_initialized():
+        return [state]
+    states = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+class _AudioSampler:
+    """At each validation: synthesize a fixed dev sentence and put it in tensorboard (when a codec is set)."""
+
+    def __init__(self, cfg: ExperimentConfig, dev_cuts, device: torch.device):
+        self.codec = None
+        if cfg.train.codec_weights != "none":
+            from valle.audio import Codec
+            self.codec = Codec.from_weights(cfg.train.codec_weights, device=str(device))
+        self.cut = min(dev_cuts, key=lambda c: c.id)
+
+    def write(self, writer: SummaryWriter, model: VALLE, step: int) -> None:
+        if self.codec is None:
+            return
+        from valle.audio import SAMPLE_RATE
+        from valle.inference import generate_for_cut
+        wave = self.codec.decode(generate_for_cut(model, self.cut))  # (samples,)
+        writer.add_audio("valid/sample", wave.float().cpu().unsqueeze(0), step, sample_rate=SAMPLE_RATE)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
