@@ -165,7 +165,7 @@ class Trainer:
         if t.init_checkpoint == "none":
             cfg = ModelConfig(**{**asdict(self.cfg.model), **overrides})
             return VALLE(cfg), None
-        model, loaded = load_model(t.init_checkpoint, nhead=overrides.get("nhead", self.cfg.model.nhead),
+        model, loaded = load_model(t.init_checkpoint, nhead=overrides.get("nhead"),
                                    device="cpu", **{k: v for k, v in overrides.items() if k != "nhead"})
         ckpt_tokenizer = loaded.tokenizer
         if ckpt_tokenizer is None and loaded.kind == "released":

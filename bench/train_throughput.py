@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Training step speed and memory of the AR and NAR halves at a fixed batch (random weights).
+
+Prints one JSON line per stage: step_s, frames_per_s (audio frames per second), peak_rss_mb, and on CUDA
+peak_cuda_mb and mfu (model FLOPs utilisation against --peak-tflops)."""
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from valle.config import ModelConfig  # noqa: E402
+from valle.models.valle import VALLE  # noqa: E402
+
+
+def make_batch(batch: int, frames: int, text: int, device: torch.device) -> dict:
+    g = torch.Generator().manual_seed(0)
+    lens = torch.linspace(frames, frames * 3 // 4, batch).long()  # (B,) realistic bucket spread
+    text_lens = torch.linspace(text, text * 3 // 4, batch).long()  # (B,)
+    b = {"text_tokens": torch.randint(5, 70, (batch, text), generator=g),  # (B, L)
+         "text_lens": text_lens, "text_langs": torch.zeros(batch, text, dtype=torch.long),
+         "codes": torch.randint(0, 1024, (batch, frames, 8), generator=g),  # (B, T, 8)
+         "code_lens": lens}
+    return {k: v.to(device) for k, v in b.items()}
+
+
+def flops_per_step(n_params: int, tokens: int) -> float:
+    """6 * parameters * tokens: forward + backward of the dense layers (attention scores not counted)."""
+    return 6.0 * n_params * tokens
+
+
+def run(args, stage: str) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=args.dim, nhead=args.heads, num_layers=args.layers)
+    model = VALLE(cfg).to(device).train()
+    params = [p for _, p in model.half_named_parameters(stage)]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    batch = make_batch(args.batch, args.frames, args.text, device)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    times = []
+    for i in range(args.warmup + args.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = model(batch, stage=stage)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    step_s = sorted(times)[len(times) // 2]
+    frames = int(batch["code_lens"].sum())
+    tokens = frames + int(batch["text_lens"].sum())
+    out = {"stage": stage, "dim": args.dim, "heads": args.heads, "layers": args.layers, "batch": args.batch,
+           "frames": args.frames, "text": args.text, "device": args.device, "dtype": args.dtype,
+           "step_s": round(step_s, 4), "frames_per_s": round(frames / step_s, 1),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           "machine": machine(device), "torch": torch.__version__}
+    if device.type == "cuda":
+        n = sum(p.numel() for p in params)
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        out["mfu"] = round(flops_per_step(n, tokens) / step_s / (args.peak_tflops * 1e12), 4)
+    return out
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--dim", type=int, default=1024, help="model width")
+    p.add_argument("--heads", type=int, default=16, help="attention heads")
+    p.add_argument("--layers", type=int, default=12, help="layers per half")
+    p.add_argument("--batch", type=int, default=4, help="utterances per batch")
+    p.add_argument("--frames", type=int, default=300, help="audio frames of the longest utterance")
+    p.add_argument("--text", type=int, default=50, help="text tokens of the longest utterance")
+    p.add_argument("--stage", choices=("ar", "nar", "both"), default="both", help="which half to time")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="autocast dtype")
+    p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense: 989)")
+    args = p.parse_args()
+    for stage in ("ar", "nar") if args.stage == "both" else (args.stage,):
+        print(json.dumps(run(args, stage)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
