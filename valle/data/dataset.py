@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,7 @@ def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
 def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, train: bool, seed: int = 0, epoch: int = 0,
                 skip_batches: int = 0, world_size: int = 1, rank: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader over bucketed batches; each DDP rank gets its own shard of batches."""
+    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
     sampler = DynamicBucketingSampler(
         cuts, max_duration=cfg.max_duration, num_buckets=min(cfg.num_buckets, len(cuts)),
         shuffle=train and cfg.shuffle, drop_last=train and cfg.drop_last, seed=seed,

@@ -23,10 +23,10 @@ from valle.config import ExperimentConfig, ModelConfig
 from valle.data.dataset import filter_train_cuts, load_cuts, make_loader, padding_ratio
 from valle.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from valle.models.valle import VALLE
-from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info
+from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training.distributed import (DistInfo, all_ranks_true, all_reduce_sum, cleanup_distributed,
                                         setup_distributed)
-from valle.training.optim import Eden, build_optimizer
+from valle.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("valle.trainer")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -119,9 +119,10 @@ class Trainer:
         self.model, resume_state = self._build_model(model_overrides)
         self.cfg.model = self.model.config
         self.trainable = select_trainable(self.model, t.model_name, t.trainable)
-        self.optimizer = build_optimizer(self.trainable, cfg.optim)
-        self.scheduler = Eden(self.optimizer, cfg.optim.lr_steps, cfg.optim.lr_epochs,
-                              cfg.optim.warmup_steps, cfg.optim.warmup_start)
+        o = cfg.optim
+        self.optimizer = build_optimizer(self.trainable, o.optimizer, lr=o.base_lr, weight_decay=o.weight_decay,
+                                         clipping_scale=o.clipping_scale)
+        self.scheduler = build_scheduler(self.optimizer, o.lr_steps, o.lr_epochs, o.warmup_steps, o.warmup_start)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.progress = Progress()
         if resume_state is not None:
@@ -190,6 +191,8 @@ class Trainer:
     def fit(self) -> Progress:
         t, p = self.cfg.train, self.progress
         try:
+            if p.step == 0:
+                self._validate()  # the starting point: how the initial checkpoint does on this dev set
             while p.epoch <= t.num_epochs and not self._should_stop():
                 self.scheduler.step_epoch(p.epoch - 1)
                 self._train_epoch()
@@ -246,7 +249,7 @@ class Trainer:
 
     @property
     def tokenizer_pad_id(self) -> int:
-        return self.tokenizer.get("pad_id", 0)
+        return tokenizer_from_info(self.tokenizer, where=self.cfg.data.manifest_dir).pad_id
 
     def _optimizer_step(self, micro: list[dict]) -> None:
         t, p = self.cfg.train, self.progress

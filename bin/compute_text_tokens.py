@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Text tokens for every cut (phonemes, ids, per-token language ids on the supervision); text the g2p
+cannot handle goes to DATA/rejected.tsv; writes DATA/tokenized/text_tokenizer.json."""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from valle.cli import run_main  # noqa: E402
+from valle.data.tokenize import stage_text  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
+    parser.add_argument("--tokenizer", default="vallex", choices=["vallex", "espeak"],
+                        help="vallex: the released checkpoint's tokenizer (fine-tuning); espeak: phonemizer phones "
+                             "with a symbol table built from this corpus (training from scratch)")
+    parser.add_argument("--language", default="en", choices=["en", "zh", "ja", "mix"],
+                        help="language of the transcripts (mix: text carries its own [EN]..[EN] marks)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from valle.text import get_tokenizer
+
+    stage_text(args.data_dir, get_tokenizer(args.tokenizer), args.language)
+
+
+if __name__ == "__main__":
+    run_main(main)

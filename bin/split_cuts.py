@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Write DATA/tokenized/cuts_{train,dev,test}.jsonl.gz. A custom corpus is split at random (seeded, so the
+same data always splits the same way; a tiny corpus still gets a dev cut); LibriTTS dev-*/test-* parts are
+the dev/test sets. Held-out speakers go to test. Prints the final summary."""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from valle.cli import run_main  # noqa: E402
+from valle.data.tokenize import stage_split  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
+    parser.add_argument("--dev-ratio", type=float, default=0.05,
+                        help="share of the cuts for dev when the corpus has no dev part (at least 1 cut)")
+    parser.add_argument("--test-ratio", type=float, default=0.05,
+                        help="share of the cuts for test when the corpus has no test part (0 for none)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the random split")
+    parser.add_argument("--heldout-speakers", default="",
+                        help="space-separated speakers whose cuts all go to test (unseen voices)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stage_split(args.data_dir, args.dev_ratio, args.test_ratio, args.seed, args.heldout_speakers.split())
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The stages every prepare.sh shares, sourced after its options are parsed and its stage 0 (the corpus ->
+# data_dir/manifests/entries_<part>.jsonl) is defined:
+#   stage 1: normalize   every file checked, downmixed to mono, resampled to 24 kHz; rejected.tsv, summary
+#   stage 2: codes       Encodec 24 kHz codes (resumable)
+#   stage 3: text        text tokens (g2p failures -> rejected.tsv)
+#   stage 4: split       cuts_{train,dev,test}.jsonl.gz
+# A stage that finished leaves data_dir/.<name>.done holding its options; a rerun skips it unless the
+# options changed. Running a stage invalidates the markers of the stages after it.
+
+PYTHON=${PYTHON:-python3}
+VALLE_BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bin"
+STAGE_NAMES=(corpus normalize codes text split)
+
+log() {
+  echo "$(date '+%F %T') ($(basename "$0")) $*"
+}
+
+# stage_todo N SIGNATURE DESCRIPTION: true when stage N is selected and not already done with SIGNATURE
+stage_todo() {
+  local n=$1 signature=$2 marker="$data_dir/.${STAGE_NAMES[$1]}.done"
+  if [ "$stage" -gt "$n" ] || [ "$stop_stage" -lt "$n" ]; then
+    return 1
+  fi
+  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$signature" ]; then
+    log "stage $n (${STAGE_NAMES[$n]}): done before with the same options, skipping (delete $marker to redo)"
+    return 1
+  fi
+  log "stage $n (${STAGE_NAMES[$n]}): $3"
+  local later
+  for later in "${STAGE_NAMES[@]:$((n + 1))}"; do
+    rm -f "$data_dir/.$later.done"
+  done
+  return 0
+}
+
+stage_done() {
+  echo "$2" > "$data_dir/.${STAGE_NAMES[$1]}.done"
+}
+
+run_shared_stages() {
+  local sig
+  sig="min_duration=$min_duration max_duration=$max_duration silence_db=$silence_db"
+  if stage_todo 1 "$sig" "validate, downmix to mono, resample to 24 kHz -> $data_dir/manifests/cuts_*.jsonl.gz"; then
+    "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
+      --max-duration "$max_duration" --silence-db "$silence_db" --num-jobs "$num_jobs"
+    stage_done 1 "$sig"
+  fi
+  sig="codec_weights=$codec_weights"
+  if stage_todo 2 "$sig" "Encodec codes ($codec_weights weights) -> $data_dir/tokenized/codes_*.h5"; then
+    "$PYTHON" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
+      --device "$device" --batch-seconds "$batch_seconds"
+    stage_done 2 "$sig"
+  fi
+  sig="tokenizer=$tokenizer language=$language"
+  if stage_todo 3 "$sig" "text tokens ($tokenizer, $language) -> $data_dir/tokenized/text_tokenizer.json"; then
+    "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" --language "$language"
+    stage_done 3 "$sig"
+  fi
+  sig="dev_ratio=$dev_ratio test_ratio=$test_ratio seed=$seed heldout_speakers=$heldout_speakers"
+  if stage_todo 4 "$sig" "split -> $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"; then
+    "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
+      --seed "$seed" --heldout-speakers "$heldout_speakers"
+    stage_done 4 "$sig"
+  fi
+}

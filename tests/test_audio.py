@@ -1,0 +1,228 @@
+"""valle.audio: any file -> mono 24 kHz, unreadable files named, Encodec codes (shape, batching, weights)."""
+
+import math
+import urllib.error
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import speechlike
+from valle import audio
+from valle.audio import SAMPLE_RATE, AudioError, Codec, VocosDecoder, audio_info, level_dbfs, load_audio, num_frames
+from valle.cli import UserError
+
+CONVERSIONS = [  # (file name, rate, channels, subtype, expected conversions, expected kind)
+    ("stereo.wav", 44100, 2, "PCM_16", ["downmixed", "resampled"], "16-bit PCM WAV"),
+    ("u8.wav", 16000, 1, "PCM_U8", ["resampled"], "8-bit PCM WAV"),
+    ("float.wav", 48000, 1, "FLOAT", ["resampled"], "32-bit float WAV"),
+    ("low.wav", 8000, 1, "PCM_16", ["resampled"], "16-bit PCM WAV"),
+    ("hi.flac", 22050, 2, "PCM_24", ["downmixed", "resampled"], "24-bit PCM FLAC"),
+    ("speech.mp3", 16000, 1, None, ["resampled"], "MP3"),
+    ("speech.ogg", 44100, 1, None, ["resampled"], "Vorbis OGG"),
+    ("native.wav", 24000, 1, "PCM_16", [], "16-bit PCM WAV"),
+]
+
+
+@pytest.mark.parametrize("name,rate,channels,subtype,conversions,kind", CONVERSIONS)
+def test_load_audio_any_format_becomes_mono_24k(tmp_path, write_audio, name, rate, channels, subtype, conversions, kind):
+    path = write_audio(tmp_path / name, seconds=1.0, rate=rate, channels=channels, subtype=subtype)
+    wave, info = load_audio(path)
+    assert wave.dtype == torch.float32 and wave.dim() == 1
+    assert abs(wave.shape[0] - SAMPLE_RATE) < 0.02 * SAMPLE_RATE  # 1 s at 24 kHz (mp3 adds a little padding)
+    assert (info.sample_rate, info.channels) == (rate, channels)
+    assert info.conversions() == conversions and info.kind == kind
+    assert math.isclose(info.duration, 1.0, abs_tol=0.06)
+    chans = "1 channel" if channels == 1 else "2 channels"
+    assert info.describe().startswith(f"{chans} at {rate} Hz ({kind}) -> ")
+    # the content survives: same level as the mono original (lossy codecs within 1.5 dB)
+    reference = level_dbfs(torch.from_numpy(speechlike(1.0, SAMPLE_RATE)))
+    expected = reference + (20 * math.log10(0.9) if channels == 2 else 0.0)  # downmix of x and 0.8 x
+    assert abs(level_dbfs(wave) - expected) < 1.5
+
+
+def test_stereo_downmix_is_the_channel_mean(tmp_path):
+    left = speechlike(0.5, SAMPLE_RATE)
+    right = np.roll(left, 100) * 0.5
+    sf.write(str(tmp_path / "lr.wav"), np.stack([left, right], axis=1), SAMPLE_RATE, subtype="FLOAT")
+    wave, info = load_audio(tmp_path / "lr.wav")
+    assert info.conversions() == ["downmixed"]
+    np.testing.assert_allclose(wave.numpy(), (left + right) / 2, atol=1e-6)
+
+
+def test_resampling_keeps_the_pitch(tmp_path):
+    t = np.arange(44100) / 44100
+    sf.write(str(tmp_path / "a440.wav"), (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100)
+    wave, _ = load_audio(tmp_path / "a440.wav")
+    spectrum = np.abs(np.fft.rfft(wave.numpy()))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / wave.shape[0] - 440) < 2
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("empty.wav", "empty file"),
+    ("garbage.wav", "unreadable"),
+    ("cut.wav", "truncated"),
+    ("cut.flac", "unreadable"),
+    ("cut.mp3", "truncated"),
+    ("header_only.wav", "unreadable"),
+])
+def test_unusable_files_raise_audio_error_naming_the_file(tmp_path, write_audio, name, kind):
+    path = tmp_path / name
+    if name == "empty.wav":
+        path.write_bytes(b"")
+    elif name == "garbage.wav":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    elif name == "header_only.wav":
+        write_audio(path)
+        _truncate(path, keep=0.0006)  # 28 of 48044 bytes: the RIFF header without a data chunk
+    else:
+        _truncate(write_audio(path, seconds=2.0))
+    with pytest.raises(AudioError) as err:
+        load_audio(path)
+    assert err.value.kind == kind
+    assert str(path) in str(err.value)
+    assert isinstance(err.value, UserError)
+
+
+def test_truncated_ogg_has_no_samples(tmp_path, write_audio):
+    path = _truncate(write_audio(tmp_path / "cut.ogg", seconds=2.0))
+    with pytest.raises(AudioError) as err:
+        load_audio(path)
+    assert err.value.kind in ("no samples", "truncated", "unreadable")
+
+
+def test_streamed_wav_with_unknown_size_is_not_truncated(tmp_path, write_audio):
+    """Streaming writers (ffmpeg to a pipe) leave 0xFFFFFFFF as the data size: that is not a truncation."""
+    path = write_audio(tmp_path / "streamed.wav", seconds=0.5)
+    data = bytearray(path.read_bytes())
+    pos = data.index(b"data") + 4
+    data[pos:pos + 4] = (0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    wave, _ = load_audio(path)
+    assert abs(wave.shape[0] - SAMPLE_RATE // 2) < 10
+
+
+def test_audio_info_reads_only_the_header(tmp_path, write_audio):
+    info = audio_info(write_audio(tmp_path / "x.flac", seconds=2.0, rate=16000, channels=2))
+    assert (info.sample_rate, info.channels, info.num_samples, info.format) == (16000, 2, 32000, "FLAC")
+
+
+def test_level_dbfs():
+    assert level_dbfs(torch.zeros(100)) == -math.inf
+    sine = torch.sin(torch.arange(24000) * 2 * math.pi * 100 / 24000)
+    assert abs(level_dbfs(sine) - (-3.01)) < 0.05
+
+
+@pytest.mark.parametrize("samples,frames", [(1, 1), (320, 1), (321, 2), (24000, 75), (24001, 76)])
+def test_num_frames_matches_encodec(samples, frames, random_codec):
+    assert num_frames(samples) == frames
+    assert random_codec.encode([torch.zeros(samples)])[0].shape == (frames, 8)
+
+
+def test_encode_shapes_dtype_and_range(random_codec):
+    waves = [torch.from_numpy(speechlike(s, SAMPLE_RATE, f0=f)) for s, f in [(1.0, 120), (0.31, 200), (0.7, 90)]]
+    codes = random_codec.encode(waves)
+    for wave, c in zip(waves, codes):
+        assert c.dtype == torch.long and c.shape == (math.ceil(wave.shape[0] / 320), 8)
+        assert 0 <= c.min() and c.max() < 1024
+    assert len(torch.unique(codes[0][:, 0])) > 5  # random codebooks still give varied codes
+
+
+def test_batched_encoding_equals_one_at_a_time(random_codec):
+    waves = [torch.from_numpy(speechlike(s, SAMPLE_RATE, f0=f)) for s, f in [(0.9, 110), (0.25, 210), (0.6, 160)]]
+    one_by_one = [random_codec.encode([w])[0] for w in waves]
+    random_codec.max_batch_seconds = 10.0
+    try:
+        batched = random_codec.encode(waves)
+    finally:
+        random_codec.max_batch_seconds = 60.0
+    for a, b in zip(one_by_one, batched):
+        assert torch.equal(a, b)
+
+
+def test_length_batches_respect_the_budget():
+    batches = audio._length_batches([100, 50, 400, 300, 10], max_samples=600)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
+    lengths = [100, 50, 400, 300, 10]
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600
+
+
+def test_decode_length(random_codec):
+    codes = torch.randint(0, 1024, (12, 8))  # (T, 8)
+    wave = random_codec.decode(codes)
+    assert wave.shape == (12 * 320,) and wave.dtype == torch.float32
+
+
+def test_random_weights_are_seeded_and_warn(capsys):
+    a, b = Codec.from_weights("random"), Codec.from_weights("random")
+    assert "RANDOM weights" in capsys.readouterr().err
+    wave = torch.from_numpy(speechlike(0.5, SAMPLE_RATE))
+    assert torch.equal(a.encode([wave])[0], b.encode([wave])[0])
+
+
+def test_weights_from_a_state_dict_file(tmp_path, random_codec):
+    path = tmp_path / "encodec_24khz.th"
+    torch.save(random_codec.model.state_dict(), path)
+    loaded = Codec.from_weights(str(path))
+    wave = torch.from_numpy(speechlike(0.4, SAMPLE_RATE))
+    assert torch.equal(loaded.encode([wave])[0], random_codec.encode([wave])[0])
+
+
+def test_bad_weight_files_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        Codec.from_weights(str(tmp_path / "missing.th"))
+    torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "other.th")
+    with pytest.raises(UserError, match="not an Encodec 24 kHz state_dict"):
+        Codec.from_weights(str(tmp_path / "other.th"))
+    (tmp_path / "text.th").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="not a torch state_dict"):
+        Codec.from_weights(str(tmp_path / "text.th"))
+
+
+def test_pretrained_offline_says_what_to_download(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError) as err:
+        Codec.from_weights("pretrained")
+    assert audio.ENCODEC_URL in str(err.value) and "--codec-weights" in str(err.value)
+
+
+def test_vocos_offline_says_what_to_download(monkeypatch):
+    vocos = pytest.importorskip("vocos")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(vocos.Vocos, "from_pretrained", offline)
+    with pytest.raises(UserError) as err:
+        VocosDecoder.from_weights("pretrained")
+    assert audio.VOCOS_REPO in str(err.value)
+
+
+def test_vocos_decoder_from_a_folder(tmp_path, monkeypatch):
+    """A tiny Vocos (random weights) in the released folder layout decodes (T, 8) codes to T * 320 samples."""
+    vocos = pytest.importorskip("vocos")
+    from encodec import EncodecModel
+
+    monkeypatch.setattr(EncodecModel, "encodec_model_24khz", staticmethod(lambda pretrained=True: audio._build_encodec()))
+    (tmp_path / "config.yaml").write_text(
+        "feature_extractor:\n  class_path: vocos.feature_extractors.EncodecFeatures\n"
+        "  init_args: {encodec_model: encodec_24khz, bandwidths: [1.5, 3.0, 6.0, 12.0]}\n"
+        "backbone:\n  class_path: vocos.models.VocosBackbone\n"
+        "  init_args: {input_channels: 128, dim: 32, intermediate_dim: 64, num_layers: 1, adanorm_num_embeddings: 4}\n"
+        "head:\n  class_path: vocos.heads.ISTFTHead\n  init_args: {dim: 32, n_fft: 1280, hop_length: 320, padding: same}\n")
+    model = vocos.Vocos.from_hparams(str(tmp_path / "config.yaml"))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("feature_extractor.encodec.")}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    wave = VocosDecoder.from_weights(str(tmp_path)).decode(torch.randint(0, 1024, (10, 8)))
+    assert wave.shape == (10 * 320,) and torch.isfinite(wave).all()

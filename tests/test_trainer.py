@@ -1,0 +1,212 @@
+"""The training loop on the mini corpus with a tiny model: learning, logs, checkpoints, resume, flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINER = [sys.executable, str(REPO / "bin" / "trainer.py")]
+TINY = ["--d-model", "64", "--nhead", "4", "--num-layers", "2"]
+
+
+def train_args(data: Path, exp: Path, *extra: str) -> list[str]:
+    return [*TRAINER, "--manifest-dir", str(data), "--exp-dir", str(exp), "--device", "cpu",
+            "--num-workers", "0", "--max-duration", "12", "--num-buckets", "2", "--log-interval", "1",
+            "--num-epochs", "100", *extra]
+
+
+def run_trainer(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def metrics(exp: Path, split: str) -> list[dict]:
+    lines = (exp / "log" / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory) -> Path:
+    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once: its data/tokenized folder."""
+    root = tmp_path_factory.mktemp("mini")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
+                    "--data-dir", str(root / "data")], check=True, env=env, capture_output=True, timeout=600)
+    return root / "data" / "tokenized"
+
+
+@pytest.fixture(scope="session")
+def init_ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("init") / "init-tiny.pt"
+    run_trainer(sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(path), *TINY)
+    return path
+
+
+@pytest.mark.parametrize("stage", ["ar", "nar"])
+def test_finetuning_lowers_dev_loss_and_logs_tensorboard(mini_data, init_ckpt, tmp_path, stage):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = tmp_path / stage
+    run_trainer(*train_args(mini_data, exp, "--model-name", stage, "--init-checkpoint", str(init_ckpt),
+                            "--max-steps", "40", "--valid-interval", "20", "--base-lr", "0.05",
+                            "--warmup-steps", "5"))
+    valid = metrics(exp, "valid")
+    assert {0, 20, 40} <= {r["step"] for r in valid}  # the start, every 20 steps, and each epoch end
+    assert valid[-1]["loss"] < valid[0]["loss"] - 0.2, valid
+    assert valid[-1]["top10_acc"] > valid[0]["top10_acc"], valid
+    acc = EventAccumulator(str(exp / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "train/top10_acc", "valid/loss", "valid/top10_acc", "train/lr",
+                "train/grad_norm", "train/frames_per_s"):
+        assert tag in tags, (tag, tags)
+    for name in ("config.yaml", "last.pt", "best-valid-loss.pt", "log/train-rank0.log"):
+        assert (exp / name).is_file(), name
+
+
+def test_best_valid_checkpoint_holds_the_validated_weights(mini_data, init_ckpt, tmp_path):
+    from valle.models.checkpoint import load_checkpoint
+
+    exp = tmp_path / "exp"
+    run_trainer(*train_args(mini_data, exp, "--model-name", "ar", "--init-checkpoint", str(init_ckpt),
+                            "--max-steps", "10", "--valid-interval", "5", "--save-every-n", "5"))
+    best_step = min(metrics(exp, "valid"), key=lambda r: r["loss"])["step"]
+    best = load_checkpoint(exp / "best-valid-loss.pt")
+    assert best.train_state["progress"]["step"] == best_step
+    if best_step in (5, 10):
+        same_step = load_checkpoint(exp / f"checkpoint-{best_step}.pt")
+        for k, v in same_step.state_dict.items():
+            assert torch.equal(v, best.state_dict[k]), k
+
+
+def test_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_path):
+    common = ["--model-name", "nar", "--init-checkpoint", str(init_ckpt), "--max-steps", "40",
+              "--save-every-n", "10", "--valid-interval", "100", "--keep-last-k", "10"]
+    straight = tmp_path / "straight"
+    run_trainer(*train_args(mini_data, straight, *common))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_args(mini_data, killed, *common), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not any(r["step"] >= 12 for r in _safe_metrics(killed)):
+        assert time.time() < deadline and proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_trainer(*train_args(mini_data, killed, *common, "--resume", "true"))
+
+    expected = {r["step"]: r["loss"] for r in metrics(straight, "train")}
+    logged = metrics(killed, "train")  # the killed run's steps, then the resumed run's from its last.pt on
+    assert len(logged) > 40 and logged[-1]["step"] == 40
+    for r in logged:
+        assert r["loss"] == expected[r["step"]], (r["step"], r["loss"], expected[r["step"]])
+    assert "resumed at step" in (killed / "log" / "train-rank0.log").read_text()
+
+
+def _safe_metrics(exp: Path) -> list[dict]:
+    try:
+        return metrics(exp, "train")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def test_boolean_flags_reach_the_model_and_trainer(tmp_path):
+    sys.path.insert(0, str(REPO / "bin"))
+    from trainer import parse_args
+
+    cfg, model = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
+                             "--drop-last", "yes", "--resume", "1"])
+    assert model == {"add_prenet": False, "share_embedding": False}
+    assert (cfg.data.shuffle, cfg.data.drop_last, cfg.train.resume) == (False, True, True)
+    cfg, model = parse_args([])
+    assert model == {} and cfg.data.shuffle is True and cfg.train.resume is False
+    with pytest.raises(SystemExit):
+        parse_args(["--add-prenet", "maybe"])
+
+
+@pytest.mark.parametrize("prenet", [False, True])
+def test_add_prenet_flag_builds_exactly_that(mini_data, tmp_path, prenet):
+    from valle.models.checkpoint import load_checkpoint
+
+    exp = tmp_path / "exp"
+    run_trainer(*train_args(mini_data, exp, "--model-name", "ar", "--init-checkpoint", "none", *TINY,
+                            "--add-prenet", str(prenet).lower(), "--max-steps", "1", "--valid-interval", "1"))
+    keys = load_checkpoint(exp / "last.pt").state_dict
+    assert any("prenet" in k for k in keys) == prenet
+    assert "add_prenet: " + str(prenet).lower() in (exp / "config.yaml").read_text()
+
+
+def test_prenet_model_refuses_a_checkpoint_without_prenet(mini_data, init_ckpt, tmp_path):
+    proc = subprocess.run(train_args(mini_data, tmp_path / "exp", "--init-checkpoint", str(init_ckpt),
+                                     "--add-prenet", "true", "--max-steps", "1"),
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert "prenet" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tokenizer_mismatch_is_refused(mini_data, tmp_path):
+    espeak_init = tmp_path / "espeak-init.pt"
+    run_trainer(sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(espeak_init), *TINY,
+                "--tokenizer", "espeak")
+    proc = subprocess.run(train_args(mini_data, tmp_path / "exp", "--init-checkpoint", str(espeak_init),
+                                     "--max-steps", "1"), capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "tokenizer" in proc.stderr.lower(), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_early_stopping_when_valid_loss_stalls(mini_data, init_ckpt, tmp_path):
+    exp = tmp_path / "exp"
+    run_trainer(*train_args(mini_data, exp, "--init-checkpoint", str(init_ckpt), "--base-lr", "0",
+                            "--max-steps", "50", "--valid-interval", "2", "--early-stop-patience", "2"))
+    valid = metrics(exp, "valid")
+    assert [r["step"] for r in valid] == [0, 2, 4]  # the start, then two validations without improvement
+    assert "early stop" in (exp / "log" / "train-rank0.log").read_text()
+
+
+def test_nan_losses_skip_steps_then_stop_with_a_message(mini_data, init_ckpt, tmp_path, monkeypatch):
+    from valle.cli import UserError
+    from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
+    from valle.models.valle import VALLE
+    from valle.training.trainer import Trainer
+
+    real_forward = VALLE.forward
+
+    def nan_forward(self, batch, stage):
+        out = real_forward(self, batch, stage)
+        return {**out, "loss": out["loss"] * float("nan")} if self.training else out
+
+    monkeypatch.setattr(VALLE, "forward", nan_forward)
+    cfg = ExperimentConfig(ModelConfig(), DataConfig(manifest_dir=str(mini_data), num_workers=0, max_duration=12),
+                           OptimConfig(), TrainConfig(exp_dir=str(tmp_path / "exp"), init_checkpoint=str(init_ckpt),
+                                                      device="cpu", max_bad_steps=3, max_steps=10))
+    trainer = Trainer(cfg, {})
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(UserError, match="3 optimizer steps in a row had a NaN"):
+        trainer.fit()
+    assert trainer.progress.step == 0
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+
+
+def test_trainable_patterns_narrow_what_is_trained(mini_data, init_ckpt, tmp_path):
+    from valle.models.checkpoint import load_checkpoint
+
+    exp = tmp_path / "exp"
+    run_trainer(*train_args(mini_data, exp, "--init-checkpoint", str(init_ckpt), "--model-name", "ar",
+                            "--trainable", "ar_predict_layer", r"ar_decoder\.layers\.1\.", "--max-steps", "3",
+                            "--valid-interval", "100", "--base-lr", "0.05"))
+    before, after = load_checkpoint(init_ckpt).state_dict, load_checkpoint(exp / "last.pt").state_dict
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("ar_predict_layer", "ar_decoder.layers.1.")) for k in changed), changed
+    assert set(after) == set(before)  # the saved checkpoint always holds both halves

@@ -1,0 +1,325 @@
+"""Audio in and out: any file -> mono float waveform at 24 kHz; the Encodec 24 kHz codec (6 kbps, 8 codebooks).
+
+The 24 kHz Encodec model is mono: stereo input must be downmixed before encoding (the public VALL-E
+attempts broke on this). `load_audio` always returns mono 24 kHz and says what it converted.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import urllib.error
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from valle.cli import UserError
+
+SAMPLE_RATE = 24000  # Hz, the Encodec 24 kHz model's rate
+FRAME_RATE = 75  # codec frames per second
+HOP_LENGTH = SAMPLE_RATE // FRAME_RATE  # 320 samples per codec frame
+NUM_QUANTIZERS = 8  # 6 kbps = 8 codebooks of 1024 entries at 75 Hz
+BANDWIDTH_KBPS = 6.0
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+ENCODEC_CHECKPOINT = "encodec_24khz-d7cc33bc.th"
+ENCODEC_URL = f"https://dl.fbaipublicfiles.com/encodec/v0/{ENCODEC_CHECKPOINT}"
+VOCOS_REPO = "charactr/vocos-encodec-24khz"
+RANDOM_SEED = 1234  # "random" codec weights are always the same model
+
+# A WAV header with one of these data sizes was written by a streaming writer that did not know the size.
+_UNKNOWN_WAV_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+
+_SUBTYPE_NAMES = {"PCM_U8": "8-bit PCM", "PCM_S8": "8-bit PCM", "PCM_16": "16-bit PCM", "PCM_24": "24-bit PCM",
+                  "PCM_32": "32-bit PCM", "FLOAT": "32-bit float", "DOUBLE": "64-bit float",
+                  "MPEG_LAYER_III": "MP3", "VORBIS": "Vorbis", "OPUS": "Opus"}
+
+
+class AudioError(UserError):
+    """A file that cannot be used as audio. `kind` is a short category for reports (e.g. "truncated")."""
+
+    def __init__(self, path, kind: str, detail: str):
+        super().__init__(f"{path}: {kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file was before `load_audio` made it mono 24 kHz float."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    num_samples: int  # per channel, at the original rate
+    format: str  # soundfile's container name: WAV, FLAC, MP3, OGG
+    subtype: str  # soundfile's sample type: PCM_16, PCM_U8, FLOAT, MPEG_LAYER_III, ...
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    def conversions(self) -> list[str]:
+        """What `load_audio` changed, e.g. ["downmixed", "resampled"]; empty when the file was mono 24 kHz."""
+        done = []
+        if self.channels > 1:
+            done.append("downmixed")
+        if self.sample_rate != SAMPLE_RATE:
+            done.append("resampled")
+        return done
+
+    def describe(self) -> str:
+        """What the file was and what was done: '2 channels at 44100 Hz (16-bit PCM WAV) -> downmixed and resampled'."""
+        chans = "1 channel" if self.channels == 1 else f"{self.channels} channels"
+        what = " and ".join(self.conversions()) or "decoded"
+        return f"{chans} at {self.sample_rate} Hz ({self.kind}) -> {what}"
+
+    @property
+    def kind(self) -> str:
+        """Sample type and container in words: '8-bit PCM WAV', '32-bit float WAV', 'MP3', 'Vorbis OGG'."""
+        sample = _SUBTYPE_NAMES.get(self.subtype, self.subtype)
+        return sample if sample == self.format else f"{sample} {self.format}"
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Read the header only (cheap): rate, channels, length, format. Raises AudioError if unreadable."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file", "0 bytes")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(path, "unreadable", f"{e} (truncated, corrupted or not audio)") from None
+    _check_wav_header(path, info)
+    return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
+
+
+def _check_wav_header(path: Path, info) -> None:
+    """libsndfile reads a cut-off WAV without an error; its log says 'data : N (should be M)'."""
+    for line in info.extra_info.splitlines():
+        if line.startswith("data") and "should be" in line:
+            declared = int(line.split(":")[1].split("(")[0])
+            actual = int(line.split("should be")[1].strip(" )"))
+            if declared > actual and declared not in _UNKNOWN_WAV_SIZES:
+                raise AudioError(path, "truncated", f"header declares {declared} data bytes, file has {actual}")
+
+
+def load_audio(path: str | Path) -> tuple[torch.Tensor, AudioInfo]:
+    """Read any wav/flac/mp3/ogg (8/16/24/32-bit int or float, any rate, any channel count).
+
+    Returns the waveform downmixed to mono and resampled to 24 kHz, float32 in [-1, 1], shape (T,),
+    and the AudioInfo of the original file. Raises AudioError for empty, truncated or corrupted files.
+    """
+    info = audio_info(path)
+    try:
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(path, "unreadable", f"{e} (truncated or corrupted)") from None
+    if data.shape[0] == 0:
+        raise AudioError(path, "no samples", "the file holds no audio samples (truncated or empty)")
+    if info.num_samples > 0 and data.shape[0] < 0.98 * info.num_samples:
+        raise AudioError(path, "truncated", f"header declares {info.num_samples} samples, only {data.shape[0]} decode")
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (T,)
+    if info.sample_rate != SAMPLE_RATE:
+        wave = torchaudio.functional.resample(wave, info.sample_rate, SAMPLE_RATE)  # (T * 24000 / sr,)
+    return wave.float(), info
+
+
+def level_dbfs(wave: torch.Tensor) -> float:
+    """RMS level in dB relative to full scale (-inf for digital silence)."""
+    rms = wave.double().pow(2).mean().sqrt().item() if wave.numel() else 0.0
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def num_frames(num_samples: int) -> int:
+    """Codec frames Encodec 24 kHz produces for `num_samples` samples: ceil(num_samples / 320)."""
+    return math.ceil(num_samples / HOP_LENGTH)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _build_encodec():
+    from encodec import EncodecModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # encodec uses the deprecated weight_norm
+        return EncodecModel.encodec_model_24khz(pretrained=False)
+
+
+def _probe_signal(generator: torch.Generator, seconds: int = 8) -> torch.Tensor:
+    """Speech-like test signal: one second per pitch, harmonics with a syllable-rate envelope, plus noise."""
+    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE  # (24000,)
+    parts = []
+    for i in range(seconds):
+        tone = sum(torch.sin(2 * math.pi * (100 + 50 * i) * h * t) / h for h in range(1, 20))
+        envelope = 0.05 * (1 + torch.sin(2 * math.pi * 3 * t))
+        parts.append(tone * envelope + 0.02 * i * torch.randn(SAMPLE_RATE, generator=generator))
+    return torch.cat(parts)  # (seconds * 24000,)
+
+
+def _randomize_codebooks(model, generator: torch.Generator) -> None:
+    """Untrained Encodec has all-zero codebooks (k-means init), so every code would be 0. Fill each codebook
+    with residual vectors of a probe signal (k-means' own sampling init) so random codes vary like real ones."""
+    residual = model.encoder(_probe_signal(generator)[None, None])[0].T  # (frames, 128)
+    # A random encoder's output is mostly its constant bias; remove it so that codes are not decided by rounding.
+    model.encoder.model[-1].conv.conv.bias -= residual.mean(0)
+    residual = residual - residual.mean(0)
+    for layer in model.quantizer.vq.layers:
+        book = layer._codebook
+        picks = torch.randint(0, residual.shape[0], (book.embed.shape[0],), generator=generator)
+        jitter = 0.1 * residual.std() * torch.randn(book.embed.shape, generator=generator)  # (1024, 128)
+        book.embed.copy_(residual[picks] + jitter)
+        book.inited.fill_(1.0)
+        residual = residual - book.embed[book.quantize(residual)]
+
+
+def _warn_random() -> None:
+    bar = "!" * 78
+    print(f"{bar}\n!! WARNING: --codec-weights random: Encodec has RANDOM weights. Codes are meaningless and\n"
+          f"!! decoded audio will be noise. Use this only for tests and the offline demo.\n{bar}", file=sys.stderr)
+
+
+class Codec:
+    """Encodec 24 kHz at 6 kbps: mono 24 kHz waveform <-> codes (frames, 8), 75 frames per second."""
+
+    def __init__(self, model, device: str = "cpu", max_batch_seconds: float = 60.0):
+        model.set_target_bandwidth(BANDWIDTH_KBPS)
+        self.model = model.eval().to(device)
+        self.device = device
+        self.max_batch_seconds = max_batch_seconds
+
+    @classmethod
+    def from_weights(cls, spec: str = "pretrained", device: str = "cpu", **kw) -> "Codec":
+        """spec: "pretrained" (encodec's download, cached by torch hub), "random" (seeded, tests and demo only),
+        or a path to the Encodec 24 kHz state_dict file."""
+        device = resolve_device(device)
+        if spec == "random":
+            _warn_random()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_SEED)
+                model = _build_encodec()
+            with torch.no_grad():
+                _randomize_codebooks(model, torch.Generator().manual_seed(RANDOM_SEED))
+            return cls(model, device, **kw)
+        model = _build_encodec()
+        model.load_state_dict(_pretrained_state() if spec == "pretrained" else _state_from_file(spec))
+        return cls(model, device, **kw)
+
+    @torch.inference_mode()
+    def encode(self, waves: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Encode mono 24 kHz waves (each (T,)) in batches of at most `max_batch_seconds` of padded audio.
+
+        Returns one LongTensor (ceil(T / 320), 8) per wave, in input order. Every wave is zero-padded to a
+        whole frame (Encodec alone would reflect-pad its last frame); as the model is causal, the padding
+        added for batching then leaves the kept frames unchanged: batched and one-by-one codes agree.
+        """
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        for batch in _length_batches([w.shape[-1] for w in waves], int(self.max_batch_seconds * SAMPLE_RATE)):
+            longest = num_frames(max(waves[i].shape[-1] for i in batch)) * HOP_LENGTH
+            x = torch.zeros(len(batch), 1, longest, device=self.device)  # (B, 1, frames * 320)
+            for row, i in enumerate(batch):
+                x[row, 0, : waves[i].shape[-1]] = waves[i].to(self.device)
+            codes = self.model.encode(x)[0][0]  # (B, 8, frames)
+            for row, i in enumerate(batch):
+                out[i] = codes[row, :, : num_frames(waves[i].shape[-1])].T.long().cpu()  # (frames, 8)
+        return out
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (T, 8) -> waveform (T * 320,) float32 at 24 kHz."""
+        frames = codes.T.unsqueeze(0).long().to(self.device)  # (1, 8, T)
+        return self.model.decode([(frames, None)])[0, 0].float().cpu()  # (T * 320,)
+
+
+def _length_batches(lengths: list[int], max_samples: int) -> list[list[int]]:
+    """Group indices, longest first, so that batch size x longest length stays within max_samples."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_samples:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _pretrained_state() -> dict:
+    try:
+        return torch.hub.load_state_dict_from_url(ENCODEC_URL, map_location="cpu", check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as e:
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / ENCODEC_CHECKPOINT
+        raise UserError(f"cannot download the Encodec 24 kHz weights ({e}); fetch {ENCODEC_URL} on a machine with "
+                        f"internet and put it at {cache}, or pass --codec-weights PATH_TO_{ENCODEC_CHECKPOINT}") from None
+
+
+def _state_from_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--codec-weights {path}: no such file; give pretrained, random, or the path to "
+                        f"{ENCODEC_CHECKPOINT} (from {ENCODEC_URL})")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise UserError(f"--codec-weights {path}: not a torch state_dict file ({e})") from None
+    expected = set(_build_encodec().state_dict())
+    if not isinstance(state, dict) or set(state) != expected:
+        got = set(state) if isinstance(state, dict) else set()
+        raise UserError(f"--codec-weights {path}: not an Encodec 24 kHz state_dict ({len(expected - got)} keys missing, "
+                        f"{len(got - expected)} unexpected); use {ENCODEC_CHECKPOINT} from {ENCODEC_URL}")
+    return state
+
+
+class VocosDecoder:
+    """Vocos vocoder over Encodec codes (optional package `vocos`): a cleaner decoder than Encodec's own."""
+
+    BANDWIDTH_ID = 2  # index of 6 kbps in Vocos' bandwidths [1.5, 3, 6, 12]
+
+    def __init__(self, vocos, device: str = "cpu"):
+        self.vocos = vocos.eval().to(device)
+        self.device = device
+
+    @classmethod
+    def from_weights(cls, spec: str = "pretrained", device: str = "cpu") -> "VocosDecoder":
+        """spec: "pretrained" (Hugging Face charactr/vocos-encodec-24khz) or a folder holding its
+        config.yaml and pytorch_model.bin. Vocos also needs the Encodec 24 kHz weights (torch hub cache)."""
+        try:
+            from vocos import Vocos
+        except ImportError:
+            raise UserError("the vocos package is missing; pip install vocos (or the [vocos] extra)") from None
+        device = resolve_device(device)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                if spec == "pretrained":
+                    return cls(Vocos.from_pretrained(VOCOS_REPO), device)
+                folder = Path(spec)
+                model = Vocos.from_hparams(str(folder / "config.yaml"))
+                state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+                state.update({f"feature_extractor.encodec.{k}": v
+                              for k, v in model.feature_extractor.encodec.state_dict().items()})
+                model.load_state_dict(state)
+                return cls(model, device)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - offline hub errors come in many types
+            raise UserError(f"cannot load Vocos weights '{spec}' ({type(e).__name__}: {e}); download "
+                            f"https://huggingface.co/{VOCOS_REPO} (config.yaml, pytorch_model.bin) into a folder and "
+                            f"pass that folder, and put {ENCODEC_URL} in {Path(torch.hub.get_dir()) / 'checkpoints'}"
+                            ) from None
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (T, 8) -> waveform (T * 320,) float32 at 24 kHz."""
+        features = self.vocos.codes_to_features(codes.T.long().to(self.device))  # (1, 128, T)
+        bandwidth = torch.tensor([self.BANDWIDTH_ID], device=self.device)
+        return self.vocos.decode(features, bandwidth_id=bandwidth)[0].float().cpu()  # (T * 320,)

@@ -1,0 +1,1 @@
+"""Data preparation (corpus -> validated mono 24 kHz cuts -> codes + text tokens -> splits) and training data."""

@@ -1,0 +1,5 @@
+"""The VALL-E X model (valle.py), its layers (layers.py) and checkpoint handling (checkpoint.py)."""
+
+from valle.models.valle import VALLE, Sampling
+
+__all__ = ["VALLE", "Sampling"]
