@@ -38,9 +38,48 @@ def write_audio():
     return write
 
 
+@pytest.fixture
+def fake_libritts(write_audio):
+    """fake_libritts(root, {part: speaker}) -> root: the LibriTTS layout lhotse's prepare_libritts reads
+    (part/speaker/chapter/utt.wav + .normalized.txt, chapter .trans.tsv and .book.tsv), 2 utterances a part."""
+
+    def make(root, parts: dict[str, str]) -> Path:
+        for part, speaker in parts.items():
+            chapter = Path(root) / part / speaker / "1000"
+            rows = []
+            for i in range(2):
+                utt = f"{speaker}_1000_{i:06d}_000000"
+                write_audio(chapter / f"{utt}.wav", seconds=0.6)
+                (chapter / f"{utt}.normalized.txt").write_text("Hello there.")
+                rows.append(f"{utt}\tHello there!\tHello there.")
+            (chapter / f"{speaker}_1000.trans.tsv").write_text("\n".join(rows) + "\n")
+            (chapter / f"{speaker}_1000.book.tsv").write_text("\n".join(r + "\t0\t0\t0\t20.0" for r in rows) + "\n")
+        return Path(root)
+
+    return make
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors gain nothing from threads, and an oversubscribed CPU makes OpenMP spin: use one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def random_codec():
     """Encodec 24 kHz with the seeded random weights (building it costs ~1 s: once per session)."""
+    import torch
+
     from valle.audio import Codec
 
-    return Codec.from_weights("random")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # built before any function fixture such as single_thread
+    try:
+        return Codec.from_weights("random")
+    finally:
+        torch.set_num_threads(before)

@@ -13,6 +13,7 @@ from valle import audio
 from valle.audio import SAMPLE_RATE, AudioError, Codec, VocosDecoder, audio_info, level_dbfs, load_audio, num_frames
 from valle.cli import UserError
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 CONVERSIONS = [  # (file name, rate, channels, subtype, expected conversions, expected kind)
     ("stereo.wav", 44100, 2, "PCM_16", ["downmixed", "resampled"], "16-bit PCM WAV"),
     ("u8.wav", 16000, 1, "PCM_U8", ["resampled"], "8-bit PCM WAV"),
@@ -161,11 +162,11 @@ def test_decode_length(random_codec):
     assert wave.shape == (12 * 320,) and wave.dtype == torch.float32
 
 
-def test_random_weights_are_seeded_and_warn(capsys):
-    a, b = Codec.from_weights("random"), Codec.from_weights("random")
+def test_random_weights_are_seeded_and_warn(capsys, random_codec):
+    again = Codec.from_weights("random")
     assert "RANDOM weights" in capsys.readouterr().err
     wave = torch.from_numpy(speechlike(0.5, SAMPLE_RATE))
-    assert torch.equal(a.encode([wave])[0], b.encode([wave])[0])
+    assert torch.equal(again.encode([wave])[0], random_codec.encode([wave])[0])
 
 
 def test_weights_from_a_state_dict_file(tmp_path, random_codec):
@@ -185,6 +186,9 @@ def test_bad_weight_files_are_user_errors(tmp_path):
     (tmp_path / "text.th").write_text("not a checkpoint")
     with pytest.raises(UserError, match="not a torch state_dict"):
         Codec.from_weights(str(tmp_path / "text.th"))
+    torch.save([1, 2], tmp_path / "list.th")
+    with pytest.raises(UserError, match="not a state_dict"):
+        Codec.from_weights(str(tmp_path / "list.th"))
 
 
 def test_pretrained_offline_says_what_to_download(monkeypatch):
@@ -214,7 +218,8 @@ def test_vocos_decoder_from_a_folder(tmp_path, monkeypatch):
     vocos = pytest.importorskip("vocos")
     from encodec import EncodecModel
 
-    monkeypatch.setattr(EncodecModel, "encodec_model_24khz", staticmethod(lambda pretrained=True: audio._build_encodec()))
+    untrained = EncodecModel.encodec_model_24khz(pretrained=False)
+    monkeypatch.setattr(EncodecModel, "encodec_model_24khz", staticmethod(lambda pretrained=True: untrained))
     (tmp_path / "config.yaml").write_text(
         "feature_extractor:\n  class_path: vocos.feature_extractors.EncodecFeatures\n"
         "  init_args: {encodec_model: encodec_24khz, bandwidths: [1.5, 3.0, 6.0, 12.0]}\n"

@@ -51,7 +51,7 @@ def tiny_model() -> VALLE:
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
-    assert list(a) == list(b) or set(a) == set(b)
+    assert set(a) == set(b)
     for k in a:
         assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
 
@@ -381,11 +381,16 @@ def test_save_is_atomic_and_refuses_non_plain_state(tiny_model, tmp_path, monkey
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
 
 
-def test_toolkit_format_from_the_future_is_refused(tiny_sd, tmp_path):
-    torch.save({"format": "valle-toolkit/9", "model": tiny_sd, "config": {}}, tmp_path / "new.pt")
+def test_toolkit_file_from_another_version_is_refused(tiny_sd, tmp_path):
+    config = TINY_CONFIG.to_dict()
+    torch.save({"format": "valle-toolkit/9", "model": tiny_sd, "config": config}, tmp_path / "new.pt")
+    torch.save({"format": FORMAT_TAG, "model": tiny_sd, "config": {**config, "flux": 2}}, tmp_path / "odd.pt")
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(tmp_path / "new.pt")
     assert_one_line(e, "new.pt", "valle-toolkit/9", "upgrade")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "odd.pt")
+    assert_one_line(e, "odd.pt", "flux", "upgrade")
 
 
 def test_safetensors_round_trip_restores_ties(tiny_model, tiny_sd, tmp_path):

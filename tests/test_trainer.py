@@ -59,7 +59,7 @@ def test_finetuning_lowers_dev_loss_and_logs_tensorboard(mini_data, init_ckpt, t
     exp = tmp_path / stage
     run_trainer(*train_args(mini_data, exp, "--model-name", stage, "--init-checkpoint", str(init_ckpt),
                             "--max-steps", "40", "--valid-interval", "20", "--base-lr", "0.05",
-                            "--warmup-steps", "5"))
+                            "--warmup-steps", "5", "--codec-weights", "random"))
     valid = metrics(exp, "valid")
     assert {0, 20, 40} <= {r["step"] for r in valid}  # the start, every 20 steps, and each epoch end
     assert valid[-1]["loss"] < valid[0]["loss"] - 0.2, valid
@@ -70,6 +70,7 @@ def test_finetuning_lowers_dev_loss_and_logs_tensorboard(mini_data, init_ckpt, t
     for tag in ("train/loss", "train/top10_acc", "valid/loss", "valid/top10_acc", "train/lr",
                 "train/grad_norm", "train/frames_per_s"):
         assert tag in tags, (tag, tags)
+    assert "valid/sample" in acc.Tags()["audio"]  # a synthesized dev sentence at each validation
     for name in ("config.yaml", "last.pt", "best-valid-loss.pt", "log/train-rank0.log"):
         assert (exp / name).is_file(), name
 
@@ -167,7 +168,7 @@ def test_tokenizer_mismatch_is_refused(mini_data, tmp_path):
 
 def test_early_stopping_when_valid_loss_stalls(mini_data, init_ckpt, tmp_path):
     exp = tmp_path / "exp"
-    run_trainer(*train_args(mini_data, exp, "--init-checkpoint", str(init_ckpt), "--base-lr", "0",
+    run_trainer(*train_args(mini_data, exp, "--init-checkpoint", str(init_ckpt), "--base-lr", "1e-30",
                             "--max-steps", "50", "--valid-interval", "2", "--early-stop-patience", "2"))
     valid = metrics(exp, "valid")
     assert [r["step"] for r in valid] == [0, 2, 4]  # the start, then two validations without improvement
@@ -210,3 +211,79 @@ def test_trainable_patterns_narrow_what_is_trained(mini_data, init_ckpt, tmp_pat
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("ar_predict_layer", "ar_decoder.layers.1.")) for k in changed), changed
     assert set(after) == set(before)  # the saved checkpoint always holds both halves
+
+
+def _uneven_worker(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from valle.training.distributed import all_ranks_true
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    batches = iter(range(3 if rank == 0 else 5))  # rank 0 runs out first
+    steps = 0
+    while all_ranks_true(next(batches, None) is not None, torch.device("cpu")):
+        t = torch.ones(1)
+        dist.all_reduce(t)  # what DDP's backward does: would hang if one rank had stopped
+        steps += 1
+    results[rank] = steps
+    dist.destroy_process_group()
+
+
+def test_ranks_with_uneven_batches_stop_together():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    ctx = mp.spawn(_uneven_worker, args=(port, results), nprocs=2, join=False)
+    deadline = time.time() + 120
+    while not ctx.join(timeout=1):
+        assert time.time() < deadline, "ranks with uneven batches hung"
+    assert dict(results) == {0: 3, 1: 3}
+
+
+def test_two_process_ddp_keeps_replicas_identical(mini_data, init_ckpt, tmp_path):
+    exp = tmp_path / "exp"
+    args = train_args(mini_data, exp, "--model-name", "nar", "--init-checkpoint", str(init_ckpt),
+                      "--max-steps", "6", "--valid-interval", "3", "--save-every-n", "3")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    run_trainer(*launcher, *args[1:], timeout=600)
+    checksums = []
+    for rank in (0, 1):
+        lines = (exp / "log" / f"train-rank{rank}.log").read_text().splitlines()
+        checksums.append([line.split("checksum ")[1] for line in lines if "parameter checksum" in line])
+    assert checksums[0] and checksums[0] == checksums[1]
+    assert (exp / "last.pt").is_file() and (exp / "checkpoint-6.pt").is_file()
+
+
+_SAVE_FOREVER = """
+import sys, torch
+from valle.config import ModelConfig
+from valle.models.checkpoint import save_checkpoint
+from valle.models.valle import VALLE
+model = VALLE(ModelConfig(d_model=256, nhead=4, num_layers=4))
+step = 0
+while True:
+    step += 1
+    save_checkpoint(sys.argv[1], model, train_state={"progress": {"step": step}})
+    print(step, flush=True)
+"""
+
+
+def test_kill_during_checkpoint_write_never_leaves_a_truncated_file(tmp_path):
+    from valle.models.checkpoint import load_checkpoint
+
+    last = tmp_path / "last.pt"
+    for delay in (0.0, 0.013, 0.029, 0.047):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(last)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip().isdigit()  # one complete write, the next one under way
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        loaded = load_checkpoint(last)  # the previous complete file or the new one, never a torn one
+        assert loaded.train_state["progress"]["step"] >= 1
+        assert len(loaded.state_dict) > 100

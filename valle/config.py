@@ -65,7 +65,8 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = _opt("scaled_adam", "scaled_adam | adamw", choices=("scaled_adam", "adamw"))
-    base_lr: float = _opt(0.01, "peak learning rate (fine-tuning; VALL-E from scratch used 0.05)")
+    base_lr: float = _opt(0.0, "peak learning rate; 0 = 0.01 for scaled_adam (fine-tuning; VALL-E from scratch "
+                               "used 0.05), 1e-4 for adamw")
     weight_decay: float = _opt(0.01, "AdamW only")
     clipping_scale: float = _opt(2.0, "ScaledAdam: clip gradients at this multiple of the median recent norm")
     warmup_steps: int = _opt(200, "Eden linear warmup, in optimizer steps")

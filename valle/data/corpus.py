@@ -133,15 +133,15 @@ def scan_folder(root: Path) -> tuple[list[Entry], list[Rejection]]:
     """Audio files anywhere under root; transcript x.normalized.txt, x.txt or x.lab next to x.wav."""
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    audio_stems = {(p.parent, p.name[: -len(p.suffix)]) for p in files if p.suffix.lower() in AUDIO_EXTENSIONS}
+    # a transcript belongs to any non-transcript file with its stem (an unsupported .m4a is reported once)
+    audio_stems = {(p.parent, p.name[: -len(p.suffix)]) for p in files if p.suffix.lower() not in (".txt", ".lab")}
     entries, rejections, dedup = [], [], _Deduplicator()
     for path in files:
         suffix = path.suffix.lower()
         if suffix in (".txt", ".lab"):  # x.txt, x.normalized.txt, x.original.txt all belong to x.wav
             prefixes = [path.name[:i] for i, ch in enumerate(path.name) if ch == "."]
             if not any((path.parent, prefix) in audio_stems for prefix in prefixes):
-                rejections.append(Rejection(str(path), "transcript without audio",
-                                            f"no {'/'.join(AUDIO_EXTENSIONS)} file with this stem"))
+                rejections.append(Rejection(str(path), "transcript without audio", "no audio file with this stem"))
             continue
         if suffix not in AUDIO_EXTENSIONS:
             rejections.append(Rejection(str(path), "unsupported extension",
@@ -440,6 +440,9 @@ def stage_normalize(data_dir: Path, opts: NormalizeOptions, num_jobs: int = 1) -
     parts = sorted(p.name[len("entries_"):-len(".jsonl")] for p in manifests.glob("entries_*.jsonl"))
     if not parts:
         raise UserError(f"no {manifests}/entries_*.jsonl: run the corpus stage of prepare.sh first")
+    for stale in manifests.glob("cuts_*.jsonl.gz"):  # parts of an earlier run that are gone now
+        if stale.name[len("cuts_"):-len(".jsonl.gz")] not in parts:
+            stale.unlink()
     total = Normalized()
     num_entries = 0
     for part in parts:

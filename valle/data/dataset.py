@@ -84,6 +84,8 @@ def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, train: bool, seed: i
         shuffle=train and cfg.shuffle, drop_last=train and cfg.drop_last, seed=seed,
         quadratic_duration=cfg.quadratic_duration or None, world_size=world_size, rank=rank)
     sampler.set_epoch(epoch)
+    # A generator of its own: the loader must not draw from the global RNG (dropout, NAR stages),
+    # or a run resumed mid-epoch would see a different random stream than an uninterrupted one.
     return torch.utils.data.DataLoader(
         SpeechDataset(pad_id), sampler=_SkipFirst(sampler, skip_batches), batch_size=None,
-        num_workers=cfg.num_workers, persistent_workers=False)
+        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed + epoch))

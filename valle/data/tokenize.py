@@ -20,11 +20,11 @@ import h5py
 import numpy as np
 import torch
 from lhotse import CutSet
-from lhotse.array import Array, TemporalArray
+from lhotse.array import Array, TemporalArray, seconds_to_frames
 from lhotse.features.io import NumpyHdf5Writer
 from tqdm import tqdm
 
-from valle.audio import FRAME_RATE, Codec, num_frames
+from valle.audio import FRAME_RATE, Codec
 from valle.cli import UserError
 from valle.config import LANGUAGE_IDS
 from valle.data.corpus import Rejection, format_summary, read_rejections, require_some, update_summary, write_rejections
@@ -75,15 +75,22 @@ def _duration_groups(cuts: list, max_seconds: float) -> list[list]:
     return groups
 
 
+def code_frames(duration: float) -> int:
+    """Frames stored per cut: round(duration x 75), what lhotse's `cut.load_codes()` reads back. Encodec itself
+    yields ceil(samples / 320); a last frame that covers less than half a frame (6.7 ms) of audio is dropped."""
+    return seconds_to_frames(duration, 1 / FRAME_RATE)
+
+
 def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
     """Encode every cut's audio and store int16 codes (frames, 8) under the cut id in h5_path.
 
     Resumable: codes already stored with the right number of frames are kept, only the rest is computed.
+    Stored frames: `code_frames(cut.duration)`.
     Returns the cuts with `cut.codes` attached.
     """
     h5_path = h5_path.resolve()
     stored = _stored_codes(h5_path)
-    expected = {c.id: (num_frames(c.recording.num_samples), 8) for c in cuts}
+    expected = {c.id: (code_frames(c.duration), 8) for c in cuts}
     todo = [c for c in cuts if tuple(stored.get(c.id, ())) != expected[c.id]]
     log.info("codes: %d cuts, %d already in %s, %d to encode", len(cuts), len(cuts) - len(todo), h5_path, len(todo))
     h5_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +101,8 @@ def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
             for cut, codes in zip(group, codec.encode(waves)):  # (frames, 8) each
                 if cut.id in writer.hdf:
                     del writer.hdf[cut.id]
-                writer.store_array(cut.id, codes.numpy().astype(np.int16), frame_shift=1 / FRAME_RATE, temporal_dim=0)
+                codes = codes[: expected[cut.id][0]].numpy().astype(np.int16)  # (frames, 8)
+                writer.store_array(cut.id, codes, frame_shift=1 / FRAME_RATE, temporal_dim=0)
             writer.hdf.flush()
             bar.update(round(sum(c.duration for c in group)))
     return CutSet.from_cuts(_with_codes(c, h5_path, expected[c.id]) for c in cuts)
@@ -196,10 +204,20 @@ def _parts(folder: Path, prefix: str, suffix: str) -> list[str]:
     return parts
 
 
+def _remove_stale(folder: Path, suffix: str, parts: list[str]) -> None:
+    """Outputs of parts that an earlier run had and this one has not."""
+    for path in folder.glob(f"cuts_*{suffix}"):
+        if path.name[len("cuts_"):-len(suffix)] not in parts:
+            path.unlink()
+
+
 def stage_codes(data_dir: Path, codec: Codec) -> None:
     """manifests/cuts_<part> -> tokenized/codes_<part>.h5 + tokenized/cuts_<part>_codes.jsonl.gz (resumable)."""
     out = data_dir / "tokenized"
-    for part in _parts(data_dir / "manifests", "cuts_", ".jsonl.gz"):
+    parts = _parts(data_dir / "manifests", "cuts_", ".jsonl.gz")
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out, "_codes.jsonl.gz", parts)
+    for part in parts:
         cuts = compute_codes(load_cutset(data_dir / "manifests" / f"cuts_{part}.jsonl.gz"), out / f"codes_{part}.h5", codec)
         cuts.to_file(out / f"cuts_{part}_codes.jsonl.gz")
 
@@ -210,7 +228,9 @@ def stage_text(data_dir: Path, tokenizer, language: str) -> dict:
 
     out = data_dir / "tokenized"
     rejections, unknown, kept, total = [], collections.Counter(), 0, 0
-    for part in _parts(out, "cuts_", "_codes.jsonl.gz"):
+    parts = _parts(out, "cuts_", "_codes.jsonl.gz")
+    _remove_stale(out, "_text.jsonl.gz", parts)
+    for part in parts:
         cuts = load_cutset(out / f"cuts_{part}_codes.jsonl.gz")
         part_kept, part_rejected, part_unknown = attach_text_tokens(cuts, tokenizer, language)
         part_kept.to_file(out / f"cuts_{part}_text.jsonl.gz")

@@ -120,7 +120,8 @@ class Trainer:
         self.cfg.model = self.model.config
         self.trainable = select_trainable(self.model, t.model_name, t.trainable)
         o = cfg.optim
-        self.optimizer = build_optimizer(self.trainable, o.optimizer, lr=o.base_lr, weight_decay=o.weight_decay,
+        lr = o.base_lr or {"scaled_adam": 0.01, "adamw": 1e-4}[o.optimizer]
+        self.optimizer = build_optimizer(self.trainable, o.optimizer, lr=lr, weight_decay=o.weight_decay,
                                          clipping_scale=o.clipping_scale)
         self.scheduler = build_scheduler(self.optimizer, o.lr_steps, o.lr_epochs, o.warmup_steps, o.warmup_start)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -386,21 +387,31 @@ def _gather_rng_states() -> list[dict]:
 
 
 class _AudioSampler:
-    """At each validation: synthesize a fixed dev sentence and put it in tensorboard (when a codec is set)."""
+    """At each validation: synthesize a fixed dev sentence (no prompt, top-k 10, seeded) into tensorboard,
+    when a codec is set (--codec-weights)."""
 
     def __init__(self, cfg: ExperimentConfig, dev_cuts, device: torch.device):
         self.codec = None
         if cfg.train.codec_weights != "none":
             from valle.audio import Codec
             self.codec = Codec.from_weights(cfg.train.codec_weights, device=str(device))
-        self.cut = min(dev_cuts, key=lambda c: c.id)
+        self.cut, self.device = min(dev_cuts, key=lambda c: c.id), device
 
     def write(self, writer: SummaryWriter, model: VALLE, step: int) -> None:
         if self.codec is None:
             return
         from valle.audio import SAMPLE_RATE
-        from valle.inference import generate_for_cut
-        wave = self.codec.decode(generate_for_cut(model, self.cut))  # (samples,)
+        from valle.models.valle import Sampling
+
+        sup = self.cut.supervisions[0]
+        text = torch.tensor(sup.custom["text_ids"], device=self.device)  # (L,)
+        langs = torch.tensor(sup.custom["text_langs"], device=self.device)  # (L,)
+        no_prompt = torch.zeros(0, model.config.num_quantizers, dtype=torch.long, device=self.device)  # (0, 8)
+        model.eval()
+        codes = model.generate([text], [langs], [no_prompt], [0], Sampling(top_k=10),
+                               max_frames=2 * self.cut.load_codes().shape[0],
+                               generator=torch.Generator(self.device).manual_seed(0))[0]  # (T, 8)
+        wave = self.codec.decode(codes)  # (samples,)
         writer.add_audio("valid/sample", wave.float().cpu().unsqueeze(0), step, sample_rate=SAMPLE_RATE)
 
 
