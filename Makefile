@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests --durations=15
 
 demo: $(STAMP)
 	cd egs/mini && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ./run.sh

@@ -22,7 +22,8 @@ def machine(device: str) -> dict:
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_avg_1min": round(os.getloadavg()[0], 2)}  # other work on the machine skews the figures
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -56,7 +57,10 @@ def main() -> None:
                         help="max padded seconds per batch to try")
     parser.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
                         help="devices to measure (default: cpu, and cuda when present)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     waves = utterances(args.num_utterances, seed=0)
     audio_seconds = sum(w.numel() for w in waves) / SAMPLE_RATE
     for device in args.devices:

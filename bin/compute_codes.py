@@ -20,8 +20,9 @@ def parse_args() -> argparse.Namespace:
                         help="pretrained (downloaded once into the torch hub cache), random (tests/offline demo only: "
                              "codes are meaningless), or the path of encodec_24khz-d7cc33bc.th")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-seconds", type=float, default=60.0,
-                        help="seconds of padded audio per Encodec batch (more is faster on a GPU, needs more memory)")
+    parser.add_argument("--batch-seconds", type=float, default=0.0,
+                        help="seconds of padded audio per Encodec batch; 0: 120 on a GPU (more is faster, needs more "
+                             "memory), 15 on a CPU (batching does not help there)")
     return parser.parse_args()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from valle.cli import run_main  # noqa: E402
+from valle.cli import UserError, run_main  # noqa: E402
 from valle.data.tokenize import stage_text  # noqa: E402
 
 
@@ -18,6 +18,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer", default="vallex", choices=["vallex", "espeak"],
                         help="vallex: the released checkpoint's tokenizer (fine-tuning); espeak: phonemizer phones "
                              "with a symbol table built from this corpus (training from scratch)")
+    parser.add_argument("--symbols", type=Path, default=None,
+                        help="espeak only: an existing unique_text_tokens.k2symbols to use (default: build the table "
+                             "from this corpus)")
     parser.add_argument("--language", default="en", choices=["en", "zh", "ja", "mix"],
                         help="language of the transcripts (mix: text carries its own [EN]..[EN] marks)")
     return parser.parse_args()
@@ -28,7 +31,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from valle.text import get_tokenizer
 
-    stage_text(args.data_dir, get_tokenizer(args.tokenizer), args.language)
+    if args.symbols and args.tokenizer != "espeak":
+        raise UserError("--symbols is for --tokenizer espeak (the vallex vocabulary is fixed)")
+    tokenizer = get_tokenizer(args.tokenizer, symbols=args.symbols) if args.symbols else get_tokenizer(args.tokenizer)
+    stage_text(args.data_dir, tokenizer, args.language)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +86,13 @@ def random_codec():
         return Codec.from_weights("random")
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory) -> Path:
+    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once: its data/tokenized folder."""
+    root = tmp_path_factory.mktemp("mini")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
+                    "--data-dir", str(root / "data")], check=True, env=env, capture_output=True, timeout=600)
+    return root / "data" / "tokenized"

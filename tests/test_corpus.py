@@ -151,15 +151,16 @@ def test_g2p_failure_is_rejected_at_the_text_stage(tmp_path, write_audio):
     root = tmp_path / "corpus"
     _good(root, write_audio)
     _good(root, write_audio, "spk/noise.wav", text="!!! ???")
+    _good(root, write_audio, "spk/odd.wav", text="Mail {me} at home.")
     result, _ = _prepare(root, tmp_path / "data")
     kept, rejected, unknown = T.attach_text_tokens(CutSet.from_cuts(result.cuts), get_tokenizer("vallex"), "en")
-    assert [c.id for c in kept] == ["spk_good"]
+    assert [c.id for c in kept] == ["spk_good", "spk_odd"]
+    assert unknown == {"{": 1, "}": 1}  # kept (mapped to the unknown id) but counted for the summary
     assert [(r.path, r.kind) for r in rejected] == [(str(root / "spk" / "noise.wav"), "g2p failed")]
     assert "!!! ???" in rejected[0].detail
     sup = kept[0].supervisions[0]
     assert sup.language == "en" and sup.custom["phonemes"]
     assert len(sup.custom["text_ids"]) == len(sup.custom["text_langs"]) and set(sup.custom["text_langs"]) == {0}
-    assert sum(unknown.values()) == 0
 
 
 # ------------------------------------------------------------------------------------------ metadata
@@ -207,6 +208,9 @@ def test_metadata_line_that_is_not_utf8(tmp_path, write_audio):
 def test_missing_corpus_and_nothing_usable_are_user_errors(tmp_path, write_audio):
     with pytest.raises(UserError, match="no such folder or metadata file"):
         C.read_corpus(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no utterances found in .*empty: expected audio files"):
+        C.stage_scan(tmp_path / "empty", tmp_path / "data")
     root = tmp_path / "corpus"
     write_audio(root / "spk" / "a.wav")  # no transcript
     with pytest.raises(UserError, match=r"no usable utterances .* missing transcript \(1\)"):
@@ -264,6 +268,7 @@ class CountingCodec:
 
     def __init__(self, codec, fail_after=None):
         self.codec, self.fail_after, self.encoded, self.batches = codec, fail_after, 0, 0
+        self.weights = codec.weights
         self.max_batch_seconds = 1.0  # small batches so that an interruption leaves some stored
 
     def encode(self, waves):
@@ -301,21 +306,29 @@ def test_codes_stage_resumes_after_an_interruption(normalized, random_codec):
     assert h5.is_file()
     resumed = CountingCodec(random_codec)
     T.stage_codes(normalized, resumed)
-    first_two = sum(1 for _ in T._stored_codes(h5)) - resumed.encoded
+    first_two = len(T._stored_codes(h5, "random")) - resumed.encoded
     assert first_two >= 2 and resumed.encoded == 5 - first_two
     again = CountingCodec(random_codec)
     T.stage_codes(normalized, again)
     assert again.encoded == 0  # everything stored: nothing to encode
+    (normalized / "audio" / "spk1_u1.flac").touch()  # the audio changed since its codes were made
+    changed = CountingCodec(random_codec)
+    T.stage_codes(normalized, changed)
+    assert changed.encoded == 1
     cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert all(c.load_codes().shape[1] == 8 for c in cuts)
 
 
-def test_unreadable_h5_is_moved_aside(normalized, random_codec):
+def test_unreadable_h5_or_other_weights_are_moved_aside(normalized, random_codec):
     h5 = normalized / "tokenized" / "codes_all.h5"
     h5.parent.mkdir(parents=True)
     h5.write_bytes(b"not hdf5")
     T.stage_codes(normalized, random_codec)
-    assert h5.with_suffix(".broken.h5").is_file() and len(T._stored_codes(h5)) == 5
+    assert h5.with_suffix(".old.h5").read_bytes() == b"not hdf5" and len(T._stored_codes(h5, "random")) == 5
+    other = CountingCodec(random_codec)
+    other.weights = "/somewhere/encodec_24khz-d7cc33bc.th"
+    T.stage_codes(normalized, other)
+    assert other.encoded == 5  # codes of the random weights are not reused for other weights
 
 
 # ------------------------------------------------------------------------------------- text + split
@@ -336,6 +349,19 @@ def test_text_and_split_stages(normalized, random_codec, capsys):
             assert cut.load_codes().shape[1] == 8 and sup.custom["text_ids"] and sup.custom["phonemes"]
     assert len(ids) == 5
     assert "split: train 3 cuts" in capsys.readouterr().out
+
+
+def test_text_stage_builds_the_espeak_table_from_the_corpus(normalized, random_codec):
+    from valle.text import get_tokenizer, load_tokenizer_info
+
+    T.stage_codes(normalized, random_codec)
+    summary = T.stage_text(normalized, get_tokenizer("espeak"), "en")
+    assert summary["text"]["kept"] == 5 and summary["text"]["unknown_symbols"] == {}
+    table = (normalized / "tokenized" / "unique_text_tokens.k2symbols").read_text().splitlines()
+    vocab = load_tokenizer_info(normalized / "tokenized")["vocab"]
+    assert table[0] == "<eps> 0" and len(table) + 3 == len(vocab)  # + <pad> <bos> <eos>
+    for cut in CutSet.from_file(normalized / "tokenized" / "cuts_all_text.jsonl.gz"):
+        assert max(cut.supervisions[0].custom["text_ids"]) < len(vocab)
 
 
 def _cuts(n, speakers=2):

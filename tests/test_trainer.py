@@ -36,16 +36,6 @@ def metrics(exp: Path, split: str) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def mini_data(tmp_path_factory) -> Path:
-    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once: its data/tokenized folder."""
-    root = tmp_path_factory.mktemp("mini")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
-                    "--data-dir", str(root / "data")], check=True, env=env, capture_output=True, timeout=600)
-    return root / "data" / "tokenized"
-
-
-@pytest.fixture(scope="session")
 def init_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("init") / "init-tiny.pt"
     run_trainer(sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(path), *TINY)

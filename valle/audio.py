@@ -124,6 +124,8 @@ def load_audio(path: str | Path) -> tuple[torch.Tensor, AudioInfo]:
         raise AudioError(path, "no samples", "the file holds no audio samples (truncated or empty)")
     if info.num_samples > 0 and data.shape[0] < 0.98 * info.num_samples:
         raise AudioError(path, "truncated", f"header declares {info.num_samples} samples, only {data.shape[0]} decode")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "corrupted", "NaN or infinite samples")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (T,)
     if info.sample_rate != SAMPLE_RATE:
         wave = torchaudio.functional.resample(wave, info.sample_rate, SAMPLE_RATE)  # (T * 24000 / sr,)
@@ -192,11 +194,14 @@ def _warn_random() -> None:
 class Codec:
     """Encodec 24 kHz at 6 kbps: mono 24 kHz waveform <-> codes (frames, 8), 75 frames per second."""
 
-    def __init__(self, model, device: str = "cpu", max_batch_seconds: float = 60.0):
+    def __init__(self, model, device: str = "cpu", max_batch_seconds: float = 0.0, weights: str = "custom"):
+        """max_batch_seconds: padded audio per encoder call; 0 = 120 s on a GPU, 15 s on a CPU (where batching
+        gains nothing and long batches lose: see bench/codec_throughput.py)."""
         model.set_target_bandwidth(BANDWIDTH_KBPS)
         self.model = model.eval().to(device)
         self.device = device
-        self.max_batch_seconds = max_batch_seconds
+        self.max_batch_seconds = max_batch_seconds or (120.0 if device.startswith("cuda") else 15.0)
+        self.weights = weights  # what from_weights was given: codes made with other weights are not reused
 
     @classmethod
     def from_weights(cls, spec: str = "pretrained", device: str = "cpu", **kw) -> "Codec":
@@ -210,11 +215,11 @@ class Codec:
                 model = _build_encodec()
             with torch.no_grad():
                 _randomize_codebooks(model, torch.Generator().manual_seed(RANDOM_SEED))
-            return cls(model, device, **kw)
+            return cls(model, device, weights=spec, **kw)
         model = _build_encodec()
         state = _pretrained_state() if spec == "pretrained" else _state_from_file(spec)
         _load_strict(model, state, spec)
-        return cls(model, device, **kw)
+        return cls(model, device, weights=spec if spec == "pretrained" else str(Path(spec).resolve()), **kw)
 
     @torch.inference_mode()
     def encode(self, waves: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -52,9 +52,10 @@ run_shared_stages() {
       --device "$device" --batch-seconds "$batch_seconds"
     stage_done 2 "$sig"
   fi
-  sig="tokenizer=$tokenizer language=$language"
+  sig="tokenizer=$tokenizer language=$language symbols=$symbols"
   if stage_todo 3 "$sig" "text tokens ($tokenizer, $language) -> $data_dir/tokenized/text_tokenizer.json"; then
-    "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" --language "$language"
+    "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" --language "$language" \
+      ${symbols:+--symbols "$symbols"}
     stage_done 3 "$sig"
   fi
   sig="dev_ratio=$dev_ratio test_ratio=$test_ratio seed=$seed heldout_speakers=$heldout_speakers"

@@ -30,6 +30,7 @@ from valle.cli import UserError
 TRANSCRIPT_SUFFIXES = (".normalized.txt", ".txt", ".lab")  # preferred first
 # Stages that report, in order. A stage's report replaces its own and drops those of the stages after it.
 REPORT_STAGES = ("scan", "normalize", "codes", "text", "split")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -239,6 +240,11 @@ def load_entries(path: Path) -> list[Entry]:
 # ------------------------------------------------------------------------------------------ normalizing
 
 
+def _needs_copy(info) -> bool:
+    """Mono 24 kHz WAV/FLAC is used where it is; everything else gets a converted copy (and a report line)."""
+    return bool(info.conversions()) or info.format not in ("WAV", "FLAC")
+
+
 def _reject(entry: Entry, kind: str, detail: str) -> tuple[None, Rejection, None]:
     return None, Rejection(entry.audio, kind, detail), None
 
@@ -259,11 +265,13 @@ def normalize_entry(entry: Entry, audio_dir: Path, opts: NormalizeOptions):
     duration = wave.shape[0] / SAMPLE_RATE
     if duration < opts.min_duration:
         return _reject(entry, "too short", f"{duration:.2f} s < --min-duration {opts.min_duration}")
+    if duration > opts.max_duration:  # compressed formats only estimate their length in the header
+        return _reject(entry, "too long", f"{duration:.2f} s > --max-duration {opts.max_duration}")
     level = level_dbfs(wave)
     if level < opts.silence_db:
         return _reject(entry, "silence", f"RMS level {level:.1f} dBFS is below --silence-db {opts.silence_db}")
     path = Path(entry.audio)
-    if info.conversions() or info.format not in ("WAV", "FLAC"):
+    if _needs_copy(info):
         path = audio_dir / f"{entry.id}.flac"
         sf.write(str(path), wave.numpy(), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     num_samples = wave.shape[0]
@@ -300,7 +308,7 @@ def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOpti
             continue
         result.cuts.append(cut)
         result.infos.append({"rate": info.sample_rate, "channels": info.channels, "kind": info.kind})
-        if info.conversions() or info.format not in ("WAV", "FLAC"):
+        if _needs_copy(info):
             result.conversions.append((entry.audio, info.describe()))
     return result
 
@@ -384,8 +392,11 @@ def require_some(kept: int, total: int, rejections: list[Rejection], what: str) 
     """Only a run with nothing usable fails; the message names the main reasons."""
     if kept:
         return
+    if total == 0:
+        raise UserError(f"no utterances found in {what}: expected audio files ({' '.join(AUDIO_EXTENSIONS)}) with "
+                        "same-stem transcripts, or a metadata file of path|text lines")
     reasons = collections.Counter(r.kind for r in rejections).most_common(3)
-    why = ", ".join(f"{kind} ({n})" for kind, n in reasons) or "nothing found"
+    why = ", ".join(f"{kind} ({n})" for kind, n in reasons)
     raise UserError(f"no usable utterances in {what}: {total} found, all rejected: {why}; see rejected.tsv")
 
 
@@ -394,14 +405,7 @@ def save_cuts(cuts: list[MonoCut], path: Path) -> None:
     CutSet.from_cuts(cuts).to_file(path)
 
 
-def hours(cuts) -> float:
-    return sum(c.duration for c in cuts) / 3600
-
-
-
 # ---------------------------------------------------------------------------------------------- stages
-
-log = logging.getLogger(__name__)
 
 
 def stage_scan(corpus: str | Path, data_dir: Path) -> list[Entry]:

@@ -44,18 +44,29 @@ def load_cutset(path: Path) -> CutSet:
 # ------------------------------------------------------------------------------------------- codes
 
 
-def _stored_codes(h5_path: Path) -> dict[str, tuple[int, ...]]:
-    """Shapes of the codes already in h5_path (resume). An unreadable file (killed mid-write) is moved aside."""
+def _fingerprint(cut) -> str:
+    """The audio file a cut's codes were made from, as it was (path, size, modification time)."""
+    source = Path(cut.recording.sources[0].source)
+    stat = source.stat()
+    return f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
+    """(shape, fingerprint) of the codes already in h5_path (resume). A file that is unreadable (killed
+    mid-write) or holds codes of other codec weights is moved aside."""
     if not h5_path.is_file():
         return {}
     try:
         with h5py.File(h5_path, "r") as f:
-            return {key: f[key].shape for key in f.keys()}
+            if f.attrs.get("codec_weights") == weights:
+                return {key: (f[key].shape, f[key].attrs.get("source")) for key in f.keys()}
+            reason = f"made with --codec-weights {f.attrs.get('codec_weights')}, not {weights}"
     except OSError as e:
-        broken = h5_path.with_suffix(".broken.h5")
-        log.warning("%s is unreadable (%s): moved to %s, computing all codes again", h5_path, e, broken)
-        shutil.move(h5_path, broken)
-        return {}
+        reason = f"unreadable: {e}"
+    aside = h5_path.with_suffix(".old.h5")
+    log.warning("%s is %s: moved to %s, computing all codes again", h5_path, reason, aside)
+    shutil.move(h5_path, aside)
+    return {}
 
 
 def _codes_array(h5_path: Path, key: str, shape) -> TemporalArray:
@@ -84,18 +95,19 @@ def code_frames(duration: float) -> int:
 def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
     """Encode every cut's audio and store int16 codes (frames, 8) under the cut id in h5_path.
 
-    Resumable: codes already stored with the right number of frames are kept, only the rest is computed.
-    Stored frames: `code_frames(cut.duration)`.
+    Resumable: codes already stored for the same audio file (path, size, mtime) with the right number of
+    frames (`code_frames(cut.duration)`) are kept; only the rest is computed.
     Returns the cuts with `cut.codes` attached.
     """
     h5_path = h5_path.resolve()
-    stored = _stored_codes(h5_path)
+    stored = _stored_codes(h5_path, codec.weights)
     expected = {c.id: (code_frames(c.duration), 8) for c in cuts}
-    todo = [c for c in cuts if tuple(stored.get(c.id, ())) != expected[c.id]]
+    todo = [c for c in cuts if stored.get(c.id) != (expected[c.id], _fingerprint(c))]
     log.info("codes: %d cuts, %d already in %s, %d to encode", len(cuts), len(cuts) - len(todo), h5_path, len(todo))
     h5_path.parent.mkdir(parents=True, exist_ok=True)
     with NumpyHdf5Writer(h5_path, mode="a") as writer, \
             tqdm(total=round(sum(c.duration for c in todo)), desc="encodec", unit="s audio") as bar:
+        writer.hdf.attrs["codec_weights"] = codec.weights
         for group in _duration_groups(todo, codec.max_batch_seconds):
             waves = [torch.from_numpy(c.load_audio()[0]) for c in group]  # (T,) each, mono 24 kHz
             for cut, codes in zip(group, codec.encode(waves)):  # (frames, 8) each
@@ -103,6 +115,7 @@ def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
                     del writer.hdf[cut.id]
                 codes = codes[: expected[cut.id][0]].numpy().astype(np.int16)  # (frames, 8)
                 writer.store_array(cut.id, codes, frame_shift=1 / FRAME_RATE, temporal_dim=0)
+                writer.hdf[cut.id].attrs["source"] = _fingerprint(cut)
             writer.hdf.flush()
             bar.update(round(sum(c.duration for c in group)))
     return CutSet.from_cuts(_with_codes(c, h5_path, expected[c.id]) for c in cuts)
@@ -193,7 +206,6 @@ def split_stats(splits: dict[str, CutSet]) -> dict:
                 "speakers": len({x.supervisions[0].speaker for x in c})} for s, c in splits.items()}
 
 
-
 # ------------------------------------------------------------------------------------------ stages
 
 
@@ -223,13 +235,16 @@ def stage_codes(data_dir: Path, codec: Codec) -> None:
 
 
 def stage_text(data_dir: Path, tokenizer, language: str) -> dict:
-    """tokenized/cuts_<part>_codes -> cuts_<part>_text (+ text_tokenizer.json, g2p rejections, unknown symbols)."""
+    """tokenized/cuts_<part>_codes -> cuts_<part>_text (+ text_tokenizer.json, g2p rejections, unknown symbols).
+    An `espeak` tokenizer without a symbol table gets one built from this corpus (unique_text_tokens.k2symbols)."""
     from valle.text import save_tokenizer_info  # loads g2p models: only when this stage runs
 
     out = data_dir / "tokenized"
     rejections, unknown, kept, total = [], collections.Counter(), 0, 0
     parts = _parts(out, "cuts_", "_codes.jsonl.gz")
     _remove_stale(out, "_text.jsonl.gz", parts)
+    if tokenizer.name == "espeak" and not tokenizer.phones:  # training from scratch: the corpus makes the table
+        _build_espeak_table(tokenizer, [load_cutset(out / f"cuts_{p}_codes.jsonl.gz") for p in parts], language)
     for part in parts:
         cuts = load_cutset(out / f"cuts_{part}_codes.jsonl.gz")
         part_kept, part_rejected, part_unknown = attach_text_tokens(cuts, tokenizer, language)
@@ -238,6 +253,8 @@ def stage_text(data_dir: Path, tokenizer, language: str) -> dict:
         unknown += part_unknown
         kept, total = kept + len(part_kept), total + len(cuts)
     save_tokenizer_info(tokenizer, out)
+    if tokenizer.name == "espeak":
+        tokenizer.save_k2symbols(out / "unique_text_tokens.k2symbols")
     write_rejections(data_dir, "text", rejections)
     summary = update_summary(data_dir, "text", {"tokenizer": tokenizer.name, "language": language, "kept": kept,
                                                 "rejected": len(rejections), "unknown_symbols": dict(unknown.most_common())})
@@ -245,6 +262,14 @@ def stage_text(data_dir: Path, tokenizer, language: str) -> dict:
              kept, len(rejections), sum(unknown.values()), dict(unknown.most_common(20)))
     require_some(kept, total, rejections, f"{out} (text stage)")
     return summary
+
+
+def _build_espeak_table(tokenizer, cutsets: list[CutSet], language: str) -> None:
+    from valle.text.espeak import phonemize
+
+    texts = [c.supervisions[0].text for cuts in cutsets for c in cuts]
+    tokenizer.build_vocab(phonemize(t, language)[0] for t in tqdm(texts, desc="espeak symbol table"))
+    log.info("espeak symbol table: %d phones from %d transcripts", len(tokenizer.phones), len(texts))
 
 
 def stage_split(data_dir: Path, dev_ratio: float, test_ratio: float, seed: int, heldout_speakers: list[str] = ()) -> dict:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from valle.cli import UserError
 from valle.config import ExperimentConfig, ModelConfig
 from valle.data.dataset import filter_train_cuts, load_cuts, make_loader, padding_ratio
-from valle.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from valle.models.checkpoint import load_model, save_checkpoint
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training.distributed import (DistInfo, all_ranks_true, all_reduce_sum, cleanup_distributed,
