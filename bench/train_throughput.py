@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Training step speed and memory of the AR and NAR halves at a fixed batch (random weights).
 
-Prints one JSON line per stage: step_s, frames_per_s (audio frames per second), peak_rss_mb, and on CUDA
-peak_cuda_mb and mfu (model FLOPs utilisation against --peak-tflops)."""
+Prints one JSON line per stage: step_s (forward + backward + AdamW step), fwd_bwd_s, optimizer_s,
+frames_per_s (audio frames per second of whole steps), fwd_bwd_frames_per_s, peak_rss_mb, and on CUDA
+peak_cuda_mb and mfu (model FLOPs utilisation of forward + backward against --peak-tflops).
+Each stage runs in a process of its own, so peak memory is that stage's."""
 
 import argparse
 import json
@@ -11,6 +13,7 @@ import resource
 import subprocess
 import sys
 import time
+from statistics import median
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,33 +49,39 @@ def run(args, stage: str) -> dict:
     opt = torch.optim.AdamW(params, lr=1e-4)
     batch = make_batch(args.batch, args.frames, args.text, device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    times = []
+    fwd_bwd, opt_step = [], []
     for i in range(args.warmup + args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+        t0 = _now(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = model(batch, stage=stage)["loss"]
         loss.backward()
+        t1 = _now(device)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        t2 = _now(device)
         if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    step_s = sorted(times)[len(times) // 2]
+            fwd_bwd.append(t1 - t0)
+            opt_step.append(t2 - t1)
+    fb, os_ = median(fwd_bwd), median(opt_step)
     frames = int(batch["code_lens"].sum())
     tokens = frames + int(batch["text_lens"].sum())
     out = {"stage": stage, "dim": args.dim, "heads": args.heads, "layers": args.layers, "batch": args.batch,
            "frames": args.frames, "text": args.text, "device": args.device, "dtype": args.dtype,
-           "step_s": round(step_s, 4), "frames_per_s": round(frames / step_s, 1),
+           "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
+           "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "machine": machine(device), "torch": torch.__version__}
     if device.type == "cuda":
         n = sum(p.numel() for p in params)
         out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-        out["mfu"] = round(flops_per_step(n, tokens) / step_s / (args.peak_tflops * 1e12), 4)
+        out["mfu"] = round(flops_per_step(n, tokens) / fb / (args.peak_tflops * 1e12), 4)
     return out
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def machine(device: torch.device) -> str:

@@ -277,3 +277,19 @@ def test_kill_during_checkpoint_write_never_leaves_a_truncated_file(tmp_path):
         loaded = load_checkpoint(last)  # the previous complete file or the new one, never a torn one
         assert loaded.train_state["progress"]["step"] >= 1
         assert len(loaded.state_dict) > 100
+
+
+def test_export_cli_round_trips_fine_tuned_weights(init_ckpt, tmp_path):
+    from valle.models.checkpoint import load_checkpoint
+
+    original = load_checkpoint(init_ckpt)
+    for name in ("released.pt", "weights.safetensors"):
+        run_trainer(sys.executable, str(REPO / "bin" / "export_checkpoint.py"), str(init_ckpt), str(tmp_path / name))
+        exported = load_checkpoint(tmp_path / name, nhead=4 if name.endswith(".pt") else None)
+        assert exported.config == original.config
+        assert set(exported.state_dict) == set(original.state_dict)
+        for k, v in original.state_dict.items():
+            assert torch.equal(exported.state_dict[k], v), k
+    bad = subprocess.run([sys.executable, str(REPO / "bin" / "export_checkpoint.py"), str(init_ckpt),
+                          str(tmp_path / "x.bin")], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "must end in .pt" in bad.stderr
