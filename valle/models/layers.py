@@ -97,20 +97,24 @@ class AdaptiveLayerNorm(nn.Module):
 class KVCache:
     """Preallocated keys and values of every layer, filled left to right; nothing grows by concatenation.
 
-    k, v: (layers, B, H, max_len, head_dim); `length` columns are filled. `keep` drops finished batch rows.
+    k, v: (layers, B, H, max_len, head_dim), allocated at the first write with the keys' dtype and device;
+    `length` columns are filled. `keep` drops finished batch rows.
     """
 
-    def __init__(self, num_layers: int, batch: int, nhead: int, max_len: int, head_dim: int, like: Tensor):
-        shape = (num_layers, batch, nhead, max_len, head_dim)
-        self.k = torch.zeros(shape, dtype=like.dtype, device=like.device)  # (N, B, H, S, Dh)
-        self.v = torch.zeros(shape, dtype=like.dtype, device=like.device)  # (N, B, H, S, Dh)
+    def __init__(self, num_layers: int, batch: int, nhead: int, max_len: int, head_dim: int):
+        self.shape = (num_layers, batch, nhead, max_len, head_dim)
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
         self.length = 0
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write k, v (B, H, T, Dh) after the filled part; return all keys and values so far (B, H, length+T, Dh)."""
+        if self.k is None:
+            self.k = k.new_zeros(self.shape)  # (N, B, H, S, Dh)
+            self.v = v.new_zeros(self.shape)  # (N, B, H, S, Dh)
         end = self.length + k.shape[2]
-        if end > self.k.shape[3]:
-            raise RuntimeError(f"KV cache full: {end} > {self.k.shape[3]} positions")
+        if end > self.shape[3]:
+            raise RuntimeError(f"KV cache full: {end} > {self.shape[3]} positions")
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
@@ -119,6 +123,7 @@ class KVCache:
         """Keep only these batch rows (LongTensor of indices)."""
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
+        self.shape = (self.shape[0], len(rows)) + self.shape[2:]
 
 
 class SelfAttention(nn.Module):
@@ -176,9 +181,9 @@ class TransformerStack(nn.Module):
         self.layers = nn.ModuleList(TransformerLayer(dim, nhead, dropout, adaptive) for _ in range(num_layers))
         self.norm = AdaptiveLayerNorm(dim) if adaptive else LayerNorm(dim)
 
-    def new_cache(self, batch: int, max_len: int, like: Tensor) -> KVCache:
-        dim = like.shape[-1]
-        return KVCache(len(self.layers), batch, self.nhead, max_len, dim // self.nhead, like)
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        head_dim = self.layers[0].linear1.in_features // self.nhead
+        return KVCache(len(self.layers), batch, self.nhead, max_len, head_dim)
 
     def forward(
         self, x: Tensor, cond: Tensor | None = None, mask: Tensor | None = None, cache: KVCache | None = None

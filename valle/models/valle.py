@@ -198,7 +198,7 @@ class VALLE(nn.Module):
         if not 1 <= stage < q:
             raise ValueError(f"nar_stage must be in 1..{q - 1}, got {stage}")
         x, text_valid, codes, code_lens, code_valid = self._unpack(batch, "nar")
-        B, L, T = x.shape[0], x.shape[1], codes.shape[1]
+        B, L = x.shape[0], x.shape[1]
         emb = self.nar_audio_embeddings
         y = emb[0](codes[..., 0])  # (B, T, D)
         for j in range(1, stage):
@@ -279,8 +279,9 @@ class VALLE(nn.Module):
         """Codebook 0 of the generated frames, (T_i,) per item.
 
         Item i stops at EOS or after `max_frames` frames (default 16 x L_i, L_i counting the prompt text);
-        EOS is not allowed before `min_frames`. Items are left-aligned in their text and audio parts so every
-        item writes its next frame to the same column of a preallocated KV cache; padding is masked.
+        EOS is not allowed before `min_frames`. Items are padded on the left of their text and of their audio part,
+        so every item writes its next frame to the same column of a preallocated KV cache; padding is masked,
+        finished items leave the batch.
         """
         text_x = [self.embed_text("ar", t[None], lg[None])[0] for t, lg in zip(text, langs)]  # (L_i, D)
         audio_ids = [F.pad(p[:, 0], (1, 0), value=self.bos) for p in prompts]  # (A_i,): BOS, prompt codes
@@ -294,7 +295,7 @@ class VALLE(nn.Module):
         steps = max(limits)
         next_pos = torch.tensor([a for _, a in sizes], device=seq.device)  # (B,): position of the next frame
         mask = ar_attention_mask(text_len, prompt_len, seq.device) & valid[:, None, None, :]  # (B, 1, S0, S0)
-        cache = self.ar_decoder.new_cache(len(text), seq.shape[1] + steps, seq) if use_cache else None
+        cache = self.ar_decoder.new_cache(len(text), seq.shape[1] + steps) if use_cache else None
         logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask, cache=cache)[:, -1])  # (B, V+1)
 
         out: list[list[int]] = [[] for _ in text]
@@ -319,7 +320,7 @@ class VALLE(nn.Module):
                     cache.keep(rows)
             x = self.embed_ar_audio(ids[:, None], next_pos[:, None], prompt_len + t + 1)  # (b, 1, D)
             valid = F.pad(valid, (0, 1), value=True)
-            padded = len({sizes[i] for i in active}) > 1
+            padded = any(sizes[i] != (text_len, prompt_len) for i in active)  # any padding column left
             if cache is not None:
                 h = self.ar_decoder(x, mask=valid[:, None, None, :] if padded else None, cache=cache)
             else:  # recompute everything: the baseline the cache is measured against

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Speak text with VALL-E X: one sentence (--text) or a list (--input list.tsv --output-dir DIR).
+
+The list is UTF-8 text, one utterance per line: name<TAB>language<TAB>text (empty lines and lines
+starting with # are skipped); DIR/name.wav and DIR/name.npy (the codes) are written for each line.
+Without --prompt-* the model speaks with no voice prompt, as the reference does.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from valle.cli import UserError, run_main  # noqa: E402
+
+LANGUAGES = ("en", "zh", "ja", "mix")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = p.add_argument_group("model")
+    m.add_argument("--checkpoint", default="vallex",
+                   help="checkpoint file, or 'vallex' for the released one (cached, downloaded once) [vallex]")
+    m.add_argument("--nhead", type=int, default=None,
+                   help="attention heads; released and icefall files do not store it [checkpoint's config, else 16]")
+    m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
+    t = p.add_argument_group("text")
+    t.add_argument("--text", help="the sentence to speak")
+    t.add_argument("--language", default="en",
+                   help="language of --text: en, zh, ja, or mix (parts marked [EN]..[EN][ZH]..[ZH]) [en]")
+    t.add_argument("--input", help="batch mode: a .tsv of name<TAB>language<TAB>text lines")
+    t.add_argument("--output-dir", help="batch mode: folder for name.wav and name.npy")
+    t.add_argument("--batch-size", type=int, default=8, help="batch mode: sentences generated together [8]")
+    v = p.add_argument_group("voice prompt (optional)")
+    v.add_argument("--prompt-preset", help="a voice preset .npz (released format; see bin/make_prompt.py)")
+    v.add_argument("--prompt-audio", help="a recording of the voice (up to 15 s); needs --prompt-text")
+    v.add_argument("--prompt-text", help="the transcript of --prompt-audio")
+    v.add_argument("--prompt-language", default=None,
+                   help="language of --prompt-text: en, zh or ja [--language, or en when it is mix]")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k most likely codes; 1 = greedy; 0 = no limit (the reference's) [0]")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold in (0, 1]; 1 = off [1.0]")
+    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 [1.0]")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the sampling [0]")
+    s.add_argument("--max-frames", type=int, default=None,
+                   help="stop after this many frames (75 per second) [16 per text token, prompt text included]")
+    o = p.add_argument_group("output")
+    o.add_argument("--output", default="out.wav", help="the wav file for --text [out.wav]")
+    o.add_argument("--save-codes", default=None, help="also save the generated codes as an int .npy [T, 8]")
+    o.add_argument("--codec-weights", default="pretrained",
+                   help="Encodec 24 kHz weights: pretrained, random (tests only: noise) or a file [pretrained]")
+    o.add_argument("--decoder", choices=("encodec", "vocos"), default="encodec",
+                   help="turn codes into audio with Encodec's decoder or with Vocos (package vocos) [encodec]")
+    o.add_argument("--vocos-weights", default="pretrained",
+                   help="with --decoder vocos: pretrained, or a folder with config.yaml and pytorch_model.bin")
+    return p
+
+
+def check_language(language: str, where: str) -> str:
+    if language not in LANGUAGES:
+        raise UserError(f"{where}: unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    return language
+
+
+def read_list(path: str) -> list[tuple[str, str, str]]:
+    """name<TAB>language<TAB>text lines -> [(name, language, text)]."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"--input {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--input {path}: not UTF-8 text; save it as UTF-8") from None
+    items, seen = [], set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise UserError(f"{path}:{n}: {len(fields)} tab-separated fields; expected name<TAB>language<TAB>text")
+        name, language, text = (f.strip() for f in fields)
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise UserError(f"{path}:{n}: name {name!r} cannot be a file name; use letters, digits, - and _")
+        if name in seen:
+            raise UserError(f"{path}:{n}: name {name!r} appears twice; names must be unique")
+        seen.add(name)
+        items.append((name, check_language(language, f"{path}:{n}"), text))
+    if not items:
+        raise UserError(f"--input {path}: no lines of name<TAB>language<TAB>text")
+    return items
+
+
+def check_args(a: argparse.Namespace) -> None:
+    if (a.text is None) == (a.input is None):
+        raise UserError("give either --text TEXT or --input LIST.tsv (with --output-dir DIR)")
+    if a.input is not None and not a.output_dir:
+        raise UserError("--input needs --output-dir DIR for the wav files")
+    if a.prompt_preset and (a.prompt_audio or a.prompt_text):
+        raise UserError("give either --prompt-preset NPZ or --prompt-audio WAV --prompt-text TEXT, not both")
+    if bool(a.prompt_audio) != bool(a.prompt_text):
+        raise UserError("--prompt-audio and --prompt-text go together: the recording and what is said in it")
+    if a.top_k < 0 or not 0 < a.top_p <= 1 or a.temperature <= 0:
+        raise UserError(f"--top-k {a.top_k} --top-p {a.top_p} --temperature {a.temperature}: need top-k >= 0, "
+                        "0 < top-p <= 1 and temperature > 0")
+    if a.max_frames is not None and a.max_frames < 1:
+        raise UserError(f"--max-frames {a.max_frames}: must be at least 1")
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size {a.batch_size}: must be at least 1")
+
+
+def encode_texts(items: list[tuple[str, str, str]], tokenizer, where: str) -> list:
+    """Tokenize every text before any audio is made, so that a bad line stops the run at once."""
+    from valle.inference import Request
+    from valle.text import TextError
+
+    requests = []
+    for name, language, text in items:
+        place = f"{where} line {name!r}" if name else where
+        if not text.strip():
+            raise UserError(f"{place}: the text is empty; give the sentence to speak")
+        try:
+            tok = tokenizer.encode(text, language)
+        except TextError as e:
+            raise UserError(f"{place}: {e}; check the text and that its language is right") from None
+        requests.append(Request(list(tok.ids), list(tok.languages)))
+    return requests
+
+
+def audio_prompt(a: argparse.Namespace, tokenizer, codec):
+    """The prompt made from --prompt-audio and --prompt-text."""
+    from valle.audio import load_audio
+    from valle.inference import make_prompt
+
+    language = a.prompt_language or (a.language if a.language != "mix" else "en")
+    wave, _ = load_audio(a.prompt_audio)
+    return make_prompt(wave, a.prompt_text, language, tokenizer, codec)
+
+
+def save(wave_path: Path, codes_path: Path | None, codes, wave) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from valle.audio import FRAME_RATE, SAMPLE_RATE
+
+    wave_path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(wave_path), wave.numpy(), SAMPLE_RATE)
+    if codes_path is not None:
+        codes_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(codes_path, codes.numpy().astype(np.int64))
+    note = "" if len(codes) else " (the model stopped at once: no frames)"
+    print(f"{wave_path}: {len(codes) / FRAME_RATE:.2f} s, {len(codes)} frames{note}")
+
+
+def main() -> None:
+    a = build_parser().parse_args()
+    check_args(a)
+    if a.text is not None:
+        items = [("", check_language(a.language, "--language"), a.text)]
+    else:
+        items = read_list(a.input)
+    if a.prompt_language is not None and a.prompt_language not in ("en", "zh", "ja"):
+        raise UserError(f"--prompt-language {a.prompt_language!r}: use en, zh or ja")
+
+    import dataclasses
+
+    import torch
+    from tqdm import tqdm
+
+    from valle.audio import Codec, VocosDecoder, resolve_device
+    from valle.inference import Synthesizer, check_prompt, load_prompt
+    from valle.models.checkpoint import load_model
+    from valle.models.valle import Sampling
+    from valle.text import get_tokenizer, tokenizer_from_info
+
+    device = resolve_device(a.device)
+    model, loaded = load_model(a.checkpoint, nhead=a.nhead, device=device)
+    tokenizer = (tokenizer_from_info(loaded.tokenizer, where=a.checkpoint) if loaded.tokenizer
+                 else get_tokenizer("vallex"))
+    requests = encode_texts(items, tokenizer, a.input or "--text")
+    prompt = load_prompt(a.prompt_preset) if a.prompt_preset else None  # checked before the codec loads
+    if prompt is not None:
+        check_prompt(prompt, model, where=a.prompt_preset)
+    codec = Codec.from_weights(a.codec_weights, device=device)
+    if a.prompt_audio:
+        prompt = audio_prompt(a, tokenizer, codec)
+        check_prompt(prompt, model, where=a.prompt_audio)
+    requests = [dataclasses.replace(r, prompt=prompt) for r in requests]
+    decoder = VocosDecoder.from_weights(a.vocos_weights, device=device) if a.decoder == "vocos" else codec
+    synth = Synthesizer(model, tokenizer, codec, decoder)
+    sampling = Sampling(top_k=a.top_k, top_p=a.top_p, temperature=a.temperature)
+    batches = range(0, len(requests), a.batch_size)
+    for b, start in enumerate(tqdm(batches, desc="batches", disable=len(batches) < 2)):
+        with torch.inference_mode():
+            results = synth.render(requests[start : start + a.batch_size], sampling=sampling, seed=a.seed + b,
+                                   max_frames=a.max_frames)
+        for (name, _, _), (codes, wave) in zip(items[start:], results):
+            if a.text is not None:
+                save(Path(a.output), Path(a.save_codes) if a.save_codes else None, codes, wave)
+            else:
+                save(Path(a.output_dir) / f"{name}.wav", Path(a.output_dir) / f"{name}.npy", codes, wave)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,184 @@
+"""Synthesis: text (+ a voice prompt) -> codes (T, 8) -> waveform at 24 kHz.
+
+A prompt is the released "voice preset": codes of a short recording, the ids of its transcript and its
+language. Prompt text and target text are fed to the model as one sequence (prompt first), each token with
+its own language; the prompt's codes continue after BOS, and only the frames generated after them are returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from valle.audio import FRAME_RATE, SAMPLE_RATE
+from valle.cli import UserError
+from valle.config import LANGUAGE_IDS
+from valle.models.valle import VALLE, Sampling
+
+PRESET_LANG_CODES = {"zh": 0, "ja": 1, "en": 2}  # `lang_code` in the released preset .npz (not the model's ids)
+MAX_PROMPT_SECONDS = 15.0  # the reference refuses longer prompts; the model was never trained on more
+
+
+@dataclass
+class Prompt:
+    """A voice prompt: codes (Tp, Q) long, the transcript's token ids, and its language (en|zh|ja)."""
+
+    codes: Tensor
+    text_ids: list[int]
+    language: str
+
+    @property
+    def seconds(self) -> float:
+        return self.codes.shape[0] / FRAME_RATE
+
+
+@dataclass
+class Request:
+    """One text to speak: token ids, the language of each token, and an optional prompt."""
+
+    text_ids: list[int]
+    languages: list[str]
+    prompt: Prompt | None = None
+
+
+def load_prompt(path: str | Path) -> Prompt:
+    """Read a preset .npz in the released format: audio_tokens [1, T, 8], text_tokens [1, L], lang_code."""
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise UserError(f"{path}: prompt preset not found; make one with bin/make_prompt.py") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path}: not a readable .npz ({e}); make the preset again with bin/make_prompt.py") from None
+    missing = {"audio_tokens", "text_tokens", "lang_code"} - set(arrays)
+    if missing:
+        raise UserError(f"{path}: missing arrays {sorted(missing)}; a preset holds audio_tokens [1,T,8], "
+                        "text_tokens [1,L] and lang_code (zh 0, ja 1, en 2): make it with bin/make_prompt.py")
+    audio, text, code = arrays["audio_tokens"], arrays["text_tokens"], arrays["lang_code"]
+    if audio.ndim != 3 or audio.shape[0] != 1 or text.ndim != 2 or text.shape[0] != 1 or code.size != 1:
+        raise UserError(f"{path}: audio_tokens {audio.shape}, text_tokens {text.shape}, lang_code {code.shape}; "
+                        "expected [1,T,8], [1,L] and a scalar: make the preset again with bin/make_prompt.py")
+    languages = {v: k for k, v in PRESET_LANG_CODES.items()}
+    if int(code.reshape(())) not in languages:
+        raise UserError(f"{path}: lang_code {int(code.reshape(()))} is not one of zh 0, ja 1, en 2")
+    return Prompt(torch.from_numpy(audio[0].astype(np.int64)), text[0].astype(np.int64).tolist(),
+                  languages[int(code.reshape(()))])
+
+
+def save_prompt(path: str | Path, prompt: Prompt) -> Path:
+    """Write a preset .npz in the released format (readable by Plachtaa/VALL-E-X as well)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        audio_tokens=prompt.codes.cpu().numpy().astype(np.int64)[None],  # (1, T, 8)
+        text_tokens=np.asarray([prompt.text_ids], dtype=np.int64),  # (1, L)
+        lang_code=np.int64(PRESET_LANG_CODES[prompt.language]),
+    )
+    return path
+
+
+def make_prompt(wave: Tensor, transcript: str, language: str, tokenizer, codec) -> Prompt:
+    """A mono 24 kHz wave (T,) and its transcript -> Prompt (codes from the codec, ids from the tokenizer)."""
+    if language not in PRESET_LANG_CODES:
+        raise UserError(f"prompt language {language!r}: a prompt has one language, one of en, zh, ja")
+    seconds = wave.shape[-1] / SAMPLE_RATE
+    if seconds > MAX_PROMPT_SECONDS:
+        raise UserError(f"prompt audio is {seconds:.1f} s; the model takes at most {MAX_PROMPT_SECONDS:.0f} s: "
+                        "trim it (3-10 s of clean speech works best)")
+    codes = codec.encode([wave])[0]  # (T, 8)
+    return Prompt(codes, list(tokenizer.encode(transcript, language).ids), language)
+
+
+def check_prompt(prompt: Prompt, model: VALLE, where: str = "prompt") -> None:
+    """Refuse a prompt the model cannot take: too long, wrong number of codebooks, ids out of range."""
+    c = model.config
+    if prompt.codes.ndim != 2 or prompt.codes.shape[1] != c.num_quantizers:
+        raise UserError(f"{where}: codes of shape {tuple(prompt.codes.shape)}; expected (frames, {c.num_quantizers})")
+    if prompt.seconds > MAX_PROMPT_SECONDS:
+        raise UserError(f"{where}: {prompt.seconds:.1f} s ({prompt.codes.shape[0]} frames) is longer than the "
+                        f"{MAX_PROMPT_SECONDS:.0f} s the model takes; make a shorter prompt")
+    if prompt.codes.numel() and not 0 <= int(prompt.codes.min()) <= int(prompt.codes.max()) < c.audio_vocab_size:
+        raise UserError(f"{where}: codes outside 0..{c.audio_vocab_size - 1}; it was not made by Encodec 24 kHz")
+    if not prompt.text_ids:
+        raise UserError(f"{where}: no transcript tokens; a prompt needs the text spoken in it")
+    if prompt.language not in PRESET_LANG_CODES:
+        raise UserError(f"{where}: language {prompt.language!r}; use en, zh or ja")
+
+
+def generate(
+    model: VALLE,
+    requests: list[Request],
+    sampling: Sampling = Sampling(),
+    seed: int | None = None,
+    max_frames: int | None = None,
+    min_frames: int = 0,
+    use_cache: bool = True,
+) -> list[Tensor]:
+    """Codes (T_i, Q) of the frames generated for each request, all in one batch.
+
+    Stops at EOS or after `max_frames` (default: 16 per text token, prompt text included, as the reference).
+    Greedy (top_k=1) gives the same codes whether requests run together or one by one.
+    """
+    device = model.ar_predict_layer.weight.device
+    text, langs, prompts, prompt_lens = [], [], [], []
+    for r in requests:
+        p = r.prompt
+        if p is not None:
+            check_prompt(p, model)
+        if len(r.languages) != len(r.text_ids):
+            raise ValueError(f"{len(r.text_ids)} text ids but {len(r.languages)} languages")
+        ids = (p.text_ids if p else []) + list(r.text_ids)
+        if not r.text_ids or max(ids) >= model.config.text_vocab_size:
+            raise UserError(f"text ids {r.text_ids[:10]}...: empty or beyond the model's "
+                            f"{model.config.text_vocab_size} text tokens; was the text tokenized for this model?")
+        names = ([p.language] * len(p.text_ids) if p else []) + list(r.languages)
+        text.append(torch.tensor(ids, device=device))
+        langs.append(torch.tensor([LANGUAGE_IDS[n] for n in names], device=device))
+        codes = p.codes if p is not None else torch.zeros(0, model.config.num_quantizers, dtype=torch.long)
+        prompts.append(codes.to(device=device, dtype=torch.long))
+        prompt_lens.append(len(p.text_ids) if p else 0)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    return model.generate(text, langs, prompts, prompt_lens, sampling=sampling, max_frames=max_frames,
+                          min_frames=min_frames, use_cache=use_cache, generator=generator)
+
+
+class Synthesizer:
+    """(model, tokenizer, codec[, decoder]) -> `synthesize(text, language, prompt=...) -> (codes, wave)`.
+
+    `decoder` turns codes into audio (default: the codec's own decoder; a VocosDecoder also fits).
+    """
+
+    def __init__(self, model: VALLE, tokenizer, codec, decoder=None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.codec = codec
+        self.decoder = decoder or codec
+
+    def request(self, text: str, language: str, prompt: Prompt | None = None) -> Request:
+        tok = self.tokenizer.encode(text, language)
+        return Request(list(tok.ids), list(tok.languages), prompt)
+
+    def prompt_from_audio(self, wave: Tensor, transcript: str, language: str) -> Prompt:
+        return make_prompt(wave, transcript, language, self.tokenizer, self.codec)
+
+    def synthesize(self, text: str, language: str, prompt: Prompt | None = None, **kw) -> tuple[Tensor, Tensor]:
+        """-> codes (T, 8) of the generated frames and the waveform (T * 320,) at 24 kHz.
+        kw: sampling, seed, max_frames, min_frames, use_cache (see `generate`)."""
+        return self.synthesize_batch([(text, language)], prompt, **kw)[0]
+
+    def synthesize_batch(self, items: list[tuple[str, str]], prompt: Prompt | None = None,
+                         **kw) -> list[tuple[Tensor, Tensor]]:
+        """Several (text, language) pairs in one batch, all with the same prompt (or none)."""
+        return self.render([self.request(text, language, prompt) for text, language in items], **kw)
+
+    def render(self, requests: list[Request], **kw) -> list[tuple[Tensor, Tensor]]:
+        """Generate a batch of requests and decode each: [(codes (T, 8), wave (T * 320,))]."""
+        codes = generate(self.model, requests, **kw)
+        return [(c.cpu(), self.decoder.decode(c) if len(c) else torch.zeros(0)) for c in codes]
