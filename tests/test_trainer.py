@@ -293,3 +293,14 @@ def test_export_cli_round_trips_fine_tuned_weights(init_ckpt, tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "bin" / "export_checkpoint.py"), str(init_ckpt),
                           str(tmp_path / "x.bin")], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "must end in .pt" in bad.stderr
+
+
+def test_model_name_both_trains_both_halves(mini_data, init_ckpt, tmp_path):
+    from valle.models.checkpoint import load_checkpoint
+
+    exp = tmp_path / "exp"
+    run_trainer(*train_args(mini_data, exp, "--init-checkpoint", str(init_ckpt), "--model-name", "both",
+                            "--max-steps", "2", "--valid-interval", "100", "--base-lr", "0.05"))
+    before, after = load_checkpoint(init_ckpt).state_dict, load_checkpoint(exp / "last.pt").state_dict
+    changed = {k.split("_")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"ar", "nar"}

@@ -58,15 +58,22 @@ class Objective(torch.nn.Module):
         return {"loss": loss, "top10_acc": acc, "num_frames": outs[0]["num_frames"]}
 
 
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
+def device_type(name: str) -> str:
+    """--device auto|cpu|cuda -> "cpu" or "cuda"."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: use auto, cpu or cuda (torchrun picks the GPU of each rank)")
+    return name
+
+
+def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
+    if device_type(name) == "cuda":
         if not torch.cuda.is_available():
             raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
         torch.cuda.set_device(dist_info.local_rank)
         return torch.device("cuda", dist_info.local_rank)
-    return torch.device(name)
+    return torch.device("cpu")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -109,7 +116,7 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, model_overrides: dict):
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
-        self.dist = setup_distributed("cuda" if resolve_device(t.device, DistInfo()).type == "cuda" else "cpu")
+        self.dist = setup_distributed(device_type(t.device))
         self.device = resolve_device(t.device, self.dist)
         self.dtype = resolve_dtype(t.dtype, self.device)
         self._setup_logging()
@@ -117,6 +124,7 @@ class Trainer:
         random.seed(t.seed + self.dist.rank)
         self.tokenizer = load_tokenizer_info(cfg.data.manifest_dir)
         self.model, resume_state = self._build_model(model_overrides)
+        self.model.to(self.device)  # before the optimizer exists, so resumed optimizer state lands there too
         self.cfg.model = self.model.config
         self.trainable = select_trainable(self.model, t.model_name, t.trainable)
         o = cfg.optim
@@ -126,9 +134,10 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, o.lr_steps, o.lr_epochs, o.warmup_steps, o.warmup_start)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.progress = Progress()
+        self._validated_at: int | None = None
         if resume_state is not None:
             self._restore(resume_state)
-        self.objective = Objective(self.model, t.model_name).to(self.device)
+        self.objective = Objective(self.model, t.model_name)
         if self.dist.world_size > 1:
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -309,7 +318,7 @@ class Trainer:
     # ---- validation --------------------------------------------------------------------------
 
     def _validate_if_new(self) -> None:
-        if getattr(self, "_validated_at", None) != self.progress.step:
+        if self._validated_at != self.progress.step:
             self._validate()
 
     @torch.no_grad()
