@@ -56,7 +56,8 @@ class DataConfig:
     num_buckets: int = _opt(10, "duration buckets of the DynamicBucketingSampler")
     quadratic_duration: float = _opt(0.0, "lhotse quadratic_duration: penalise long cuts in batch size (0 = off)")
     shuffle: bool = _opt(True, "shuffle the training cuts (seeded, per epoch)")
-    drop_last: bool = _opt(True, "drop the last incomplete training batch")
+    drop_last: bool = _opt(False, "train only: drop each bucket's last incomplete batch (with little data that "
+                                  "is most of it)")
     filter_min_duration: float = _opt(0.5, "train only: drop cuts shorter than this (seconds)")
     filter_max_duration: float = _opt(14.0, "train only: drop cuts longer than this (seconds)")
     num_workers: int = _opt(2, "DataLoader worker processes")

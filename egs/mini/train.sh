@@ -8,5 +8,5 @@ if [ ! -f exp/init-tiny.pt ]; then
   "$PYTHON" ../../bin/init_checkpoint.py --output exp/init-tiny.pt --d-model 64 --nhead 4 --num-layers 2 --seed 0
 fi
 exec ../shared/train.sh --default-init exp/init-tiny.pt --manifest-dir data/tokenized --device cpu \
-  --max-duration 30 --num-buckets 4 --valid-interval 25 --save-every-n 50 --log-interval 5 --num-workers 0 \
+  --max-duration 30 --num-buckets 2 --valid-interval 25 --save-every-n 50 --log-interval 5 --num-workers 0 \
   --base-lr 0.05 --warmup-steps 20 --num-epochs 1000 --max-steps 150 "$@"
