@@ -304,3 +304,23 @@ def test_model_name_both_trains_both_halves(mini_data, init_ckpt, tmp_path):
     before, after = load_checkpoint(init_ckpt).state_dict, load_checkpoint(exp / "last.pt").state_dict
     changed = {k.split("_")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"ar", "nar"}
+
+
+def test_init_checkpoint_auto_means_the_released_checkpoint_for_vallex_cuts(mini_data, init_ckpt, tmp_path,
+                                                                             monkeypatch):
+    import valle.training.trainer as trainer_module
+    from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
+
+    asked = []
+    real_load = trainer_module.load_model
+
+    def offline_load(path, **kw):  # the released checkpoint cannot be downloaded here: stand in the tiny one
+        asked.append(path)
+        return real_load(init_ckpt, **kw)
+
+    monkeypatch.setattr(trainer_module, "load_model", offline_load)
+    cfg = ExperimentConfig(ModelConfig(), DataConfig(manifest_dir=str(mini_data), num_workers=0),
+                           OptimConfig(), TrainConfig(exp_dir=str(tmp_path / "exp"), device="cpu"))
+    assert cfg.train.init_checkpoint == "auto"
+    trainer_module.Trainer(cfg, {})
+    assert asked == ["vallex"]

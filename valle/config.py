@@ -80,7 +80,8 @@ class OptimConfig:
 class TrainConfig:
     exp_dir: str = _opt("exp", "where checkpoints, config.yaml, the log and tensorboard go")
     model_name: str = _opt("ar", "which half to train: ar | nar | both", choices=("ar", "nar", "both"))
-    init_checkpoint: str = _opt("vallex", "start from: vallex (released, downloaded once) | PATH | none (from scratch)")
+    init_checkpoint: str = _opt("auto", "start from: vallex (the released checkpoint, downloaded once) | PATH | none "
+                                        "(from scratch) | auto (vallex for vallex-tokenized cuts, else none)")
     trainable: tuple = _opt((), "regexes (re.match on parameter names) narrowing what is trained", nargs="*")
     num_epochs: int = _opt(20, "stop after this many epochs")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no limit)")

@@ -14,7 +14,7 @@ model_name=ar
 num_gpus=1
 exp_dir=exp
 init_checkpoint=""
-default_init=vallex
+default_init=auto
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -173,6 +173,10 @@ class Trainer:
                 raise UserError(f"--resume true but {last} does not exist: start without --resume")
             model, loaded = load_model(last, device="cpu")
             return model, loaded.train_state
+        if t.init_checkpoint == "auto":
+            t.init_checkpoint = "vallex" if self.tokenizer["name"] == "vallex" else "none"
+            log.info("--init-checkpoint auto: %s (the cuts use the %s tokenizer)", t.init_checkpoint,
+                     self.tokenizer["name"])
         if t.init_checkpoint == "none":
             cfg = ModelConfig(**{**asdict(self.cfg.model), **overrides})
             return VALLE(cfg), None
