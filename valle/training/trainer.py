@@ -147,6 +147,8 @@ class Trainer:
         self.writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if self.dist.is_main else None
         self.sampler = _AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
         if self.dist.is_main:
+            for stale in self.exp_dir.glob("*.pt.tmp-*"):  # a write cut short by a crash (the .pt itself is intact)
+                stale.unlink()
             cfg.save_yaml(self.exp_dir / "config.yaml")
             n = sum(p.numel() for _, p in self.trainable)
             log.info("training %s: %d tensors, %.2fM parameters; %d train cuts, %d dev cuts; device %s, %s",
