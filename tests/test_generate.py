@@ -236,3 +236,15 @@ def test_prompt_preset_round_trip_and_errors(tmp_path, model, prompt):
         check_prompt(long, model)
     with pytest.raises(UserError, match="outside 0..1023"):
         check_prompt(Prompt(torch.full((10, 8), 1024), [20], "en"), model)
+
+
+def test_models_with_text_bos_eos_read_prompt_and_text_as_one_framed_utterance(single_thread, prompt):
+    torch.manual_seed(0)
+    model = VALLE(ModelConfig(d_model=32, nhead=2, num_layers=1, text_bos_id=1, text_eos_id=2)).eval()
+    seen = []
+    hook = model.ar_text_embedding.register_forward_hook(lambda m, i, o: seen.append(i[0][0].tolist()))
+    try:
+        generate(model, [Request([30, 31], ["en", "en"], prompt)], GREEDY, max_frames=3)
+    finally:
+        hook.remove()
+    assert seen[0] == [1, *prompt.text_ids, 30, 31, 2]  # one BOS before the prompt text, one EOS after the target

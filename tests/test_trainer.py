@@ -324,3 +324,42 @@ def test_init_checkpoint_auto_means_the_released_checkpoint_for_vallex_cuts(mini
     assert cfg.train.init_checkpoint == "auto"
     trainer_module.Trainer(cfg, {})
     assert asked == ["vallex"]
+
+
+def test_dataset_frames_text_with_bos_eos_only_for_models_that_have_them(mini_data):
+    from valle.config import ModelConfig
+    from valle.data.dataset import SpeechDataset, load_cuts
+
+    cuts = load_cuts(mini_data, "dev").subset(first=2)
+    plain = SpeechDataset(3, ModelConfig())[cuts]
+    framed = SpeechDataset(0, ModelConfig(text_bos_id=1, text_eos_id=2))[cuts]
+    assert torch.equal(framed["text_lens"], plain["text_lens"] + 2)
+    for i, n in enumerate(plain["text_lens"].tolist()):
+        assert framed["text_tokens"][i, 0] == 1 and framed["text_tokens"][i, n + 1] == 2
+        assert torch.equal(framed["text_tokens"][i, 1:n + 1], plain["text_tokens"][i, :n])
+        assert torch.equal(framed["text_langs"][i, : n + 2], torch.cat([plain["text_langs"][i, :1],
+                                                                       plain["text_langs"][i, :n],
+                                                                       plain["text_langs"][i, n - 1:n]]))
+
+
+def test_espeak_corpus_trains_from_scratch_with_bos_eos_and_synthesizes(mini_data, tmp_path):
+    import shutil
+
+    from valle.models.checkpoint import load_checkpoint
+
+    data = tmp_path / "data"
+    shutil.copytree(mini_data.parent, data)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([str(REPO / "egs" / "custom" / "prepare.sh"), "--data-dir", str(data), "--stage", "3",
+                    "--tokenizer", "espeak", "--language", "en"], check=True, env=env, capture_output=True,
+                   cwd=REPO / "egs" / "custom")
+    assert json.loads((data / "tokenized" / "text_tokenizer.json").read_text())["name"] == "espeak"
+    exp = tmp_path / "exp"
+    run_trainer(*train_args(data / "tokenized", exp, *TINY, "--max-steps", "2", "--valid-interval", "100"))
+    config = load_checkpoint(exp / "last.pt").config  # --init-checkpoint auto: from scratch for espeak cuts
+    assert (config.text_bos_id, config.text_eos_id) == (1, 2)
+    out = tmp_path / "out.wav"
+    run_trainer(sys.executable, str(REPO / "bin" / "infer.py"), "--checkpoint", str(exp / "last.pt"),
+                "--text", "Hello there.", "--language", "en", "--codec-weights", "random", "--max-frames", "20",
+                "--output", str(out), "--top-k", "1")
+    assert out.stat().st_size > 44

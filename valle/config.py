@@ -36,6 +36,15 @@ class ModelConfig:
     prefix_mode: int = _opt(1, "NAR prompt in training: 0 none, 1 random prefix of the utterance, 2 another segment",
                             choices=(0, 1, 2))
     dropout: float = _opt(0.1, "dropout in the transformer layers")
+    text_bos_id: int = _opt(-1, "id put before the text of each utterance (-1: none, as VALL-E X; models trained "
+                                "from scratch on espeak-tokenized cuts use the tokenizer's <bos>)")
+    text_eos_id: int = _opt(-1, "id put after the text of each utterance (-1: none; espeak: <eos>)")
+
+    def frame_text(self, ids: list[int], langs: list) -> tuple[list[int], list]:
+        """Text ids and their languages as the model reads them: within BOS/EOS when the model has them."""
+        if self.text_bos_id < 0:
+            return list(ids), list(langs)
+        return [self.text_bos_id, *ids, self.text_eos_id], [langs[0], *langs, langs[-1]]
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":

@@ -137,11 +137,13 @@ def generate(
             raise UserError(f"text ids {r.text_ids[:10]}...: empty or beyond the model's "
                             f"{model.config.text_vocab_size} text tokens; was the text tokenized for this model?")
         names = ([p.language] * len(p.text_ids) if p else []) + list(r.languages)
+        ids, names = model.config.frame_text(ids, names)  # prompt and target text are one utterance, as in training
         text.append(torch.tensor(ids, device=device))
         langs.append(torch.tensor([LANGUAGE_IDS[n] for n in names], device=device))
         codes = p.codes if p is not None else torch.zeros(0, model.config.num_quantizers, dtype=torch.long)
         prompts.append(codes.to(device=device, dtype=torch.long))
-        prompt_lens.append(len(p.text_ids) if p else 0)
+        has_bos = model.config.text_bos_id >= 0
+        prompt_lens.append(len(p.text_ids) + has_bos if p else 0)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)

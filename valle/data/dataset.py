@@ -13,7 +13,7 @@ from lhotse.dataset import DynamicBucketingSampler
 from torch.nn.utils.rnn import pad_sequence
 
 from valle.cli import UserError
-from valle.config import DataConfig
+from valle.config import DataConfig, ModelConfig
 
 
 def load_cuts(manifest_dir: str | Path, split: str) -> CutSet:
@@ -30,15 +30,16 @@ def load_cuts(manifest_dir: str | Path, split: str) -> CutSet:
 class SpeechDataset(torch.utils.data.Dataset):
     """Maps a CutSet (one batch, chosen by the sampler) to padded tensors."""
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, model_config: ModelConfig):
+        self.pad_id, self.model_config = pad_id, model_config
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
         sups = [cut.supervisions[0] for cut in cuts]
         codes = [torch.from_numpy(cut.load_codes().astype(np.int64)) for cut in cuts]  # (T_i, 8) each
-        text = [torch.tensor(s.custom["text_ids"], dtype=torch.long) for s in sups]  # (L_i,) each
-        langs = [torch.tensor(s.custom["text_langs"], dtype=torch.long) for s in sups]  # (L_i,) each
+        framed = [self.model_config.frame_text(s.custom["text_ids"], s.custom["text_langs"]) for s in sups]
+        text = [torch.tensor(ids, dtype=torch.long) for ids, _ in framed]  # (L_i,) each
+        langs = [torch.tensor(langs, dtype=torch.long) for _, langs in framed]  # (L_i,) each
         return {
             "cut_ids": [cut.id for cut in cuts],
             "text_tokens": pad_sequence(text, batch_first=True, padding_value=self.pad_id),  # (B, L)
@@ -75,7 +76,8 @@ def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
     return kept
 
 
-def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, train: bool, seed: int = 0, epoch: int = 0,
+def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, model_config: ModelConfig, train: bool,
+                seed: int = 0, epoch: int = 0,
                 skip_batches: int = 0, world_size: int = 1, rank: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader over bucketed batches; each DDP rank gets its own shard of batches."""
     warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
@@ -87,5 +89,5 @@ def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, train: bool, seed: i
     # A generator of its own: the loader must not draw from the global RNG (dropout, NAR stages),
     # or a run resumed mid-epoch would see a different random stream than an uninterrupted one.
     return torch.utils.data.DataLoader(
-        SpeechDataset(pad_id), sampler=_SkipFirst(sampler, skip_batches), batch_size=None,
+        SpeechDataset(pad_id, model_config), sampler=_SkipFirst(sampler, skip_batches), batch_size=None,
         num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed + epoch))

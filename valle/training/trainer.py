@@ -180,7 +180,9 @@ class Trainer:
             log.info("--init-checkpoint auto: %s (the cuts use the %s tokenizer)", t.init_checkpoint,
                      self.tokenizer["name"])
         if t.init_checkpoint == "none":
-            cfg = ModelConfig(**{**asdict(self.cfg.model), **overrides})
+            tokenizer = tokenizer_from_info(self.tokenizer, where=self.cfg.data.manifest_dir)
+            framing = {"text_bos_id": getattr(tokenizer, "bos_id", -1), "text_eos_id": getattr(tokenizer, "eos_id", -1)}
+            cfg = ModelConfig(**{**asdict(self.cfg.model), **framing, **overrides})
             return VALLE(cfg), None
         model, loaded = load_model(t.init_checkpoint, nhead=overrides.get("nhead"),
                                    device="cpu", **{k: v for k, v in overrides.items() if k != "nhead"})
@@ -238,7 +240,8 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         t, p = self.cfg.train, self.progress
-        loader = make_loader(self.train_cuts, self.cfg.data, self.tokenizer_pad_id, train=True, seed=t.seed,
+        loader = make_loader(self.train_cuts, self.cfg.data, self.tokenizer_pad_id, self.model.config, train=True,
+                             seed=t.seed,
                              epoch=p.epoch, skip_batches=p.batches_in_epoch,
                              world_size=self.dist.world_size, rank=self.dist.rank)
         batches = iter(loader)
@@ -334,7 +337,7 @@ class Trainer:
         objective = self.objective.module if isinstance(self.objective, DistributedDataParallel) else self.objective
         objective.eval()
         loss_sum = acc_sum = frames = 0.0
-        loader = make_loader(self.dev_cuts, self.cfg.data, self.tokenizer_pad_id, train=False,
+        loader = make_loader(self.dev_cuts, self.cfg.data, self.tokenizer_pad_id, self.model.config, train=False,
                              world_size=self.dist.world_size, rank=self.dist.rank)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.train.seed)  # the same NAR stages and prefixes at every validation
@@ -419,8 +422,8 @@ class _AudioSampler:
         from valle.models.valle import Sampling
 
         sup = self.cut.supervisions[0]
-        text = torch.tensor(sup.custom["text_ids"], device=self.device)  # (L,)
-        langs = torch.tensor(sup.custom["text_langs"], device=self.device)  # (L,)
+        ids, lang_ids = model.config.frame_text(sup.custom["text_ids"], sup.custom["text_langs"])
+        text, langs = torch.tensor(ids, device=self.device), torch.tensor(lang_ids, device=self.device)  # (L,)
         no_prompt = torch.zeros(0, model.config.num_quantizers, dtype=torch.long, device=self.device)  # (0, 8)
         model.eval()
         codes = model.generate([text], [langs], [no_prompt], [0], Sampling(top_k=10),
