@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--checkpoint", default="vallex",
                    help="checkpoint file, or 'vallex' for the released one (cached, downloaded once) [vallex]")
     m.add_argument("--nhead", type=int, default=None,
-                   help="attention heads; released and icefall files do not store it [checkpoint's config, else 16]")
+                   help="attention heads; the released file does not store it [checkpoint's config, else 16]")
     m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
     t = p.add_argument_group("text")
     t.add_argument("--text", help="the sentence to speak")

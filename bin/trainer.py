@@ -13,7 +13,7 @@ from valle.config import (DataConfig, ExperimentConfig, ModelConfig, OptimConfig
 
 
 def parse_args(argv=None) -> tuple[ExperimentConfig, dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__)
     add_config_arguments(parser, TrainConfig)
     add_config_arguments(parser, DataConfig)
     add_config_arguments(parser, OptimConfig)
