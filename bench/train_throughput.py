@@ -35,6 +35,20 @@ def make_batch(batch: int, frames: int, text: int, device: torch.device) -> dict
     return {k: v.to(device) for k, v in b.items()}
 
 
+def use_float_masks() -> None:
+    """The reference's way, for comparison: every boolean mask becomes an additive float mask of shape
+    (B, H, S, S) before attention (built in every layer, as lifeiteng-style code does)."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def attention(q, k, v, attn_mask=None, **kw):
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            full = attn_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])  # (B, H, S, S)
+            attn_mask = torch.zeros(full.shape, dtype=q.dtype, device=q.device).masked_fill(~full, float("-inf"))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    torch.nn.functional.scaled_dot_product_attention = attention
+
+
 def flops_per_step(n_params: int, tokens: int) -> float:
     """6 * parameters * tokens: forward + backward of the dense layers (attention scores not counted)."""
     return 6.0 * n_params * tokens
@@ -42,6 +56,8 @@ def flops_per_step(n_params: int, tokens: int) -> float:
 
 def run(args, stage: str) -> dict:
     device = torch.device(args.device)
+    if args.masks == "float":
+        use_float_masks()
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=args.dim, nhead=args.heads, num_layers=args.layers)
     model = VALLE(cfg).to(device).train()
@@ -67,7 +83,7 @@ def run(args, stage: str) -> dict:
     tokens = frames + int(batch["text_lens"].sum())
     out = {"stage": stage, "dim": args.dim, "heads": args.heads, "layers": args.layers, "batch": args.batch,
            "frames": args.frames, "text": args.text, "device": args.device, "dtype": args.dtype,
-           "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
+           "masks": args.masks, "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
            "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "machine": machine(device), "torch": torch.__version__}
@@ -101,16 +117,20 @@ def main() -> None:
     p.add_argument("--stage", choices=("ar", "nar", "both"), default="both", help="which half to time")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="autocast dtype")
+    p.add_argument("--masks", choices=("bool", "float", "both"), default="both",
+                   help="attention masks: bool (ours) or float (the reference's way, for comparison)")
     p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense: 989)")
     args = p.parse_args()
-    if args.stage == "both":  # one process per stage, so peak memory is that stage's own
-        for stage in ("ar", "nar"):
-            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--stage", stage], check=True)
+    stages = ("ar", "nar") if args.stage == "both" else (args.stage,)
+    masks = ("bool", "float") if args.masks == "both" else (args.masks,)
+    if len(stages) * len(masks) > 1:  # one process per configuration, so peak memory is its own
+        for stage in stages:
+            for m in masks:
+                subprocess.run([sys.executable, __file__, *sys.argv[1:], "--stage", stage, "--masks", m], check=True)
     else:
-        print(json.dumps(run(args, args.stage)), flush=True)
-
+        print(json.dumps(run(args, stages[0])), flush=True)
 
 if __name__ == "__main__":
     main()
