@@ -82,6 +82,8 @@ def test_custom_prepare_needs_a_corpus(tmp_path):
                cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "no such folder or metadata file" in proc.stderr
     assert not (tmp_path / "data" / ".corpus.done").exists()
+    proc = run([REPO / "egs/custom/prepare.sh", "--corpus", tmp_path, "--language", "fr"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "--language fr" in proc.stderr and "en, zh or ja" in proc.stderr
 
 
 def test_parse_options(tmp_path):

@@ -32,6 +32,10 @@ num_jobs=1
 help_message="usage: $0 --corpus DIR_OR_METADATA_FILE [--language en] [--codec-weights pretrained|random|PATH] [options]"
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh"
+case "$language" in
+  en|zh|ja) ;;
+  *) echo "$0: --language $language: the corpus language must be en, zh or ja" >&2; exit 2 ;;
+esac
 mkdir -p "$data_dir"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus" ]; then
