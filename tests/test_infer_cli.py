@@ -116,6 +116,8 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     ("bad list line", ["--input", "{tsv}", "--output-dir", "{tmp}/o"], "bad.tsv:2: 2 tab-separated fields"),
     ("no text", [], "give either --text TEXT or --input"),
     ("half a prompt", ["--text", "Hi.", "--prompt-audio", "x.wav"], "--prompt-audio and --prompt-text go together"),
+    ("prompt audio missing", ["--text", "Hi.", "--prompt-audio", "{tmp}/none.wav", "--prompt-text", "Hi."],
+     "none.wav: missing file"),
     ("bad sampling", ["--text", "Hi.", "--temperature", "0"], "temperature > 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, case, args, message):

@@ -89,6 +89,8 @@ class AudioInfo:
 def audio_info(path: str | Path) -> AudioInfo:
     """Read the header only (cheap): rate, channels, length, format. Raises AudioError if unreadable."""
     path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "missing file", "no such file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file", "0 bytes")
     try:

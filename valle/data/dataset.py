@@ -90,4 +90,5 @@ def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, model_config: ModelC
     # or a run resumed mid-epoch would see a different random stream than an uninterrupted one.
     return torch.utils.data.DataLoader(
         SpeechDataset(pad_id, model_config), sampler=_SkipFirst(sampler, skip_batches), batch_size=None,
-        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed + epoch))
+        num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed + epoch))
