@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training step speed and memory of the AR and NAR halves at a fixed batch (random weights).
 
-Prints one JSON line per stage: step_s (forward + backward + AdamW step), fwd_bwd_s, optimizer_s,
+Prints one JSON line per stage: step_s (forward + backward + optimizer step), fwd_bwd_s, optimizer_s,
 frames_per_s (audio frames per second of whole steps), fwd_bwd_frames_per_s, peak_rss_mb, and on CUDA
 peak_cuda_mb and mfu (model FLOPs utilisation of forward + backward against --peak-tflops).
 Each stage runs in a process of its own, so peak memory is that stage's."""
@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from valle.config import ModelConfig  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
+from valle.training.optim import build_optimizer  # noqa: E402
 
 
 def make_batch(batch: int, frames: int, text: int, device: torch.device) -> dict:
@@ -61,8 +62,7 @@ def run(args, stage: str) -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=args.dim, nhead=args.heads, num_layers=args.layers)
     model = VALLE(cfg).to(device).train()
-    params = [p for _, p in model.half_named_parameters(stage)]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = build_optimizer(model.half_named_parameters(stage), args.optimizer)
     batch = make_batch(args.batch, args.frames, args.text, device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     fwd_bwd, opt_step = [], []
@@ -83,12 +83,12 @@ def run(args, stage: str) -> dict:
     tokens = frames + int(batch["text_lens"].sum())
     out = {"stage": stage, "dim": args.dim, "heads": args.heads, "layers": args.layers, "batch": args.batch,
            "frames": args.frames, "text": args.text, "device": args.device, "dtype": args.dtype,
-           "masks": args.masks, "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
+           "masks": args.masks, "optimizer": args.optimizer, "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
            "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "machine": machine(device), "torch": torch.__version__}
     if device.type == "cuda":
-        n = sum(p.numel() for p in params)
+        n = sum(p.numel() for _, p in model.half_named_parameters(stage))
         out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
         out["mfu"] = round(flops_per_step(n, tokens) / fb / (args.peak_tflops * 1e12), 4)
     return out
@@ -119,6 +119,8 @@ def main() -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="autocast dtype")
     p.add_argument("--masks", choices=("bool", "float", "both"), default="both",
                    help="attention masks: bool (ours) or float (the reference's way, for comparison)")
+    p.add_argument("--optimizer", choices=("scaled_adam", "adamw"), default="scaled_adam",
+                   help="the optimizer stepped after each backward (training's default: scaled_adam)")
     p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense: 989)")
