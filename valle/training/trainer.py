@@ -122,7 +122,8 @@ class Trainer:
         self._setup_logging()
         torch.manual_seed(t.seed + self.dist.rank)
         random.seed(t.seed + self.dist.rank)
-        self.tokenizer = load_tokenizer_info(cfg.data.manifest_dir)
+        self.tokenizer = load_tokenizer_info(cfg.data.manifest_dir)  # name + vocabulary, saved in checkpoints
+        self.text_tokenizer = tokenizer_from_info(self.tokenizer, where=cfg.data.manifest_dir)
         self.model, resume_state = self._build_model(model_overrides)
         self.model.to(self.device)  # before the optimizer exists, so resumed optimizer state lands there too
         self.cfg.model = self.model.config
@@ -180,8 +181,8 @@ class Trainer:
             log.info("--init-checkpoint auto: %s (the cuts use the %s tokenizer)", t.init_checkpoint,
                      self.tokenizer["name"])
         if t.init_checkpoint == "none":
-            tokenizer = tokenizer_from_info(self.tokenizer, where=self.cfg.data.manifest_dir)
-            framing = {"text_bos_id": getattr(tokenizer, "bos_id", -1), "text_eos_id": getattr(tokenizer, "eos_id", -1)}
+            framing = {"text_bos_id": getattr(self.text_tokenizer, "bos_id", -1),
+                       "text_eos_id": getattr(self.text_tokenizer, "eos_id", -1)}
             cfg = ModelConfig(**{**asdict(self.cfg.model), **framing, **overrides})
             return VALLE(cfg), None
         model, loaded = load_model(t.init_checkpoint, nhead=overrides.get("nhead"),
@@ -240,10 +241,8 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         t, p = self.cfg.train, self.progress
-        loader = make_loader(self.train_cuts, self.cfg.data, self.tokenizer_pad_id, self.model.config, train=True,
-                             seed=t.seed,
-                             epoch=p.epoch, skip_batches=p.batches_in_epoch,
-                             world_size=self.dist.world_size, rank=self.dist.rank)
+        loader = self._loader(self.train_cuts, train=True, seed=t.seed, epoch=p.epoch,
+                              skip_batches=p.batches_in_epoch)
         batches = iter(loader)
         bar = tqdm(desc=f"epoch {p.epoch}", unit="step", disable=not self.dist.is_main, leave=False)
         steps_before = p.step
@@ -266,9 +265,10 @@ class Trainer:
             raise UserError(f"epoch {p.epoch} produced no training batch: the train set ({hours:.3f} h) is "
                             "smaller than one batch; lower --max-duration or pass --drop-last false")
 
-    @property
-    def tokenizer_pad_id(self) -> int:
-        return tokenizer_from_info(self.tokenizer, where=self.cfg.data.manifest_dir).pad_id
+    def _loader(self, cuts, train: bool, **kw) -> torch.utils.data.DataLoader:
+        """This rank's batches of `cuts` (kw: seed, epoch, skip_batches for training)."""
+        return make_loader(cuts, self.cfg.data, self.text_tokenizer.pad_id, self.model.config, train=train,
+                           world_size=self.dist.world_size, rank=self.dist.rank, **kw)
 
     def _optimizer_step(self, micro: list[dict]) -> None:
         t, p = self.cfg.train, self.progress
@@ -337,8 +337,7 @@ class Trainer:
         objective = self.objective.module if isinstance(self.objective, DistributedDataParallel) else self.objective
         objective.eval()
         loss_sum = acc_sum = frames = 0.0
-        loader = make_loader(self.dev_cuts, self.cfg.data, self.tokenizer_pad_id, self.model.config, train=False,
-                             world_size=self.dist.world_size, rank=self.dist.rank)
+        loader = self._loader(self.dev_cuts, train=False)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.train.seed)  # the same NAR stages and prefixes at every validation
             for batch in loader:
@@ -414,6 +413,7 @@ class _AudioSampler:
             from valle.audio import Codec
             self.codec = Codec.from_weights(cfg.train.codec_weights, device=str(device))
         self.cut, self.device = min(dev_cuts, key=lambda c: c.id), device
+        self.max_frames = 2 * self.cut.codes.shape[0]  # from the manifest: no need to read the codes
 
     def write(self, writer: SummaryWriter, model: VALLE, step: int) -> None:
         if self.codec is None:
@@ -427,7 +427,7 @@ class _AudioSampler:
         no_prompt = torch.zeros(0, model.config.num_quantizers, dtype=torch.long, device=self.device)  # (0, 8)
         model.eval()
         codes = model.generate([text], [langs], [no_prompt], [0], Sampling(top_k=10),
-                               max_frames=2 * self.cut.load_codes().shape[0],
+                               max_frames=self.max_frames,
                                generator=torch.Generator(self.device).manual_seed(0))[0]  # (T, 8)
         wave = self.codec.decode(codes)  # (samples,)
         writer.add_audio("valid/sample", wave.float().cpu().unsqueeze(0), step, sample_rate=SAMPLE_RATE)
