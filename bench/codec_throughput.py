@@ -4,8 +4,6 @@ by total duration, on the CPU and on CUDA when present. Random weights (speed do
 Prints one JSON line per configuration, with the machine. A benchmark, not a test: it asserts nothing."""
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -13,20 +11,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import machine  # noqa: E402
 from valle.audio import SAMPLE_RATE, Codec  # noqa: E402
-
-
-def machine(device: str) -> dict:
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_avg_1min": round(os.getloadavg()[0], 2)}  # other work on the machine skews the figures
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def utterances(n: int, seed: int) -> list[torch.Tensor]:

@@ -9,7 +9,6 @@ Without --checkpoint the model is the full-size released config with random weig
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
@@ -19,20 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from valle.audio import FRAME_RATE  # noqa: E402
 from valle.config import ModelConfig  # noqa: E402
 from valle.models.valle import VALLE, Sampling  # noqa: E402
 
 PROMPT_FRAMES, PROMPT_TEXT, TARGET_TEXT = 225, 20, 30
-
-
-def machine(device: str) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    info = {"cpu": cpu, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def build_model(args) -> VALLE:

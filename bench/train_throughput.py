@@ -8,7 +8,6 @@ Each stage runs in a process of its own, so peak memory is that stage's."""
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -20,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from valle.config import ModelConfig  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
 from valle.training.optim import build_optimizer  # noqa: E402
@@ -86,7 +86,7 @@ def run(args, stage: str) -> dict:
            "masks": args.masks, "optimizer": args.optimizer, "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
            "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-           "machine": machine(device), "torch": torch.__version__}
+           "machine": machine(str(device))}
     if device.type == "cuda":
         n = sum(p.numel() for _, p in model.half_named_parameters(stage))
         out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
@@ -98,12 +98,6 @@ def _now(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter()
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:

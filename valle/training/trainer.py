@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from valle.audio import resolve_device
 from valle.cli import UserError
 from valle.config import ExperimentConfig, ModelConfig
 from valle.data.dataset import filter_train_cuts, load_cuts, make_loader, padding_ratio
@@ -60,14 +61,14 @@ class Objective(torch.nn.Module):
 
 def device_type(name: str) -> str:
     """--device auto|cpu|cuda -> "cpu" or "cuda"."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    name = resolve_device(name)  # auto -> cuda when a GPU is visible, else cpu
     if name not in ("cpu", "cuda"):
         raise UserError(f"--device {name}: use auto, cpu or cuda (torchrun picks the GPU of each rank)")
     return name
 
 
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
+def rank_device(name: str, dist_info: DistInfo) -> torch.device:
+    """The device of this rank: its own GPU under torchrun, or the CPU."""
     if device_type(name) == "cuda":
         if not torch.cuda.is_available():
             raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
@@ -117,7 +118,7 @@ class Trainer:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
         self.dist = setup_distributed(device_type(t.device))
-        self.device = resolve_device(t.device, self.dist)
+        self.device = rank_device(t.device, self.dist)
         self.dtype = resolve_dtype(t.dtype, self.device)
         self._setup_logging()
         torch.manual_seed(t.seed + self.dist.rank)
