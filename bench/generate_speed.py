@@ -97,7 +97,7 @@ def main() -> None:
     model = build_model(args)
     with torch.inference_mode():
         for batch in args.batch:
-            print(json.dumps({**run(model, batch, args), "machine": machine(args.device)}), flush=True)
+            print(json.dumps({**run(model, batch, args), "device": args.device, "machine": machine(args.device)}), flush=True)
 
 
 if __name__ == "__main__":
