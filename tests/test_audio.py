@@ -11,7 +11,7 @@ import torch
 from conftest import speechlike
 from valle import audio
 from valle.audio import SAMPLE_RATE, AudioError, Codec, VocosDecoder, audio_info, level_dbfs, load_audio, num_frames
-from valle.cli import UserError
+from valle.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 CONVERSIONS = [  # (file name, rate, channels, subtype, expected conversions, expected kind)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import ModelConfig
 from valle.models import checkpoint as ckpt
 from valle.models.checkpoint import (

@@ -11,7 +11,7 @@ import torch
 from lhotse import CutSet
 
 from valle.audio import SAMPLE_RATE, num_frames
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.data import corpus as C
 from valle.data import tokenize as T
 

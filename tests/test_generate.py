@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import LANGUAGE_IDS, ModelConfig
 from valle.inference import Prompt, Request, Synthesizer, check_prompt, generate, load_prompt, save_prompt
 from valle.models import VALLE

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.training.optim import ClippedAdamW, Eden, ScaledAdam, build_optimizer, build_scheduler
 
 D = 8

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.text import TextError, get_tokenizer, load_tokenizer_info, save_tokenizer_info, tokenizer_from_info
 from valle.text.g2p_en import english_to_ipa, normalize_numbers
 from valle.text.g2p_zh import chinese_to_ipa

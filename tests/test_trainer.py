@@ -166,7 +166,7 @@ def test_early_stopping_when_valid_loss_stalls(mini_data, init_ckpt, tmp_path):
 
 
 def test_nan_losses_skip_steps_then_stop_with_a_message(mini_data, init_ckpt, tmp_path, monkeypatch):
-    from valle.cli import UserError
+    from valle.errors import UserError
     from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
     from valle.models.valle import VALLE
     from valle.training.trainer import Trainer

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from valle.cli import UserError
+from valle.errors import UserError
 
 SAMPLE_RATE = 24000  # Hz, the Encodec 24 kHz model's rate
 FRAME_RATE = 75  # codec frames per second

@@ -6,25 +6,8 @@ import argparse
 import sys
 from typing import Callable
 
-
-class UserError(Exception):
-    """A mistake the user can fix (bad path, bad flag, bad file): shown as one line, no traceback."""
-
-
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
-
-
-def str2bool(value: str | bool) -> bool:
-    """Parse a boolean flag strictly: true/false/1/0/yes/no/on/off, anything else is an error."""
-    if isinstance(value, bool):
-        return value
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {value!r}")
+from valle.config import str2bool  # noqa: F401  (re-exported for the CLIs)
+from valle.errors import UserError
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -9,7 +9,21 @@ from pathlib import Path
 
 import yaml
 
-from valle.cli import str2bool
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def str2bool(value: str | bool) -> bool:
+    """Parse a boolean flag strictly: true/false/1/0/yes/no/on/off, anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {value!r}")
+
 
 # Language ids inside the model (the released checkpoint's order).
 LANGUAGE_IDS = {"en": 0, "zh": 1, "ja": 2}

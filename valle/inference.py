@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from valle.audio import FRAME_RATE, SAMPLE_RATE
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import LANGUAGE_IDS
 from valle.models.valle import VALLE, Sampling
 

@@ -21,7 +21,7 @@ import torch
 import torchaudio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from valle.cli import str2bool  # noqa: E402
+from valle.config import str2bool  # noqa: E402
 
 VOICES = {  # speaker folder -> espeak-ng voice (+variant)
     "us_adam": "en-us",

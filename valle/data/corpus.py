@@ -25,7 +25,7 @@ from lhotse.audio import AudioSource
 from tqdm import tqdm
 
 from valle.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_audio
-from valle.cli import UserError
+from valle.errors import UserError
 
 TRANSCRIPT_SUFFIXES = (".normalized.txt", ".txt", ".lab")  # preferred first
 # Stages that report, in order. A stage's report replaces its own and drops those of the stages after it.

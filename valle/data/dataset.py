@@ -12,7 +12,7 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 from torch.nn.utils.rnn import pad_sequence
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import DataConfig, ModelConfig
 
 

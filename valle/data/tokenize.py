@@ -25,7 +25,7 @@ from lhotse.features.io import NumpyHdf5Writer
 from tqdm import tqdm
 
 from valle.audio import FRAME_RATE, Codec
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import LANGUAGE_IDS
 from valle.data.corpus import Rejection, format_summary, read_rejections, require_some, update_summary, write_rejections
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import ModelConfig
 
 log = logging.getLogger(__name__)

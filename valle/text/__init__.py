@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.text.base import INPUT_LANGUAGES, LANGUAGES, TextError, TextTokenizer, Tokenized
 
 __all__ = [

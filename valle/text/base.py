@@ -7,7 +7,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from valle.cli import UserError
+from valle.errors import UserError
 
 LANGUAGES = ("en", "zh", "ja")
 INPUT_LANGUAGES = LANGUAGES + ("mix",)  # "mix": the text carries its own marks

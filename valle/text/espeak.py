@@ -17,7 +17,7 @@ from phonemizer.logger import get_logger
 from phonemizer.punctuation import Punctuation
 from phonemizer.separator import Separator
 
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.text.base import TextError, TextTokenizer, Tokenized, check_language, find_marked
 from valle.text.symbols import read_k2_symbols, write_k2_symbols
 

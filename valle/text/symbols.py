@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from valle.cli import UserError
+from valle.errors import UserError
 
 
 def load_vallex_table() -> dict[str, int]:

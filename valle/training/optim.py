@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from valle.cli import UserError
+from valle.errors import UserError
 
 log = logging.getLogger(__name__)
 

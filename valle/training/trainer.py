@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from valle.audio import resolve_device
-from valle.cli import UserError
+from valle.errors import UserError
 from valle.config import ExperimentConfig, ModelConfig
 from valle.data.dataset import filter_train_cuts, load_cuts, make_loader, padding_ratio
 from valle.models.checkpoint import load_model, save_checkpoint
