@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from valle.cli import UserError, run_main  # noqa: E402
 
 LANGUAGES = ("en", "zh", "ja", "mix")
+DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"}  # --compile -> generate()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--nhead", type=int, default=None,
                    help="attention heads; the released file does not store it [checkpoint's config, else 16]")
     m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
+    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="weights and activations of the model (the codec stays float32); bfloat16/float16 halve "
+                        "memory and speed up GPUs [float32]")
+    m.add_argument("--compile", choices=("none", "cudagraph", "inductor"), default="none",
+                   help="AR decoding step: none (eager), cudagraph (captured once as a CUDA graph and replayed; "
+                        "CUDA only), inductor (torch.compile: slow first call; needs a C++ compiler on CPU, "
+                        "captured as a CUDA graph on GPUs) [none]")
     t = p.add_argument_group("text")
     t.add_argument("--text", help="the sentence to speak")
     t.add_argument("--language", default="en",
@@ -174,7 +182,10 @@ def main() -> None:
     from valle.text import get_tokenizer, tokenizer_from_info
 
     device = resolve_device(a.device)
+    if a.compile == "cudagraph" and not device.startswith("cuda"):
+        raise UserError(f"--compile cudagraph needs a CUDA device, not {device}: use --compile none or inductor")
     model, loaded = load_model(a.checkpoint, nhead=a.nhead, device=device)
+    model.to(getattr(torch, a.dtype))
     tokenizer = (tokenizer_from_info(loaded.tokenizer, where=a.checkpoint) if loaded.tokenizer
                  else get_tokenizer("vallex"))
     requests = encode_texts(items, tokenizer, a.input or "--text")
@@ -193,7 +204,7 @@ def main() -> None:
     for b, start in enumerate(tqdm(batches, desc="batches", disable=len(batches) < 2)):
         with torch.inference_mode():
             results = synth.render(requests[start : start + a.batch_size], sampling=sampling, seed=a.seed + b,
-                                   max_frames=a.max_frames)
+                                   max_frames=a.max_frames, decode_mode=DECODE_MODE[a.compile])
         for (name, _, _), (codes, wave) in zip(items[start:], results):
             if a.text is not None:
                 save(Path(a.output), Path(a.save_codes) if a.save_codes else None, codes, wave)

@@ -118,11 +118,13 @@ def generate(
     max_frames: int | None = None,
     min_frames: int = 0,
     use_cache: bool = True,
+    decode_mode: str = "eager",
 ) -> list[Tensor]:
     """Codes (T_i, Q) of the frames generated for each request, all in one batch.
 
     Stops at EOS or after `max_frames` (default: 16 per text token, prompt text included, as the reference).
     Greedy (top_k=1) gives the same codes whether requests run together or one by one.
+    decode_mode: "eager", "cudagraph" (CUDA) or "inductor": how the AR steps run (valle.models.decoding).
     """
     device = model.ar_predict_layer.weight.device
     text, langs, prompts, prompt_lens = [], [], [], []
@@ -148,7 +150,7 @@ def generate(
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
     return model.generate(text, langs, prompts, prompt_lens, sampling=sampling, max_frames=max_frames,
-                          min_frames=min_frames, use_cache=use_cache, generator=generator)
+                          min_frames=min_frames, use_cache=use_cache, generator=generator, decode_mode=decode_mode)
 
 
 class Synthesizer:
@@ -172,7 +174,7 @@ class Synthesizer:
 
     def synthesize(self, text: str, language: str, prompt: Prompt | None = None, **kw) -> tuple[Tensor, Tensor]:
         """-> codes (T, 8) of the generated frames and the waveform (T * 320,) at 24 kHz.
-        kw: sampling, seed, max_frames, min_frames, use_cache (see `generate`)."""
+        kw: sampling, seed, max_frames, min_frames, use_cache, decode_mode (see `generate`)."""
         return self.synthesize_batch([(text, language)], prompt, **kw)[0]
 
     def synthesize_batch(self, items: list[tuple[str, str]], prompt: Prompt | None = None,

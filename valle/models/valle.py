@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from valle.config import ModelConfig
+from valle.config import NAR_PREFIX_RANGES, ModelConfig
+from valle.models.decoding import CHECK_EVERY, ARState, decode
 from valle.models.layers import (
     SinePositionalEmbedding,
     TokenEmbedding,
@@ -92,6 +93,8 @@ class VALLE(nn.Module):
         c = config
         if c.prefix_mode not in (0, 1, 2):
             raise ValueError(f"prefix_mode must be 0, 1 or 2, got {c.prefix_mode}")
+        if c.prefix_range not in NAR_PREFIX_RANGES:
+            raise ValueError(f"prefix_range must be one of {', '.join(NAR_PREFIX_RANGES)}, got {c.prefix_range!r}")
         self.config = c
         d, v, q = c.d_model, c.audio_vocab_size, c.num_quantizers
         self.eos, self.bos = v, v + 1
@@ -207,7 +210,8 @@ class VALLE(nn.Module):
         prefix, key_valid = 0, torch.cat([text_valid, code_valid], dim=1)  # (B, L+T)
         if mode == 1:  # the first `prefix` frames of each utterance, all codebooks, are the prompt
             low = int(0.25 * int(code_lens.min()))
-            prefix = min(int(torch.randint(low, 2 * low, ())) if low > 0 else 0, MAX_PREFIX_FRAMES)
+            first = 0 if self.config.prefix_range == "released" else low  # [0, 2 low) as released, or [low, 2 low)
+            prefix = min(int(torch.randint(first, 2 * low, ())) if low > 0 else 0, MAX_PREFIX_FRAMES)
             head = y[:, :prefix]
             for j in range(stage, q):
                 head = head + emb[j](codes[:, :prefix, j])
@@ -252,15 +256,17 @@ class VALLE(nn.Module):
         min_frames: int = 0,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        decode_mode: str = "eager",
     ) -> list[Tensor]:
         """AR then NAR for a batch of items -> codes (T_i, Q) of the generated frames of each item.
 
         text[i] (L_i,): prompt text ids followed by the target text ids; langs[i] (L_i,): their language ids;
         prompts[i] (Tp_i, Q): prompt codes (Tp_i may be 0); prompt_text_lens[i]: how many ids of text[i] are prompt.
+        decode_mode: how the AR steps run (see generate_ar).
         """
         c0 = self.generate_ar(
             text, langs, prompts, sampling=sampling, max_frames=max_frames, min_frames=min_frames,
-            use_cache=use_cache, generator=generator,
+            use_cache=use_cache, generator=generator, decode_mode=decode_mode,
         )
         return self.generate_nar(text, langs, prompts, prompt_text_lens, c0)
 
@@ -275,13 +281,17 @@ class VALLE(nn.Module):
         min_frames: int = 0,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        decode_mode: str = "eager",
+        check_every: int = CHECK_EVERY,
     ) -> list[Tensor]:
         """Codebook 0 of the generated frames, (T_i,) per item.
 
         Item i stops at EOS or after `max_frames` frames (default 16 x L_i, L_i counting the prompt text);
         EOS is not allowed before `min_frames`. Items are padded on the left of their text and of their audio part,
-        so every item writes its next frame to the same column of a preallocated KV cache; padding is masked,
-        finished items leave the batch.
+        so every item writes its next frame to the same column of a preallocated KV cache; padding is masked.
+        With the cache, every step has static shapes (valle.models.decoding): `decode_mode` "eager", "cudagraph"
+        or "inductor", and the host checks for the end every `check_every` steps. Without it, the whole sequence
+        is recomputed at every step (the baseline the cache is measured against).
         """
         text_x = [self.embed_text("ar", t[None], lg[None])[0] for t, lg in zip(text, langs)]  # (L_i, D)
         audio_ids = [F.pad(p[:, 0], (1, 0), value=self.bos) for p in prompts]  # (A_i,): BOS, prompt codes
@@ -295,12 +305,23 @@ class VALLE(nn.Module):
         steps = max(limits)
         next_pos = torch.tensor([a for _, a in sizes], device=seq.device)  # (B,): position of the next frame
         mask = ar_attention_mask(text_len, prompt_len, seq.device) & valid[:, None, None, :]  # (B, 1, S0, S0)
-        cache = self.ar_decoder.new_cache(len(text), seq.shape[1] + steps) if use_cache else None
-        logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask, cache=cache)[:, -1])  # (B, V+1)
+        if not use_cache:
+            return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, min_frames, generator)
+        cache = self.ar_decoder.new_cache(len(text), seq.shape[1] + steps)
+        logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask, cache=cache)[:, -1]).float()  # (B, V+1)
+        state = ARState(cache.k, cache.v, valid, next_pos, column=seq.shape[1], num_positions=prompt_len + steps)
+        return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), min_frames,
+                      mode=decode_mode, check_every=check_every)
 
-        out: list[list[int]] = [[] for _ in text]
-        active = list(range(len(text)))  # batch row r holds item active[r]
-        for t in range(steps):
+    def _ar_recompute(self, seq: Tensor, valid: Tensor, next_pos: Tensor, text_len: int, limits: list[int],
+                      sampling: Sampling, min_frames: int, generator: torch.Generator | None) -> list[Tensor]:
+        """AR decoding without a cache: the whole sequence (B, S, D) through the decoder at every step;
+        finished items leave the batch."""
+        mask = ar_attention_mask(text_len, seq.shape[1] - text_len, seq.device)
+        logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask & valid[:, None, None, :])[:, -1]).float()
+        out: list[list[int]] = [[] for _ in limits]
+        active = list(range(len(limits)))  # batch row r holds item active[r]
+        for t in range(max(limits)):
             if t < min_frames:
                 logits[:, self.eos] = float("-inf")
             ids = sample(logits, sampling, generator)  # (b,)
@@ -316,18 +337,10 @@ class VALLE(nn.Module):
                 rows = torch.tensor(keep, device=seq.device)
                 ids, next_pos, valid, seq = ids[rows], next_pos[rows], valid[rows], seq[rows]
                 active = [active[r] for r in keep]
-                if cache is not None:
-                    cache.keep(rows)
-            x = self.embed_ar_audio(ids[:, None], next_pos[:, None], prompt_len + t + 1)  # (b, 1, D)
-            valid = F.pad(valid, (0, 1), value=True)
-            padded = any(sizes[i] != (text_len, prompt_len) for i in active)  # any padding column left
-            if cache is not None:
-                h = self.ar_decoder(x, mask=valid[:, None, None, :] if padded else None, cache=cache)
-            else:  # recompute everything: the baseline the cache is measured against
-                seq = torch.cat([seq, x], dim=1)
-                mask = ar_attention_mask(text_len, seq.shape[1] - text_len, seq.device)
-                h = self.ar_decoder(seq, mask=mask & valid[:, None, None, :] if padded else mask)
-            logits = self.ar_predict_layer(h[:, -1])
+            x = self.embed_ar_audio(ids[:, None], next_pos[:, None], int(next_pos.max()) + 1)  # (b, 1, D)
+            seq, valid = torch.cat([seq, x], dim=1), F.pad(valid, (0, 1), value=True)
+            mask = ar_attention_mask(text_len, seq.shape[1] - text_len, seq.device)
+            logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask & valid[:, None, None, :])[:, -1]).float()
             next_pos = next_pos + 1
         return [torch.tensor(o, dtype=torch.long, device=seq.device) for o in out]
 
