@@ -121,6 +121,8 @@ class TrainConfig:
     seed: int = _opt(42, "random seed (sampler, NAR stages, dropout)")
     resume: bool = _opt(False, "continue from exp_dir/last.pt exactly where it stopped")
     codec_weights: str = _opt("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
+    compile: bool = _opt(False, "torch.compile the training forward (Triton kernels on GPUs, a C++ compiler on CPU): "
+                                "a slow first step and one recompile when batch shapes change, then faster steps")
 
 
 CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}

@@ -140,6 +140,8 @@ class Trainer:
         if resume_state is not None:
             self._restore(resume_state)
         self.objective = Objective(self.model, t.model_name)
+        if t.compile:
+            self.objective.compile()  # in place: DDP wraps the compiled module; generation stays eager
         if self.dist.world_size > 1:
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
