@@ -1,6 +1,7 @@
 """valle.audio: any file -> mono 24 kHz, unreadable files named, Encodec codes (shape, batching, weights)."""
 
 import math
+import os
 import urllib.error
 
 import numpy as np
@@ -155,7 +156,7 @@ def test_batched_encoding_equals_one_at_a_time(random_codec):
 
 
 def test_length_batches_respect_the_budget():
-    batches = audio._length_batches([100, 50, 400, 300, 10], max_samples=600)
+    batches = audio.length_batches([100, 50, 400, 300, 10], max_samples=600)
     assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
     lengths = [100, 50, 400, 300, 10]
     for b in batches:
@@ -190,8 +191,12 @@ def test_bad_weight_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not an Encodec 24 kHz state_dict"):
         Codec.from_weights(str(tmp_path / "other.th"))
     (tmp_path / "text.th").write_text("not a checkpoint")
-    with pytest.raises(UserError, match="not a torch state_dict"):
+    with pytest.raises(UserError, match="text.th: not a readable PyTorch checkpoint"):
         Codec.from_weights(str(tmp_path / "text.th"))
+    torch.save({"weight": torch.zeros(1), "hook": os.system}, tmp_path / "code.th")
+    with pytest.raises(UserError) as err:  # a file that would run code: one line, nothing run
+        Codec.from_weights(str(tmp_path / "code.th"))
+    assert "refused" in str(err.value) and "system" in str(err.value) and "\n" not in str(err.value)
     torch.save([1, 2], tmp_path / "list.th")
     with pytest.raises(UserError, match="not a state_dict"):
         Codec.from_weights(str(tmp_path / "list.th"))
@@ -210,10 +215,13 @@ def test_pretrained_offline_says_what_to_download(monkeypatch):
 def test_vocos_offline_says_what_to_download(monkeypatch):
     vocos = pytest.importorskip("vocos")
 
+    import huggingface_hub
+
     def offline(*args, **kwargs):
         raise OSError("no network")
 
-    monkeypatch.setattr(vocos.Vocos, "from_pretrained", offline)
+    assert vocos
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(UserError) as err:
         VocosDecoder.from_weights("pretrained")
     assert audio.VOCOS_REPO in str(err.value)
@@ -237,3 +245,24 @@ def test_vocos_decoder_from_a_folder(tmp_path, monkeypatch):
     torch.save(state, tmp_path / "pytorch_model.bin")
     wave = VocosDecoder.from_weights(str(tmp_path)).decode(torch.randint(0, 1024, (10, 8)))
     assert wave.shape == (10 * 320,) and torch.isfinite(wave).all()
+
+
+@pytest.mark.parametrize("part, entry", [
+    ("feature_extractor", "  class_path: subprocess.Popen\n  init_args: {args: [touch, MARKER]}\n"),
+    ("backbone", "  class_path: vocos.models.VocosBackbone\n  init_args: {input_channels: 128, dim: 32, "
+                 "intermediate_dim: 64, num_layers: {class_path: subprocess.Popen, init_args: {args: [touch, MARKER]}}}\n"),
+])
+def test_a_crafted_vocos_config_runs_nothing(tmp_path, part, entry):
+    """class_path entries are checked against the Encodec Vocos classes before anything is imported or built
+    (vocos' own from_hparams would run subprocess.Popen here and create MARKER)."""
+    pytest.importorskip("vocos")
+    marker = tmp_path / "MARKER"
+    parts = {"feature_extractor": "  class_path: vocos.feature_extractors.EncodecFeatures\n",
+             "backbone": "  class_path: vocos.models.VocosBackbone\n", "head": "  class_path: vocos.heads.ISTFTHead\n"}
+    parts[part] = entry.replace("MARKER", str(marker))
+    (tmp_path / "config.yaml").write_text("".join(f"{name}:\n{text}" for name, text in parts.items()))
+    torch.save({}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(UserError, match="refused") as err:
+        VocosDecoder.from_weights(str(tmp_path))
+    assert "\n" not in str(err.value)
+    assert not marker.exists()

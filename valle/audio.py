@@ -17,13 +17,15 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+from lhotse.array import seconds_to_frames
 
+from valle.config import NUM_QUANTIZERS  # noqa: F401  (the codec's codebooks: 8 at 6 kbps)
 from valle.errors import UserError
+from valle.safe_load import torch_load
 
 SAMPLE_RATE = 24000  # Hz, the Encodec 24 kHz model's rate
 FRAME_RATE = 75  # codec frames per second
 HOP_LENGTH = SAMPLE_RATE // FRAME_RATE  # 320 samples per codec frame
-NUM_QUANTIZERS = 8  # 6 kbps = 8 codebooks of 1024 entries at 75 Hz
 BANDWIDTH_KBPS = 6.0
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
@@ -31,6 +33,8 @@ ENCODEC_CHECKPOINT = "encodec_24khz-d7cc33bc.th"
 ENCODEC_URL = f"https://dl.fbaipublicfiles.com/encodec/v0/{ENCODEC_CHECKPOINT}"
 VOCOS_REPO = "charactr/vocos-encodec-24khz"
 RANDOM_SEED = 1234  # "random" codec weights are always the same model
+# Audio before a chunk that the encoder's convolutions see (they reach 797 samples = 2.5 frames back).
+CONV_CONTEXT_FRAMES = 4
 
 # A WAV header with one of these data sizes was written by a streaming writer that did not know the size.
 _UNKNOWN_WAV_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
@@ -145,6 +149,12 @@ def num_frames(num_samples: int) -> int:
     return math.ceil(num_samples / HOP_LENGTH)
 
 
+def code_frames(duration: float) -> int:
+    """Frames stored per cut: round(duration x 75), what lhotse's `cut.load_codes()` reads back. Encodec itself
+    yields ceil(samples / 320); a last frame that covers less than half a frame (6.7 ms) of audio is dropped."""
+    return seconds_to_frames(duration, 1 / FRAME_RATE)
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
     if device == "auto":
@@ -230,17 +240,49 @@ class Codec:
         Returns one LongTensor (ceil(T / 320), 8) per wave, in input order. Every wave is zero-padded to a
         whole frame (Encodec alone would reflect-pad its last frame); as the model is causal, the padding
         added for batching then leaves the kept frames unchanged: batched and one-by-one codes agree.
+        A wave longer than `max_batch_seconds` is encoded alone, in chunks of that length (`_encode_chunks`),
+        so that memory stays bounded whatever the file's length.
         """
         out: list[torch.Tensor | None] = [None] * len(waves)
-        for batch in _length_batches([w.shape[-1] for w in waves], int(self.max_batch_seconds * SAMPLE_RATE)):
+        max_samples = num_frames(int(self.max_batch_seconds * SAMPLE_RATE)) * HOP_LENGTH
+        for batch in length_batches([w.shape[-1] for w in waves], max_samples):
             longest = num_frames(max(waves[i].shape[-1] for i in batch)) * HOP_LENGTH
             x = torch.zeros(len(batch), 1, longest, device=self.device)  # (B, 1, frames * 320)
             for row, i in enumerate(batch):
                 x[row, 0, : waves[i].shape[-1]] = waves[i].to(self.device)
-            codes = self.model.encode(x)[0][0]  # (B, 8, frames)
+            codes = self._encode_chunks(x, max_samples)  # (B, 8, frames)
             for row, i in enumerate(batch):
                 out[i] = codes[row, :, : num_frames(waves[i].shape[-1])].T.long().cpu()  # (frames, 8)
         return out
+
+    def _encode_chunks(self, x: torch.Tensor, chunk_samples: int) -> torch.Tensor:
+        """Encodec's encoder and quantizer over x (B, 1, N), N a multiple of 320, `chunk_samples` at a time.
+
+        The 24 kHz encoder is causal: convolutions (797 samples of receptive field), a 2-layer LSTM, and a last
+        convolution over 7 frames. A chunk is the same computation as one call when each part gets what it
+        would have seen: the convolutions get CONV_CONTEXT_FRAMES frames of the audio before the chunk (their
+        outputs there are dropped), the LSTM continues from its state at the end of the previous chunk, and
+        the last convolution gets the previous chunk's last LSTM frames. A wave that fits one chunk is exactly
+        one `model.encode` call. Returns codes (B, 8, N / 320).
+        """
+        from encodec.modules.lstm import SLSTM
+
+        layers = list(self.model.encoder.model)
+        split = next(i for i, layer in enumerate(layers) if isinstance(layer, SLSTM))
+        convs, lstm, tail = torch.nn.Sequential(*layers[:split]), layers[split], torch.nn.Sequential(*layers[split + 1:])
+        last_conv = layers[-1].conv.conv
+        tail_context = (last_conv.kernel_size[0] - 1) * last_conv.dilation[0]  # 6 frames
+        state, previous, codes = None, None, []
+        for start in range(0, x.shape[-1], chunk_samples):
+            left = max(0, start - CONV_CONTEXT_FRAMES * HOP_LENGTH)
+            h = convs(x[..., left: start + chunk_samples])[..., (start - left) // HOP_LENGTH:]  # (B, 512, f)
+            y, state = lstm.lstm(h.permute(2, 0, 1), state)  # (f, B, 512), as SLSTM.forward with a kept state
+            y = (y + h.permute(2, 0, 1)).permute(1, 2, 0) if lstm.skip else y.permute(1, 2, 0)  # (B, 512, f)
+            with_context = y if previous is None else torch.cat([previous, y], dim=-1)
+            emb = tail(with_context)[..., with_context.shape[-1] - y.shape[-1]:]  # (B, 128, f)
+            previous = with_context[..., -tail_context:]
+            codes.append(self.model.quantizer.encode(emb, self.model.frame_rate, self.model.bandwidth))  # (8, B, f)
+        return torch.cat(codes, dim=-1).transpose(0, 1)  # (B, 8, frames)
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -249,7 +291,7 @@ class Codec:
         return self.model.decode([(frames, None)])[0, 0].float().cpu()  # (T * 320,)
 
 
-def _length_batches(lengths: list[int], max_samples: int) -> list[list[int]]:
+def length_batches(lengths: list[int], max_samples: int) -> list[list[int]]:
     """Group indices, longest first, so that batch size x longest length stays within max_samples."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
@@ -275,10 +317,7 @@ def _state_from_file(path: str) -> dict:
     if not p.is_file():
         raise UserError(f"--codec-weights {path}: no such file; give pretrained, random, or the path to "
                         f"{ENCODEC_CHECKPOINT} (from {ENCODEC_URL})")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise UserError(f"--codec-weights {path}: not a torch state_dict file ({e})") from None
+    state = torch_load(p)  # data only: a file that would run code is refused in one line
     if not isinstance(state, dict):
         raise UserError(f"--codec-weights {path}: holds a {type(state).__name__}, not a state_dict")
     return state
@@ -295,6 +334,51 @@ def _load_strict(model, state: dict, spec: str) -> None:
                         f"{ENCODEC_CHECKPOINT} from {ENCODEC_URL}")
 
 
+# The only classes a Vocos config.yaml may name (the Encodec-based Vocos): a config is data, never code to import.
+_VOCOS_CLASSES = {"feature_extractor": "vocos.feature_extractors.EncodecFeatures",
+                  "backbone": "vocos.models.VocosBackbone", "head": "vocos.heads.ISTFTHead"}
+_PLAIN_YAML = (int, float, str, bool, type(None))
+
+
+def _vocos_part(config: dict, part: str, where: str) -> tuple[type, dict]:
+    """The class and init_args of one part of a Vocos config, allowing only the known class and plain arguments."""
+    import importlib
+    import inspect
+
+    entry = config.get(part)
+    class_path = entry.get("class_path") if isinstance(entry, dict) else None
+    if class_path != _VOCOS_CLASSES[part]:
+        raise UserError(f"{where}: {part} class_path {class_path!r} is not {_VOCOS_CLASSES[part]}; refused "
+                        "(a Vocos config may only name the Encodec Vocos classes; nothing from it was run)")
+    module, name = class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    args = entry.get("init_args") or {}
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for key, value in args.items():
+        values = value if isinstance(value, list) else [value]
+        if key not in allowed or not all(isinstance(v, _PLAIN_YAML) for v in values):
+            raise UserError(f"{where}: {part}.init_args.{key} = {value!r} is not a plain {name} argument; refused "
+                            "(nothing from the config was run)")
+    return cls, args
+
+
+def build_vocos(config_path: Path, weights_path: Path):
+    """Vocos from its config.yaml (read as data: the allow-listed classes only) and pytorch_model.bin
+    (weights_only); the Encodec part of the feature extractor keeps the Encodec weights it was built with."""
+    import yaml
+    from vocos import Vocos
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: not a Vocos config (expected a mapping with feature_extractor, backbone, head)")
+    parts = {part: _vocos_part(config, part, str(config_path)) for part in _VOCOS_CLASSES}  # all checked first
+    model = Vocos(**{part: cls(**args) for part, (cls, args) in parts.items()})
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    state.update({f"feature_extractor.encodec.{k}": v for k, v in model.feature_extractor.encodec.state_dict().items()})
+    model.load_state_dict(state)
+    return model
+
+
 class VocosDecoder:
     """Vocos vocoder over Encodec codes (optional package `vocos`): a cleaner decoder than Encodec's own."""
 
@@ -309,7 +393,7 @@ class VocosDecoder:
         """spec: "pretrained" (Hugging Face charactr/vocos-encodec-24khz) or a folder holding its
         config.yaml and pytorch_model.bin. Vocos also needs the Encodec 24 kHz weights (torch hub cache)."""
         try:
-            from vocos import Vocos
+            import vocos  # noqa: F401  (an optional extra: say so before anything else)
         except ImportError:
             raise UserError("the vocos package is missing; pip install vocos (or the [vocos] extra)") from None
         device = resolve_device(device)
@@ -317,14 +401,12 @@ class VocosDecoder:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 if spec == "pretrained":
-                    return cls(Vocos.from_pretrained(VOCOS_REPO), device)
-                folder = Path(spec)
-                model = Vocos.from_hparams(str(folder / "config.yaml"))
-                state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-                state.update({f"feature_extractor.encodec.{k}": v
-                              for k, v in model.feature_extractor.encodec.state_dict().items()})
-                model.load_state_dict(state)
-                return cls(model, device)
+                    from huggingface_hub import hf_hub_download
+
+                    files = [Path(hf_hub_download(VOCOS_REPO, name)) for name in ("config.yaml", "pytorch_model.bin")]
+                else:
+                    files = [Path(spec) / "config.yaml", Path(spec) / "pytorch_model.bin"]
+                return cls(build_vocos(*files), device)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - offline hub errors come in many types

@@ -25,8 +25,14 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {value!r}")
 
 
-# Language ids inside the model (the released checkpoint's order).
+# Language ids inside the model (the released checkpoint's order); the one list of supported languages.
 LANGUAGE_IDS = {"en": 0, "zh": 1, "ja": 2}
+LANGUAGES = tuple(LANGUAGE_IDS)
+NUM_QUANTIZERS = 8  # Encodec 24 kHz at 6 kbps: 8 codebooks of 1024 entries at 75 Hz
+# The optimizers the trainer offers and their default peak learning rates (--base-lr 0). ScaledAdam's is a
+# fine-tuning rate; VALL-E trained from scratch with 0.05.
+DEFAULT_LR = {"scaled_adam": 0.01, "adamw": 1e-4}
+NAR_PREFIX_RANGES = ("released", "lifeiteng")
 
 
 def _opt(default, help: str, **kw):
@@ -43,12 +49,16 @@ class ModelConfig:
     num_layers: int = _opt(12, "layers of each half (from the checkpoint when fine-tuning)")
     text_vocab_size: int = _opt(2048, "rows of the text embedding (the released tokenizer uses ids < 70)")
     audio_vocab_size: int = _opt(1024, "Encodec codes per codebook; the AR adds EOS (1024) and BOS (1025)")
-    num_quantizers: int = _opt(8, "Encodec codebooks: 1 for the AR, 7 for the NAR")
-    num_languages: int = _opt(3, "rows of the language embeddings (en 0, zh 1, ja 2)")
+    num_quantizers: int = _opt(NUM_QUANTIZERS, "Encodec codebooks: 1 for the AR, 7 for the NAR")
+    num_languages: int = _opt(len(LANGUAGE_IDS), "rows of the language embeddings ("
+                              + ", ".join(f"{lang} {i}" for lang, i in LANGUAGE_IDS.items()) + ")")
     share_embedding: bool = _opt(True, "tie NAR predict layer j to NAR audio embedding j+2, as released")
     add_prenet: bool = _opt(False, "text/audio prenets (the released checkpoint has none)")
     prefix_mode: int = _opt(1, "NAR prompt in training: 0 none, 1 random prefix of the utterance, 2 another segment",
                             choices=(0, 1, 2))
+    prefix_range: str = _opt("released", "NAR prompt length in training (prefix mode 1), with L a quarter of the "
+                             "batch's shortest utterance: released = [0, 2L) frames as the released code (also trains "
+                             "the no-prompt case), lifeiteng = [L, 2L)", choices=NAR_PREFIX_RANGES)
     dropout: float = _opt(0.1, "dropout in the transformer layers")
     text_bos_id: int = _opt(-1, "id put before the text of each utterance (-1: none, as VALL-E X; models trained "
                                 "from scratch on espeak-tokenized cuts use the tokenizer's <bos>)")
@@ -88,11 +98,14 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = _opt("scaled_adam", "scaled_adam | adamw", choices=("scaled_adam", "adamw"))
-    base_lr: float = _opt(0.0, "peak learning rate; 0 = 0.01 for scaled_adam (fine-tuning; VALL-E from scratch "
-                               "used 0.05), 1e-4 for adamw")
+    optimizer: str = _opt("scaled_adam", " | ".join(DEFAULT_LR), choices=tuple(DEFAULT_LR))
+    base_lr: float = _opt(0.0, "peak learning rate; 0 = the optimizer's default: "
+                               + ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items())
+                               + " (VALL-E from scratch used 0.05 with scaled_adam)")
     weight_decay: float = _opt(0.01, "AdamW only")
     clipping_scale: float = _opt(2.0, "ScaledAdam: clip gradients at this multiple of the median recent norm")
+    clipping_update_period: int = _opt(100, "ScaledAdam: optimizer steps between updates of the clipping threshold "
+                                            "(icefall 100; the SyntheticSpeech VALL-E X fork 1000)")
     warmup_steps: int = _opt(200, "Eden linear warmup, in optimizer steps")
     warmup_start: float = _opt(0.5, "Eden: lr factor at step 0 of the warmup")
     lr_steps: float = _opt(5000.0, "Eden lr_batches: steps after which the lr decays as step^-0.5")
@@ -111,7 +124,8 @@ class TrainConfig:
     accum_grad: int = _opt(1, "micro-batches per optimizer step")
     valid_interval: int = _opt(500, "validate every N optimizer steps (and at every epoch end)")
     save_every_n: int = _opt(1000, "write checkpoint-<step>.pt every N optimizer steps")
-    keep_last_k: int = _opt(3, "keep this many checkpoint-<step>.pt files")
+    keep_last_k: int = _opt(3, "keep this many checkpoint-<step>.pt and this many epoch-<n>.pt files (best-valid-loss.pt "
+                               "and last.pt are always kept; only last.pt holds the optimizer state)")
     early_stop_patience: int = _opt(0, "stop after N validations without a better valid loss (0 = off)")
     max_bad_steps: int = _opt(20, "stop when this many optimizer steps in a row had a NaN/inf loss")
     log_interval: int = _opt(10, "log train metrics every N optimizer steps")
@@ -120,12 +134,32 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda")
     seed: int = _opt(42, "random seed (sampler, NAR stages, dropout)")
     resume: bool = _opt(False, "continue from exp_dir/last.pt exactly where it stopped")
+    overwrite: bool = _opt(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
+                                  "files are deleted first (without it such a folder is refused)")
     codec_weights: str = _opt("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
+    activation_checkpointing: bool = _opt(False, "recompute each transformer layer in the backward pass instead of "
+                                                 "keeping its activations: less memory, about a third more time")
     compile: bool = _opt(False, "torch.compile the training forward (Triton kernels on GPUs, a C++ compiler on CPU): "
                                 "a slow first step and one recompile when batch shapes change, then faster steps")
 
 
-CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+@dataclass
+class AdapterConfig:
+    """Low-rank adapters (valle/models/adapters.py). Defaults suit a few minutes of one voice: rank 8 on the
+    attention and feed-forward weights is ~1.8M parameters per half (a 7 MB file), too few to memorise minutes
+    of speech the way full fine-tuning does within tens of steps; alpha 2 x rank (scale 2) lets them move fast."""
+
+    adapter: str = _opt("none", "none (full fine-tuning) | lora: train low-rank adapters, the base stays frozen "
+                                "(--trainable then adds base tensors, e.g. norms)", choices=("none", "lora"))
+    lora_rank: int = _opt(8, "rank r of each LoRA pair")
+    lora_alpha: float = _opt(16.0, "LoRA alpha: the adapter's update is scaled by alpha / rank")
+    lora_dropout: float = _opt(0.05, "dropout on the adapters' input")
+    lora_targets: str = _opt("attn,ffn", "comma-separated: attn (q, k, v in the packed in_proj_weight, one pair "
+                                         "each, and out_proj), ffn (linear1, linear2), predict (output layers)")
+
+
+CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig,
+                   "adapter": AdapterConfig}
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": str2bool, "tuple": str}
 
@@ -156,6 +190,7 @@ class ExperimentConfig:
     data: DataConfig
     optim: OptimConfig
     train: TrainConfig
+    adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
 
     def to_dict(self) -> dict:
         return {name: dataclasses.asdict(getattr(self, name)) for name in CONFIG_SECTIONS}
@@ -169,4 +204,4 @@ class ExperimentConfig:
     def load_yaml(cls, path: Path) -> "ExperimentConfig":
         d = yaml.safe_load(Path(path).read_text())
         d["train"]["trainable"] = tuple(d["train"]["trainable"])
-        return cls(**{name: CONFIG_SECTIONS[name](**d[name]) for name in CONFIG_SECTIONS})
+        return cls(**{name: CONFIG_SECTIONS[name](**d.get(name, {})) for name in CONFIG_SECTIONS})  # older: no adapter

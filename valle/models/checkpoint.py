@@ -12,20 +12,16 @@ Every file is read with `torch.load(weights_only=True)` and a small allow-list: 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
-import pickle
 import re
 import shutil
 import tempfile
 import urllib.request
-import warnings
-import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePath
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
@@ -33,10 +29,13 @@ import torch
 
 from valle.errors import UserError
 from valle.config import ModelConfig
+from valle.safe_load import CheckpointError, first_line as _first_line, torch_load as _torch_load
+from valle.models.adapters import AdapterSpec
 
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "valle-toolkit/1"
+ADAPTER_TAG = "valle-toolkit-adapter/1"  # adapter files (LoRA): valle/models/adapters.py
 RELEASED_NAME = "vallex"
 RELEASED_REPO = "Plachta/VALL-E-X"
 RELEASED_FILENAME = "vallex-checkpoint.pt"
@@ -53,10 +52,6 @@ _ICEFALL_KEYS = {"optimizer", "scheduler", "grad_scaler", "sampler", "model_avg"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP, torch.compile
 
 
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read or does not fit the model; the message names the file and the fix."""
-
-
 @dataclass
 class LoadedCheckpoint:
     kind: str  # "released" | "icefall" | "toolkit"
@@ -68,59 +63,12 @@ class LoadedCheckpoint:
 
 # ---- safe reading ------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=1)
-def _allowed_globals() -> list:
-    """Plain-data classes that real checkpoints pickle. Paths become pure paths (readable on any OS)."""
-    allowed = [(pure, f"{module}.{name}") for module in ("pathlib", "pathlib._local")
-               for pure, names in ((PurePosixPath, ("PosixPath", "PurePosixPath")),
-                                   (PureWindowsPath, ("WindowsPath", "PureWindowsPath")))
-               for name in names]
-    scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar
-    allowed += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
-                (np.dtype, "numpy.dtype")]
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles a dtype by its class
-    if dtypes is not None:
-        allowed += [getattr(dtypes, f"{t}DType") for t in ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8",
-                                                           "UInt16", "UInt32", "UInt64", "Float16",
-                                                           "Float32", "Float64")]
-    return allowed
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
-
-
 def _check_file(path: Path) -> None:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file: pass the .pt file inside it")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file: pass --checkpoint PATH to an existing file, "
                               f"or --checkpoint {RELEASED_NAME} for the released VALL-E X weights")
-
-
-def _torch_load(path: Path) -> object:
-    """torch.load with weights_only=True; mmap for zip files so the weights need not sit in RAM twice."""
-    try:
-        with torch.serialization.safe_globals(_allowed_globals()), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as e:
-        wanted = re.search(r"GLOBAL (\S+)", str(e))
-        if wanted:
-            raise CheckpointError(
-                f"{path}: refused: reading it would need the Python object {wanted.group(1)}, which a checkpoint "
-                "never needs (allowed: tensors, numbers, strings, lists, dicts, paths, numpy scalars); "
-                "nothing from the file was run") from None
-        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"({detail.group(1) if detail else _first_line(e)}): the file is truncated or "
-                              "corrupt, or not a checkpoint; nothing from it was run") from None
-    except MemoryError:
-        raise
-    except Exception as e:  # torch/zip/pickle raise many types for a damaged file; all mean the same here
-        raise CheckpointError(f"{path}: cannot read it as a PyTorch checkpoint ({_first_line(e)}): "
-                              "the file is truncated or corrupt, download or copy it again") from None
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -225,8 +173,16 @@ def _toolkit_config(path: Path, stored: object, nhead: int | None) -> ModelConfi
     return config
 
 
+def _not_an_adapter(path: Path, tag: object) -> None:
+    if tag == ADAPTER_TAG:
+        raise CheckpointError(f"{path}: is an adapter file, not a full checkpoint: give the base with --checkpoint "
+                              "(or as the checkpoint) and this file with --adapter; to resume an adapter run, "
+                              "pass its --adapter flags again")
+
+
 def _from_safetensors(path: Path, nhead: int | None) -> LoadedCheckpoint:
     state_dict, meta = _read_safetensors(path)
+    _not_an_adapter(path, meta.get("format"))
     state_dict = _as_state_dict(state_dict, path)
     if meta.get("format") == FORMAT_TAG:
         config = _toolkit_config(path, json.loads(meta["config"]), nhead)
@@ -249,6 +205,7 @@ def load_checkpoint(path: str | os.PathLike, nhead: int | None = None) -> Loaded
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a checkpoint dict with a 'model' "
                               "state dict: not a VALL-E X checkpoint")
     tag = obj.get("format")
+    _not_an_adapter(path, tag)
     if isinstance(tag, str) and tag.startswith("valle-toolkit/"):
         if tag != FORMAT_TAG:
             raise CheckpointError(f"{path}: written in format {tag}, this version reads {FORMAT_TAG}: "
@@ -547,6 +504,66 @@ def export_safetensors(model: torch.nn.Module, path: str | os.PathLike, tokenize
     if tokenizer is not None:
         meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
     return _atomic_write(path, lambda tmp: save_file(stored, str(tmp), metadata=meta))
+
+
+# ---- adapter files -----------------------------------------------------------------------------
+
+@dataclass
+class LoadedAdapter:
+    spec: AdapterSpec
+    weights: dict[str, torch.Tensor]  # `<base weight>.lora_A|lora_B` pairs, and base tensors trained with them
+    base: dict  # source, layout, fingerprint per half (valle.models.adapters.base_identity)
+    tokenizer: dict | None = None
+    train_state: dict | None = None
+
+
+def save_adapter(path: str | os.PathLike, spec: AdapterSpec, weights: Mapping[str, torch.Tensor], base: dict,
+                 tokenizer: dict | None = None, train_state: dict | None = None) -> Path:
+    """An adapter file, atomically: `.pt` (our format; holds `train_state` to resume) or `.safetensors`
+    (description, base and tokenizer as JSON metadata; no training state)."""
+    path = Path(path)
+    weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        meta = {"format": ADAPTER_TAG, "adapter": json.dumps(spec.to_dict()), "base": json.dumps(base)}
+        if tokenizer is not None:
+            meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
+        return _atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata=meta))
+    _check_plain(tokenizer, "tokenizer")
+    _check_plain(train_state, "train_state")
+    payload = {"format": ADAPTER_TAG, "adapter": spec.to_dict(), "weights": weights, "base": base,
+               "tokenizer": tokenizer, "train_state": train_state}
+    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def is_adapter_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is an adapter file (reads the safetensors header, or the .pt lazily: mmap)."""
+    path = Path(path).expanduser()
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)[1].get("format") == ADAPTER_TAG
+    obj = _torch_load(path)
+    return isinstance(obj, Mapping) and obj.get("format") == ADAPTER_TAG
+
+
+def load_adapter(path: str | os.PathLike) -> LoadedAdapter:
+    """Read an adapter file written by `save_adapter` (.pt or .safetensors)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such adapter file: pass the best-valid-loss.pt (or exported "
+                              ".safetensors) of an adapter run")
+    if path.suffix == ".safetensors":
+        weights, meta = _read_safetensors(path)
+        obj = {"format": meta.get("format"), "weights": weights,
+               **{k: json.loads(meta[k]) for k in ("adapter", "base", "tokenizer") if k in meta}}
+    else:
+        obj = _torch_load(path)
+    if not isinstance(obj, Mapping) or obj.get("format") != ADAPTER_TAG:
+        raise CheckpointError(f"{path}: not an adapter file (no {ADAPTER_TAG} tag): a full checkpoint goes to "
+                              "--checkpoint; --adapter takes the files an --adapter lora run writes")
+    spec = AdapterSpec.from_dict(obj["adapter"], where=str(path))
+    return LoadedAdapter(spec, dict(obj["weights"]), obj["base"], tokenizer=obj.get("tokenizer"),
+                         train_state=obj.get("train_state"))
 
 
 # ---- the released checkpoint -------------------------------------------------------------------

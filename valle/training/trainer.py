@@ -20,11 +20,18 @@ from tqdm import tqdm
 
 from valle.audio import resolve_device
 from valle.errors import UserError
+from valle.locks import folder_lock
+from valle.storage import check_free_space, disk_full_error, is_disk_full
 from valle.config import ExperimentConfig, ModelConfig
-from valle.data.dataset import filter_train_cuts, load_cuts, make_loader, padding_ratio
-from valle.models.checkpoint import load_model, save_checkpoint
+from valle.data.corpus import load_cuts
+from valle.data.dataset import filter_train_cuts, make_loader, padding_ratio
+from valle.models.adapters import (SCALED_ADAM_MIN_RMS, AdapterSpec, LoRA, attach, base_identity, check_base,
+                                   load_overrides, parse_targets)
+from valle.models.checkpoint import LoadedAdapter, load_adapter, load_model, save_adapter, save_checkpoint
+from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
+from valle.training import exp_dir as run_folder
 from valle.training.distributed import (DistInfo, all_ranks_true, all_reduce_sum, cleanup_distributed,
                                         setup_distributed)
 from valle.training.optim import build_optimizer, build_scheduler
@@ -48,9 +55,10 @@ class Progress:
 class Objective(torch.nn.Module):
     """What DDP wraps: the loss of the half (or halves) being trained."""
 
-    def __init__(self, model: VALLE, model_name: str):
+    def __init__(self, model: VALLE, model_name: str, adapters: LoRA | None = None):
         super().__init__()
         self.model, self.stages = model, ("ar", "nar") if model_name == "both" else (model_name,)
+        self.adapters = adapters  # a submodule: DDP and train()/eval() reach the adapter parameters
 
     def forward(self, batch: dict) -> dict:
         outs = [self.model(batch, stage=stage) for stage in self.stages]
@@ -84,18 +92,22 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-def select_trainable(model: VALLE, model_name: str, patterns: tuple) -> list[tuple[str, torch.nn.Parameter]]:
-    """Freeze everything except the chosen half, narrowed by regexes (re.match on names)."""
+def select_trainable(model: VALLE, model_name: str, patterns: tuple,
+                     adapters: LoRA | None = None) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze everything except the chosen half, narrowed by regexes (re.match on names). With adapters: the
+    adapters, plus the base tensors of the half that the regexes name (none without --trainable)."""
     stages = ("ar", "nar") if model_name == "both" else (model_name,)
     chosen = {name: p for stage in stages for name, p in model.half_named_parameters(stage)}
-    if patterns:
+    if patterns or adapters is not None:
         chosen = {n: p for n, p in chosen.items() if any(re.match(pat, n) for pat in patterns)}
-        if not chosen:
+        if patterns and not chosen:
             raise UserError(f"--trainable {' '.join(patterns)} matches no parameter of the {model_name} half")
     for p in model.parameters():
         p.requires_grad_(False)
     for p in chosen.values():
         p.requires_grad_(True)
+    if adapters is not None:
+        chosen.update(adapters.named_adapter_parameters())
     return sorted(chosen.items())
 
 
@@ -120,6 +132,11 @@ class Trainer:
         self.dist = setup_distributed(device_type(t.device))
         self.device = rank_device(t.device, self.dist)
         self.dtype = resolve_dtype(t.dtype, self.device)
+        self._held = contextlib.ExitStack()  # the experiment folder's lock, held until fit() ends
+        if self.dist.is_main:
+            self._held.enter_context(folder_lock(self.exp_dir, "training"))
+            run_folder.claim(self.exp_dir, t.resume, t.overwrite)
+        all_reduce_sum([0.0], self.device)  # the other ranks wait for the folder to be claimed
         self._setup_logging()
         torch.manual_seed(t.seed + self.dist.rank)
         random.seed(t.seed + self.dist.rank)
@@ -128,27 +145,32 @@ class Trainer:
         self.model, resume_state = self._build_model(model_overrides)
         self.model.to(self.device)  # before the optimizer exists, so resumed optimizer state lands there too
         self.cfg.model = self.model.config
-        self.trainable = select_trainable(self.model, t.model_name, t.trainable)
-        o = cfg.optim
-        lr = o.base_lr or {"scaled_adam": 0.01, "adamw": 1e-4}[o.optimizer]
-        self.optimizer = build_optimizer(self.trainable, o.optimizer, lr=lr, weight_decay=o.weight_decay,
-                                         clipping_scale=o.clipping_scale)
-        self.scheduler = build_scheduler(self.optimizer, o.lr_steps, o.lr_epochs, o.warmup_steps, o.warmup_start)
+        self.adapters = self._attach_adapters()  # None: full fine-tuning
+        self.trainable = select_trainable(self.model, t.model_name, t.trainable, self.adapters)
+        set_activation_checkpointing(self.model, t.activation_checkpointing)
+        self.optimizer = build_optimizer(self.trainable, cfg.optim)
+        if self.adapters is not None and cfg.optim.optimizer == "scaled_adam":
+            for group in self.optimizer.param_groups:  # B starts at zero: see SCALED_ADAM_MIN_RMS
+                group["param_min_rms"] = SCALED_ADAM_MIN_RMS
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.progress = Progress()
         self._validated_at: int | None = None
         if resume_state is not None:
             self._restore(resume_state)
-        self.objective = Objective(self.model, t.model_name)
+        self.objective = Objective(self.model, t.model_name, self.adapters)
         if t.compile:
             self.objective.compile()  # in place: DDP wraps the compiled module; generation stays eager
         if self.dist.world_size > 1:
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=t.model_name != "ar")
-        self.train_cuts = filter_train_cuts(load_cuts(cfg.data.manifest_dir, "train"), cfg.data)
-        self.dev_cuts = load_cuts(cfg.data.manifest_dir, "dev")
-        self.writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if self.dist.is_main else None
+        manifests, hint = Path(cfg.data.manifest_dir), "run the recipe's prepare.sh first (or pass --manifest-dir)"
+        self.train_cuts = filter_train_cuts(load_cuts(manifests / "cuts_train.jsonl.gz", hint), cfg.data)
+        self.dev_cuts = load_cuts(manifests / "cuts_dev.jsonl.gz", hint)
+        # A resumed run rewrites the steps after its checkpoint: tensorboard drops the old ones (purge_step).
+        purge_step = self.progress.step + 1 if t.resume else None
+        self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step) if self.dist.is_main else None
         self.sampler = _AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
         if self.dist.is_main:
             for stale in self.exp_dir.glob("*.pt.tmp-*"):  # a write cut short by a crash (the .pt itself is intact)
@@ -173,10 +195,15 @@ class Trainer:
     def _build_model(self, overrides: dict) -> tuple[VALLE, dict | None]:
         """From exp_dir/last.pt (--resume), a checkpoint (fine-tuning) or nothing (from scratch)."""
         t = self.cfg.train
+        self._resumed_adapter: LoadedAdapter | None = None
         if t.resume:
             last = self.exp_dir / "last.pt"
             if not last.is_file():
                 raise UserError(f"--resume true but {last} does not exist: start without --resume")
+            if self.cfg.adapter.adapter != "none":  # an adapter run's last.pt holds the adapters; the base is apart
+                self._resumed_adapter = load_adapter(last)
+                t.init_checkpoint = self._resumed_adapter.base["source"]
+                return self._load_init(t.init_checkpoint, overrides), self._resumed_adapter.train_state
             model, loaded = load_model(last, device="cpu")
             return model, loaded.train_state
         if t.init_checkpoint == "auto":
@@ -187,23 +214,61 @@ class Trainer:
             framing = {"text_bos_id": getattr(self.text_tokenizer, "bos_id", -1),
                        "text_eos_id": getattr(self.text_tokenizer, "eos_id", -1)}
             cfg = ModelConfig(**{**asdict(self.cfg.model), **framing, **overrides})
+            if self.cfg.adapter.adapter != "none":
+                raise UserError(f"--adapter {self.cfg.adapter.adapter} trains adapters on a base model: pass "
+                                "--init-checkpoint vallex or PATH (not none)")
             return VALLE(cfg), None
-        model, loaded = load_model(t.init_checkpoint, nhead=overrides.get("nhead"),
+        return self._load_init(t.init_checkpoint, overrides), None
+
+    def _load_init(self, init: str, overrides: dict) -> VALLE:
+        """The checkpoint training starts from, its tokenizer checked against the cuts'."""
+        model, loaded = load_model(init, nhead=overrides.get("nhead"),
                                    device="cpu", **{k: v for k, v in overrides.items() if k != "nhead"})
         ckpt_tokenizer = loaded.tokenizer
         if ckpt_tokenizer is None and loaded.kind == "released":
             ckpt_tokenizer = get_tokenizer("vallex").to_dict()
         if ckpt_tokenizer is None:
-            log.warning("%s records no text tokenizer: cannot check it against the cuts", t.init_checkpoint)
+            log.warning("%s records no text tokenizer: cannot check it against the cuts", init)
         else:
-            check_same_tokenizer(ckpt_tokenizer, self.tokenizer, where=f"{t.init_checkpoint} vs the cuts")
-        return model, None
+            check_same_tokenizer(ckpt_tokenizer, self.tokenizer, where=f"{init} vs the cuts")
+        return model
+
+    def _attach_adapters(self) -> LoRA | None:
+        """Adapters on the frozen base (--adapter lora): fresh, or those of last.pt when resuming."""
+        a, t = self.cfg.adapter, self.cfg.train
+        if a.adapter == "none":
+            return None
+        stages = ("ar", "nar") if t.model_name == "both" else (t.model_name,)
+        spec = AdapterSpec(kind=a.adapter, rank=a.lora_rank, alpha=a.lora_alpha, dropout=a.lora_dropout,
+                           targets=parse_targets(a.lora_targets), stages=stages)
+        resumed, where = self._resumed_adapter, str(self.exp_dir / "last.pt")
+        if resumed is None:
+            source = t.init_checkpoint if t.init_checkpoint == "vallex" else str(Path(t.init_checkpoint).resolve())
+            self.adapter_base = base_identity(self.model, stages, source)
+        else:
+            if resumed.spec != spec:
+                raise UserError(f"{where}: trains {resumed.spec}, the flags ask for {spec}: resume with the "
+                                "run's own --model-name and --adapter/--lora-* flags")
+            check_base(self.model, resumed.base, where, t.init_checkpoint)
+            load_overrides(self.model, resumed.weights, where)
+            self.adapter_base = resumed.base
+        lora = attach(self.model, spec)
+        if resumed is not None:
+            lora.load_adapter_state_dict(resumed.weights, where)
+        log.info("adapters: %s on the %s half; base %s", spec, "+".join(stages), self.adapter_base["source"])
+        return lora
 
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["grad_scaler"])
         self.progress = Progress(**state["progress"])
+        # last.pt may be older than best-valid-loss.pt: only a better model may replace that one
+        # (rank 0 reads it, every rank gets the same number)
+        on_disk = run_folder.best_loss_on_disk(self.exp_dir) if self.dist.is_main else 0.0
+        self.progress.best_valid_loss = min(self.progress.best_valid_loss, all_reduce_sum([on_disk], self.device)[0])
+        if self.dist.is_main:
+            run_folder.truncate_metrics(self.exp_dir, self.progress.step)
         set_rng_state(state["rng"][min(self.dist.rank, len(state["rng"]) - 1)])
         log.info("resumed at step %d, epoch %d, batch %d", self.progress.step, self.progress.epoch,
                  self.progress.batches_in_epoch)
@@ -222,14 +287,25 @@ class Trainer:
                     break
                 self._validate_if_new()
                 self._save(self.exp_dir / f"epoch-{p.epoch}.pt", next_epoch=True)
+                self._save(self.exp_dir / "last.pt", next_epoch=True)
+                self._prune("epoch")
                 p.epoch, p.batches_in_epoch = p.epoch + 1, 0
             self._validate_if_new()
             self._save(self.exp_dir / "last.pt")
             self._log_final_checksum()
+            if self.dist.is_main:
+                log.info("%s now holds %s", self.exp_dir, run_folder.folder_size(self.exp_dir))
+        except Exception as e:
+            if is_disk_full(e):  # a checkpoint, a log line or tensorboard: earlier checkpoints stay intact
+                raise disk_full_error(getattr(e, "filename", None) or self.exp_dir, "training outputs",
+                                      "free some space (or lower --keep-last-k), then rerun with --resume true") from None
+            raise
         finally:
             if self.writer:
-                self.writer.close()
+                with contextlib.suppress(Exception):  # a full disk must not hide the message above
+                    self.writer.close()
             cleanup_distributed()
+            self._held.close()
         return p
 
     def _should_stop(self) -> bool:
@@ -261,7 +337,7 @@ class Trainer:
             if p.step % t.save_every_n == 0:
                 self._save(self.exp_dir / f"checkpoint-{p.step}.pt")
                 self._save(self.exp_dir / "last.pt")
-                self._remove_old_checkpoints()
+                self._prune("checkpoint")
         bar.close()
         if p.step == steps_before and p.batches_in_epoch == 0:
             hours = sum(c.duration for c in self.train_cuts) / 3600
@@ -370,30 +446,49 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------
 
     def _save(self, path: Path, next_epoch: bool = False) -> None:
-        """Rank 0 writes; the file resumes exactly (at the start of the next epoch if `next_epoch`)."""
+        """Rank 0 writes. last.pt resumes exactly (at the start of the next epoch if `next_epoch`): it alone
+        holds the optimizer, scheduler, grad-scaler and RNG states; the other files hold the weights and
+        where training stood."""
         p = self.progress
-        rngs = _gather_rng_states()
+        resumable = path.name == "last.pt"
+        rngs = _gather_rng_states() if resumable else None
         if not self.dist.is_main:
             return
         progress = asdict(p)
         if next_epoch:
             progress.update(epoch=p.epoch + 1, batches_in_epoch=0)
-        state = {"progress": progress, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "grad_scaler": self.scaler.state_dict(),
-                 "rng": rngs, "experiment": self.cfg.to_dict()}
-        save_checkpoint(path, self.model, tokenizer=self.tokenizer, train_state=state)
+        state = {"progress": progress, "experiment": self.cfg.to_dict()}
+        if resumable:
+            state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         grad_scaler=self.scaler.state_dict(), rng=rngs)
+        tensors = [*self.model.state_dict().values(), *_tensors_in(state)]
+        needed = sum(x.numel() * x.element_size() for x in tensors) + (16 << 20)
+        check_free_space(path.parent, needed, path.name, "free some space (or lower --keep-last-k), then rerun "
+                         "with --resume true; the checkpoints already written are intact")
+        if self.adapters is None:
+            save_checkpoint(path, self.model, tokenizer=self.tokenizer, train_state=state)
+        else:  # the adapters and the base tensors trained with them; the base itself is not copied
+            weights = {**self.adapters.adapter_state_dict(),
+                       **{n: p.detach() for n, p in self.trainable if ".lora_" not in n}}
+            save_adapter(path, self.adapters.spec, weights, self.adapter_base, tokenizer=self.tokenizer,
+                         train_state=state)
 
-    def _remove_old_checkpoints(self) -> None:
-        if not self.dist.is_main:
-            return
-        ckpts = sorted(self.exp_dir.glob("checkpoint-*.pt"), key=lambda f: int(f.stem.split("-")[1]))
-        for old in ckpts[:-self.cfg.train.keep_last_k or None]:
-            old.unlink()
+    def _prune(self, prefix: str) -> None:
+        if self.dist.is_main:
+            run_folder.prune(self.exp_dir, prefix, self.cfg.train.keep_last_k)
 
     def _log_final_checksum(self) -> None:
         """A fingerprint of the weights on every rank: DDP replicas must agree."""
         checksum = sum(float(p.detach().double().sum()) for _, p in self.trainable)
         log.info("final step %d parameter checksum %.10e", self.progress.step, checksum)
+
+
+def _tensors_in(obj) -> list[torch.Tensor]:
+    """Every tensor inside nested dicts and lists (to size a checkpoint before writing it)."""
+    if torch.is_tensor(obj):
+        return [obj]
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    return [x for item in items for x in _tensors_in(item)]
 
 
 def _gather_rng_states() -> list[dict]:
