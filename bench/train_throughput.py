@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.machine import machine  # noqa: E402
-from valle.config import ModelConfig  # noqa: E402
+from valle.config import ModelConfig, OptimConfig  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
 from valle.training.optim import build_optimizer  # noqa: E402
 
@@ -62,7 +62,7 @@ def run(args, stage: str) -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=args.dim, nhead=args.heads, num_layers=args.layers)
     model = VALLE(cfg).to(device).train()
-    opt = build_optimizer(model.half_named_parameters(stage), args.optimizer)
+    opt = build_optimizer(model.half_named_parameters(stage), OptimConfig(optimizer=args.optimizer))
     batch = make_batch(args.batch, args.frames, args.text, device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     fwd_bwd, opt_step = [], []

@@ -157,7 +157,7 @@ def test_nar_stage_and_prefix_come_from_torch_rng(single_thread):
     assert a["loss"].item() == b["loss"].item() and a["num_frames"] == b["num_frames"]
     frames = {model(make_batch(), "nar")["num_frames"] for _ in range(12)}
     assert len(frames) > 1  # the prefix length varies (prefix mode 1)
-    assert max(frames) < 40 + 30 + 24  # the prefix frames are never predicted
+    assert all((94 - f) % 3 == 0 and 0 <= (94 - f) // 3 < 12 for f in frames)  # only frames after the prefix
 
 
 def grads_after(model: VALLE, stage: str, **kw) -> set[str]:
@@ -194,3 +194,37 @@ def test_training_step_lowers_the_loss(single_thread):
             out["loss"].backward()
             opt.step()
         assert out["loss"].item() < first
+
+
+@pytest.mark.parametrize("prefix_range,lowest", [("released", 0), ("lifeiteng", 6)])
+def test_nar_prefix_length_range(single_thread, prefix_range, lowest):
+    # The batch's shortest utterance has 24 frames: low = 6, so the prompt prefix is drawn from [0, 12) as
+    # released, or from [6, 12) as lifeiteng. Each utterance then predicts its frames after the prefix.
+    model = tiny_model(prefix_range=prefix_range).eval()
+    prefixes = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        prefixes.append((40 + 30 + 24 - model(make_batch(), "nar")["num_frames"]) // 3)
+    assert min(prefixes) == lowest and max(prefixes) == 11 and len(set(prefixes)) >= 6
+
+
+def test_transformer_layer_is_torch_pre_norm_encoder_layer(single_thread):
+    # Same parameter names and shapes as torch.nn.TransformerEncoderLayer(norm_first=True, relu, 4x width), and
+    # the same function: a released checkpoint's layers are exactly that layer.
+    from valle.models.layers import TransformerLayer
+
+    torch.manual_seed(0)
+    ours = TransformerLayer(32, 4, dropout=0.0, adaptive=False).eval()
+    for p in ours.parameters():  # non-trivial norms and biases too
+        torch.nn.init.normal_(p, std=0.3)
+    reference = torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=128, dropout=0.0, batch_first=True,
+                                                 norm_first=True).eval()
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 7, 32)  # (B, T, D)
+    causal = torch.ones(7, 7, dtype=torch.bool).tril()  # (T, S) True = may attend
+    padded = torch.tensor([[False] * 7, [False] * 5 + [True] * 2])  # (B, S) the second has 5 frames
+    with torch.no_grad():
+        got = ours(x, None, causal[None, None] & ~padded[:, None, None, :], None, 0)  # (B, T, D)
+        want = reference(x, src_mask=~causal, src_key_padding_mask=padded)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1, :5], want[1, :5], rtol=1e-5, atol=1e-5)

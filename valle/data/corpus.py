@@ -405,6 +405,18 @@ def save_cuts(cuts: list[MonoCut], path: Path) -> None:
     CutSet.from_cuts(cuts).to_file(path)
 
 
+def load_cuts(path: str | Path, missing: str = "run the earlier stages of prepare.sh first") -> CutSet:
+    """The cuts of a manifest, in memory. A missing file is a UserError ending in `missing` (what to do);
+    so is an empty one: no stage and no training can use it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: {missing}")
+    cuts = CutSet.from_file(path).to_eager()
+    if len(cuts) == 0:
+        raise UserError(f"{path} holds no cuts: prepare the corpus again with more data")
+    return cuts
+
+
 # ---------------------------------------------------------------------------------------------- stages
 
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+from lhotse.dataset.sampling.base import CutSampler
 from torch.nn.utils.rnn import pad_sequence
 
 from valle.errors import UserError
 from valle.config import DataConfig, ModelConfig
-
-
-def load_cuts(manifest_dir: str | Path, split: str) -> CutSet:
-    """cuts_<split>.jsonl.gz of a prepared corpus; a missing or empty file is a UserError."""
-    path = Path(manifest_dir) / f"cuts_{split}.jsonl.gz"
-    if not path.is_file():
-        raise UserError(f"{path} not found: run the recipe's prepare.sh first (or pass --manifest-dir)")
-    cuts = CutSet.from_file(path).to_eager()
-    if len(cuts) == 0:
-        raise UserError(f"{path} holds no cuts: prepare the corpus again with more data")
-    return cuts
 
 
 class SpeechDataset(torch.utils.data.Dataset):
@@ -56,16 +44,6 @@ def padding_ratio(batch: dict) -> float:
     return 1.0 - batch["code_lens"].sum().item() / max(b * t, 1)
 
 
-class _SkipFirst(torch.utils.data.Sampler):
-    """Yields the wrapped sampler's batches after the first `n` (exact resume inside an epoch)."""
-
-    def __init__(self, sampler: DynamicBucketingSampler, n: int):
-        self.sampler, self.n = sampler, n
-
-    def __iter__(self):
-        return itertools.islice(iter(self.sampler), self.n, None)
-
-
 def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
     """Duration filter for training (dev and test are never filtered)."""
     kept = cuts.filter(lambda c: cfg.filter_min_duration <= c.duration <= cfg.filter_max_duration).to_eager()
@@ -76,19 +54,48 @@ def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
     return kept
 
 
+def make_sampler(cuts: CutSet, cfg: DataConfig, train: bool, seed: int = 0, world_size: int = 1,
+                 rank: int = 0) -> CutSampler:
+    """Batches of at most `max_duration` seconds: from duration buckets, or in plain order when there are too few
+    cuts for two buckets (lhotse's DynamicBucketingSampler needs at least two)."""
+    if cfg.num_buckets < 1:
+        raise UserError(f"--num-buckets {cfg.num_buckets}: use 1 (no bucketing) or more")
+    if cfg.max_duration <= 0:
+        raise UserError(f"--max-duration {cfg.max_duration}: seconds of audio per batch must be > 0")
+    common = dict(max_duration=cfg.max_duration, shuffle=train and cfg.shuffle, drop_last=train and cfg.drop_last,
+                  seed=seed, quadratic_duration=cfg.quadratic_duration or None, world_size=world_size, rank=rank)
+    num_buckets = min(cfg.num_buckets, len(cuts))
+    if num_buckets < 2:
+        return DynamicCutSampler(cuts, **common)
+    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
+    return DynamicBucketingSampler(cuts, num_buckets=num_buckets, **common)
+
+
+def fast_forward(sampler: CutSampler, epoch: int, batches: int) -> None:
+    """Resume `sampler` at batch `batches` of `epoch` through lhotse's own state_dict / load_state_dict.
+
+    The state says how many batches were *trained on*, not what a live sampler's state_dict() says: DataLoader
+    workers draw batches ahead of training (measured: with --num-workers 2, a sampler had drawn 7 batches when
+    3 had been trained on), so its own count would skip batches that were never seen."""
+    sampler.set_epoch(epoch)
+    state = sampler.state_dict()
+    diagnostics = state["diagnostics"]["stats_per_epoch"][epoch]
+    diagnostics.update(kept_batches=batches, discarded_batches=0)
+    sampler.load_state_dict(state)  # lhotse iterates the first `batches` batches (cheap: no data is read)
+
+
 def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, model_config: ModelConfig, train: bool,
                 seed: int = 0, epoch: int = 0,
                 skip_batches: int = 0, world_size: int = 1, rank: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over bucketed batches; each DDP rank gets its own shard of batches."""
-    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
-    sampler = DynamicBucketingSampler(
-        cuts, max_duration=cfg.max_duration, num_buckets=min(cfg.num_buckets, len(cuts)),
-        shuffle=train and cfg.shuffle, drop_last=train and cfg.drop_last, seed=seed,
-        quadratic_duration=cfg.quadratic_duration or None, world_size=world_size, rank=rank)
-    sampler.set_epoch(epoch)
+    """A DataLoader over this rank's batches of `cuts` for `epoch`, after the first `skip_batches` (resume)."""
+    sampler = make_sampler(cuts, cfg, train, seed=seed, world_size=world_size, rank=rank)
+    if skip_batches:
+        fast_forward(sampler, epoch, skip_batches)
+    else:
+        sampler.set_epoch(epoch)
     # A generator of its own: the loader must not draw from the global RNG (dropout, NAR stages),
     # or a run resumed mid-epoch would see a different random stream than an uninterrupted one.
     return torch.utils.data.DataLoader(
-        SpeechDataset(pad_id, model_config), sampler=_SkipFirst(sampler, skip_batches), batch_size=None,
+        SpeechDataset(pad_id, model_config), sampler=sampler, batch_size=None,
         num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
         generator=torch.Generator().manual_seed(seed + epoch))

@@ -24,21 +24,16 @@ from lhotse.array import Array, TemporalArray, seconds_to_frames
 from lhotse.features.io import NumpyHdf5Writer
 from tqdm import tqdm
 
-from valle.audio import FRAME_RATE, Codec
+from valle.audio import FRAME_RATE, SAMPLE_RATE, Codec, length_batches
 from valle.errors import UserError
-from valle.config import LANGUAGE_IDS
-from valle.data.corpus import Rejection, format_summary, read_rejections, require_some, update_summary, write_rejections
+from valle.config import LANGUAGE_IDS, NUM_QUANTIZERS
+from valle.data.corpus import (Rejection, format_summary, load_cuts, read_rejections, require_some, update_summary,
+                               write_rejections)
 
 SPLITS = ("train", "dev", "test")
 # LibriTTS parts -> our splits; every other part (train-*) is training data.
 PART_SPLITS = {"dev-clean": "dev", "dev-other": "dev", "test-clean": "test", "test-other": "test"}
 log = logging.getLogger(__name__)
-
-
-def load_cutset(path: Path) -> CutSet:
-    if not path.is_file():
-        raise UserError(f"{path} not found: run the earlier stages of prepare.sh first")
-    return CutSet.from_file(path).to_eager()
 
 
 # ------------------------------------------------------------------------------------------- codes
@@ -75,17 +70,6 @@ def _codes_array(h5_path: Path, key: str, shape) -> TemporalArray:
     return TemporalArray(array=array, temporal_dim=0, frame_shift=1 / FRAME_RATE, start=0)
 
 
-def _duration_groups(cuts: list, max_seconds: float) -> list[list]:
-    """Cuts sorted by duration, grouped so that (count x longest) stays within max_seconds: one codec batch each."""
-    groups: list[list] = []
-    for cut in sorted(cuts, key=lambda c: -c.duration):
-        if groups and (len(groups[-1]) + 1) * groups[-1][0].duration <= max_seconds:
-            groups[-1].append(cut)
-        else:
-            groups.append([cut])
-    return groups
-
-
 def code_frames(duration: float) -> int:
     """Frames stored per cut: round(duration x 75), what lhotse's `cut.load_codes()` reads back. Encodec itself
     yields ceil(samples / 320); a last frame that covers less than half a frame (6.7 ms) of audio is dropped."""
@@ -101,14 +85,17 @@ def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
     """
     h5_path = h5_path.resolve()
     stored = _stored_codes(h5_path, codec.weights)
-    expected = {c.id: (code_frames(c.duration), 8) for c in cuts}
+    expected = {c.id: (code_frames(c.duration), NUM_QUANTIZERS) for c in cuts}
     todo = [c for c in cuts if stored.get(c.id) != (expected[c.id], _fingerprint(c))]
     log.info("codes: %d cuts, %d already in %s, %d to encode", len(cuts), len(cuts) - len(todo), h5_path, len(todo))
     h5_path.parent.mkdir(parents=True, exist_ok=True)
     with NumpyHdf5Writer(h5_path, mode="a") as writer, \
             tqdm(total=round(sum(c.duration for c in todo)), desc="encodec", unit="s audio") as bar:
         writer.hdf.attrs["codec_weights"] = codec.weights
-        for group in _duration_groups(todo, codec.max_batch_seconds):
+        # One codec batch at a time, grouped by the codec's own rule (encode() then sees one batch): lhotse's
+        # samplers bound the sum of durations, not count x longest, the padded audio the encoder runs on.
+        batches = length_batches([c.num_samples for c in todo], int(codec.max_batch_seconds * SAMPLE_RATE))
+        for group in ([todo[i] for i in batch] for batch in batches):
             waves = [torch.from_numpy(c.load_audio()[0]) for c in group]  # (T,) each, mono 24 kHz
             for cut, codes in zip(group, codec.encode(waves)):  # (frames, 8) each
                 if cut.id in writer.hdf:
@@ -230,7 +217,7 @@ def stage_codes(data_dir: Path, codec: Codec) -> None:
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out, "_codes.jsonl.gz", parts)
     for part in parts:
-        cuts = compute_codes(load_cutset(data_dir / "manifests" / f"cuts_{part}.jsonl.gz"), out / f"codes_{part}.h5", codec)
+        cuts = compute_codes(load_cuts(data_dir / "manifests" / f"cuts_{part}.jsonl.gz"), out / f"codes_{part}.h5", codec)
         cuts.to_file(out / f"cuts_{part}_codes.jsonl.gz")
 
 
@@ -244,9 +231,9 @@ def stage_text(data_dir: Path, tokenizer, language: str) -> dict:
     parts = _parts(out, "cuts_", "_codes.jsonl.gz")
     _remove_stale(out, "_text.jsonl.gz", parts)
     if tokenizer.name == "espeak" and not tokenizer.phones:  # training from scratch: the corpus makes the table
-        _build_espeak_table(tokenizer, [load_cutset(out / f"cuts_{p}_codes.jsonl.gz") for p in parts], language)
+        _build_espeak_table(tokenizer, [load_cuts(out / f"cuts_{p}_codes.jsonl.gz") for p in parts], language)
     for part in parts:
-        cuts = load_cutset(out / f"cuts_{part}_codes.jsonl.gz")
+        cuts = load_cuts(out / f"cuts_{part}_codes.jsonl.gz")
         part_kept, part_rejected, part_unknown = attach_text_tokens(cuts, tokenizer, language)
         part_kept.to_file(out / f"cuts_{part}_text.jsonl.gz")
         rejections += part_rejected
@@ -276,7 +263,7 @@ def stage_split(data_dir: Path, dev_ratio: float, test_ratio: float, seed: int, 
     """tokenized/cuts_<part>_text -> tokenized/cuts_{train,dev,test}.jsonl.gz; prints the final summary."""
 
     out = data_dir / "tokenized"
-    parts = {p: load_cutset(out / f"cuts_{p}_text.jsonl.gz") for p in _parts(out, "cuts_", "_text.jsonl.gz")}
+    parts = {p: load_cuts(out / f"cuts_{p}_text.jsonl.gz") for p in _parts(out, "cuts_", "_text.jsonl.gz")}
     splits = split_by_parts(parts, dev_ratio, test_ratio, seed, heldout_speakers)
     for name, cuts in splits.items():
         cuts.to_file(out / f"cuts_{name}.jsonl.gz")

@@ -1,15 +1,18 @@
 """ScaledAdam optimizer, Eden learning-rate schedule and the builders the trainer uses.
 
-The algorithms follow icefall's ScaledAdam/Eden (as used by VALL-E recipes), re-implemented
-per tensor (no batching of same-shaped tensors):
+The algorithms are icefall's ScaledAdam/Eden (egs/librispeech/ASR/zipformer/optim.py), re-implemented
+per tensor (icefall batches same-shaped tensors; the arithmetic is the same): tests/test_optim.py holds
+our trajectories to ones recorded with icefall's code, step for step.
 
 * ScaledAdam: Adam second moments, but each non-scalar tensor's update is multiplied by the
   tensor's RMS (at least ``param_min_rms``), so every tensor changes by about ``lr``
   *relative* to its size.  The tensor's overall scale is learned separately (Adam-like stats on
   the gradient w.r.t. a log-scale, applied every ``size_update_period`` steps) and may not grow
   past ``param_max_rms``.  Scalars get plain Adam with ``lr * scalar_lr_scale``, clamped to
-  ``[-scalar_max, scalar_max]``.  Momentum is applied to the combined update.  Gradients are
-  clipped to ``clipping_scale`` times the median of recent (RMS-weighted) gradient norms.
+  ``[-scalar_max, scalar_max]``.  Momentum is applied to the combined update.  The second moment is
+  bias-corrected only while the correction is below 0.99 (as icefall).  Gradients are clipped to
+  ``clipping_scale`` times the median of recent (RMS-weighted) gradient norms, re-estimated every
+  ``clipping_update_period`` steps and early at steps 10, 20 and 40 (twice the median then).
 * Eden: ``lr = base_lr * ((step^2 + B^2) / B^2)^-0.25 * ((epoch^2 + E^2) / E^2)^-0.25 * warmup``
   with ``warmup`` rising linearly from ``warmup_start`` to 1 over ``warmup_batches`` steps.
 
@@ -18,20 +21,23 @@ All counts are optimizer steps (after gradient accumulation), never micro-batche
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import re
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
+from valle.config import DEFAULT_LR, OptimConfig
 from valle.errors import UserError
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("scaled_adam", "adamw")
-DEFAULT_LR = {"scaled_adam": 0.05, "adamw": 1e-4}
+BETAS = (0.9, 0.95)  # VALL-E's (ScaledAdam and AdamW)
+MAX_GRAD_NORM = 1.0  # AdamW's gradient clipping
 # Early steps at which the clipping threshold is estimated before the first full period.
 _EARLY_ESTIMATES = (10, 20, 40)
 # Clipping by a factor below this logs which tensor dominates the gradient norm.
@@ -40,12 +46,12 @@ _REPORT_FACTOR = 0.5
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise UserError(message)
+        raise ValueError(message)
 
 
 def _rms(x: Tensor) -> Tensor:
-    """Root-mean-square of all elements, as a 0-dim tensor."""
-    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
+    """Root-mean-square of all elements, as a 0-dim float32 tensor."""
+    return x.float().pow(2).mean().sqrt()
 
 
 class ScaledAdam(torch.optim.Optimizer):
@@ -53,17 +59,20 @@ class ScaledAdam(torch.optim.Optimizer):
 
     ``params`` may be plain tensors, ``(name, tensor)`` pairs (names appear in the clipping
     diagnostics) or param-group dicts holding either.  ``parameters_names`` (one list of names
-    per group) is an alternative way to give names.
+    per group) is an alternative way to give names.  As in icefall, every parameter of the
+    optimizer takes a step each time: one without a gradient counts as a zero gradient (its
+    momentum still moves it).  The optimizer state is float32 whatever the parameters' dtype.
 
     After each ``step()``: ``last_grad_norm`` is the RMS-weighted gradient norm (each non-scalar
     tensor's gradient times its RMS, scalars' times ``scalar_lr_scale``) before clipping, and
     ``last_clip_factor`` the factor the gradients were scaled by (1.0 when not clipped).
+    Bad hyperparameters raise ``ValueError``.
     """
 
     def __init__(
         self,
         params: Iterable,
-        lr: float = 0.05,
+        lr: float = DEFAULT_LR["scaled_adam"],
         betas: tuple[float, float] = (0.9, 0.98),
         scalar_lr_scale: float = 0.1,
         eps: float = 1e-8,
@@ -99,8 +108,11 @@ class ScaledAdam(torch.optim.Optimizer):
                 group["param_names"] = list(names)
         self.clipping_scale = clipping_scale
         self.clipping_update_period = clipping_update_period
-        # Optimizer-wide clipping state (saved in state_dict()["clipping"]).
-        self._clip = {"step": 0, "norms": [], "threshold": None, "num_clipped": 0, "num_seen": 0}
+        # Optimizer-wide clipping state (saved in state_dict()["clipping"]): the norms of the last
+        # `clipping_update_period` steps in a ring indexed by step (slot 0 waits for step `period`:
+        # the step-0 norm is never recorded), float32 as icefall keeps them.
+        self._clip = {"step": 0, "norms": torch.zeros(clipping_update_period), "threshold": None,
+                      "num_clipped": 0}
         self.last_grad_norm: float | None = None
         self.last_clip_factor = 1.0
 
@@ -133,55 +145,60 @@ class ScaledAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         entries = [(gi, i, group, p) for gi, group in enumerate(self.param_groups)
-                   for i, p in enumerate(group["params"]) if p.grad is not None]
-        if not entries:
+                   for i, p in enumerate(group["params"])]
+        if all(p.grad is None for *_, p in entries):
             return loss
+        grads = []
         for _, _, group, p in entries:
-            if p.grad.is_sparse:
+            if p.grad is not None and p.grad.is_sparse:
                 raise RuntimeError("ScaledAdam does not support sparse gradients")
             if not self.state[p]:
                 self._init_state(group, p, self.state[p])
-        factor = self._clip_factor(entries)
+            grads.append(torch.zeros_like(p) if p.grad is None else p.grad)
+        factor = self._clip_factor(entries, grads)
         if factor == 0.0:
             return loss
-        for _, _, group, p in entries:
-            self._update(group, p, self.state[p], p.grad if factor == 1.0 else p.grad * factor)
+        for (_, _, group, p), grad in zip(entries, grads):
+            self._update(group, p, self.state[p], grad if factor == 1.0 else grad * factor)
         self._clip["step"] += 1
         return loss
 
     @staticmethod
     def _init_state(group: dict, p: Tensor, state: dict) -> None:
+        f32 = dict(dtype=torch.float32, device=p.device)
         state["step"] = 0
-        state["delta"] = torch.zeros_like(p)  # momentum of the combined update
-        state["exp_avg_sq"] = torch.zeros_like(p)
+        state["delta"] = torch.zeros(p.shape, **f32)  # momentum of the combined update
+        state["exp_avg_sq"] = torch.zeros(p.shape, **f32)
         if p.numel() > 1:
-            state["param_rms"] = _rms(p)  # () refreshed every size_update_period steps
-            state["scale_exp_avg_sq"] = torch.zeros((), dtype=p.dtype, device=p.device)
-            state["scale_grads"] = torch.zeros(group["size_update_period"], dtype=p.dtype, device=p.device)
+            state["param_rms"] = _rms(p).float()  # () refreshed every size_update_period steps
+            state["scale_exp_avg_sq"] = torch.zeros((), **f32)
+            state["scale_grads"] = torch.zeros(group["size_update_period"], **f32)
 
     def _update(self, group: dict, p: Tensor, state: dict, grad: Tensor) -> None:
-        step = state["step"]
+        step, lr = state["step"], group["lr"]
         beta1, beta2 = group["betas"]
-        exp_avg_sq = state["exp_avg_sq"]
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        # Adam's grad / (sqrt(exp_avg_sq / bc) + eps), computed as c * grad / (sqrt(exp_avg_sq) + c * eps)
-        c = (1 - beta2 ** (step + 1)) ** 0.5
-        denom = exp_avg_sq.sqrt().add_(group["eps"] * c)
-        delta = state["delta"].mul_(beta1)  # momentum over the combined update
+        exp_avg_sq = state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        # Adam's second-moment bias correction, dropped once it is within 1% of 1 (as icefall)
+        bias_correction = 1 - beta2 ** (step + 1)
+        if bias_correction < 0.99:
+            exp_avg_sq = exp_avg_sq * (1.0 / bias_correction)
+        denom = exp_avg_sq.sqrt().add_(group["eps"])
         if p.numel() == 1:  # scalar: plain Adam with a smaller lr, clamped
-            delta.addcdiv_(grad, denom, value=-group["lr"] * group["scalar_lr_scale"] * (1 - beta1) * c)
-            p.add_(delta).clamp_(-group["scalar_max"], group["scalar_max"])
+            delta = -(lr * group["scalar_lr_scale"]) * grad / denom
         else:
+            delta = -lr * grad / denom
             period = group["size_update_period"]
-            state["scale_grads"][step % period] = torch.dot(p.reshape(-1), grad.reshape(-1))  # dL/dlog(scale)
+            state["scale_grads"][step % period] = (p * grad).sum()  # dL/dlog(scale)
             size_step_now = step % period == period - 1
             if size_step_now:
                 state["param_rms"].copy_(_rms(p))
-            denom.div_(state["param_rms"].clamp(min=group["param_min_rms"]))  # update scaled by param rms
-            delta.addcdiv_(grad, denom, value=-group["lr"] * (1 - beta1) * c)
+            delta.mul_(state["param_rms"].clamp(min=group["param_min_rms"]))  # update scaled by param rms
             if size_step_now and step > 0:
-                delta.add_(p * (self._scale_step(group, state, step) * (1 - beta1)))
-            p.add_(delta)
+                delta.add_(p * self._scale_step(group, state, step))
+        momentum = state["delta"].mul_(beta1).add_(delta, alpha=1 - beta1)
+        p.add_(momentum)
+        if p.numel() == 1:
+            p.clamp_(-group["scalar_max"], group["scalar_max"])
         state["step"] = step + 1
 
     @staticmethod
@@ -190,63 +207,65 @@ class ScaledAdam(torch.optim.Optimizer):
         period = group["size_update_period"]
         beta2 = group["betas"][1] ** period  # one scale update per period: faster decay
         scale_grads, avg_sq, rms = state["scale_grads"], state["scale_exp_avg_sq"], state["param_rms"]
-        avg_sq.mul_(beta2).add_(scale_grads.pow(2).mean(), alpha=1 - beta2)
+        avg_sq.mul_(beta2).add_((scale_grads ** 2).mean(), alpha=1 - beta2)
         bias_correction = 1 - beta2 ** ((step + 1) // period)
         size_lr = group["lr"] * group["scalar_lr_scale"]
-        scale_step = -size_lr * scale_grads.sum() / ((avg_sq / bias_correction).sqrt() + group["eps"])
+        scale_step = -size_lr * bias_correction ** 0.5 * scale_grads.sum() / (avg_sq.sqrt() + group["eps"])
         # too small: never shrink further; and never more than 10% per update
-        scale_step = torch.where(rms < group["param_min_rms"], scale_step.clamp(min=0.0), scale_step)
-        scale_step = scale_step.clamp(-0.1, 0.1)
+        scale_step = scale_step.masked_fill(rms < group["param_min_rms"], 0.0).clamp(-0.1, 0.1)
         return torch.minimum(scale_step, (group["param_max_rms"] - rms) / rms)  # never above max rms
 
     # -------------------------------------------------------------------------- clipping
 
-    def _clip_factor(self, entries: list) -> float:
+    def _clip_factor(self, entries: list, grads: list[Tensor]) -> float:
         """Record the gradient norm; return the factor (<= 1) to scale gradients by, 0.0 to skip the step."""
-        sumsq = torch.stack([self._weighted_sumsq(group, p) for _, _, group, p in entries])  # (N,)
-        norm = sumsq.sum().sqrt().item()
-        self.last_grad_norm = norm
+        sumsq = torch.stack([self._weighted_sumsq(group, p, g) for (_, _, group, p), g in zip(entries, grads)])
+        norm = sumsq.sum().sqrt()  # () float32
+        self.last_grad_norm = norm.item()
         self.last_clip_factor = 1.0
-        if not math.isfinite(norm):
+        if not math.isfinite(self.last_grad_norm):
             log.warning("ScaledAdam: gradient norm is %s at step %d; skipping this update",
-                        norm, self._clip["step"])
+                        self.last_grad_norm, self._clip["step"])
             self.last_clip_factor = 0.0
             return 0.0
-        if self.clipping_scale is None:
+        clip, step = self._clip, self._clip["step"]
+        if self.clipping_scale is None or step == 0:  # the step-0 norm is not recorded
             return 1.0
-        clip = self._clip
-        clip["norms"] = (clip["norms"] + [norm])[-self.clipping_update_period:]
-        clip["num_seen"] += 1
-        step = clip["step"]
-        early = step in _EARLY_ESTIMATES and step < self.clipping_update_period
-        if early or (step > 0 and step % self.clipping_update_period == 0):
-            self._update_threshold(early)
-        if clip["threshold"] is None or norm <= clip["threshold"]:
+        period = self.clipping_update_period
+        clip["norms"][step % period] = norm.cpu()
+        early = step in _EARLY_ESTIMATES and step < period
+        if early or step % period == 0:
+            self._update_threshold(step, early)
+        if clip["threshold"] is None:
             return 1.0
-        factor = clip["threshold"] / norm
-        clip["num_clipped"] += 1
-        self.last_clip_factor = factor
+        factor = min(1.0, (clip["threshold"] / (norm + 1e-20)).item())
+        if factor < 1.0:
+            clip["num_clipped"] += 1
+            self.last_clip_factor = factor
         if factor < _REPORT_FACTOR:
             log.warning("ScaledAdam: gradient norm %.3e is over the clipping threshold %.3e at step %d, "
-                        "scaling gradients by %.3g; %s", norm, clip["threshold"], step, factor,
+                        "scaling gradients by %.3g; %s", self.last_grad_norm, clip["threshold"], step, factor,
                         self._dominant(entries, sumsq))
         return factor
 
-    def _weighted_sumsq(self, group: dict, p: Tensor) -> Tensor:
+    def _weighted_sumsq(self, group: dict, p: Tensor, grad: Tensor) -> Tensor:
         """Squared norm of the gradient scaled like the update: by the tensor's RMS (scalars: lr scale)."""
-        weight = group["scalar_lr_scale"] if p.numel() == 1 else self.state[p]["param_rms"]
-        return (torch.linalg.vector_norm(p.grad) * weight).square()
+        if p.numel() == 1:
+            return (grad.float() ** 2).sum() * group["scalar_lr_scale"] ** 2
+        return ((grad.float() * self.state[p]["param_rms"]) ** 2).sum()
 
-    def _update_threshold(self, early: bool) -> None:
+    def _update_threshold(self, step: int, early: bool) -> None:
+        """clipping_scale x the median norm of the last period (early estimates: of the steps so far, x 2)."""
         clip = self._clip
-        norms = sorted(clip["norms"])
-        n = len(norms)
-        quartiles = [norms[(k * (n - 1) + 2) // 4] for k in range(5)]  # min, q1, median, q3, max
+        norms = clip["norms"].sort().values
+        if early:
+            norms = norms[-step:]
+        n = norms.numel()
+        quartiles = [norms[min(n - 1, (n // 4) * k)].item() for k in range(5)]  # min, q1, median, q3, max
         threshold = self.clipping_scale * quartiles[2] * (2.0 if early else 1.0)
-        log.info("ScaledAdam: step %d, grad-norm quartiles %s, threshold=%.3e, clipped %.1f%% of the last "
-                 "%d steps", clip["step"], " ".join(f"{q:.3e}" for q in quartiles), threshold,
-                 100.0 * clip["num_clipped"] / max(clip["num_seen"], 1), clip["num_seen"])
-        clip.update(threshold=threshold, num_clipped=0, num_seen=0)
+        log.info("ScaledAdam: step %d, grad-norm quartiles %s, threshold=%.3e, clipped %.1f%% of %d norms",
+                 step, " ".join(f"{q:.3e}" for q in quartiles), threshold, 100.0 * clip["num_clipped"] / n, n)
+        clip.update(threshold=threshold, num_clipped=0)
 
     def _dominant(self, entries: list, sumsq: Tensor) -> str:
         """Describe the tensors with the largest share of the squared gradient norm."""
@@ -340,7 +359,7 @@ class Eden:
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore counters and base lrs (the schedule's hyperparameters stay as constructed)."""
         if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
-            raise UserError(f"Eden.load_state_dict: saved schedule has {len(state_dict['base_lrs'])} param "
+            raise ValueError(f"Eden.load_state_dict: saved schedule has {len(state_dict['base_lrs'])} param "
                             f"groups, the optimizer has {len(self.optimizer.param_groups)}")
         self.base_lrs = list(state_dict["base_lrs"])
         self.batch, self.epoch = state_dict["batch"], state_dict["epoch"]
@@ -352,33 +371,48 @@ class Eden:
             group["lr"] = base_lr * f
 
 
-def build_optimizer(named_params: Iterable[tuple[str, Tensor]], name: str = "scaled_adam",
-                    lr: float | None = None, weight_decay: float = 0.01,
-                    betas: tuple[float, float] = (0.9, 0.95), clipping_scale: float | None = 2.0,
-                    clipping_update_period: int = 100, max_grad_norm: float | None = 1.0,
-                    ) -> torch.optim.Optimizer:
-    """Optimizer over the ``requires_grad`` parameters of ``named_params``.
+def build_optimizer(named_params: Iterable[tuple[str, Tensor]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer of `cfg` over the ``requires_grad`` parameters of ``named_params``.
 
-    ``scaled_adam``: ScaledAdam (lr default 0.05; ``weight_decay`` and ``max_grad_norm`` unused,
-    clipping is relative: ``clipping_scale`` x median of recent norms).  ``adamw``: ClippedAdamW
-    (lr default 1e-4) with ``weight_decay`` on tensors of 2+ dims only, gradients clipped to
-    ``max_grad_norm``.
+    ``scaled_adam``: ScaledAdam (``weight_decay`` unused; clipping is relative: ``clipping_scale`` x the median
+    recent norm).  ``adamw``: ClippedAdamW with ``weight_decay`` on tensors of 2+ dims only, gradients clipped
+    to MAX_GRAD_NORM.  A bad setting is a UserError naming its flag.
     """
-    _check(name in OPTIMIZERS, f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.optimizer not in DEFAULT_LR:
+        raise UserError(f"--optimizer {cfg.optimizer}: choose one of {', '.join(DEFAULT_LR)}")
     named = [(n, p) for n, p in named_params if p.requires_grad]
-    _check(bool(named), "no trainable parameters to optimize (check --model-name and --trainable)")
-    lr = DEFAULT_LR[name] if lr is None else lr
-    if name == "scaled_adam":
-        return ScaledAdam(named, lr=lr, betas=betas, clipping_scale=clipping_scale,
-                          clipping_update_period=clipping_update_period)
-    decay = [(n, p) for n, p in named if p.ndim >= 2]
-    no_decay = [(n, p) for n, p in named if p.ndim < 2]
-    groups = [{"params": g, "weight_decay": wd} for g, wd in ((decay, weight_decay), (no_decay, 0.0)) if g]
-    return ClippedAdamW(groups, max_grad_norm=max_grad_norm, lr=lr, betas=betas)
+    if not named:
+        raise UserError("no trainable parameters to optimize (check --model-name and --trainable)")
+    lr = cfg.base_lr or DEFAULT_LR[cfg.optimizer]
+    with _flag_errors():
+        if cfg.optimizer == "scaled_adam":
+            return ScaledAdam(named, lr=lr, betas=BETAS, clipping_scale=cfg.clipping_scale,
+                              clipping_update_period=cfg.clipping_update_period)
+        decay = [(n, p) for n, p in named if p.ndim >= 2]
+        no_decay = [(n, p) for n, p in named if p.ndim < 2]
+        groups = [{"params": g, "weight_decay": wd} for g, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if g]
+        return ClippedAdamW(groups, max_grad_norm=MAX_GRAD_NORM, lr=lr, betas=BETAS)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, lr_batches: float = 5000, lr_epochs: float = 4,
-                    warmup_batches: float = 200, warmup_start: float = 0.5) -> Eden:
-    """Eden schedule (VALL-E defaults: B=5000 steps, E=4 epochs, 200 warmup steps from 0.5)."""
-    return Eden(optimizer, lr_batches=lr_batches, lr_epochs=lr_epochs,
-                warmup_batches=warmup_batches, warmup_start=warmup_start)
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> Eden:
+    """The Eden schedule of `cfg` (--lr-steps, --lr-epochs, --warmup-steps, --warmup-start)."""
+    with _flag_errors():
+        return Eden(optimizer, lr_batches=cfg.lr_steps, lr_epochs=cfg.lr_epochs,
+                    warmup_batches=cfg.warmup_steps, warmup_start=cfg.warmup_start)
+
+
+# The flag that sets each hyperparameter the builders pass.
+_FLAGS = {"lr": "--base-lr", "clipping_scale": "--clipping-scale", "clipping_update_period": "--clipping-update-period",
+          "weight_decay": "--weight-decay", "lr_batches": "--lr-steps", "lr_epochs": "--lr-epochs",
+          "warmup_batches": "--warmup-steps", "warmup_start": "--warmup-start"}
+
+
+@contextlib.contextmanager
+def _flag_errors():
+    """A ValueError from an optimizer or schedule becomes a UserError that names the flag to change."""
+    try:
+        yield
+    except ValueError as e:
+        words = set(re.findall(r"\w+", str(e)))
+        flags = [flag for name, flag in _FLAGS.items() if name in words]
+        raise UserError(f"{e}: change {' or '.join(flags) or 'the optimizer flags'}") from None
