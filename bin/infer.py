@@ -7,24 +7,28 @@ Without --prompt-* the model speaks with no voice prompt, as the reference does.
 """
 
 import argparse
-import sys
+import math
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import UserError, run_main  # noqa: E402
+from valle.cli import ArgumentParser, UserError, run_main
 
 LANGUAGES = ("en", "zh", "ja", "mix")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
+MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows with it
 DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"}  # --compile -> generate()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("model")
     m.add_argument("--checkpoint", default="vallex",
                    help="checkpoint file, or 'vallex' for the released one (cached, downloaded once) [vallex]")
     m.add_argument("--nhead", type=int, default=None,
                    help="attention heads; the released file does not store it [checkpoint's config, else 16]")
+    m.add_argument("--adapter", nargs="+", default=None, metavar="FILE",
+                   help="adapter files of --checkpoint (at most one per half, e.g. exp/ar/best-valid-loss.pt "
+                        "exp/nar/best-valid-loss.pt), merged into the weights once at load")
     m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
     m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="weights and activations of the model (the codec stays float32); bfloat16/float16 halve "
@@ -108,31 +112,72 @@ def check_args(a: argparse.Namespace) -> None:
         raise UserError("give either --prompt-preset NPZ or --prompt-audio WAV --prompt-text TEXT, not both")
     if bool(a.prompt_audio) != bool(a.prompt_text):
         raise UserError("--prompt-audio and --prompt-text go together: the recording and what is said in it")
-    if a.top_k < 0 or not 0 < a.top_p <= 1 or a.temperature <= 0:
+    # written so that NaN fails every test (a NaN compares False with everything)
+    if not (a.top_k >= 0 and 0 < a.top_p <= 1 and 0 < a.temperature < math.inf):
         raise UserError(f"--top-k {a.top_k} --top-p {a.top_p} --temperature {a.temperature}: need top-k >= 0, "
-                        "0 < top-p <= 1 and temperature > 0")
-    if a.max_frames is not None and a.max_frames < 1:
-        raise UserError(f"--max-frames {a.max_frames}: must be at least 1")
+                        "0 < top-p <= 1 and a finite temperature > 0")
+    if a.max_frames is not None and not 1 <= a.max_frames <= MAX_FRAMES:
+        raise UserError(f"--max-frames {a.max_frames}: must be between 1 and {MAX_FRAMES} "
+                        f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
     if a.batch_size < 1:
         raise UserError(f"--batch-size {a.batch_size}: must be at least 1")
+    if a.text is not None:
+        check_output_file(a.output, "--output", AUDIO_SUFFIXES)
+        if a.save_codes:
+            check_output_file(a.save_codes, "--save-codes", (".npy",))
+    else:
+        check_output_dir(a.output_dir)
 
 
-def encode_texts(items: list[tuple[str, str, str]], tokenizer, where: str) -> list:
-    """Tokenize every text before any audio is made, so that a bad line stops the run at once."""
-    from valle.inference import Request
+def _check_writable_parent(path: Path, flag: str) -> None:
+    parent = next(p for p in path.absolute().parents if p.exists())  # the folder that exists (or will hold it)
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: cannot write in {parent} (permission denied); choose another place")
+
+
+def check_output_file(value: str, flag: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output path that could not be written, before any synthesis."""
+    path = Path(value)
+    if path.is_dir() or value.endswith(("/", os.sep)):
+        raise UserError(f"{flag} {value}: is a folder; give a file name such as {path / ('out' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"{flag} {value}: the file name must end in {' or '.join(suffixes)}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {value}: the file exists and cannot be overwritten (permission denied)")
+    _check_writable_parent(path, flag)
+
+
+def check_output_dir(value: str) -> None:
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output-dir {value}: is a file; give a folder for the wav files")
+    _check_writable_parent(path / "x", "--output-dir")
+
+
+def encode_texts(items: list[tuple[str, str, str]], tokenizer, where: str) -> tuple[list, list[int]]:
+    """Tokenize every text before any audio is made, so that a bad line stops the run at once. A long text
+    becomes several requests (its sentences, see split_text): -> (requests, index of the item of each)."""
+    from valle.inference import Request, split_text
     from valle.text import TextError
 
-    requests = []
-    for name, language, text in items:
+    requests, owners = [], []
+    for i, (name, language, text) in enumerate(items):
         place = f"{where} line {name!r}" if name else where
         if not text.strip():
             raise UserError(f"{place}: the text is empty; give the sentence to speak")
         try:
-            tok = tokenizer.encode(text, language)
-        except TextError as e:
-            raise UserError(f"{place}: {e}; check the text and that its language is right") from None
-        requests.append(Request(list(tok.ids), list(tok.languages)))
-    return requests
+            pieces = split_text(text, language, tokenizer)
+            toks = [tokenizer.encode(piece, language) for piece in pieces]
+        except UserError as e:
+            hint = "; check the text and that its language is right" if isinstance(e, TextError) else ""
+            raise UserError(f"{place}: {e}{hint}") from None
+        if len(pieces) > 1:
+            print(f"{place}: long text, generated as {len(pieces)} pieces of up to a few sentences each")
+        requests += [Request(list(tok.ids), list(tok.languages)) for tok in toks]
+        owners += [i] * len(pieces)
+    return requests, owners
 
 
 def audio_prompt(a: argparse.Namespace, tokenizer, codec):
@@ -185,10 +230,17 @@ def main() -> None:
     if a.compile == "cudagraph" and not device.startswith("cuda"):
         raise UserError(f"--compile cudagraph needs a CUDA device, not {device}: use --compile none or inductor")
     model, loaded = load_model(a.checkpoint, nhead=a.nhead, device=device)
+    tokenizer_info = loaded.tokenizer
+    if a.adapter:  # merged before any cast: generation then runs at full-model speed
+        from valle.models.adapters import merge_adapter_files
+
+        if tokenizer_info is None and loaded.kind == "released":
+            tokenizer_info = get_tokenizer("vallex").to_dict()
+        tokenizer_info = merge_adapter_files(model, a.adapter, base_name=a.checkpoint, base_tokenizer=tokenizer_info)
     model.to(getattr(torch, a.dtype))
-    tokenizer = (tokenizer_from_info(loaded.tokenizer, where=a.checkpoint) if loaded.tokenizer
+    tokenizer = (tokenizer_from_info(tokenizer_info, where=a.checkpoint) if tokenizer_info
                  else get_tokenizer("vallex"))
-    requests = encode_texts(items, tokenizer, a.input or "--text")
+    requests, owners = encode_texts(items, tokenizer, a.input or "--text")
     prompt = load_prompt(a.prompt_preset) if a.prompt_preset else None  # checked before the codec loads
     if prompt is not None:
         check_prompt(prompt, model, where=a.prompt_preset)
@@ -201,11 +253,18 @@ def main() -> None:
     synth = Synthesizer(model, tokenizer, codec, decoder)
     sampling = Sampling(top_k=a.top_k, top_p=a.top_p, temperature=a.temperature)
     batches = range(0, len(requests), a.batch_size)
+    pieces = []  # (codes, wave) of the requests of the item being finished
     for b, start in enumerate(tqdm(batches, desc="batches", disable=len(batches) < 2)):
         with torch.inference_mode():
             results = synth.render(requests[start : start + a.batch_size], sampling=sampling, seed=a.seed + b,
                                    max_frames=a.max_frames, decode_mode=DECODE_MODE[a.compile])
-        for (name, _, _), (codes, wave) in zip(items[start:], results):
+        for n, result in enumerate(results, start):
+            pieces.append(result)
+            if n + 1 < len(owners) and owners[n + 1] == owners[n]:
+                continue  # more pieces of this text to come
+            codes, wave = (torch.cat(parts) for parts in zip(*pieces))  # the pieces in order: (T, 8), (T * 320,)
+            pieces = []
+            name = items[owners[n]][0]
             if a.text is not None:
                 save(Path(a.output), Path(a.save_codes) if a.save_codes else None, codes, wave)
             else:

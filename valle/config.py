@@ -169,8 +169,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, keep_defaults: bo
     every default is None, so `config_from_args` can tell "not given" from "given"."""
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
+        text = f.metadata["help"].replace("%", "%%")
+        shown = "%(default)s" if keep_defaults else f"the checkpoint's; from scratch {f.default}"
         kw = {"type": _TYPES[f.type], "default": f.default if keep_defaults else None,
-              "help": f"{f.metadata['help']} (default: {f.default})"}
+              "help": f"{text} (default: {shown})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if "nargs" in f.metadata:

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 class TokenEmbedding(nn.Module):
@@ -126,6 +127,14 @@ class KVCache:
         self.shape = (self.shape[0], len(rows)) + self.shape[2:]
 
 
+class PackedInProjection(nn.Module):
+    """`F.linear(x, in_proj_weight, in_proj_bias)` of q, k, v packed as released (3D, D). It owns no weights (their
+    names stay `self_attn.in_proj_*`); it is the module an adapter hooks into (see valle/models/adapters.py)."""
+
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return F.linear(x, weight, bias)  # (B, T, 3D)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with the packed in-projection of torch.nn.MultiheadAttention, via SDPA."""
 
@@ -137,6 +146,7 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.in_proj = PackedInProjection()
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
@@ -144,7 +154,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         """x (B, T, D); mask broadcastable to (B, H, T, S), True = may attend; with a cache, S = cache.length + T."""
         B, T, D = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
+        qkv = self.in_proj(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3D)
         q, k, v = qkv.view(B, T, 3, self.nhead, D // self.nhead).permute(2, 0, 3, 1, 4)  # (B, H, T, Dh) each
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, Dh)
@@ -173,10 +183,15 @@ class TransformerLayer(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """`layers` then a final `norm` (adaptive for the NAR). Keys: `layers.N.*`, `norm.*`."""
+    """`layers` then a final `norm` (adaptive for the NAR). Keys: `layers.N.*`, `norm.*`.
+
+    `activation_checkpointing`: in training, keep only each layer's input and recompute the layer in the backward
+    pass (same RNG state, so dropout and the gradients are the same); less memory for about one more forward.
+    """
 
     def __init__(self, dim: int, nhead: int, num_layers: int, dropout: float, adaptive: bool):
         super().__init__()
+        self.activation_checkpointing = False
         self.nhead = nhead
         self.layers = nn.ModuleList(TransformerLayer(dim, nhead, dropout, adaptive) for _ in range(num_layers))
         self.norm = AdaptiveLayerNorm(dim) if adaptive else LayerNorm(dim)
@@ -189,11 +204,22 @@ class TransformerStack(nn.Module):
         self, x: Tensor, cond: Tensor | None = None, mask: Tensor | None = None, cache: KVCache | None = None
     ) -> Tensor:
         """x (B, T, D) -> (B, T, D). With a cache, x holds the T newest positions and the cache advances by T."""
+        recompute = self.activation_checkpointing and self.training and cache is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            x = layer(x, cond, mask, cache, i)
+            if recompute:
+                x = checkpoint(layer, x, cond, mask, None, i, use_reentrant=False)
+            else:
+                x = layer(x, cond, mask, cache, i)
         if cache is not None:
             cache.length += x.shape[1]
         return self.norm(x, cond)
+
+
+def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
+    """Switch activation checkpointing (per transformer layer) on or off in every stack of `model`."""
+    for stack in model.modules():
+        if isinstance(stack, TransformerStack):
+            stack.activation_checkpointing = on
 
 
 class Transpose(nn.Module):
