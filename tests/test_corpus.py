@@ -173,8 +173,7 @@ def test_metadata_file_forms(tmp_path, write_audio):
     meta = root / "metadata.csv"
     meta.write_text("# comment\n"
                     "clips/a.wav|First sentence.\n"
-                    "clips/b.flac|Second sentence.|alice\n"
-                    "LJ001-0001|Mr. Smith, 1st|Mister Smith, first\n"
+                    "clips/b.flac|Second sentence.\n"
                     "clips/missing.wav|Nobody recorded this.\n"
                     "clips/a.wav|The same file again.\n"
                     "just one field\n"
@@ -182,19 +181,56 @@ def test_metadata_file_forms(tmp_path, write_audio):
                     "clips/b.flac|   \n")
     entries, rejected = C.read_corpus(meta)
     assert [(e.id, e.text, e.speaker) for e in entries] == [
-        ("clips_a", "First sentence.", "corpus"),
-        ("clips_b", "Second sentence.", "alice"),
-        ("LJ001-0001", "Mister Smith, first", "corpus"),
-    ]
-    assert entries[2].audio == str(root / "wavs" / "LJ001-0001.wav")
+        ("clips_a", "First sentence.", "corpus"), ("clips_b", "Second sentence.", "corpus")]
     assert [(r.path, r.kind) for r in rejected] == [
         (str(root / "clips" / "missing.wav"), "missing file"),
-        (f"{meta}:6", "duplicate utterance id"),
-        (f"{meta}:7", "bad metadata line"),
-        (f"{meta}:8", "unsupported extension"),
-        (f"{meta}:9", "empty transcript"),
+        (f"{meta}:5", "duplicate utterance id"),
+        (f"{meta}:6", "bad metadata line"),
+        (f"{meta}:7", "unsupported extension"),
+        (f"{meta}:8", "empty transcript"),
     ]
-    assert "line 5" in rejected[0].detail
+    assert "line 4" in rejected[0].detail
+    speakers = root / "speakers.txt"
+    speakers.write_text("clips/a.wav|First sentence.|alice\nclips/b.flac|Second sentence.|Bob Smith\n"
+                        "clips/a.wav|No speaker given.\n")
+    entries, rejected = C.read_corpus(speakers)
+    assert [(e.text, e.speaker) for e in entries] == [("First sentence.", "alice"), ("Second sentence.", "Bob Smith")]
+    assert [r.kind for r in rejected] == ["duplicate utterance id"]
+    ljspeech = root / "lj.csv"
+    ljspeech.write_text("LJ001-0001|Mr. Smith, 1st|Mister Smith, first\n")
+    entries, rejected = C.read_corpus(ljspeech)
+    assert [(e.id, e.text, e.speaker) for e in entries] == [("LJ001-0001", "Mister Smith, first", "corpus")]
+    assert entries[0].audio == str(root / "wavs" / "LJ001-0001.wav") and not rejected
+
+
+@pytest.mark.parametrize("lines, kept, ambiguous", [
+    # the case: one line with a pipe in a path|text file
+    (["a.wav|Plain text.", "b.wav|Text with | a pipe inside.", "c.wav|More text."], ["a", "c"], [2]),
+    # the same line alone: its third field is not a speaker name
+    (["b.wav|Text with | a pipe inside."], [], [1]),
+    # a path|text file whose pipe line looks like path|text|speaker: still ambiguous (the file has no speakers)
+    (["a.wav|Plain text.", "b.wav|This | that", "c.wav|More text."], ["a", "c"], [2]),
+    # a path|text|speaker file: a pipe in the text gives 4 fields
+    (["a.wav|Plain text.|spk1", "b.wav|Text | pipe.|spk1", "c.wav|More text.|spk2"], ["a", "c"], [2]),
+    # LJSpeech id|text|normalized with a pipe in the text
+    (["a|Plain.|Plain.", "b|A | b.|A | b.", "c|More.|More."], ["a", "c"], [2]),
+])
+def test_metadata_pipes_inside_the_text_are_reported_not_cut(tmp_path, write_audio, lines, kept, ambiguous):
+    for name in "abc":
+        write_audio(tmp_path / f"{name}.wav")
+        write_audio(tmp_path / "wavs" / f"{name}.wav")
+    meta = tmp_path / "list.txt"
+    meta.write_text("\n".join(lines) + "\n")
+    entries, rejected = C.read_corpus(meta)
+    assert [e.id for e in entries] == kept
+    assert all("|" not in e.text and e.text in lines[ord(e.id) - ord("a")] for e in entries)
+    assert [(r.path, r.kind) for r in rejected] == [(f"{meta}:{n}", "ambiguous metadata line") for n in ambiguous]
+    assert all("is '|' part of the text?" in r.detail for r in rejected)
+
+
+def test_speaker_names():
+    assert all(map(C.looks_like_speaker, ["spk1", "p225", "Bob Smith", "LJ", "speaker-7_a"]))
+    assert not any(map(C.looks_like_speaker, ["", "a pipe inside.", "Hello, world", "one two three four", "x" * 65]))
 
 
 def test_metadata_line_that_is_not_utf8(tmp_path, write_audio):
@@ -303,11 +339,12 @@ def test_codes_stage_resumes_after_an_interruption(normalized, random_codec):
     h5 = normalized / "tokenized" / "codes_all.h5"
     with pytest.raises(KeyboardInterrupt):
         T.stage_codes(normalized, CountingCodec(random_codec, fail_after=2))
-    assert h5.is_file()
+    assert not h5.exists() and len(T._stored_codes(h5, "random")) >= 2  # Ctrl-C wrote what it had as a piece
+    first_two = len(T._stored_codes(h5, "random"))
     resumed = CountingCodec(random_codec)
     T.stage_codes(normalized, resumed)
-    first_two = len(T._stored_codes(h5, "random")) - resumed.encoded
-    assert first_two >= 2 and resumed.encoded == 5 - first_two
+    assert resumed.encoded == 5 - first_two and len(T._stored_codes(h5, "random")) == 5
+    assert not T._pieces_dir(h5).exists()  # merged into the store
     again = CountingCodec(random_codec)
     T.stage_codes(normalized, again)
     assert again.encoded == 0  # everything stored: nothing to encode

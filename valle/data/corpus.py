@@ -11,9 +11,11 @@ returns one MonoCut (one supervision) per kept utterance.
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import json
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,12 +26,15 @@ from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment,
 from lhotse.audio import AudioSource
 from tqdm import tqdm
 
-from valle.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_audio
+from valle.audio import (AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, AudioError, audio_info, code_frames, level_dbfs,
+                         load_audio)
 from valle.errors import UserError
+from valle.storage import check_free_space, disk_full_error, is_disk_full
 
 TRANSCRIPT_SUFFIXES = (".normalized.txt", ".txt", ".lab")  # preferred first
 # Stages that report, in order. A stage's report replaces its own and drops those of the stages after it.
 REPORT_STAGES = ("scan", "normalize", "codes", "text", "split")
+TMP_PREFIX = ".tmp-"  # files being written (`write_whole`); one left by a killed run is removed by the next
 log = logging.getLogger(__name__)
 
 
@@ -130,13 +135,36 @@ class _Deduplicator:
         return None
 
 
+def walk_files(root: Path) -> tuple[list[Path], list[Rejection]]:
+    """Every file under root (hidden files and folders left out), following symlinks to folders and files.
+    A folder reached a second time (a symlink loop, or two links to one folder) is read once; that and a
+    broken symlink are reported."""
+    files, skipped, seen = [], [], {}
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        key = (os.stat(folder).st_dev, os.stat(folder).st_ino)
+        if key in seen:
+            skipped.append(Rejection(folder, "folder reached twice",
+                                     f"the same folder as {seen[key]} (a symlink loop or a second link): read once"))
+            dirs.clear()
+            continue
+        seen[key] = folder
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            path = Path(folder) / name
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink():
+                skipped.append(Rejection(str(path), "broken symlink", f"points to {os.readlink(path)}, which does not exist"))
+    return sorted(files), skipped
+
+
 def scan_folder(root: Path) -> tuple[list[Entry], list[Rejection]]:
-    """Audio files anywhere under root; transcript x.normalized.txt, x.txt or x.lab next to x.wav."""
-    files = sorted(p for p in root.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    """Audio files anywhere under root (symlinked folders too); transcript x.normalized.txt, x.txt or x.lab next
+    to x.wav."""
+    files, rejections = walk_files(root)
     # a transcript belongs to any non-transcript file with its stem (an unsupported .m4a is reported once)
     audio_stems = {(p.parent, p.name[: -len(p.suffix)]) for p in files if p.suffix.lower() not in (".txt", ".lab")}
-    entries, rejections, dedup = [], [], _Deduplicator()
+    entries, dedup = [], _Deduplicator()
     for path in files:
         suffix = path.suffix.lower()
         if suffix in (".txt", ".lab"):  # x.txt, x.normalized.txt, x.original.txt all belong to x.wav
@@ -173,11 +201,14 @@ def _metadata_audio(base: Path, name: str) -> Path:
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
-def read_metadata(meta: Path) -> tuple[list[Entry], list[Rejection]]:
-    """Lines `path|text` or `path|text|speaker` (paths relative to the metadata file's folder), or LJSpeech
-    `id|text|normalized` (an id without extension -> wavs/ID.wav; the normalized text is used)."""
-    base = meta.parent
-    entries, rejections, dedup = [], [], _Deduplicator()
+def looks_like_speaker(name: str) -> bool:
+    """A speaker name: 1-64 characters, at most 3 words, no sentence punctuation (. , ! ? ; : quotes)."""
+    return 0 < len(name) <= 64 and len(name.split()) <= 3 and not re.search(r"[.,!?;:\"“”«»]", name)
+
+
+def _metadata_lines(meta: Path) -> tuple[list[tuple[str, list[str]]], list[Rejection]]:
+    """(where, fields) of every non-empty, non-comment line of a metadata file; non-UTF-8 lines rejected."""
+    lines, rejections = [], []
     for number, raw in enumerate(meta.read_bytes().splitlines(), 1):
         where = f"{meta}:{number}"
         try:
@@ -186,13 +217,42 @@ def read_metadata(meta: Path) -> tuple[list[Entry], list[Rejection]]:
             rejections.append(Rejection(where, "transcript not UTF-8",
                                         f"byte 0x{raw[e.start]:02x} at offset {e.start}; save {meta.name} as UTF-8"))
             continue
-        if not line or line.startswith("#"):
-            continue
-        fields = [f.strip() for f in line.split("|")]
-        if len(fields) not in (2, 3) or not fields[0]:
+        if line and not line.startswith("#"):
+            lines.append((where, [f.strip() for f in line.split("|")]))
+    return lines, rejections
+
+
+def _ambiguity(fields: list[str], layout: int) -> str | None:
+    """Why a line's '|' fields cannot be read safely, or None. `layout`: the field count of most of the file's lines.
+    '|' may be part of a transcript, so only a line with as many fields as the file's lines (2: path|text,
+    3: path|text|speaker or LJSpeech id|text|normalized) whose speaker looks like a name is read."""
+    fix = "remove the '|' from the text (or give every line a speaker); the line is left out"
+    if len(fields) > layout:
+        return f"{len(fields)} '|'-separated fields where this file's lines have {layout}: is '|' part of the text? {fix}"
+    if len(fields) == 3 and Path(fields[0]).suffix and not looks_like_speaker(fields[2]):
+        return f"the third field {fields[2][:40]!r} does not look like a speaker name: is '|' part of the text? {fix}"
+    return None
+
+
+def read_metadata(meta: Path) -> tuple[list[Entry], list[Rejection]]:
+    """Lines `path|text` or `path|text|speaker` (paths relative to the metadata file's folder), or LJSpeech
+    `id|text|normalized` (an id without extension -> wavs/ID.wav; the normalized text is used). A line whose
+    fields are ambiguous (`_ambiguity`: a '|' inside the text) is rejected, never cut."""
+    base = meta.parent
+    entries, dedup = [], _Deduplicator()
+    lines, rejections = _metadata_lines(meta)
+    counts = collections.Counter(min(len(fields), 3) for _, fields in lines if len(fields) >= 2)
+    layout = max(counts, key=lambda n: (counts[n], -n)) if counts else 2  # a tie: the fewer fields
+    for where, fields in lines:
+        if len(fields) < 2 or not fields[0]:
             rejections.append(Rejection(where, "bad metadata line",
                                         f"expected path|text or path|text|speaker, got {len(fields)} field(s)"))
             continue
+        ambiguous = _ambiguity(fields, layout)
+        if ambiguous:
+            rejections.append(Rejection(where, "ambiguous metadata line", ambiguous))
+            continue
+        number = where.rsplit(":", 1)[1]
         ljspeech = len(fields) == 3 and not Path(fields[0]).suffix
         audio = _metadata_audio(base, fields[0])
         text_field = (fields[2] or fields[1]) if ljspeech else fields[1]
@@ -224,11 +284,28 @@ def entries_from_manifests(recordings: RecordingSet, supervisions: SupervisionSe
     return entries
 
 
-def save_entries(entries: list[Entry], path: Path) -> None:
+def write_whole(path: Path, write, what: str) -> None:
+    """write(tmp) makes the file at a temporary path, which then replaces `path`: a reader sees the old file or
+    the whole new one, never half of it. A full disk is one UserError naming the path and the space left."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for e in entries:
-            f.write(json.dumps(asdict(e), ensure_ascii=False) + "\n")
+    tmp = path.with_name(TMP_PREFIX + path.name)  # same suffix: lhotse picks the format from it
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full_error(path, what, "free space (or use a --data-dir on a larger disk) and run the stage "
+                                  "again: what was finished is kept") from None
+        raise
+
+
+def write_text(path: Path, text: str, what: str = "a report") -> None:
+    write_whole(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), what)
+
+
+def save_entries(entries: list[Entry], path: Path) -> None:
+    write_text(path, "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in entries), "the corpus entries")
 
 
 def load_entries(path: Path) -> list[Entry]:
@@ -265,6 +342,9 @@ def normalize_entry(entry: Entry, audio_dir: Path, opts: NormalizeOptions):
     duration = wave.shape[0] / SAMPLE_RATE
     if duration < opts.min_duration:
         return _reject(entry, "too short", f"{duration:.2f} s < --min-duration {opts.min_duration}")
+    if code_frames(duration) < 1:  # no codes: a cut of zero frames makes a NaN training step
+        return _reject(entry, "too short", f"{wave.shape[0]} samples at 24 kHz: less than one codec frame "
+                                           f"({HOP_LENGTH} samples); a cut needs at least one")
     if duration > opts.max_duration:  # compressed formats only estimate their length in the header
         return _reject(entry, "too long", f"{duration:.2f} s > --max-duration {opts.max_duration}")
     level = level_dbfs(wave)
@@ -273,7 +353,9 @@ def normalize_entry(entry: Entry, audio_dir: Path, opts: NormalizeOptions):
     path = Path(entry.audio)
     if _needs_copy(info):
         path = audio_dir / f"{entry.id}.flac"
-        sf.write(str(path), wave.numpy(), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        flac = io.BytesIO()  # encoded in memory: libsndfile reports a full disk only as "System error"
+        sf.write(flac, wave.numpy(), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        write_whole(path, lambda tmp: tmp.write_bytes(flac.getbuffer()), "normalised audio")
     num_samples = wave.shape[0]
     recording = Recording(id=entry.id, sources=[AudioSource(type="file", channels=[0], source=str(path))],
                           sampling_rate=SAMPLE_RATE, num_samples=num_samples, duration=num_samples / SAMPLE_RATE)
@@ -292,9 +374,28 @@ def _normalize_star(args):
     return normalize_entry(*args)
 
 
+def copies_size(entries: list[Entry], opts: NormalizeOptions) -> int:
+    """Bytes the converted copies of `entries` take at most: 16-bit mono 24 kHz (FLAC stores no more than that),
+    from the headers only; files that will be rejected for their length or header are not counted."""
+    total = 0
+    for entry in entries:
+        try:
+            info = audio_info(entry.audio)
+        except AudioError:
+            continue
+        if _needs_copy(info) and info.duration <= opts.max_duration:
+            total += round(info.duration * SAMPLE_RATE) * 2
+    return total
+
+
 def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOptions, num_jobs: int = 1) -> Normalized:
-    """Validate and convert every entry (in parallel with num_jobs > 1), with a tqdm progress bar."""
+    """Validate and convert every entry (in parallel with num_jobs > 1), with a tqdm progress bar. Free space for
+    the converted copies is checked first."""
     audio_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in audio_dir.glob(TMP_PREFIX + "*"):  # left by a killed run
+        tmp.unlink()
+    check_free_space(audio_dir, copies_size(entries, opts), "the normalised audio (mono 24 kHz FLAC copies)",
+                     "free space or use a --data-dir on a larger disk, then run the normalize stage again")
     jobs = [(e, audio_dir, opts) for e in entries]
     result = Normalized()
     if num_jobs > 1:
@@ -322,11 +423,11 @@ def write_rejections(data_dir: Path, stage: str, rejections: list[Rejection]) ->
     reports.mkdir(parents=True, exist_ok=True)
     for later in REPORT_STAGES[REPORT_STAGES.index(stage) + 1:]:
         (reports / f"rejected_{later}.tsv").unlink(missing_ok=True)
-    (reports / f"rejected_{stage}.tsv").write_text("".join(r.line() for r in rejections), encoding="utf-8")
+    write_text(reports / f"rejected_{stage}.tsv", "".join(r.line() for r in rejections))
     merged = "".join((reports / f"rejected_{s}.tsv").read_text(encoding="utf-8")
                      for s in REPORT_STAGES if (reports / f"rejected_{s}.tsv").is_file())
     out = data_dir / "rejected.tsv"
-    out.write_text(merged, encoding="utf-8")
+    write_text(out, merged)
     return out
 
 
@@ -345,7 +446,7 @@ def update_summary(data_dir: Path, stage: str, values: dict) -> dict:
     for later in REPORT_STAGES[REPORT_STAGES.index(stage) + 1:]:
         summary.pop(later, None)
     summary[stage] = values
-    path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return summary
 
 
@@ -400,9 +501,9 @@ def require_some(kept: int, total: int, rejections: list[Rejection], what: str) 
     raise UserError(f"no usable utterances in {what}: {total} found, all rejected: {why}; see rejected.tsv")
 
 
-def save_cuts(cuts: list[MonoCut], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    CutSet.from_cuts(cuts).to_file(path)
+def save_cuts(cuts, path: Path) -> None:
+    """Cuts (a list or a CutSet) -> a lhotse manifest, written whole (`write_whole`)."""
+    write_whole(path, lambda tmp: CutSet.from_cuts(cuts).to_file(tmp), "cut manifests")
 
 
 def load_cuts(path: str | Path, missing: str = "run the earlier stages of prepare.sh first") -> CutSet:
@@ -468,7 +569,7 @@ def stage_normalize(data_dir: Path, opts: NormalizeOptions, num_jobs: int = 1) -
         save_cuts(result.cuts, manifests / f"cuts_{part}.jsonl.gz")
         for name in ("cuts", "rejections", "conversions", "infos"):
             getattr(total, name).extend(getattr(result, name))
-    (data_dir / "conversions.tsv").write_text("".join(f"{p}\t{d}\n" for p, d in total.conversions), encoding="utf-8")
+    write_text(data_dir / "conversions.tsv", "".join(f"{p}\t{d}\n" for p, d in total.conversions))
     write_rejections(data_dir, "normalize", total.rejections)
     summary = update_summary(data_dir, "normalize", normalize_summary(total))
     print(format_summary(summary, read_rejections(data_dir), data_dir))

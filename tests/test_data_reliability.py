@@ -1,0 +1,152 @@
+"""Data preparation under adverse conditions: a full disk, a corpus reached through symlinks, clips too short for
+a codec frame. The disk-full tests mount a small tmpfs (root only; CI runs as root)."""
+
+import errno
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet
+
+from valle.data import corpus as C
+from valle.data import tokenize as T
+from valle.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(kilobytes) -> a folder on a tmpfs of that size, unmounted after the test."""
+    mounted = []
+
+    def mount(kilobytes: int):
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kilobytes}k", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder, leave_kb: int):
+    """A filler file that leaves about `leave_kb` KB free on folder's file system; returns its path."""
+    filler = folder / "filler"
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    filler.write_bytes(b"\0" * max(0, free - leave_kb * 1024))
+    return filler
+
+
+def noise_corpus(root, n: int = 3, seconds: float = 2.0):
+    """n stereo 44.1 kHz files of noise (FLAC cannot compress it: each copy takes ~96 KB per 2 s)."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = root / "spk" / f"u{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), (0.3 * rng.standard_normal((int(seconds * 44100), 2))).astype(np.float32), 44100)
+        path.with_suffix(".txt").write_text(f"Sentence {i}.")
+    return root
+
+
+def leftovers(folder):
+    return [p for p in folder.rglob("*") if p.name.startswith(C.TMP_PREFIX) or p.name.endswith(".tmp")]
+
+
+def test_normalize_checks_free_space_first(tmp_path, small_disk):
+    data = small_disk(128)
+    C.stage_scan(noise_corpus(tmp_path / "corpus"), data)
+    with pytest.raises(UserError) as error:
+        C.stage_normalize(data, C.NormalizeOptions())
+    line = str(error.value)
+    assert line.startswith("not enough disk space for the normalised audio") and str(data / "audio") in line
+    assert "needs about 281.2 KB" in line and "free;" in line
+    assert not list((data / "audio").iterdir())
+
+
+def test_normalize_disk_full_mid_write_keeps_files_whole_and_resumes(tmp_path, small_disk, monkeypatch):
+    data = small_disk(1024)
+    C.stage_scan(noise_corpus(tmp_path / "corpus"), data)
+    filler = fill(data, leave_kb=140)  # room for one copy, not for three
+    monkeypatch.setattr(C, "check_free_space", lambda *a, **k: None)  # as if the disk filled after the check
+    with pytest.raises(UserError, match=r"^the disk is full: writing normalised audio to .*\.flac failed \(.* free\)"):
+        C.stage_normalize(data, C.NormalizeOptions())
+    assert not leftovers(data)
+    for flac in (data / "audio").glob("*.flac"):
+        assert sf.info(str(flac)).frames == 48000  # whole files only
+    filler.unlink()
+    C.stage_normalize(data, C.NormalizeOptions())
+    cuts = CutSet.from_file(data / "manifests" / "cuts_all.jsonl.gz")
+    assert len(cuts) == 3 and all(c.load_audio().shape == (1, 48000) for c in cuts)
+
+
+@pytest.fixture
+def normalized_on(tmp_path, write_audio):
+    """normalized_on(data_dir): the normalize stage of 5 short mono 24 kHz clips (referenced, not copied)."""
+    def make(data):
+        for i in range(5):
+            write_audio(tmp_path / "corpus" / f"u{i}.wav", seconds=0.5 + 0.1 * i).with_suffix(".txt").write_text("Hi.")
+        C.stage_scan(tmp_path / "corpus", data)
+        C.stage_normalize(data, C.NormalizeOptions())
+        return data
+    return make
+
+
+def test_codes_stage_on_a_full_disk(small_disk, normalized_on, random_codec, monkeypatch):
+    data = normalized_on(small_disk(512))
+    filler = fill(data, leave_kb=8)
+    with pytest.raises(UserError, match=r"not enough disk space for the codes of 5 cut\(s\) at .*tokenized: needs about"):
+        T.stage_codes(data, random_codec)
+    with monkeypatch.context() as m:  # the disk fills while encoding: HDF5 must not crash the process
+        m.setattr(T, "check_free_space", lambda *a, **k: None)
+        m.setattr(T, "PIECE_SECONDS", 1.0)  # a piece per group
+        filler.unlink()
+        filler = fill(data, leave_kb=4)
+        with pytest.raises(UserError, match=r"^the disk is full: writing codes \(.*\.h5\) to .* failed"):
+            T.stage_codes(data, random_codec)
+    assert not leftovers(data) and not (data / "tokenized" / "codes_all.h5").exists()
+    filler.unlink()
+    T.stage_codes(data, random_codec)  # resumes
+    cuts = CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")
+    for cut in cuts:
+        expected = random_codec.encode([torch.from_numpy(cut.load_audio()[0])])[0]  # (frames, 8)
+        assert np.array_equal(cut.load_codes(), expected[: T.code_frames(cut.duration)].numpy())
+
+
+def test_disk_full_while_writing_codes_is_one_line(normalized_on, tmp_path, random_codec, monkeypatch):
+    """The same without root: the write fails as on a full disk."""
+    data = normalized_on(tmp_path / "data")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(T.os, "fsync", full)
+    with pytest.raises(UserError, match=r"^the disk is full: writing codes \(1\.h5\) to .*1\.h5 failed \(.* free\); "
+                                        r"free space .* run the stage again"):
+        T.stage_codes(data, random_codec)
+    assert not leftovers(data)
+    monkeypatch.undo()
+    T.stage_codes(data, random_codec)
+    assert len(CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")) == 5
+
+
+def test_damaged_store_is_moved_aside_not_crashing(normalized_on, tmp_path, random_codec, caplog):
+    """A store an older version left half-written: checked in a child process, moved aside, codes made again."""
+    data = normalized_on(tmp_path / "data")
+    T.stage_codes(data, random_codec)
+    h5 = data / "tokenized" / "codes_all.h5"
+    whole = h5.read_bytes()
+    h5.write_bytes(whole[: len(whole) // 2])
+    T.stage_codes(data, random_codec)
+    assert "moved to" in caplog.text and h5.with_suffix(".old.h5").is_file()
+    assert all(c.load_codes().shape[1] == 8 for c in CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz"))
