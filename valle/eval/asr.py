@@ -1,0 +1,151 @@
+"""Intelligibility: transcribe with an ASR backend, normalise, score WER (en) or CER (zh, ja) with jiwer.
+
+Backends (`Transcriber`): Whisper through `faster-whisper` or `openai-whisper` (optional extra `asr`; the
+model is downloaded on first use), or `TranscriptFile`: transcripts made elsewhere, read from a
+`name<TAB>text` file (name = the wav's path under the report folder, e.g. `ar-best-valid-loss/utt1.wav`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from valle.errors import UserError
+
+ASR_RATE = 16000  # Whisper's input rate
+CHARACTER_LANGUAGES = ("zh", "ja")  # scored per character (CER); others per word (WER)
+_PUNCTUATION = re.compile(r"[^\w\s']|_")  # everything but letters, digits, spaces and apostrophes
+
+
+def normalize_text(text: str, language: str) -> str:
+    """Text as scored: NFKC, numbers in words (en) or characters (zh), lower case, no punctuation,
+    single spaces; for zh/ja no spaces at all (scored per character)."""
+    text = unicodedata.normalize("NFKC", text)
+    if language == "en":
+        from valle.text.g2p_en import normalize_numbers
+
+        text = normalize_numbers(text).replace("-", " ")
+    elif language == "zh":
+        import cn2an
+
+        text = cn2an.transform(text, "an2cn")
+    text = _PUNCTUATION.sub(" ", text.lower())
+    text = " ".join(w.strip("'") for w in text.split())
+    return re.sub(r"\s+", "", text) if language in CHARACTER_LANGUAGES else " ".join(text.split())
+
+
+def error_counts(reference: str, hypothesis: str, language: str) -> tuple[int, int]:
+    """(errors, reference length) in words (en) or characters (zh, ja), after `normalize_text`."""
+    import jiwer
+
+    ref, hyp = normalize_text(reference, language), normalize_text(hypothesis, language)
+    units = list(ref) if language in CHARACTER_LANGUAGES else ref.split()
+    if not units:
+        raise UserError(f"reference text {reference!r} is empty after normalisation: nothing to score")
+    if not hyp:
+        return len(units), len(units)  # everything deleted
+    out = (jiwer.process_characters if language in CHARACTER_LANGUAGES else jiwer.process_words)(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions, len(units)
+
+
+def error_rate(references: list[str], hypotheses: list[str], language: str) -> float:
+    """Corpus-level rate: all errors / all reference units (not a mean of per-utterance rates)."""
+    counts = [error_counts(r, h, language) for r, h in zip(references, hypotheses)]
+    total = sum(n for _, n in counts)
+    return sum(e for e, _ in counts) / total if total else math.nan
+
+
+class Transcriber(ABC):
+    name: str
+
+    @abstractmethod
+    def transcribe(self, wave: torch.Tensor, sample_rate: int, language: str, key: str) -> str:
+        """Transcribe a waveform (T,); `key` names the wav in the report folder (used by TranscriptFile)."""
+
+
+class TranscriptFile(Transcriber):
+    """Transcripts produced elsewhere (another machine, a human, an ASR service), not by a model here."""
+
+    name = "transcript-file"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise UserError(f"--asr-transcripts {path}: no such file") from None
+        self.texts = {}
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise UserError(f"{path}:{n}: expected name<TAB>transcript")
+            key, text = line.split("\t", 1)
+            self.texts[key.strip()] = text.strip()
+
+    def transcribe(self, wave, sample_rate, language, key):
+        if key not in self.texts:
+            raise UserError(f"{self.path}: no transcript for {key}; add a line `{key}<TAB>text`")
+        return self.texts[key]
+
+
+def _to_asr_rate(wave: torch.Tensor, sample_rate: int) -> np.ndarray:
+    wave = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
+    return torchaudio.functional.resample(wave, sample_rate, ASR_RATE).numpy()  # (T',) at 16 kHz
+
+
+class FasterWhisper(Transcriber):
+    name = "faster-whisper"
+
+    def __init__(self, model: str, device: str):
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(model, device=device, compute_type="float16" if device == "cuda" else "int8")
+
+    def transcribe(self, wave, sample_rate, language, key):
+        segments, _ = self.model.transcribe(_to_asr_rate(wave, sample_rate), language=language, beam_size=5)
+        return " ".join(s.text.strip() for s in segments)
+
+
+class OpenAIWhisper(Transcriber):
+    name = "openai-whisper"
+
+    def __init__(self, model: str, device: str):
+        import whisper
+
+        self.model = whisper.load_model(model, device=device)
+
+    def transcribe(self, wave, sample_rate, language, key):
+        return self.model.transcribe(_to_asr_rate(wave, sample_rate), language=language)["text"].strip()
+
+
+def get_transcriber(model: str, device: str = "cpu", transcripts: str | None = None) -> tuple[Transcriber | None, str]:
+    """-> (backend, a line saying what scores intelligibility, or why nothing does).
+
+    Never fails for a missing package or an unreachable model download: the WER column is skipped instead.
+    """
+    if transcripts:
+        return TranscriptFile(transcripts), f"intelligibility: transcripts from {transcripts}"
+    if model == "none":
+        return None, "intelligibility (WER/CER) skipped: --asr-model none"
+    errors = []
+    for cls in (FasterWhisper, OpenAIWhisper):
+        try:
+            backend = cls(model, device)
+        except ImportError:
+            errors.append(f"{cls.name} not installed")
+            continue
+        except Exception as e:  # noqa: BLE001 - a download that fails offline, a bad path: skip WER, say why
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return None, (f"intelligibility (WER/CER) skipped: {cls.name} could not load --asr-model {model} "
+                          f"({first[:200]}); offline, pass a local model folder or --asr-transcripts FILE")
+        return backend, f"intelligibility: {cls.name} {model}"
+    return None, ("intelligibility (WER/CER) skipped: no ASR backend (" + ", ".join(errors)
+                  + "); pip install 'valle-toolkit[asr]' or pass --asr-transcripts FILE")

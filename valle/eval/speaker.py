@@ -1,0 +1,67 @@
+"""Speaker similarity (SIM): cosine between speaker embeddings of two recordings.
+
+`SpeakerEncoder` is the interface; `resemblyzer` (a 3-layer LSTM d-vector model whose pretrained weights ship
+inside its PyPI package, so it works offline) is the default backend. A WavLM or ECAPA model fits the same
+interface: implement `embed` and register it in `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+import torchaudio
+
+from valle.errors import UserError
+
+MIN_SECONDS = 0.3  # shorter (after silence trimming) gives no embedding: SIM is NaN
+
+
+class SpeakerEncoder(ABC):
+    name: str
+
+    @abstractmethod
+    def embed(self, wave: torch.Tensor, sample_rate: int) -> np.ndarray | None:
+        """A waveform (T,) -> an L2-normalised embedding (D,), or None when there is no voice to embed."""
+
+    def similarity(self, a: np.ndarray | None, b: np.ndarray | None) -> float:
+        """Cosine of two embeddings; NaN when either is missing."""
+        if a is None or b is None:
+            return math.nan
+        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class ResemblyzerEncoder(SpeakerEncoder):
+    """resemblyzer's VoiceEncoder: 16 kHz, volume normalised, long silences trimmed (webrtcvad), 256 dims."""
+
+    name = "resemblyzer"
+
+    def __init__(self, device: str = "cpu"):
+        try:
+            import resemblyzer
+        except ImportError as e:
+            raise UserError(f"speaker similarity needs resemblyzer ({e}): pip install 'valle-toolkit[eval]'") from None
+        self._resemblyzer = resemblyzer
+        self.model = resemblyzer.VoiceEncoder(device, verbose=False)
+        self.rate = resemblyzer.sampling_rate
+
+    def embed(self, wave: torch.Tensor, sample_rate: int) -> np.ndarray | None:
+        wave = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
+        if wave.numel() < MIN_SECONDS * sample_rate or wave.abs().max() < 1e-4:
+            return None  # resemblyzer's volume normalisation divides by the level: silence would give NaN
+        wave = torchaudio.functional.resample(wave, sample_rate, self.rate).numpy()  # (T',) at 16 kHz
+        wave = self._resemblyzer.preprocess_wav(wave)  # normalise the volume, trim long silences
+        if len(wave) < MIN_SECONDS * self.rate:
+            return None
+        return self.model.embed_utterance(wave)
+
+
+BACKENDS = {"resemblyzer": ResemblyzerEncoder}
+
+
+def get_speaker_encoder(name: str = "resemblyzer", device: str = "cpu") -> SpeakerEncoder:
+    if name not in BACKENDS:
+        raise UserError(f"--speaker-model {name!r}: unknown; use one of {', '.join(BACKENDS)}")
+    return BACKENDS[name](device=device)
