@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch torchaudio
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality]'
 	touch $(STAMP)
 
 test: $(STAMP)
