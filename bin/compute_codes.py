@@ -3,18 +3,15 @@
 DATA/tokenized/codes_<part>.h5. Resumable: a rerun encodes only what is not stored yet."""
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.audio import Codec  # noqa: E402
-from valle.cli import run_main  # noqa: E402
-from valle.data.tokenize import stage_codes  # noqa: E402
+from valle.audio import Codec
+from valle.cli import ArgumentParser, run_main
+from valle.data.tokenize import stage_codes
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
     parser.add_argument("--codec-weights", default="pretrained",
                         help="pretrained (downloaded once into the torch hub cache), random (tests/offline demo only: "

@@ -3,17 +3,14 @@
 cannot handle goes to DATA/rejected.tsv; writes DATA/tokenized/text_tokenizer.json."""
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import UserError, run_main  # noqa: E402
-from valle.data.tokenize import stage_text  # noqa: E402
+from valle.cli import ArgumentParser, UserError, run_main
+from valle.data.tokenize import stage_text
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
     parser.add_argument("--tokenizer", default="vallex", choices=["vallex", "espeak"],
                         help="vallex: the released checkpoint's tokenizer (fine-tuning); espeak: phonemizer phones "

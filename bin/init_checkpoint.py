@@ -1,18 +1,14 @@
 #!/usr/bin/env python3
 """Write a randomly initialised VALL-E X checkpoint of any size (tiny demos, training from scratch)."""
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import run_main  # noqa: E402
-from valle.config import ModelConfig, add_config_arguments, given_arguments  # noqa: E402
+from valle.cli import ArgumentParser, run_main
+from valle.config import ModelConfig, add_config_arguments, given_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True, help="checkpoint path to write")
     parser.add_argument("--tokenizer", default="vallex", help="text tokenizer the model is for (vallex | espeak)")
     parser.add_argument("--tokenizer-info", type=Path, default=None,

@@ -6,16 +6,12 @@ and lang_code (zh 0, ja 1, en 2). Use it with bin/infer.py --prompt-preset; 3-10
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import UserError, run_main  # noqa: E402
+from valle.cli import ArgumentParser, UserError, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--audio", required=True, help="the recording (wav/flac/mp3/ogg; made mono 24 kHz), up to 15 s")
     p.add_argument("--text", required=True, help="what is said in the recording")
     p.add_argument("--language", default="en", help="language of the transcript: en, zh or ja [en]")

@@ -1,13 +1,9 @@
 #!/usr/bin/env python3
 """Draw loss and top-10 accuracy (train and valid, every run under EXP_DIR: AR, NAR) into one PNG."""
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import UserError, run_main  # noqa: E402
+from valle.cli import ArgumentParser, UserError, run_main
 
 
 def read_scalars(tb_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -49,7 +45,7 @@ def plot(exp_dir: Path, output: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("exp_dir", type=Path, help="experiment folder (searched for tensorboard/ folders)")
     parser.add_argument("--output", type=Path, default=None, help="PNG path (default: EXP_DIR/curves.png)")
     args = parser.parse_args()

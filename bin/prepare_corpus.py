@@ -8,19 +8,16 @@
 """
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import run_main  # noqa: E402
-from valle.data import corpus  # noqa: E402
+from valle.cli import ArgumentParser, run_main
+from valle.data import corpus
 
 LIBRITTS_PARTS = "dev-clean test-clean train-clean-100"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     scan = sub.add_parser("scan", help="read a folder or metadata file of your own recordings")

@@ -4,17 +4,14 @@ same data always splits the same way; a tiny corpus still gets a dev cut); Libri
 the dev/test sets. Held-out speakers go to test. Prints the final summary."""
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import run_main  # noqa: E402
-from valle.data.tokenize import stage_split  # noqa: E402
+from valle.cli import ArgumentParser, run_main
+from valle.data.tokenize import stage_split
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
     parser.add_argument("--dev-ratio", type=float, default=0.05,
                         help="share of the cuts for dev when the corpus has no dev part (at least 1 cut)")

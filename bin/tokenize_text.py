@@ -8,17 +8,15 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse
+import json
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-
-from valle.cli import UserError, run_main  # noqa: E402
-from valle.text import INPUT_LANGUAGES, TOKENIZER_NAMES, get_tokenizer  # noqa: E402
+from valle.cli import ArgumentParser, UserError, run_main
+from valle.text import INPUT_LANGUAGES, TOKENIZER_NAMES, get_tokenizer
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, default="vallex",
                    help="vallex: the released checkpoint's tokenizer; espeak: espeak-ng phones (default: vallex)")
     p.add_argument("--language", choices=INPUT_LANGUAGES, default="en",

@@ -85,7 +85,7 @@ def test_disk_full_while_saving_is_one_line_and_resume_continues(mini_data, init
 
     def full_disk_save(obj, f, *a, **kw):
         calls["n"] += 1
-        if calls["n"] == 3:  # best at step 0, last.pt at step 2 ... then the disk fills up
+        if calls["n"] == 4:  # best at step 0, checkpoint-2 and last.pt at step 2, then the disk is full
             raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
                                "file data/12: file write failed")
         return real_save(obj, f, *a, **kw)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from valle.errors import UserError
+
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
@@ -63,6 +65,12 @@ class ModelConfig:
     text_bos_id: int = _opt(-1, "id put before the text of each utterance (-1: none, as VALL-E X; models trained "
                                 "from scratch on espeak-tokenized cuts use the tokenizer's <bos>)")
     text_eos_id: int = _opt(-1, "id put after the text of each utterance (-1: none; espeak: <eos>)")
+
+    def __post_init__(self):
+        if self.nhead < 1 or self.d_model % self.nhead:
+            divisors = [n for n in (1, 2, 4, 8, 16, 32) if self.d_model % n == 0]
+            raise UserError(f"--nhead {self.nhead} does not divide the model width {self.d_model} (--d-model): "
+                            f"use one of {divisors}")
 
     def frame_text(self, ids: list[int], langs: list) -> tuple[list[int], list]:
         """Text ids and their languages as the model reads them: within BOS/EOS when the model has them."""

@@ -7,6 +7,8 @@ its own language; the prompt's codes continue after BOS, and only the frames gen
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +16,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from valle.audio import FRAME_RATE, SAMPLE_RATE
+from valle.audio import FRAME_RATE, SAMPLE_RATE, level_dbfs
 from valle.errors import UserError
 from valle.config import LANGUAGE_IDS
 from valle.models.valle import VALLE, Sampling
 
 PRESET_LANG_CODES = {"zh": 0, "ja": 1, "en": 2}  # `lang_code` in the released preset .npz (not the model's ids)
 MAX_PROMPT_SECONDS = 15.0  # the reference refuses longer prompts; the model was never trained on more
+MIN_PROMPT_SECONDS = 2.0  # shorter prompts carry little of the voice (3-10 s works best)
+QUIET_PROMPT_DBFS = -45.0  # a prompt this quiet is (nearly) silence
+# Text tokens generated together: about 15-20 s of speech. The model was trained on utterances up to ~20 s,
+# and the KV cache grows with 16 frames per token; longer text is split at sentence ends (see split_text).
+MAX_TEXT_TOKENS = 250
+_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])\s+|(?<=[。！？；])")
+_CLAUSE_END = re.compile(r"(?<=[,:，、：])\s*")
+
+log = logging.getLogger("valle.inference")
 
 
 @dataclass
@@ -90,8 +101,41 @@ def make_prompt(wave: Tensor, transcript: str, language: str, tokenizer, codec) 
     if seconds > MAX_PROMPT_SECONDS:
         raise UserError(f"prompt audio is {seconds:.1f} s; the model takes at most {MAX_PROMPT_SECONDS:.0f} s: "
                         "trim it (3-10 s of clean speech works best)")
+    if seconds < MIN_PROMPT_SECONDS:
+        log.warning("the prompt audio is only %.1f s: the voice comes through poorly; 3-10 s of clean speech "
+                    "works best", seconds)
+    if level_dbfs(wave) < QUIET_PROMPT_DBFS:
+        log.warning("the prompt audio is nearly silent (%.0f dBFS): the model has no voice to follow; "
+                    "use a recording of clear speech", level_dbfs(wave))
     codes = codec.encode([wave])[0]  # (T, 8)
     return Prompt(codes, list(tokenizer.encode(transcript, language).ids), language)
+
+
+def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_TOKENS) -> list[str]:
+    """`text` as pieces of at most `max_tokens` tokens each: whole sentences packed together, a sentence
+    longer than that split at its commas. A clause that still does not fit is a UserError."""
+    def size(piece: str) -> int:
+        return len(tokenizer.encode(piece, language).ids)
+
+    if size(text) <= max_tokens:
+        return [text]
+    if language == "mix":
+        raise UserError(f"the text has {size(text)} tokens; mixed-language text is generated in one piece of at "
+                        f"most {max_tokens}: split it into several lines")
+    pieces: list[str] = []
+    gap = "" if language in ("zh", "ja") else " "
+    for sentence in filter(str.strip, _SENTENCE_END.split(text.strip())):
+        parts = [sentence] if size(sentence) <= max_tokens else list(filter(str.strip, _CLAUSE_END.split(sentence)))
+        for part in parts:
+            if size(part) > max_tokens:
+                raise UserError(f"{part[:60]!r}... has {size(part)} tokens with no sentence end or comma to split "
+                                f"at; one generation takes at most {max_tokens} (about 15 s): add punctuation")
+            joined = f"{pieces[-1]}{gap}{part}" if pieces else part
+            if pieces and size(joined) <= max_tokens:
+                pieces[-1] = joined
+            else:
+                pieces.append(part)
+    return pieces
 
 
 def check_prompt(prompt: Prompt, model: VALLE, where: str = "prompt") -> None:

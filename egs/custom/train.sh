@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fine-tune the released VALL-E X checkpoint on data/tokenized (made by ./prepare.sh):
+# Fine-tune the released VALL-E X checkpoint on data/tokenized, made by ./prepare.sh in the current folder:
 #   ./train.sh --model-name ar     then     ./train.sh --model-name nar
-# Add --num-gpus N for several GPUs, or any bin/trainer.py flag (python ../../bin/trainer.py --help).
+# Add --num-gpus N for several GPUs, or any trainer flag (./train.sh --help lists them with this recipe's values).
 set -euo pipefail
-cd "$(dirname "$0")"
-exec ../shared/train.sh --manifest-dir data/tokenized --max-duration 40 --valid-interval 200 --early-stop-patience 5 "$@"
+export VALLE_PROG=${VALLE_PROG:-$0}
+exec "$(dirname "$0")/../shared/train.sh" --manifest-dir data/tokenized --max-duration 40 --valid-interval 200 \
+  --early-stop-patience 5 "$@"

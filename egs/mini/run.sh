@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The whole chain, offline, on the mini corpus: prepare -> fine-tune AR -> fine-tune NAR -> synthesize -> curves.
 # (`make demo` runs this.) Random Encodec weights: the wav is noise-like by design; the point is the pipeline.
+# Like every recipe script it works in the folder it is run from (corpus/, data/ and exp/ go there).
+# A rerun keeps the prepared data and trains again from the start (--overwrite true): curves of one run only.
 set -euo pipefail
-cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
+here="$(dirname "$0")"
+. "$here/../shared/env.sh"
 
-./prepare.sh
-./train.sh --model-name ar "$@"
-./train.sh --model-name nar "$@"
+"$here/prepare.sh"
+"$here/train.sh" --model-name ar --overwrite true "$@"
+"$here/train.sh" --model-name nar --overwrite true "$@"
 text="The fine tuned model speaks this sentence."
-"$PYTHON" ../../bin/infer.py --checkpoint exp/nar/best-valid-loss.pt --text "$text" --language en \
+"$PYTHON" "$VALLE_BIN/infer.py" --checkpoint exp/nar/best-valid-loss.pt --text "$text" --language en \
   --codec-weights random --output exp/demo.wav --save-codes exp/demo_codes.npy --seed 0
-"$PYTHON" ../../bin/plot_curves.py exp --output exp/curves.png
+"$PYTHON" "$VALLE_BIN/plot_curves.py" exp --output exp/curves.png
 
 echo
 echo "demo finished:"
 echo "  synthesized wav:   $(pwd)/exp/demo.wav"
 echo "  training curves:   $(pwd)/exp/curves.png"
-echo "  tensorboard logs:  tensorboard --logdir $(pwd)/exp"
+echo "  tensorboard logs:  $VALLE_ENV_BIN/tensorboard --logdir $(pwd)/exp"

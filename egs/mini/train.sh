@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Train on the mini demo corpus from a tiny random checkpoint (d 64, 4 heads, 2 layers): a CPU runs it in minutes.
+# Train on the mini demo corpus (data/tokenized in the current folder) from a tiny random checkpoint
+# (d 64, 4 heads, 2 layers, written to exp/init-tiny.pt): a CPU runs it in minutes.
 #   ./train.sh --model-name ar     then     ./train.sh --model-name nar
 set -euo pipefail
-cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
-if [ ! -f exp/init-tiny.pt ]; then
-  "$PYTHON" ../../bin/init_checkpoint.py --output exp/init-tiny.pt --d-model 64 --nhead 4 --num-layers 2 --seed 0
-fi
-exec ../shared/train.sh --default-init exp/init-tiny.pt --manifest-dir data/tokenized --device cpu \
+export VALLE_PROG=${VALLE_PROG:-$0}
+. "$(dirname "$0")/../shared/env.sh"
+case " $* " in
+  *" -h "*|*" --help "*) ;;
+  *) [ -f exp/init-tiny.pt ] || "$PYTHON" "$VALLE_BIN/init_checkpoint.py" --output exp/init-tiny.pt --d-model 64 \
+       --nhead 4 --num-layers 2 --seed 0 ;;
+esac
+exec "$(dirname "$0")/../shared/train.sh" --default-init exp/init-tiny.pt --manifest-dir data/tokenized --device cpu \
   --max-duration 30 --num-buckets 2 --valid-interval 25 --save-every-n 50 --log-interval 5 --num-workers 0 \
   --base-lr 0.05 --warmup-steps 20 --num-epochs 1000 --max-steps 150 "$@"

@@ -1,39 +1,60 @@
 #!/usr/bin/env bash
-# Shared by every recipe's train.sh. Usage (from a recipe folder):
-#   ./train.sh --model-name ar|nar|both [--num-gpus N] [--exp-dir exp] [--init-checkpoint vallex|PATH|none]
-#              [any flag of bin/trainer.py, see: python ../../bin/trainer.py --help]
+# Shared by every recipe's train.sh. Run it from the folder that holds data/ (where prepare.sh ran):
+# data/tokenized is read and EXP_DIR (default exp/) is written in the current folder, as in icefall.
 # Each half trains in EXP_DIR/<model-name>. The NAR starts from EXP_DIR/ar/best-valid-loss.pt when it exists
 # (so the final NAR checkpoint holds both fine-tuned halves), else from the recipe's default checkpoint.
-# Several GPUs on one node: --num-gpus N (torchrun). Several nodes: see the README.
 set -euo pipefail
-
-PYTHON=${PYTHON:-python3}
-TRAINER="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bin/trainer.py"
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+TRAINER="$VALLE_BIN/trainer.py"
+export VALLE_PROG=${VALLE_PROG:-$0}  # the name the trainer's --help and errors use
 
 model_name=ar
 num_gpus=1
 exp_dir=exp
 init_checkpoint=""
 default_init=auto
+ignore_ar_run=false
+show_help=false
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --model-name) model_name=$2; shift 2 ;;
-    --num-gpus) num_gpus=$2; shift 2 ;;
-    --exp-dir) exp_dir=$2; shift 2 ;;
-    --init-checkpoint) init_checkpoint=$2; shift 2 ;;
-    --default-init) default_init=$2; shift 2 ;;
-    -h|--help) exec "$PYTHON" "$TRAINER" --help ;;
+    --model-name|--num-gpus|--exp-dir|--init-checkpoint|--default-init|--ignore-ar-run)
+      if [ $# -lt 2 ]; then echo "$VALLE_PROG: error: $1 needs a value (see $VALLE_PROG --help)" >&2; exit 2; fi
+      name=${1#--}; printf -v "${name//-/_}" '%s' "$2"; shift 2 ;;
+    -h|--help) show_help=true; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 
+if $show_help; then
+  cat <<HELP
+usage: $VALLE_PROG --model-name ar|nar|both [--num-gpus N] [--exp-dir DIR] [--init-checkpoint X] [trainer options]
+
+Run it from the folder where ./prepare.sh wrote data/: it reads data/tokenized there and writes DIR/<model-name>.
+Recipe options (values in effect):
+  --model-name ar|nar|both   the half to train (now: $model_name)
+  --num-gpus N               GPUs of this node; above 1 the trainer runs under torchrun with DDP (now: $num_gpus)
+  --exp-dir DIR              experiments folder; each half goes to DIR/<model-name> (now: $exp_dir)
+  --init-checkpoint X        vallex | PATH | none | auto (now: ${init_checkpoint:-not given: for the NAR DIR/ar/best-valid-loss.pt
+                             when it exists, else $default_init})
+  --ignore-ar-run true       let a NAR run start elsewhere although DIR/ar/best-valid-loss.pt exists (now: $ignore_ar_run)
+
+Trainer options (defaults shown are the values this recipe passes):
+HELP
+  "$PYTHON" "$TRAINER" "${args[@]}" --help | sed -n '/^options:/,$p'
+  exit 0
+fi
+
+ar_best="$exp_dir/ar/best-valid-loss.pt"
 if [ -z "$init_checkpoint" ]; then
-  if [ "$model_name" = nar ] && [ -f "$exp_dir/ar/best-valid-loss.pt" ]; then
-    init_checkpoint="$exp_dir/ar/best-valid-loss.pt"
+  if [ "$model_name" = nar ] && [ -f "$ar_best" ]; then
+    init_checkpoint=$ar_best
   else
     init_checkpoint=$default_init
   fi
+elif [ "$model_name" = nar ] && [ -f "$ar_best" ] && [ "$init_checkpoint" != "$ar_best" ] && [ "$ignore_ar_run" != true ]; then
+  echo "$VALLE_PROG: error: $ar_best holds your AR run, but --init-checkpoint $init_checkpoint starts the NAR elsewhere and its checkpoints would not hold that AR: leave out --init-checkpoint to start from it, or pass --ignore-ar-run true" >&2
+  exit 2
 fi
 
 echo "$(date '+%F %T') training $model_name from $init_checkpoint into $exp_dir/$model_name on $num_gpus process(es)"
