@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
 import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
-from lhotse.dataset.sampling.base import CutSampler
+from lhotse.dataset.sampling.base import CutSampler, TimeConstraint
+from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 from torch.nn.utils.rnn import pad_sequence
 
 from valle.errors import UserError
 from valle.config import DataConfig, ModelConfig
+
+BINS_ESTIMATE_CUTS = 10000  # cuts that bucket boundaries are estimated from (lhotse's default)
 
 
 class SpeechDataset(torch.utils.data.Dataset):
@@ -56,19 +60,24 @@ def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
 
 def make_sampler(cuts: CutSet, cfg: DataConfig, train: bool, seed: int = 0, world_size: int = 1,
                  rank: int = 0) -> CutSampler:
-    """Batches of at most `max_duration` seconds: from duration buckets, or in plain order when there are too few
-    cuts for two buckets (lhotse's DynamicBucketingSampler needs at least two)."""
+    """Batches of at most `max_duration` seconds: from duration buckets, or in plain order when the cuts make
+    only one bucket (lhotse's DynamicBucketingSampler needs two, and warns "Mean of empty slice" without)."""
     if cfg.num_buckets < 1:
         raise UserError(f"--num-buckets {cfg.num_buckets}: use 1 (no bucketing) or more")
     if cfg.max_duration <= 0:
         raise UserError(f"--max-duration {cfg.max_duration}: seconds of audio per batch must be > 0")
     common = dict(max_duration=cfg.max_duration, shuffle=train and cfg.shuffle, drop_last=train and cfg.drop_last,
                   seed=seed, quadratic_duration=cfg.quadratic_duration or None, world_size=world_size, rank=rank)
-    num_buckets = min(cfg.num_buckets, len(cuts))
-    if num_buckets < 2:
-        return DynamicCutSampler(cuts, **common)
-    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
-    return DynamicBucketingSampler(cuts, num_buckets=num_buckets, **common)
+    bins = []  # bucket boundaries as lhotse estimates them; with few cuts it may find none (one bucket)
+    if min(cfg.num_buckets, len(cuts)) >= 2:
+        constraint = TimeConstraint(max_duration=cfg.max_duration, quadratic_duration=common["quadratic_duration"])
+        bins = estimate_duration_buckets(itertools.islice(cuts, BINS_ESTIMATE_CUTS), min(cfg.num_buckets, len(cuts)),
+                                         constraint)
+    with warnings.catch_warnings():  # the cuts are in memory on purpose: they are small
+        warnings.filterwarnings("ignore", message="You are using Dynamic.*Sampler with an eagerly read CutSet")
+        if not bins:
+            return DynamicCutSampler(cuts, **common)
+        return DynamicBucketingSampler(cuts, duration_bins=bins, **common)
 
 
 def fast_forward(sampler: CutSampler, epoch: int, batches: int) -> None:
