@@ -554,5 +554,26 @@ def test_download_through_the_hub_client(tmp_path, monkeypatch):
         return str(Path(local_dir) / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    monkeypatch.setattr(ckpt, "_check_reachable", lambda url: None)  # this machine has no route to the Hub
     got = ckpt._download(tmp_path, "Plachta/VALL-E-X", "vallex-checkpoint.pt", None)
     assert got == tmp_path / "vallex-checkpoint.pt" and calls == [("Plachta/VALL-E-X", "vallex-checkpoint.pt")]
+
+
+def test_offline_is_said_at_once_with_the_flag_and_the_cache_path(cache, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # nothing listens on the discard port
+    hub_calls = []
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: hub_calls.append(a))
+    start = time.monotonic()
+    with pytest.raises(CheckpointError) as e:
+        resolve_checkpoint("vallex", flag="--init-checkpoint")
+    assert time.monotonic() - start < 5 and hub_calls == []  # no retries: the host was probed first
+    assert_one_line(e, "127.0.0.1 cannot be reached", "--init-checkpoint PATH", str(cache / "vallex-checkpoint.pt"),
+                    "--init-checkpoint none")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as e:
+        resolve_checkpoint("vallex")
+    assert_one_line(e, "HF_HUB_OFFLINE", "--checkpoint PATH")
+    assert "none" not in str(e.value)

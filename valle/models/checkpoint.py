@@ -381,11 +381,12 @@ def _empty_model(config: ModelConfig, device: str | torch.device) -> torch.nn.Mo
 
 
 def load_model(path_or_name: str | os.PathLike, nhead: int | None = None, device: str | torch.device = "cpu",
-               **overrides) -> tuple[torch.nn.Module, LoadedCheckpoint]:
+               flag: str = "--checkpoint", **overrides) -> tuple[torch.nn.Module, LoadedCheckpoint]:
     """Build the VALLE a checkpoint was trained with (config fields in `overrides` win, e.g.
     share_embedding=False to untie for fine-tuning), load it strictly, return it in eval mode.
-    The returned LoadedCheckpoint's state_dict is the model's own, so the file's copy can be freed."""
-    path = resolve_checkpoint(path_or_name)
+    The returned LoadedCheckpoint's state_dict is the model's own, so the file's copy can be freed.
+    `flag` is the option that named the file, for the messages."""
+    path = resolve_checkpoint(path_or_name, flag=flag)
     loaded = load_checkpoint(path, nhead=nhead)
     try:
         config = dataclasses.replace(loaded.config, **overrides)
@@ -587,8 +588,30 @@ def _download_url(url: str, dest: Path) -> Path:
     return target
 
 
+class _Offline(Exception):
+    """The download host cannot be reached: said at once, instead of after a minute of retries."""
+
+
+def _check_reachable(url: str) -> None:
+    """A quick TCP connect to the download host (3 s); HF_HUB_OFFLINE=1 means offline."""
+    import socket
+    import urllib.parse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise _Offline("HF_HUB_OFFLINE is set")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return  # file:// and the like: nothing to reach
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=3).close()
+    except OSError as e:
+        raise _Offline(f"{parts.hostname} cannot be reached: {e.strerror or e}") from None
+
+
 def _download(dest: Path, repo_id: str, filename: str, url: str | None) -> Path:
     """Fetch the file into directory `dest` with a progress bar; returns the file's path."""
+    _check_reachable(url or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     if url:
         return _download_url(url, dest)
     from huggingface_hub import hf_hub_download
@@ -598,7 +621,7 @@ def _download(dest: Path, repo_id: str, filename: str, url: str | None) -> Path:
 
 def resolve_checkpoint(path_or_name: str | os.PathLike, *, repo_id: str | None = None,
                        filename: str | None = None, url: str | None = None,
-                       expected: ModelConfig | None = None) -> Path:
+                       expected: ModelConfig | None = None, flag: str = "--checkpoint") -> Path:
     """PATH -> the file (checked to exist). "vallex" -> the released checkpoint: from the user cache,
     else downloaded (Hugging Face Hub, or a plain URL), checked by layout (`expected`, default the
     released config: every key and shape) and moved into the cache."""
@@ -620,11 +643,13 @@ def resolve_checkpoint(path_or_name: str | os.PathLike, *, repo_id: str | None =
         os.replace(got, cached)
     except Exception as e:  # network, hub, disk or layout: one message saying what to do instead
         source = url or f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
-        reason = str(e) if isinstance(e, CheckpointError) else _first_line(e)
+        reason = str(e) if isinstance(e, (CheckpointError, _Offline)) else _first_line(e)
+        scratch = f", or train from scratch with {flag} none" if flag == "--init-checkpoint" else ""
         raise CheckpointError(
             f"could not get the released VALL-E X checkpoint from {source} ({reason}). Download "
             f"{RELEASED_FILENAME} yourself (from https://huggingface.co/{RELEASED_REPO} or a mirror; set "
-            f"{ENV_URL}, {ENV_REPO} or HF_ENDPOINT to use one) and pass --checkpoint PATH") from None
+            f"{ENV_URL}, {ENV_REPO} or HF_ENDPOINT to use one) and pass {flag} PATH or copy it to {cached}"
+            f"{scratch}") from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     log.info("saved the released checkpoint to %s", cached)

@@ -222,8 +222,8 @@ class Trainer:
 
     def _load_init(self, init: str, overrides: dict) -> VALLE:
         """The checkpoint training starts from, its tokenizer checked against the cuts'."""
-        model, loaded = load_model(init, nhead=overrides.get("nhead"),
-                                   device="cpu", **{k: v for k, v in overrides.items() if k != "nhead"})
+        model, loaded = load_model(init, nhead=overrides.get("nhead"), device="cpu", flag="--init-checkpoint",
+                                   **{k: v for k, v in overrides.items() if k != "nhead"})
         ckpt_tokenizer = loaded.tokenizer
         if ckpt_tokenizer is None and loaded.kind == "released":
             ckpt_tokenizer = get_tokenizer("vallex").to_dict()
