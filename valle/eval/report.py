@@ -219,8 +219,8 @@ def write_html(report: dict, rows: list[dict], path: Path, chart: str = "metrics
             html.escape(report["asr"])]
     meta += [html.escape(n) for n in report.get("notes", [])]
     legend = ("<b>How to read it.</b> SIM: cosine of speaker embeddings (1 = same voice), against the target's real "
-              "recording and against the prompt; the ground-truth row is the ceiling; empty when the voice-activity
-detector finds no speech in the output. WER/CER: ASR errors per word "
+              "recording and against the prompt; the ground-truth row is the ceiling; empty when the voice-activity "
+              "detector finds no speech in the output. WER/CER: ASR errors per word "
               "(en) or character (zh/ja), lower is better. MCD: spectral distance to the real recording after DTW "
               "alignment. Flags: <b>runaway</b> (no EOS before the frame limit, or longer than "
               f"{report['thresholds']['max_duration_ratio']}x the real one), <b>too_short</b>, <b>silent</b>, "

@@ -8,6 +8,7 @@ interface: implement `embed` and register it in `BACKENDS`.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -40,7 +41,9 @@ class ResemblyzerEncoder(SpeakerEncoder):
 
     def __init__(self, device: str = "cpu"):
         try:
-            import resemblyzer
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # its scipy.ndimage.morphology import
+                import resemblyzer
         except ImportError as e:
             raise UserError(f"speaker similarity needs resemblyzer ({e}): pip install 'valle-toolkit[eval]'") from None
         self._resemblyzer = resemblyzer
