@@ -1,5 +1,7 @@
 # One pinned, tested environment: .venv with constraints.txt. Run `make setup` once, or just `make test`.
 PYTHON ?= python3
+# CPU-only machines: make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (no CUDA libraries, ~5 GB less)
+TORCH_INDEX_URL ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -12,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@bash tools/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt torch torchaudio
+	$(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch torchaudio
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality]'
 	touch $(STAMP)
 
