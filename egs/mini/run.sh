@@ -20,3 +20,7 @@ echo "demo finished:"
 echo "  synthesized wav:   $(pwd)/exp/demo.wav"
 echo "  training curves:   $(pwd)/exp/curves.png"
 echo "  tensorboard logs:  $VALLE_ENV_BIN/tensorboard --logdir $(pwd)/exp"
+
+# Evaluation of the demo checkpoints: report.html flags every output as noise (the codec is random), not the ground truth.
+"$here/evaluate.sh"
+echo "  evaluation report: $(pwd)/exp/eval/report.html"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Shared by every recipe's evaluate.sh (the step after ./train.sh). Works in the folder it is run from:
+# reads data/tokenized and exp/ there and writes the report to exp/eval (--output-dir).
+#   ./evaluate.sh                                  # the trained checkpoints: exp/{ar,nar}/best-valid-loss.pt
+#   ./evaluate.sh --checkpoint exp/nar/best-valid-loss.pt vallex --num-utterances 50
+# Any flag of bin/evaluate.py works (./evaluate.sh --help lists them).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+case " $* " in
+  *" -h "*|*" --help "*) exec "$PYTHON" "$VALLE_BIN/evaluate.py" --help ;;
+  *" --checkpoint "*) checkpoints=() ;;
+  *)
+    checkpoints=()
+    for f in exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt exp/ar/best-eval.pt exp/nar/best-eval.pt; do
+      [ -f "$f" ] && checkpoints+=("$f")
+    done
+    if [ ${#checkpoints[@]} -eq 0 ]; then
+      echo "error: no checkpoint in $(pwd)/exp (exp/ar/best-valid-loss.pt, exp/nar/best-valid-loss.pt): run ./train.sh first, or pass --checkpoint PATH|vallex" >&2
+      exit 2
+    fi
+    checkpoints=(--checkpoint "${checkpoints[@]}") ;;
+esac
+echo "$(date '+%F %T') (evaluate.sh) evaluating in $(pwd)"
+exec "$PYTHON" "$VALLE_BIN/evaluate.py" --output-dir exp/eval "${checkpoints[@]}" "$@"
