@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests --durations=15
+
+# GPU machine (torch preinstalled, no index): copy the repo with .whl/ there, then `make gpu-check` (JSON lines, < 10 min).
+# CI: make gpu-check ARGS="--device cpu --tiny". The wheels come from `make gpu-wheels` on a machine with an index.
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) bench/gpu_check.py $(ARGS)
+
+gpu-wheels: $(STAMP)
+	$(PY) tools/gpu_wheels.py $(ARGS)
 
 demo: $(STAMP)
 	cd egs/mini && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ./run.sh

@@ -99,7 +99,7 @@ class KVCache:
     """Preallocated keys and values of every layer, filled left to right; nothing grows by concatenation.
 
     k, v: (layers, B, H, max_len, head_dim), allocated at the first write with the keys' dtype and device;
-    `length` columns are filled. `keep` drops finished batch rows.
+    `length` columns are filled.
     """
 
     def __init__(self, num_layers: int, batch: int, nhead: int, max_len: int, head_dim: int):
@@ -119,12 +119,6 @@ class KVCache:
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def keep(self, rows: Tensor) -> None:
-        """Keep only these batch rows (LongTensor of indices)."""
-        self.k = self.k.index_select(1, rows)
-        self.v = self.v.index_select(1, rows)
-        self.shape = (self.shape[0], len(rows)) + self.shape[2:]
 
 
 class PackedInProjection(nn.Module):
