@@ -142,7 +142,7 @@ def test_epoch_files_are_pruned_and_only_last_holds_the_optimizer(mini_data, ini
     for name in ("epoch-4.pt", "best-valid-loss.pt"):
         state = load_checkpoint(exp / name).train_state
         assert "optimizer" not in state and state["progress"]["epoch"] >= 1
-    assert (exp / "epoch-4.pt").stat().st_size < 0.6 * (exp / "last.pt").stat().st_size
+    assert (exp / "epoch-4.pt").stat().st_size < 0.7 * (exp / "last.pt").stat().st_size  # no AR optimizer state
 
 
 def test_prune_keeps_the_newest_by_number(tmp_path):
