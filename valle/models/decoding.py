@@ -73,14 +73,17 @@ def ar_step(model, s: ARState) -> Tensor:
     return model.ar_predict_layer(h[:, 0]).float()
 
 
-def step_runner(model, s: ARState, mode: str) -> Callable[[], Tensor]:
-    """A function that runs one step on the state's buffers and returns the logits (B, V+1), in `mode`."""
+def check_mode(mode: str, device: torch.device) -> None:
     if mode not in DECODE_MODES:
         raise UserError(f"decode mode {mode!r}: use one of {', '.join(DECODE_MODES)}")
-    cuda = s.k.device.type == "cuda"
-    if mode == "cudagraph" and not cuda:
-        raise UserError(f"--compile cudagraph needs a CUDA device (the model is on {s.k.device}); "
+    if mode == "cudagraph" and device.type != "cuda":
+        raise UserError(f"--compile cudagraph needs a CUDA device (the model is on {device}); "
                         "use --compile none or inductor")
+
+
+def step_runner(model, s: ARState, mode: str) -> Callable[[], Tensor]:
+    """A function that runs one step on the state's buffers and returns the logits (B, V+1), in `mode`."""
+    cuda = s.k.device.type == "cuda"
     fn = ar_step
     if mode == "inductor":
         fn = torch.compile(ar_step, fullgraph=True)  # a second shape recompiles once, with dynamic sizes
@@ -120,6 +123,7 @@ def decode(model, state: ARState, first_logits: Tensor, limits: list[int], sampl
     Row i stops at EOS (not kept) or after limits[i] frames; EOS is not allowed before `min_frames`.
     """
     device, eos = first_logits.device, first_logits.shape[1] - 1
+    check_mode(mode, device)
     steps = max(limits)
     codes = torch.empty(len(limits), steps, dtype=torch.long, device=device)  # (B, steps)
     length = torch.tensor(limits, device=device)  # (B,): frames kept per row (lowered at its EOS)

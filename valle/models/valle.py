@@ -308,6 +308,7 @@ class VALLE(nn.Module):
         if not use_cache:
             return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, min_frames, generator)
         cache = self.ar_decoder.new_cache(len(text), seq.shape[1] + steps)
+        self.ar_audio_position.table(prompt_len + steps, like=ys)  # every position a step reads, before capture
         logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask, cache=cache)[:, -1]).float()  # (B, V+1)
         state = ARState(cache.k, cache.v, valid, next_pos, column=seq.shape[1], num_positions=prompt_len + steps)
         return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), min_frames,
