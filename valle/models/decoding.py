@@ -42,10 +42,10 @@ class ColumnCache:
 
 
 class ARState:
-    """The fixed buffers of one decoding run: inputs and outputs of every step, and the cache it writes.
+    """The fixed buffers one decoding run's steps read and write (a captured step keeps their addresses).
 
     ids (B,) codes of the previous frame; positions (B,) their audio positions; column (1,) their cache column;
-    key_valid (B, S) which cache columns may be attended to; k, v (layers, B, H, S, Dh); logits (B, V+1) float32.
+    key_valid (B, S) which cache columns may be attended to; k, v (layers, B, H, S, Dh) the cache.
     """
 
     def __init__(self, k: Tensor, v: Tensor, key_valid: Tensor, positions: Tensor, column: int, num_positions: int):
