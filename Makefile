@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean gpu-check gpu-wheels
+.PHONY: setup test test-quick demo bench clean gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests --durations=15
+
+# The quick loop while editing: everything but the tests marked slow (the mini corpus, trainer runs).
+test-quick: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -m "not slow" --durations=10
 
 # GPU machine (torch preinstalled, no index): copy the repo with .whl/ there, then `make gpu-check` (JSON lines, < 10 min).
 # CI: make gpu-check ARGS="--device cpu --tiny". The wheels come from `make gpu-wheels` on a machine with an index.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from valle.cli import ArgumentParser, UserError, run_main
 from valle.data.tokenize import stage_text
+from valle.text import INPUT_LANGUAGES
 
 
 def parse_args() -> argparse.Namespace:
@@ -18,7 +19,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--symbols", type=Path, default=None,
                         help="espeak only: an existing unique_text_tokens.k2symbols to use (default: build the table "
                              "from this corpus)")
-    parser.add_argument("--language", default="en", choices=["en", "zh", "ja", "mix"],
+    parser.add_argument("--language", default="en", choices=INPUT_LANGUAGES,
                         help="language of the transcripts (mix: text carries its own [EN]..[EN] marks)")
     return parser.parse_args()
 

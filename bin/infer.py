@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from valle.cli import ArgumentParser, UserError, run_main
-
-LANGUAGES = ("en", "zh", "ja", "mix")
+from valle.config import LANGUAGES
+from valle.text import INPUT_LANGUAGES
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
 MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows with it
 DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"}  # --compile -> generate()
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_language(language: str, where: str) -> str:
-    if language not in LANGUAGES:
-        raise UserError(f"{where}: unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    if language not in INPUT_LANGUAGES:
+        raise UserError(f"{where}: unknown language {language!r}; use one of {', '.join(INPUT_LANGUAGES)}")
     return language
 
 
@@ -212,8 +212,8 @@ def main() -> None:
         items = [("", check_language(a.language, "--language"), a.text)]
     else:
         items = read_list(a.input)
-    if a.prompt_language is not None and a.prompt_language not in ("en", "zh", "ja"):
-        raise UserError(f"--prompt-language {a.prompt_language!r}: use en, zh or ja")
+    if a.prompt_language is not None and a.prompt_language not in LANGUAGES:
+        raise UserError(f"--prompt-language {a.prompt_language!r}: use one of {', '.join(LANGUAGES)}")
 
     import dataclasses
 

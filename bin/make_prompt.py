@@ -8,6 +8,7 @@ and lang_code (zh 0, ja 1, en 2). Use it with bin/infer.py --prompt-preset; 3-10
 import argparse
 
 from valle.cli import ArgumentParser, UserError, run_main
+from valle.config import LANGUAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     a = build_parser().parse_args()
-    if a.language not in ("en", "zh", "ja"):
-        raise UserError(f"--language {a.language!r}: a prompt has one language, one of en, zh, ja")
+    if a.language not in LANGUAGES:
+        raise UserError(f"--language {a.language!r}: a prompt has one language, one of {', '.join(LANGUAGES)}")
     if not a.output.endswith(".npz"):
         raise UserError(f"--output {a.output}: a preset is an .npz file; end the name with .npz")
 

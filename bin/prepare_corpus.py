@@ -36,9 +36,12 @@ def parse_args() -> argparse.Namespace:
     libritts.add_argument("--num-jobs", type=int, default=4, help="lhotse manifest workers")
 
     normalize = sub.add_parser("normalize", help="check, downmix and resample every file -> cuts + reports")
-    normalize.add_argument("--min-duration", type=float, default=0.5, help="reject files shorter than this (seconds)")
-    normalize.add_argument("--max-duration", type=float, default=20.0, help="reject files longer than this (seconds)")
-    normalize.add_argument("--silence-db", type=float, default=-60.0,
+    defaults = corpus.NormalizeOptions()  # the one place of these defaults
+    normalize.add_argument("--min-duration", type=float, default=defaults.min_duration,
+                           help="reject files shorter than this (seconds)")
+    normalize.add_argument("--max-duration", type=float, default=defaults.max_duration,
+                           help="reject files longer than this (seconds)")
+    normalize.add_argument("--silence-db", type=float, default=defaults.silence_db,
                            help="reject files whose RMS level is below this many dBFS (silence)")
     normalize.add_argument("--num-jobs", type=int, default=1, help="parallel worker processes")
 

@@ -106,7 +106,7 @@ def test_truncated_ogg_has_no_samples(tmp_path, write_audio):
     path = _truncate(write_audio(tmp_path / "cut.ogg", seconds=2.0))
     with pytest.raises(AudioError) as err:
         load_audio(path)
-    assert err.value.kind in ("no samples", "truncated", "unreadable")
+    assert err.value.kind == "no samples"  # libsndfile (bundled with the pinned soundfile) decodes nothing
 
 
 def test_streamed_wav_with_unknown_size_is_not_truncated(tmp_path, write_audio):
@@ -150,17 +150,22 @@ def test_batched_encoding_equals_one_at_a_time(random_codec):
     waves = [torch.from_numpy(speechlike(s, SAMPLE_RATE, f0=f)) for s, f in [(0.9, 110), (0.25, 210), (0.6, 160)]]
     one_by_one = [random_codec.encode([w])[0] for w in waves]
     assert random_codec.max_batch_seconds == 15.0  # the CPU default
-    batched = random_codec.encode(waves)
+    calls = []
+    hook = random_codec.model.encoder.model[0].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        batched = random_codec.encode(waves)
+    finally:
+        hook.remove()
+    assert calls == [3]  # the three waves went through the encoder together
     for a, b in zip(one_by_one, batched):
         assert torch.equal(a, b)
 
 
 def test_length_batches_respect_the_budget():
-    batches = audio.length_batches([100, 50, 400, 300, 10], max_samples=600)
-    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
-    lengths = [100, 50, 400, 300, 10]
-    for b in batches:
-        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600
+    # longest first; a batch grows while count x its longest stays within the budget
+    assert audio.length_batches([100, 50, 400, 300, 10], max_samples=600) == [[2], [3, 0], [1, 4]]
+    assert audio.length_batches([100, 50, 400, 300, 10], max_samples=10**6) == [[2, 3, 0, 1, 4]]
+    assert audio.length_batches([700, 20], max_samples=600) == [[0], [1]]  # too long alone: a batch of its own
 
 
 def test_decode_length(random_codec):

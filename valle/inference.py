@@ -18,7 +18,7 @@ from torch import Tensor
 
 from valle.audio import FRAME_RATE, SAMPLE_RATE, level_dbfs
 from valle.errors import UserError
-from valle.config import LANGUAGE_IDS
+from valle.config import LANGUAGE_IDS, LANGUAGES
 from valle.models.valle import VALLE, Sampling
 
 PRESET_LANG_CODES = {"zh": 0, "ja": 1, "en": 2}  # `lang_code` in the released preset .npz (not the model's ids)
@@ -96,7 +96,7 @@ def save_prompt(path: str | Path, prompt: Prompt) -> Path:
 def make_prompt(wave: Tensor, transcript: str, language: str, tokenizer, codec) -> Prompt:
     """A mono 24 kHz wave (T,) and its transcript -> Prompt (codes from the codec, ids from the tokenizer)."""
     if language not in PRESET_LANG_CODES:
-        raise UserError(f"prompt language {language!r}: a prompt has one language, one of en, zh, ja")
+        raise UserError(f"prompt language {language!r}: a prompt has one language, one of {', '.join(LANGUAGES)}")
     seconds = wave.shape[-1] / SAMPLE_RATE
     if seconds > MAX_PROMPT_SECONDS:
         raise UserError(f"prompt audio is {seconds:.1f} s; the model takes at most {MAX_PROMPT_SECONDS:.0f} s: "
@@ -151,7 +151,7 @@ def check_prompt(prompt: Prompt, model: VALLE, where: str = "prompt") -> None:
     if not prompt.text_ids:
         raise UserError(f"{where}: no transcript tokens; a prompt needs the text spoken in it")
     if prompt.language not in PRESET_LANG_CODES:
-        raise UserError(f"{where}: language {prompt.language!r}; use en, zh or ja")
+        raise UserError(f"{where}: language {prompt.language!r}; use one of {', '.join(LANGUAGES)}")
 
 
 def generate(

@@ -7,11 +7,11 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from valle.config import LANGUAGES
 from valle.errors import UserError
 
-LANGUAGES = ("en", "zh", "ja")
 INPUT_LANGUAGES = LANGUAGES + ("mix",)  # "mix": the text carries its own marks
-MARKS = {"en": "[EN]", "zh": "[ZH]", "ja": "[JA]"}
+MARKS = {lang: f"[{lang.upper()}]" for lang in LANGUAGES}  # [EN] [ZH] [JA]
 MARKED = {lang: re.compile(re.escape(m) + r"(.*?)" + re.escape(m)) for lang, m in MARKS.items()}  # [XX](text)[XX]
 
 
