@@ -222,6 +222,7 @@ def _uneven_worker(rank: int, port: int, results) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes with torch and gloo
 def test_ranks_with_uneven_batches_stop_together():
     import socket
 
@@ -266,6 +267,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # four Python processes that build a model
 def test_kill_during_checkpoint_write_never_leaves_a_truncated_file(tmp_path):
     from valle.models.checkpoint import load_checkpoint
 
@@ -282,6 +284,7 @@ def test_kill_during_checkpoint_write_never_leaves_a_truncated_file(tmp_path):
         assert len(loaded.state_dict) > 100
 
 
+@pytest.mark.slow  # three CLI processes and the init checkpoint
 def test_export_cli_round_trips_fine_tuned_weights(init_ckpt, tmp_path):
     from valle.models.checkpoint import load_checkpoint
 
@@ -331,9 +334,10 @@ def test_init_checkpoint_auto_means_the_released_checkpoint_for_vallex_cuts(mini
 
 def test_dataset_frames_text_with_bos_eos_only_for_models_that_have_them(mini_data):
     from valle.config import ModelConfig
-    from valle.data.dataset import SpeechDataset, load_cuts
+    from valle.data.corpus import load_cuts
+    from valle.data.dataset import SpeechDataset
 
-    cuts = load_cuts(mini_data, "dev").subset(first=2)
+    cuts = load_cuts(mini_data / "cuts_dev.jsonl.gz").subset(first=2)
     plain = SpeechDataset(3, ModelConfig())[cuts]
     framed = SpeechDataset(0, ModelConfig(text_bos_id=1, text_eos_id=2))[cuts]
     assert torch.equal(framed["text_lens"], plain["text_lens"] + 2)
