@@ -4,7 +4,10 @@
 Prints one JSON line per stage: step_s (forward + backward + optimizer step), fwd_bwd_s, optimizer_s,
 frames_per_s (audio frames per second of whole steps), fwd_bwd_frames_per_s, peak_rss_mb, and on CUDA
 peak_cuda_mb and mfu (model FLOPs utilisation of forward + backward against --peak-tflops).
-Each stage runs in a process of its own, so peak memory is that stage's."""
+Each stage runs in a process of its own, so peak memory is that stage's.
+
+--adapter lora times LoRA adapter training (base frozen) next to full fine-tuning of the same half, and
+--activation-checkpointing times every configuration without and with it, all in the same run."""
 
 import argparse
 import json
@@ -21,6 +24,8 @@ import torch  # noqa: E402
 
 from bench.machine import machine  # noqa: E402
 from valle.config import ModelConfig, OptimConfig  # noqa: E402
+from valle.models.adapters import AdapterSpec, attach, parse_targets  # noqa: E402
+from valle.models.layers import set_activation_checkpointing  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
 from valle.training.optim import build_optimizer  # noqa: E402
 
@@ -55,14 +60,21 @@ def flops_per_step(n_params: int, tokens: int) -> float:
     return 6.0 * n_params * tokens
 
 
-def run(args, stage: str) -> dict:
+def run(args, stage: str, adapter: str, checkpointing: bool) -> dict:
     device = torch.device(args.device)
     if args.masks == "float":
         use_float_masks()
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=args.dim, nhead=args.heads, num_layers=args.layers)
     model = VALLE(cfg).to(device).train()
-    opt = build_optimizer(model.half_named_parameters(stage), OptimConfig(optimizer=args.optimizer))
+    set_activation_checkpointing(model, checkpointing)
+    if adapter == "lora":  # the base frozen: no gradients, no optimizer state for it
+        spec = AdapterSpec(rank=args.lora_rank, alpha=2.0 * args.lora_rank, targets=parse_targets(args.lora_targets),
+                           stages=(stage,))
+        trained = attach(model, spec).train().named_adapter_parameters()
+    else:
+        trained = model.half_named_parameters(stage)
+    opt = build_optimizer(trained, OptimConfig(optimizer=args.optimizer))
     batch = make_batch(args.batch, args.frames, args.text, device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     fwd_bwd, opt_step = [], []
@@ -83,7 +95,9 @@ def run(args, stage: str) -> dict:
     tokens = frames + int(batch["text_lens"].sum())
     out = {"stage": stage, "dim": args.dim, "heads": args.heads, "layers": args.layers, "batch": args.batch,
            "frames": args.frames, "text": args.text, "device": args.device, "dtype": args.dtype,
-           "masks": args.masks, "optimizer": args.optimizer, "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
+           "masks": args.masks, "optimizer": args.optimizer, "adapter": adapter,
+           "lora_rank": args.lora_rank if adapter == "lora" else None, "activation_checkpointing": checkpointing,
+           "trained_params": sum(p.numel() for _, p in trained), "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
            "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "machine": machine(str(device))}
@@ -118,15 +132,26 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense: 989)")
+    p.add_argument("--adapter", choices=("none", "lora"), default="none",
+                   help="lora: time LoRA adapter training next to full fine-tuning of the same half")
+    p.add_argument("--lora-rank", type=int, default=8, help="rank of the adapters (alpha 2 x rank)")
+    p.add_argument("--lora-targets", default="attn,ffn", help="adapted weights: attn, ffn, predict")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="time every configuration without and with activation checkpointing")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # "ADAPTER,CHECKPOINTING": one configuration
     args = p.parse_args()
     stages = ("ar", "nar") if args.stage == "both" else (args.stage,)
     masks = ("bool", "float") if args.masks == "both" else (args.masks,)
-    if len(stages) * len(masks) > 1:  # one process per configuration, so peak memory is its own
-        for stage in stages:
-            for m in masks:
-                subprocess.run([sys.executable, __file__, *sys.argv[1:], "--stage", stage, "--masks", m], check=True)
-    else:
-        print(json.dumps(run(args, stages[0])), flush=True)
+    if args.child is not None:
+        adapter, ckpt = args.child.split(",")
+        print(json.dumps(run(args, stages[0], adapter, ckpt == "1")), flush=True)
+        return
+    for stage in stages:  # one process per configuration, so peak memory is its own
+        for m in masks:
+            for adapter in ("none", "lora") if args.adapter == "lora" else ("none",):
+                for ckpt in ("0", "1") if args.activation_checkpointing else ("0",):
+                    subprocess.run([sys.executable, __file__, *sys.argv[1:], "--stage", stage, "--masks", m,
+                                    "--child", f"{adapter},{ckpt}"], check=True)
 
 if __name__ == "__main__":
     main()
