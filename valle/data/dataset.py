@@ -80,8 +80,9 @@ def make_sampler(cuts: CutSet, cfg: DataConfig, train: bool, seed: int = 0, worl
         return DynamicBucketingSampler(cuts, duration_bins=bins, **common)
 
 
-def fast_forward(sampler: CutSampler, epoch: int, batches: int) -> None:
-    """Resume `sampler` at batch `batches` of `epoch` through lhotse's own state_dict / load_state_dict.
+def fast_forward(sampler: CutSampler, epoch: int, batches: int) -> bool:
+    """Resume `sampler` at batch `batches` of `epoch` through lhotse's own state_dict / load_state_dict;
+    False when the epoch has fewer than `batches` batches (other data or batch settings than the run had).
 
     The state says how many batches were *trained on*, not what a live sampler's state_dict() says: DataLoader
     workers draw batches ahead of training (measured: with --num-workers 2, a sampler had drawn 7 batches when
@@ -90,7 +91,11 @@ def fast_forward(sampler: CutSampler, epoch: int, batches: int) -> None:
     state = sampler.state_dict()
     diagnostics = state["diagnostics"]["stats_per_epoch"][epoch]
     diagnostics.update(kept_batches=batches, discarded_batches=0)
-    sampler.load_state_dict(state)  # lhotse iterates the first `batches` batches (cheap: no data is read)
+    try:
+        sampler.load_state_dict(state)  # lhotse iterates the first `batches` batches (cheap: no data is read)
+    except StopIteration:
+        return False
+    return True
 
 
 def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, model_config: ModelConfig, train: bool,
@@ -98,10 +103,10 @@ def make_loader(cuts: CutSet, cfg: DataConfig, pad_id: int, model_config: ModelC
                 skip_batches: int = 0, world_size: int = 1, rank: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader over this rank's batches of `cuts` for `epoch`, after the first `skip_batches` (resume)."""
     sampler = make_sampler(cuts, cfg, train, seed=seed, world_size=world_size, rank=rank)
-    if skip_batches:
-        fast_forward(sampler, epoch, skip_batches)
-    else:
+    if not skip_batches:
         sampler.set_epoch(epoch)
+    elif not fast_forward(sampler, epoch, skip_batches):
+        sampler = []  # nothing left of this epoch
     # A generator of its own: the loader must not draw from the global RNG (dropout, NAR stages),
     # or a run resumed mid-epoch would see a different random stream than an uninterrupted one.
     return torch.utils.data.DataLoader(
