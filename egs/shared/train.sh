@@ -3,6 +3,8 @@
 # data/tokenized is read and EXP_DIR (default exp/) is written in the current folder, as in icefall.
 # Each half trains in EXP_DIR/<model-name>. The NAR starts from EXP_DIR/ar/best-valid-loss.pt when it exists
 # (so the final NAR checkpoint holds both fine-tuned halves), else from the recipe's default checkpoint.
+# With --adapter lora each half trains adapters on the base checkpoint (the NAR does not start from the AR run):
+# infer with --checkpoint BASE --adapter DIR/ar/best-valid-loss.pt DIR/nar/best-valid-loss.pt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 TRAINER="$VALLE_BIN/trainer.py"
@@ -45,8 +47,12 @@ HELP
   exit 0
 fi
 
+adapter=none
+for ((i = 0; i + 1 < ${#args[@]}; i++)); do [ "${args[i]}" = --adapter ] && adapter=${args[i+1]}; done
 ar_best="$exp_dir/ar/best-valid-loss.pt"
-if [ -z "$init_checkpoint" ]; then
+if [ "$adapter" != none ]; then  # adapters: every half on the base (the AR run's file holds adapters only)
+  init_checkpoint=${init_checkpoint:-$default_init}
+elif [ -z "$init_checkpoint" ]; then
   if [ "$model_name" = nar ] && [ -f "$ar_best" ]; then
     init_checkpoint=$ar_best
   else
