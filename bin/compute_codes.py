@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 
 from valle.audio import Codec
-from valle.cli import ArgumentParser, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
 from valle.data.tokenize import stage_codes
+from valle.locks import folder_lock
 
 
 def parse_args() -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
     parser.add_argument("--codec-weights", default="pretrained",
                         help="pretrained (downloaded once into the torch hub cache), random (tests/offline demo only: "
@@ -26,8 +27,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    codec = Codec.from_weights(args.codec_weights, device=args.device, max_batch_seconds=args.batch_seconds)
-    stage_codes(args.data_dir, codec)
+    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
+        codec = Codec.from_weights(args.codec_weights, device=args.device, max_batch_seconds=args.batch_seconds)
+        stage_codes(args.data_dir, codec)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,20 @@ import argparse
 import logging
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter, UserError, run_main
 from valle.data.tokenize import stage_text
 from valle.text import INPUT_LANGUAGES
+from valle.locks import folder_lock
 
 
 def parse_args() -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
     parser.add_argument("--tokenizer", default="vallex", choices=["vallex", "espeak"],
                         help="vallex: the released checkpoint's tokenizer (fine-tuning); espeak: phonemizer phones "
                              "with a symbol table built from this corpus (training from scratch)")
     parser.add_argument("--symbols", type=Path, default=None,
-                        help="espeak only: an existing unique_text_tokens.k2symbols to use (default: build the table "
+                        help="espeak only: an existing unique_text_tokens.k2symbols to use (None: build the table "
                              "from this corpus)")
     parser.add_argument("--language", default="en", choices=INPUT_LANGUAGES,
                         help="language of the transcripts (mix: text carries its own [EN]..[EN] marks)")
@@ -32,7 +33,8 @@ def main() -> None:
     if args.symbols and args.tokenizer != "espeak":
         raise UserError("--symbols is for --tokenizer espeak (the vallex vocabulary is fixed)")
     tokenizer = get_tokenizer(args.tokenizer, symbols=args.symbols) if args.symbols else get_tokenizer(args.tokenizer)
-    stage_text(args.data_dir, tokenizer, args.language)
+    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
+        stage_text(args.data_dir, tokenizer, args.language)
 
 
 if __name__ == "__main__":

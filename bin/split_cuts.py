@@ -6,12 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from valle.cli import ArgumentParser, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
 from valle.data.tokenize import stage_split
+from valle.locks import folder_lock
 
 
 def parse_args() -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the recipe's data folder")
     parser.add_argument("--dev-ratio", type=float, default=0.05,
                         help="share of the cuts for dev when the corpus has no dev part (at least 1 cut)")
@@ -26,7 +27,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stage_split(args.data_dir, args.dev_ratio, args.test_ratio, args.seed, args.heldout_speakers.split())
+    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
+        stage_split(args.data_dir, args.dev_ratio, args.test_ratio, args.seed, args.heldout_speakers.split())
 
 
 if __name__ == "__main__":

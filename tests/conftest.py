@@ -25,6 +25,13 @@ def speechlike(seconds: float, rate: int, f0: float = 150.0, channels: int = 1) 
     return np.stack([x] + [x * (0.8 ** c) for c in range(1, channels)], axis=1)
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the mini corpus is slow: preparing it takes minutes on a 2-core CPU (once per run)."""
+    for item in items:
+        if "mini_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def write_audio():
     """write_audio(path, seconds=1.0, rate=24000, channels=1, subtype=None, silent=False) -> path.
@@ -90,9 +97,13 @@ def random_codec():
 
 @pytest.fixture(scope="session")
 def mini_data(tmp_path_factory) -> Path:
-    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once: its data/tokenized folder."""
+    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once per test run: its data/tokenized
+    folder. Beside data/ are corpus/ and prepare.log (what prepare.sh printed). Tests that change the prepared data
+    work on a copy (see tests/test_prepare_recipe.py)."""
     root = tmp_path_factory.mktemp("mini")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
-                    "--data-dir", str(root / "data")], check=True, env=env, capture_output=True, timeout=600)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
+                           "--data-dir", str(root / "data")], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (root / "prepare.log").write_text(proc.stdout + proc.stderr)
     return root / "data" / "tokenized"

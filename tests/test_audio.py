@@ -161,6 +161,34 @@ def test_batched_encoding_equals_one_at_a_time(random_codec):
         assert torch.equal(a, b)
 
 
+def test_long_waves_are_encoded_in_chunks_with_the_codes_of_one_call(random_codec, seconds=3.7):
+    """A wave longer than max_batch_seconds goes through the encoder in bounded chunks (conv context, LSTM state
+    and the last conv's frames carried over). The encoder output is that of one Encodec call over the whole wave
+    up to float rounding, so the codes agree except where two codebook entries are equally near (here 1 of 2,224)."""
+    g = torch.Generator().manual_seed(1)
+    wave = torch.from_numpy(speechlike(seconds, SAMPLE_RATE, f0=130)) + 0.02 * torch.randn(int(seconds * 24000), generator=g)
+    x = torch.zeros(1, 1, num_frames(wave.shape[0]) * 320)  # (1, 1, frames * 320)
+    x[0, 0, : wave.shape[0]] = wave
+    chunked = Codec(random_codec.model, max_batch_seconds=1.0, weights="random")
+    seen, embeddings = [], []
+    hooks = [chunked.model.encoder.model[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1])),
+             chunked.model.encoder.model[-1].register_forward_hook(lambda m, i, o: embeddings.append(o))]
+    try:
+        codes = chunked.encode([wave])[0]  # (frames, 8)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with torch.inference_mode():
+        one_call = random_codec.model.encode(x)[0][0][0].T  # (frames, 8)
+        whole = random_codec.model.encoder(x)  # (1, 128, frames)
+    # each chunk's last conv also ran over the previous chunk's last 6 frames
+    pieces = [e[..., 6 * (i > 0):] for i, e in enumerate(embeddings)]
+    assert torch.allclose(torch.cat(pieces, dim=-1), whole, rtol=0, atol=1e-6)
+    assert codes.shape == one_call.shape and (codes == one_call).float().mean() > 0.999
+    assert len(seen) == math.ceil(num_frames(wave.shape[0]) / 75)  # one encoder call per second of audio
+    assert max(seen) <= 24000 + audio.CONV_CONTEXT_FRAMES * 320  # a chunk and its context, never the whole wave
+
+
 def test_length_batches_respect_the_budget():
     # longest first; a batch grows while count x its longest stays within the budget
     assert audio.length_batches([100, 50, 400, 300, 10], max_samples=600) == [[2], [3, 0], [1, 4]]

@@ -150,3 +150,36 @@ def test_damaged_store_is_moved_aside_not_crashing(normalized_on, tmp_path, rand
     T.stage_codes(data, random_codec)
     assert "moved to" in caplog.text and h5.with_suffix(".old.h5").is_file()
     assert all(c.load_codes().shape[1] == 8 for c in CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz"))
+
+
+def test_symlinked_folders_are_followed_and_loops_reported(tmp_path, write_audio):
+    root, elsewhere = tmp_path / "corpus", tmp_path / "elsewhere"
+    for folder in (root / "alice", elsewhere / "bob_recordings"):
+        write_audio(folder / "u1.wav").with_suffix(".txt").write_text("Hello there.")
+    (root / "bob").symlink_to(elsewhere / "bob_recordings")  # a speaker folder kept on another disk
+    (root / "alias").symlink_to(root / "alice")  # a second link to a folder that is read anyway
+    (root / "alice" / "loop").symlink_to(root)  # a loop
+    (root / "alice" / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    entries, rejected = C.read_corpus(root)
+    assert sorted((e.id, e.speaker) for e in entries) == [("alice_u1", "alice"), ("bob_u1", "bob")]
+    assert sorted((r.path, r.kind) for r in rejected) == [
+        (str(root / "alias"), "folder reached twice"),
+        (str(root / "alice" / "gone.wav"), "broken symlink"),
+        (str(root / "alice" / "loop"), "folder reached twice"),
+    ]
+    assert f"the same folder as {root / 'alice'}" in next(r.detail for r in rejected if r.path.endswith("alias"))
+
+
+@pytest.mark.parametrize("samples, kept", [(100, False), (159, False), (160, True), (320, True)])
+def test_clip_shorter_than_a_codec_frame_is_rejected(tmp_path, samples, kept):
+    """code_frames rounds: 160 samples (half a frame) still make one frame of codes, 159 none."""
+    path = tmp_path / "corpus" / "tiny.wav"
+    path.parent.mkdir()
+    sf.write(str(path), 0.3 * np.ones(samples, dtype=np.float32), 24000)
+    entry = C.Entry("tiny", str(path), "Hi.", "spk")
+    result = C.normalize_entries([entry], tmp_path / "audio", C.NormalizeOptions(min_duration=0))
+    if kept:
+        assert [T.code_frames(c.duration) for c in result.cuts] == [1] and not result.rejections
+    else:
+        assert not result.cuts and [r.kind for r in result.rejections] == ["too short"]
+        assert "less than one codec frame (320 samples)" in result.rejections[0].detail

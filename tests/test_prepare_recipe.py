@@ -1,6 +1,7 @@
 """The recipes end to end as a user runs them (bash + bin/ CLIs in subprocesses), offline."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -26,19 +27,21 @@ def run(args, cwd, check=True):
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    """egs/mini/prepare.sh on a small mini corpus (2 utterances per voice + the 2 bad examples)."""
+def mini(mini_data, tmp_path_factory):
+    """The session's mini corpus (prepared once by conftest's mini_data: 10 utterances per voice + the 2 bad
+    examples) with a copy of its data folder that these tests may rerun stages in -> (folder holding data/,
+    corpus folder, what prepare.sh printed)."""
+    prepared = mini_data.parents[1]
     tmp = tmp_path_factory.mktemp("mini")
-    proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", tmp / "corpus", "--data-dir", tmp / "data",
-                "--per-speaker", "2"], cwd=tmp)
-    return tmp, proc.stdout + proc.stderr
+    shutil.copytree(prepared / "data", tmp / "data")
+    return tmp, prepared / "corpus", (prepared / "prepare.log").read_text()
 
 
 def test_mini_prepare_end_to_end(mini):
-    tmp, output = mini
+    tmp, _, output = mini
     data = tmp / "data"
     splits = {s: CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager() for s in ("train", "dev", "test")}
-    assert [len(splits[s]) for s in ("train", "dev", "test")] == [6, 1, 1]
+    assert [len(splits[s]) for s in ("train", "dev", "test")] == [34, 4, 2]
     for cuts in splits.values():
         for cut in cuts:
             assert cut.recording.sampling_rate == SAMPLE_RATE and cut.recording.num_channels == 1
@@ -53,37 +56,119 @@ def test_mini_prepare_end_to_end(mini):
     assert sorted(line.split("\t")[1].split(":")[0] for line in rejected) == ["missing transcript", "silence"]
     assert (data / "tokenized" / "text_tokenizer.json").is_file()
     assert "RANDOM weights" in output and "downmixed from 2 channels" in output
-    assert "split: train 6 cuts" in output
+    assert "split: train 34 cuts" in output
 
 
 def test_mini_rerun_skips_finished_stages(mini):
-    tmp, _ = mini
-    proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", tmp / "corpus", "--data-dir", tmp / "data"], cwd=tmp)
+    tmp, corpus, _ = mini
+    proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
     assert "not regenerated" in proc.stdout
     for n, name in enumerate(["corpus", "normalize", "codes", "text", "split"]):
         assert f"stage {n} ({name}): done before with the same options, skipping" in proc.stdout
 
 
 def test_changed_option_reruns_only_its_stage(mini):
-    tmp, _ = mini
+    tmp, corpus, _ = mini
     before = {s: CutSet.from_file(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
-    proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", tmp / "corpus", "--data-dir", tmp / "data",
+    proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data",
                 "--seed", "7"], cwd=tmp)
     assert "stage 3 (text): done before" in proc.stdout and "stage 4 (split): split" in proc.stdout
     after = {s: CutSet.from_file(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     assert before != after
-    run([REPO / "egs/mini/prepare.sh", "--corpus-dir", tmp / "corpus", "--data-dir", tmp / "data"], cwd=tmp)
+    run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
 
 
 def test_custom_prepare_needs_a_corpus(tmp_path):
     proc = run([REPO / "egs/custom/prepare.sh"], cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "--corpus is required" in proc.stderr
-    proc = run([REPO / "egs/custom/prepare.sh", "--corpus", tmp_path / "nowhere", "--stop-stage", "0"],
-               cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "no such folder or metadata file" in proc.stderr
-    assert not (tmp_path / "data" / ".corpus.done").exists()
+    markers = [tmp_path / "data" / f".{name}.done" for name in ("corpus", "normalize", "codes", "text", "split")]
+    for marker in markers:  # a prepared data folder
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text("done before\n")
+    proc = run([REPO / "egs/custom/prepare.sh", "--corpus", tmp_path / "nowhere"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "--corpus" in proc.stderr and "no such folder or metadata file" in proc.stderr
+    assert all(m.read_text() == "done before\n" for m in markers)  # a mistyped path invalidates nothing
     proc = run([REPO / "egs/custom/prepare.sh", "--corpus", tmp_path, "--language", "fr"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "--language fr" in proc.stderr and "en, zh or ja" in proc.stderr
+
+
+def test_prepare_help_describes_every_option_with_its_default(tmp_path):
+    for recipe in ("custom", "libritts", "mini"):
+        out = run([REPO / f"egs/{recipe}/prepare.sh", "--help"], cwd=tmp_path).stdout
+        assert "folder it is run from" in out
+        options = [line for line in out.splitlines() if line.startswith("  --")]
+        assert len(options) >= 17
+        for line in options:
+            name, _, rest = line.strip().partition(" ")
+            assert rest.strip() and "(default: " in rest and not rest.strip().startswith("(default"), line
+    out = run([REPO / "egs/custom/prepare.sh", "--help"], cwd=tmp_path).stdout
+    assert "--min-duration       reject recordings shorter than this many seconds (default: 0.5)" in out
+
+
+def small_corpus(root, n=3):
+    """n mono 24 kHz clips with transcripts (no conversion needed)."""
+    import soundfile as sf
+
+    from conftest import speechlike
+
+    for i in range(n):
+        sf.write(str(root / f"u{i}.wav"), speechlike(0.8, 24000, f0=120 + 20 * i), 24000)
+        (root / f"u{i}.txt").write_text(f"Sentence number {i}.")
+    return root
+
+
+@pytest.mark.slow
+def test_prepare_works_in_a_fresh_shell_and_writes_where_it_runs(tmp_path):
+    corpus = small_corpus(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "OMP_NUM_THREADS": "1"}  # no venv
+    proc = subprocess.run(["bash", REPO / "egs/custom/prepare.sh", "--corpus", corpus, "--stop-stage", "0"], cwd=work,
+                          env=fresh, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len((work / "data/manifests/entries_all.jsonl").read_text().splitlines()) == 3
+    missing = subprocess.run(["bash", REPO / "egs/custom/prepare.sh", "--corpus", corpus, "--stop-stage", "0"],
+                             cwd=work, env={**fresh, "PYTHON": str(tmp_path / "no-python")}, capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "make setup" in missing.stderr
+
+
+@pytest.mark.slow
+def test_one_preparation_per_data_folder(tmp_path):
+    """While another process holds the data folder, prepare.sh and the stage CLIs refuse in one line naming it,
+    and change nothing; prepare.sh's own stage CLIs run under its lock."""
+    from valle.locks import folder_lock
+
+    corpus, data = small_corpus(tmp_path), tmp_path / "data"
+    with folder_lock(data, "data preparation"):
+        proc = run([REPO / "egs/custom/prepare.sh", "--corpus", corpus, "--stop-stage", "0"], cwd=tmp_path, check=False)
+        hand = subprocess.run([sys.executable, REPO / "bin/split_cuts.py", "--data-dir", data], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=300)
+    for refused in (proc, hand):
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert f"data is in use by pid {os.getpid()}" in refused.stderr
+        assert "wait for that data preparation to finish, or use another folder" in refused.stderr
+    assert sorted(p.name for p in data.iterdir()) == [".lock"]
+
+
+@pytest.mark.slow
+def test_two_concurrent_prepares(tmp_path):
+    """Started together on one data folder: the one that comes second refuses (naming the first), or, when the
+    first had finished already, both succeed; the folder always ends with loadable cuts."""
+    corpus = small_corpus(tmp_path, n=4)
+    args = ["bash", REPO / "egs/custom/prepare.sh", "--corpus", corpus, "--stop-stage", "1", "--min-duration", "0.1"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    refused = [err for code, err in results if code != 0]
+    assert len(refused) <= 1 and all(code in (0, 2) for code, _ in results), results
+    for err in refused:
+        assert "is in use by pid" in err and "prepare.sh" in err
+    cuts = CutSet.from_file(tmp_path / "data/manifests/cuts_all.jsonl.gz")
+    assert len(cuts) == 4 and all(c.load_audio().shape[1] > 0 for c in cuts)
 
 
 def test_parse_options(tmp_path):

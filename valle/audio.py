@@ -263,7 +263,9 @@ class Codec:
         would have seen: the convolutions get CONV_CONTEXT_FRAMES frames of the audio before the chunk (their
         outputs there are dropped), the LSTM continues from its state at the end of the previous chunk, and
         the last convolution gets the previous chunk's last LSTM frames. A wave that fits one chunk is exactly
-        one `model.encode` call. Returns codes (B, 8, N / 320).
+        one `model.encode` call; a longer one gets the encoder output of one call up to float rounding (1e-7 on
+        values of 1e-2), so its codes are those of one call except where two codebook entries are equally near
+        (1 code in 2,224 in the test; 0 of 36,000 for a 60 s clip in 5 s and 15 s chunks). Returns (B, 8, N / 320).
         """
         from encodec.modules.lstm import SLSTM
 

@@ -23,6 +23,10 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows each flag's default, and the description as written."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line and a pointer to --help, not the whole usage first."""
 

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # Command-line options for recipe scripts (icefall/Kaldi convention), to be sourced after the defaults:
 #
-#   stage=0
-#   codec_weights=pretrained
+#   stage=0                      # first stage to run
+#   codec_weights=pretrained     # pretrained | random | PATH
 #   . ../shared/parse_options.sh     # now --stage 2 --codec-weights=random set stage and codec_weights
 #
 # `--some-name VALUE` and `--some-name=VALUE` set the variable some_name, which the script must already
 # define (so a typo is an error, not a silently ignored flag). Parsing stops at the first argument that
 # does not start with --; the rest stays in "$@". --help prints $help_message (when the script sets one)
-# and every option with its current value.
+# and every option with the comment of its line and its default. $recipe_command keeps the command line
+# as it was given (for messages and the data folder's lock).
+
+recipe_command="$0 $*"
 
 _po_help() {
   [ -n "${help_message:-}" ] && echo "$help_message"
-  echo "options (current values):"
-  # the assignments the script made before sourcing this file are its options
-  awk '/parse_options\.sh/ {exit} /^[a-z][a-z0-9_]*=/ && !/^help_message=/ {print}' "$0" | while IFS='=' read -r _po_n _; do
-    printf '  --%-20s %s\n' "${_po_n//_/-}" "${!_po_n}"
+  echo "options (each --name VALUE or --name=VALUE):"
+  # the assignments the script made before sourcing this file are its options; `# text` after one describes it
+  awk '/parse_options\.sh/ {exit} /^[a-z][a-z0-9_]*=/ && !/^help_message=/ {
+         name = $0; sub(/=.*/, "", name); text = ""
+         if (match($0, /[ \t]#[ \t]*/)) text = substr($0, RSTART + RLENGTH)
+         print name "\t" text }' "$0" |
+  while IFS=$'\t' read -r _po_n _po_text; do
+    printf '  --%-18s %s (default: %s)\n' "${_po_n//_/-}" "$_po_text" "${!_po_n:-\"\"}"
   done
 }
 

@@ -6,14 +6,30 @@
 #   stage 3: text        text tokens (g2p failures -> rejected.tsv)
 #   stage 4: split       cuts_{train,dev,test}.jsonl.gz
 # A stage that finished leaves data_dir/.<name>.done holding its options; a rerun skips it unless the
-# options changed. Running a stage invalidates the markers of the stages after it.
+# options changed. A stage that runs removes its own marker first, and those of the stages after it once it
+# has finished (so a run that fails early, e.g. on a mistyped path, leaves the later markers alone).
+# Working folder: data_dir (default data/) is relative to the folder the script is run from.
 
-PYTHON=${PYTHON:-python3}
-VALLE_BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bin"
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 STAGE_NAMES=(corpus normalize codes text split)
 
 log() {
   echo "$(date '+%F %T') ($(basename "$0")) $*"
+}
+
+# take_data_lock: one preparation at a time per data folder (valle/locks.py: a flock on data_dir/.lock, which the
+# kernel releases when the last process holding it ends, however it ends). This shell opens the lock file as
+# descriptor 9 and a short Python helper locks that open file; every command the script runs inherits it, and
+# VALLE_LOCK_FD=9 tells the stage CLIs that the lock they take is already theirs (a child flock-ing the file anew
+# would refuse itself). A second run stops here, saying who holds the folder. A script exec'd by another that
+# holds the lock (egs/mini) keeps the inherited descriptor.
+take_data_lock() {
+  mkdir -p "$data_dir"
+  if [ "${VALLE_LOCK_FD:-}" != 9 ] || ! [ /dev/fd/9 -ef "$data_dir/.lock" ]; then
+    exec 9<>"$data_dir/.lock"
+  fi
+  "$PYTHON" -m valle.locks 9 "$data_dir" "data preparation" "$recipe_command" || exit 2
+  export VALLE_LOCK_FD=9
 }
 
 # stage_todo N SIGNATURE DESCRIPTION: true when stage N is selected and not already done with SIGNATURE
@@ -27,14 +43,16 @@ stage_todo() {
     return 1
   fi
   log "stage $n (${STAGE_NAMES[$n]}): $3"
-  local later
-  for later in "${STAGE_NAMES[@]:$((n + 1))}"; do
-    rm -f "$data_dir/.$later.done"
-  done
+  rm -f "$marker"
   return 0
 }
 
+# stage_done N SIGNATURE: stage N finished with SIGNATURE; the stages after it must run again
 stage_done() {
+  local later
+  for later in "${STAGE_NAMES[@]:$(($1 + 1))}"; do
+    rm -f "$data_dir/.$later.done"
+  done
   echo "$2" > "$data_dir/.${STAGE_NAMES[$1]}.done"
 }
 

@@ -148,7 +148,8 @@ def walk_files(root: Path) -> tuple[list[Path], list[Rejection]]:
             dirs.clear()
             continue
         seen[key] = folder
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # real folders before links to them, so that a folder keeps its own name when it is also linked
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
         for name in sorted(n for n in names if not n.startswith(".")):
             path = Path(folder) / name
             if path.is_file():
