@@ -3,9 +3,9 @@
 After the prompt pass (prefill), every step reads the previous frame's codes from a fixed buffer, writes its keys
 and values into the preallocated KV cache at a column held on the device, attends over all columns of the cache
 (the unfilled ones masked) and writes the logits to a fixed buffer. Nothing in a step depends on a host value,
-so the step can be compiled (`torch.compile`) and captured once as a CUDA graph and replayed. The host reads the
-device only every `check_every` steps, to see whether every item has stopped; finished items stay in the batch
-(their frames are ignored) until then. The result is the same for any `check_every` (tested).
+so the step can be compiled (`torch.compile`) and captured once as a CUDA graph and replayed. Finished items stay in
+the batch (their frames are ignored); the host reads the device only every `check_every` steps, to see whether every
+item has stopped. The result is the same for any `check_every` (tested).
 
 Modes: "eager" runs the step as plain PyTorch; "cudagraph" (CUDA only) captures that same step once and replays it;
 "inductor" runs it through `torch.compile` (a C++ compiler on CPU, Triton on GPUs), on CUDA then captured as a graph.
