@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-quick demo bench clean gpu-check gpu-wheels
+.PHONY: setup test test-quick demo app bench clean gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch torchaudio
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -36,6 +36,11 @@ gpu-wheels: $(STAMP)
 
 demo: $(STAMP)
 	cd egs/mini && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ./run.sh
+
+# The web app on http://127.0.0.1:7860 (WORKSPACE: the folder the page may use; ARGS: more valle-app flags)
+WORKSPACE ?= .
+app: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bin/app.py --workspace $(WORKSPACE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) egs/*/data egs/*/exp

@@ -1,0 +1,157 @@
+"""The Synthesize tab: a checkpoint, a text and an optional voice prompt -> a wav and its codes.
+
+The same steps as bin/infer.py and bin/make_prompt.py (load_model, the checkpoint's tokenizer, Codec,
+Synthesizer, load_prompt/make_prompt/save_prompt). The last model and codec stay loaded between clicks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from valle.app.workspace import Workspace, safe_name
+from valle.audio import FRAME_RATE, SAMPLE_RATE
+from valle.errors import UserError
+
+PRESET_DIR = "presets"
+OUTPUT_DIR = "synth"
+
+
+@dataclass
+class SynthOptions:
+    checkpoint: str  # vallex | a checkpoint in the workspace
+    text: str
+    language: str = "en"  # en | zh | ja | mix
+    prompt: str = "none"  # none | preset | recording
+    preset: str = ""  # a .npz in the workspace
+    prompt_audio: str | None = None  # an uploaded or recorded file (Gradio's temporary path)
+    prompt_text: str = ""
+    prompt_language: str = "en"
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int = 0
+    max_frames: int = 0  # 0: the model's default limit
+    codec_weights: str = "pretrained"  # pretrained | random | a file in the workspace
+
+
+class Synthesis:
+    def __init__(self, ws: Workspace, device: str = "auto"):
+        from valle.audio import resolve_device
+
+        self.ws, self.device = ws, resolve_device(device)
+        self._model: tuple | None = None  # (key, model, tokenizer)
+        self._codec: tuple | None = None  # (spec, codec)
+
+    def checkpoint_path(self, checkpoint: str) -> str:
+        checkpoint = checkpoint.strip()
+        if not checkpoint:
+            raise UserError("checkpoint: pick one (a .pt in the workspace, or vallex for the released model)")
+        return checkpoint if checkpoint == "vallex" else str(self.ws.path(checkpoint, "checkpoint", must_exist=True))
+
+    def model(self, checkpoint: str):
+        """(model, tokenizer) of a checkpoint, kept loaded while the file is unchanged."""
+        from valle.models.checkpoint import load_model
+        from valle.text import get_tokenizer, tokenizer_from_info
+
+        path = self.checkpoint_path(checkpoint)
+        key = (path, Path(path).stat().st_mtime_ns if path != "vallex" else 0)
+        if self._model is None or self._model[0] != key:
+            self._model = None  # free the old one first
+            model, loaded = load_model(path, device=self.device)
+            tokenizer = tokenizer_from_info(loaded.tokenizer, where=path) if loaded.tokenizer else get_tokenizer("vallex")
+            self._model = (key, model.eval(), tokenizer)
+        return self._model[1], self._model[2]
+
+    def codec(self, weights: str):
+        from valle.audio import Codec
+
+        spec = weights.strip()
+        if spec not in ("pretrained", "random"):
+            spec = str(self.ws.path(spec, "codec weights", must_exist=True))
+        if self._codec is None or self._codec[0] != spec:
+            self._codec = (spec, Codec.from_weights(spec, device=self.device))
+        return self._codec[1]
+
+    def prompt(self, o: SynthOptions, tokenizer, codec):
+        """The voice prompt the options ask for (None: no prompt)."""
+        from valle.audio import load_audio
+        from valle.inference import load_prompt, make_prompt
+
+        if o.prompt == "none":
+            return None
+        if o.prompt == "preset":
+            if not o.preset:
+                raise UserError("voice prompt: pick a preset (or choose no prompt)")
+            return load_prompt(self.ws.path(o.preset, "preset", must_exist=True))
+        if not o.prompt_audio:
+            raise UserError("voice prompt: upload or record the voice first")
+        if not o.prompt_text.strip():
+            raise UserError("voice prompt: type what is said in the recording (its transcript)")
+        wave, _ = load_audio(o.prompt_audio)
+        return make_prompt(wave, o.prompt_text.strip(), o.prompt_language, tokenizer, codec)
+
+    def synthesize(self, o: SynthOptions) -> tuple[Path, Path, str]:
+        """-> (wav, codes .npy, a one-line description); both files are kept under the workspace's synth/."""
+        from valle.inference import Synthesizer, check_prompt
+        from valle.models.valle import Sampling
+        from valle.text import TextError
+
+        check_sampling(o)
+        model, tokenizer = self.model(o.checkpoint)
+        codec = self.codec(o.codec_weights)
+        prompt = self.prompt(o, tokenizer, codec)
+        if prompt is not None:
+            check_prompt(prompt, model)
+        synth = Synthesizer(model, tokenizer, codec)
+        try:
+            request = synth.request(o.text.strip(), o.language, prompt)
+        except TextError as e:
+            raise UserError(f"text: {e}; check the text and that its language is right") from None
+        start = time.perf_counter()
+        with torch.inference_mode():
+            codes, wave = synth.render([request], sampling=Sampling(o.top_k, o.top_p, o.temperature), seed=o.seed,
+                                       max_frames=o.max_frames or None)[0]  # (T, 8), (T * 320,)
+        out_dir = self.ws.path(OUTPUT_DIR, "output folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = time.strftime("%Y%m%d-%H%M%S") + f"-seed{o.seed}"
+        wav, npy = out_dir / f"{stem}.wav", out_dir / f"{stem}.npy"
+        sf.write(str(wav), wave.numpy(), SAMPLE_RATE)
+        np.save(npy, codes.numpy().astype(np.int64))
+        note = "" if len(codes) else " (the model stopped at once: no frames)"
+        return wav, npy, (f"{self.ws.relative(wav)}: {len(codes) / FRAME_RATE:.2f} s, {len(codes)} frames in "
+                          f"{time.perf_counter() - start:.1f} s{note}")
+
+    def save_preset(self, o: SynthOptions, name: str) -> str:
+        """Make the recording + transcript of the options into presets/<name>.npz (released format)."""
+        from valle.inference import save_prompt
+
+        if o.prompt != "recording":
+            raise UserError("save as preset: choose 'recording' as the voice prompt, upload or record it and "
+                            "type its transcript")
+        name = safe_name(name.strip() or "voice")
+        name = name if name.endswith(".npz") else name + ".npz"
+        _, tokenizer = self.model(o.checkpoint)
+        prompt = self.prompt(o, tokenizer, self.codec(o.codec_weights))
+        path = save_prompt(self.ws.path(Path(PRESET_DIR) / name, "preset"), prompt)
+        return (f"saved {self.ws.relative(path)}: {prompt.seconds:.2f} s, {len(prompt.text_ids)} text tokens, "
+                f"language {prompt.language}")
+
+
+def check_sampling(o: SynthOptions) -> None:
+    if not o.text.strip():
+        raise UserError("text: empty; type the sentence to speak")
+    if o.language not in ("en", "zh", "ja", "mix"):
+        raise UserError(f"language {o.language!r}: use en, zh, ja or mix")
+    if o.prompt not in ("none", "preset", "recording"):
+        raise UserError(f"voice prompt {o.prompt!r}: use none, preset or recording")
+    if o.top_k < 0 or not 0 < o.top_p <= 1 or o.temperature <= 0:
+        raise UserError(f"top-k {o.top_k}, top-p {o.top_p}, temperature {o.temperature}: need top-k >= 0, "
+                        "0 < top-p <= 1 and temperature > 0")
+    if o.max_frames < 0:
+        raise UserError(f"max frames {o.max_frames}: must be 0 (the model's limit) or more")
