@@ -28,7 +28,11 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.Raw
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line and a pointer to --help, not the whole usage first."""
+    """argparse whose errors are one line and a pointer to --help, not the whole usage first. Flags must be
+    spelled out: a prefix such as --max-step (for --max-steps) is an error, not a guess."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
