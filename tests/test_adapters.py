@@ -310,6 +310,21 @@ def test_adapter_run_sigkill_then_resume_gives_identical_losses(mini_data, init_
         assert r["loss"] == expected[r["step"]], (r["step"], r["loss"], expected[r["step"]])
 
 
+@pytest.mark.slow
+def test_two_process_ddp_adapter_replicas_stay_identical(mini_data, init_ckpt, tmp_path):
+    exp = tmp_path / "exp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    subprocess.run([*launcher, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data), "--exp-dir",
+                    str(exp), "--device", "cpu", "--num-workers", "0", "--max-duration", "12", "--num-buckets", "2",
+                    "--model-name", "nar", "--init-checkpoint", str(init_ckpt), "--max-steps", "4",
+                    "--valid-interval", "2", "--adapter", "lora", "--lora-targets", "attn,ffn,predict"],
+                   check=True, capture_output=True, env=ENV, cwd=REPO, timeout=600)
+    checksums = [[line.split("checksum ")[1] for line in (exp / "log" / f"train-rank{r}.log").read_text().splitlines()
+                  if "parameter checksum" in line] for r in (0, 1)]
+    assert checksums[0] and checksums[0] == checksums[1]
+    assert load_adapter(exp / "last.pt").spec.stages == ("nar",)
+
+
 def _safe_metrics(exp: Path) -> list[dict]:
     try:
         return metrics(exp, "train")
