@@ -239,7 +239,8 @@ class Codec:
 
         Returns one LongTensor (ceil(T / 320), 8) per wave, in input order. Every wave is zero-padded to a
         whole frame (Encodec alone would reflect-pad its last frame); as the model is causal, the padding
-        added for batching then leaves the kept frames unchanged: batched and one-by-one codes agree.
+        added for batching then leaves the kept frames unchanged: batched and one-by-one codes agree (up to
+        float rounding, which can flip a code where two codebook entries are equally near: 1 of 1,056 in the test).
         A wave longer than `max_batch_seconds` is encoded alone, in chunks of that length (`_encode_chunks`),
         so that memory stays bounded whatever the file's length.
         """
