@@ -50,6 +50,8 @@ class Progress:
     best_valid_loss: float = math.inf
     validations_without_improvement: int = 0
     bad_steps_in_a_row: int = 0
+    best_eval_score: float = -math.inf  # --eval-interval: the best probe score so far (best-eval.pt)
+    eval_probed_at: int = -1  # the step of the last evaluation probe
 
 
 class Objective(torch.nn.Module):
@@ -127,12 +129,19 @@ def set_rng_state(state: dict) -> None:
 
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, model_overrides: dict):
+        self._held = contextlib.ExitStack()  # the experiment folder's lock, held until fit() ends
+        try:
+            self._setup(cfg, model_overrides)
+        except BaseException:
+            self._held.close()  # a run that could not start leaves the folder free at once
+            raise
+
+    def _setup(self, cfg: ExperimentConfig, model_overrides: dict) -> None:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
         self.dist = setup_distributed(device_type(t.device))
         self.device = rank_device(t.device, self.dist)
         self.dtype = resolve_dtype(t.dtype, self.device)
-        self._held = contextlib.ExitStack()  # the experiment folder's lock, held until fit() ends
         if self.dist.is_main:
             self._held.enter_context(folder_lock(self.exp_dir, "training"))
             run_folder.claim(self.exp_dir, t.resume, t.overwrite)
@@ -172,6 +181,11 @@ class Trainer:
         purge_step = self.progress.step + 1 if t.resume else None
         self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step) if self.dist.is_main else None
         self.sampler = _AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
+        self.eval_probe = None  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
+        if self.dist.is_main and t.eval_interval:
+            from valle.eval.probe import EvalProbe
+            self.eval_probe = EvalProbe(self.dev_cuts, [*self.train_cuts, *self.dev_cuts], t.codec_weights, self.device,
+                                        num_utterances=t.eval_utterances, seed=t.seed)
         if self.dist.is_main:
             for stale in self.exp_dir.glob("*.pt.tmp-*"):  # a write cut short by a crash (the .pt itself is intact)
                 stale.unlink()
@@ -442,6 +456,20 @@ class Trainer:
                 self.sampler.write(self.writer, self.model, p.step)
         if improved:
             self._save(self.exp_dir / "best-valid-loss.pt")  # exactly the weights just validated
+        if self.cfg.train.eval_interval and (p.eval_probed_at < 0 or
+                                             p.step - p.eval_probed_at >= self.cfg.train.eval_interval):
+            self._run_eval_probe()
+
+    def _run_eval_probe(self) -> None:
+        """Rank 0 speaks and scores the probe sentences; every rank joins the save of best-eval.pt."""
+        p = self.progress
+        p.eval_probed_at = p.step
+        score = self.eval_probe.run(self.model, self.text_tokenizer, self.writer, p.step) if self.eval_probe else None
+        better = score is not None and score > p.best_eval_score
+        if better:
+            p.best_eval_score = score
+        if all_reduce_sum([float(better)], self.device)[0] > 0:
+            self._save(self.exp_dir / "best-eval.pt")  # the weights just probed
 
     # ---- checkpoints -------------------------------------------------------------------------
 
