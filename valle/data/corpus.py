@@ -375,9 +375,10 @@ def _normalize_star(args):
     return normalize_entry(*args)
 
 
-def copies_size(entries: list[Entry], opts: NormalizeOptions) -> int:
-    """Bytes the converted copies of `entries` take at most: 16-bit mono 24 kHz (FLAC stores no more than that),
-    from the headers only; files that will be rejected for their length or header are not counted."""
+def copies_size(entries: list[Entry], audio_dir: Path, opts: NormalizeOptions) -> int:
+    """Bytes the converted copies of `entries` add at most: 16-bit mono 24 kHz (FLAC stores no more than that),
+    from the headers only, less the copies an earlier run left (they are replaced); files that will be rejected
+    for their length or header are not counted."""
     total = 0
     for entry in entries:
         try:
@@ -385,7 +386,8 @@ def copies_size(entries: list[Entry], opts: NormalizeOptions) -> int:
         except AudioError:
             continue
         if _needs_copy(info) and info.duration <= opts.max_duration:
-            total += round(info.duration * SAMPLE_RATE) * 2
+            earlier = audio_dir / f"{entry.id}.flac"
+            total += max(0, round(info.duration * SAMPLE_RATE) * 2 - (earlier.stat().st_size if earlier.is_file() else 0))
     return total
 
 
@@ -395,7 +397,7 @@ def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOpti
     audio_dir.mkdir(parents=True, exist_ok=True)
     for tmp in audio_dir.glob(TMP_PREFIX + "*"):  # left by a killed run
         tmp.unlink()
-    check_free_space(audio_dir, copies_size(entries, opts), "the normalised audio (mono 24 kHz FLAC copies)",
+    check_free_space(audio_dir, copies_size(entries, audio_dir, opts), "the normalised audio (mono 24 kHz FLAC copies)",
                      "free space or use a --data-dir on a larger disk, then run the normalize stage again")
     jobs = [(e, audio_dir, opts) for e in entries]
     result = Normalized()
