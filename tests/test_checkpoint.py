@@ -18,6 +18,7 @@ import torch
 from valle.errors import UserError
 from valle.config import ModelConfig
 from valle.models import checkpoint as ckpt
+from valle import safe_load
 from valle.models.checkpoint import (
     FORMAT_TAG,
     CheckpointError,
@@ -343,7 +344,7 @@ def test_toolkit_save_load_round_trip(tiny_model, tiny_sd, tmp_path):
                                                           "python": (3, (1, 2, 3), None)}],
                    "experiment": {"exp_dir": "exp/x", "data": Path("data/tokenized")}}
     path = save_checkpoint(tmp_path / "last.pt", tiny_model, tokenizer=tokenizer, train_state=train_state)
-    with torch.serialization.safe_globals(ckpt._allowed_globals()):
+    with torch.serialization.safe_globals(safe_load._allowed_globals()):
         assert torch.load(path, map_location="cpu", weights_only=True)["format"] == FORMAT_TAG
     loaded = load_checkpoint(path)
     assert loaded.kind == "toolkit" and loaded.config == tiny_model.config
