@@ -183,3 +183,21 @@ def test_clip_shorter_than_a_codec_frame_is_rejected(tmp_path, samples, kept):
     else:
         assert not result.cuts and [r.kind for r in result.rejections] == ["too short"]
         assert "less than one codec frame (320 samples)" in result.rejections[0].detail
+
+
+def test_unreadable_folder_is_reported(tmp_path, write_audio, monkeypatch):
+    write_audio(tmp_path / "corpus" / "alice" / "u1.wav").with_suffix(".txt").write_text("Hello there.")
+    locked = tmp_path / "corpus" / "bob"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # as for a folder without read permission (root reads any, so simulate it)
+        if os.path.realpath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    entries, rejected = C.read_corpus(tmp_path / "corpus")
+    assert [e.id for e in entries] == ["alice_u1"]
+    assert [(r.path, r.kind) for r in rejected] == [(str(locked), "unreadable folder")]
+    assert "Permission denied" in rejected[0].detail

@@ -137,25 +137,31 @@ class _Deduplicator:
 
 def walk_files(root: Path) -> tuple[list[Path], list[Rejection]]:
     """Every file under root (hidden files and folders left out), following symlinks to folders and files.
-    A folder reached a second time (a symlink loop, or two links to one folder) is read once; that and a
-    broken symlink are reported."""
+    A folder reached a second time (a symlink loop, or two links to one folder) is read once; that, a broken
+    symlink and a folder that cannot be listed are reported."""
     files, skipped, seen = [], [], {}
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        key = (os.stat(folder).st_dev, os.stat(folder).st_ino)
-        if key in seen:
-            skipped.append(Rejection(folder, "folder reached twice",
-                                     f"the same folder as {seen[key]} (a symlink loop or a second link): read once"))
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(Rejection(error.filename, "unreadable folder", f"{error.strerror}: its files are left out"))
+
+    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            skipped.append(Rejection(folder, "folder reached twice", f"the same folder as {seen[stat.st_dev, stat.st_ino]} "
+                                                                     "(a symlink loop or a second link): read once"))
             dirs.clear()
             continue
-        seen[key] = folder
+        seen[stat.st_dev, stat.st_ino] = folder
         # real folders before links to them, so that a folder keeps its own name when it is also linked
-        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")),
+                         key=lambda d: (os.path.islink(os.path.join(folder, d)), d))
         for name in sorted(n for n in names if not n.startswith(".")):
             path = Path(folder) / name
             if path.is_file():
                 files.append(path)
             elif path.is_symlink():
-                skipped.append(Rejection(str(path), "broken symlink", f"points to {os.readlink(path)}, which does not exist"))
+                skipped.append(Rejection(str(path), "broken symlink",
+                                         f"points to {os.readlink(path)}, which does not exist"))
     return sorted(files), skipped
 
 
