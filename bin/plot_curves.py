@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Draw loss and top-10 accuracy (train and valid, every run under EXP_DIR: AR, NAR) into one PNG."""
+"""Draw loss and top-10 accuracy (train and valid, every run under EXP_DIR: AR, NAR) into one PNG, and the
+evaluation probe's series (eval/sim, eos_rate, duration_ratio, flagged) when the runs have them."""
 
 from pathlib import Path
 
@@ -16,6 +17,10 @@ def read_scalars(tb_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
             for tag in acc.Tags()["scalars"]}
 
 
+# eval/<name> series of the trainer's evaluation probe (valle/eval/probe.py) -> line style
+EVAL_SERIES = {"sim": "o-", "eos_rate": "s--", "duration_ratio": "^:", "flagged": "x-."}
+
+
 def plot(exp_dir: Path, output: Path) -> Path:
     import matplotlib
 
@@ -25,16 +30,21 @@ def plot(exp_dir: Path, output: Path) -> Path:
     runs = sorted(exp_dir.rglob("tensorboard"))
     if not runs:
         raise UserError(f"no tensorboard folder under {exp_dir}: train first (./train.sh)")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for tb_dir in runs:
+    series = {tb_dir: read_scalars(tb_dir) for tb_dir in runs}
+    with_eval = any(tag.startswith("eval/") for scalars in series.values() for tag in scalars)
+    fig, axes = plt.subplots(1, 3 if with_eval else 2, figsize=(18 if with_eval else 12, 4.5))
+    for tb_dir, scalars in series.items():
         run = str(tb_dir.parent.relative_to(exp_dir)) if tb_dir.parent != exp_dir else exp_dir.name
-        scalars = read_scalars(tb_dir)
+        for name, style in EVAL_SERIES.items():  # --eval-interval: the evaluation probe, all in [0, ~2]
+            if f"eval/{name}" in scalars:
+                steps, values = scalars[f"eval/{name}"]
+                axes[2].plot(steps, values, style, label=f"{run} {name}", markersize=4)
         for ax, metric in zip(axes, ("loss", "top10_acc")):
             for split, style in (("train", "-"), ("valid", "o--")):
                 if f"{split}/{metric}" in scalars:
                     steps, values = scalars[f"{split}/{metric}"]
                     ax.plot(steps, values, style, label=f"{run} {split}", markersize=3)
-    for ax, title in zip(axes, ("loss", "top-10 accuracy")):
+    for ax, title in zip(axes, ("loss", "top-10 accuracy", "evaluation probe (--eval-interval)")):
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)

@@ -145,6 +145,10 @@ class TrainConfig:
     overwrite: bool = _opt(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
                                   "files are deleted first (without it such a folder is refused)")
     codec_weights: str = _opt("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
+    eval_interval: int = _opt(0, "evaluation probe at a validation at most every N optimizer steps: a few dev sentences "
+                                 "with same-speaker prompts -> eval/sim, eval/eos_rate, eval/duration_ratio, "
+                                 "eval/flagged and best-eval.pt (needs --codec-weights; 0 = off)")
+    eval_utterances: int = _opt(4, "dev sentences the evaluation probe speaks")
     activation_checkpointing: bool = _opt(False, "recompute each transformer layer in the backward pass instead of "
                                                  "keeping its activations: less memory, about a third more time")
     compile: bool = _opt(False, "torch.compile the training forward (Triton kernels on GPUs, a C++ compiler on CPU): "

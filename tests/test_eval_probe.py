@@ -1,0 +1,96 @@
+"""The evaluation probe during training (--eval-interval): eval/* series in tensorboard and the curves PNG,
+best-eval.pt only for outputs that pass the detectors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng makes the mini corpus")
+
+
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("probe") / "init-tiny.pt"
+    subprocess.run([sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(path), "--d-model", "64",
+                    "--nhead", "4", "--num-layers", "2"], check=True, capture_output=True)
+    return path
+
+
+def config(mini_data: Path, exp: Path, init: Path, **train):
+    from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
+
+    return ExperimentConfig(ModelConfig(), DataConfig(manifest_dir=str(mini_data), num_workers=0, max_duration=12,
+                                                      num_buckets=2),
+                            OptimConfig(), TrainConfig(exp_dir=str(exp), init_checkpoint=str(init), device="cpu",
+                                                       codec_weights="random", eval_utterances=2, **train))
+
+
+@pytest.mark.slow
+def test_random_codec_run_logs_flagged_series_and_no_best_eval(mini_data, tiny_init, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = tmp_path / "exp"
+    proc = subprocess.run([sys.executable, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data),
+                           "--exp-dir", str(exp), "--device", "cpu", "--num-workers", "0", "--max-duration", "12",
+                           "--num-buckets", "2", "--init-checkpoint", str(tiny_init), "--max-steps", "2",
+                           "--valid-interval", "1", "--eval-interval", "2", "--eval-utterances", "2",
+                           "--codec-weights", "random"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    acc = EventAccumulator(str(exp / "tensorboard"), size_guidance={"scalars": 0, "audio": 0})
+    acc.Reload()
+    flagged = acc.Scalars("eval/flagged")
+    assert [e.step for e in flagged] == [0, 2]  # validations at 0, 1, 2; the probe every 2 steps
+    assert all(e.value == 1.0 for e in flagged)  # random Encodec: noise
+    assert {"eval/eos_rate", "eval/duration_ratio"} <= set(acc.Tags()["scalars"])
+    assert len([t for t in acc.Tags()["audio"] if t.startswith("eval/")]) == 2
+    assert not (exp / "best-eval.pt").exists() and (exp / "best-valid-loss.pt").exists()
+    out = subprocess.run([sys.executable, str(REPO / "bin" / "plot_curves.py"), str(exp)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert out.returncode == 0 and (exp / "curves.png").stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_best_eval_keeps_the_weights_with_the_best_unflagged_score(mini_data, tiny_init, tmp_path, monkeypatch,
+                                                                    single_thread):
+    """A stand-in synthesizer returns the real recordings (SIM 1, nothing flagged) at step 0 and noise after:
+    best-eval.pt must be the step-0 weights, and the eval/sim series must say so."""
+    from valle.eval import probe
+    from valle.training.trainer import Trainer
+
+    calls = []
+
+    def stand_in(synth, items, preset, sampling, seed, batch_size, max_frames, label):
+        calls.append(label)
+        if len(calls) == 1:
+            return [(torch.zeros(1, 8), item.wave, True) for item in items]
+        return [(torch.zeros(1, 8), 0.1 * torch.randn(item.wave.numel()), True) for item in items]
+
+    monkeypatch.setattr(probe, "synthesize_items", stand_in)
+    trainer = Trainer(config(mini_data, tmp_path / "exp", tiny_init, max_steps=2, valid_interval=1, eval_interval=1), {})
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    assert len(calls) == 3  # steps 0, 1, 2
+    assert trainer.progress.best_eval_score == pytest.approx(1.0, abs=1e-4)
+    from valle.models.checkpoint import load_checkpoint
+
+    best = load_checkpoint(tmp_path / "exp" / "best-eval.pt").state_dict
+    assert all(torch.equal(best[k].cpu(), v) for k, v in start.items() if k in best)
+    last = load_checkpoint(tmp_path / "exp" / "last.pt").state_dict
+    assert any(not torch.equal(last[k].cpu(), v) for k, v in start.items() if k in last)
+
+
+def test_eval_interval_needs_a_codec(mini_data, tiny_init, tmp_path):
+    from valle.errors import UserError
+    from valle.eval.probe import EvalProbe
+    from lhotse import CutSet
+
+    cuts = CutSet.from_file(mini_data / "cuts_dev.jsonl.gz").to_eager()
+    with pytest.raises(UserError, match="--eval-interval needs a codec"):
+        EvalProbe(cuts, list(cuts), "none", torch.device("cpu"))
