@@ -4,5 +4,12 @@
 # Add --num-gpus N for several GPUs, or any trainer flag (./train.sh --help lists them with this recipe's values).
 set -euo pipefail
 export VALLE_PROG=${VALLE_PROG:-$0}
+# With --codec-weights (the codec the data was prepared with) the evaluation probe runs every 200 steps:
+# eval/* series in tensorboard and exp/<half>/best-eval.pt (see the README, "Evaluation").
+probe=()
+case " $* " in
+  *" --codec-weights none "*) ;;
+  *" --codec-weights "*) probe=(--eval-interval 200) ;;
+esac
 exec "$(dirname "$0")/../shared/train.sh" --manifest-dir data/tokenized --max-duration 40 --valid-interval 200 \
-  --early-stop-patience 5 "$@"
+  --early-stop-patience 5 "${probe[@]}" "$@"
