@@ -332,10 +332,14 @@ def _safe_metrics(exp: Path) -> list[dict]:
         return []
 
 
-def test_adapter_needs_a_base(mini_data, tmp_path):
+def test_adapter_needs_a_base(tmp_path):
+    from valle.text import get_tokenizer
     from valle.training.trainer import Trainer
 
-    cfg = adapter_cfg(mini_data, tmp_path / "exp", Path("none"), model_name="ar")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "text_tokenizer.json").write_text(json.dumps(get_tokenizer("vallex").to_dict()))
+    cfg = adapter_cfg(data, tmp_path / "exp", Path("none"), model_name="ar")
     cfg.train.init_checkpoint = "none"
     with pytest.raises(UserError, match="--init-checkpoint vallex or PATH"):
         Trainer(cfg, {})
