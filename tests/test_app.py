@@ -287,6 +287,33 @@ def test_synthesis_errors_name_the_field(tiny_ws):
         synth.save_preset(synthesis.SynthOptions("tiny.pt", "Hi."), "v")
 
 
+def test_compare_two_checkpoints_on_the_same_sentences(mini_data, tiny_ws, single_thread):
+    from valle.app.compare import SUMMARY_HEADERS, CompareOptions, run_compare
+
+    (tiny_ws.root / "data").mkdir()
+    (tiny_ws.root / "data" / "tokenized").symlink_to(mini_data)
+    (tiny_ws.root / "other.pt").write_bytes((tiny_ws.root / "tiny.pt").read_bytes())
+    opts = CompareOptions(["tiny.pt", "other.pt"], num_utterances=2, prompt="voice.npz", max_frames=30,
+                          codec_weights="random", speaker_model="none")
+    result = run_compare(tiny_ws, opts)
+    assert result.message == ("2 checkpoint(s) on 2 sentences of data/tokenized/cuts_test.jsonl.gz; "
+                              "report in eval/")
+    assert [row[0] for row in result.summary] == ["ground_truth", "ws-tiny", "ws-other"]  # folder-name labels
+    assert all(len(row) == len(SUMMARY_HEADERS) and row[4] == "–" for row in result.summary)  # no SIM asked for
+    assert [p.name for p in result.files] == ["report.html", "report.json", "utterances.tsv"] and result.chart.is_file()
+    assert len(result.grid) == 2
+    for utterance, text, systems in result.grid:
+        assert text and [name for name, _ in systems] == ["ground_truth", "ws-tiny", "ws-other"]
+        assert all(wav.is_file() and wav.parent.parent.parent == tiny_ws.root / "eval" for _, wav in systems)
+    # the same weights, prompt and seed: the two checkpoints say exactly the same
+    first = result.grid[0][2]
+    assert np.array_equal(sf.read(str(first[1][1]))[0], sf.read(str(first[2][1]))[0])
+    with pytest.raises(UserError, match="checkpoints: pick one or more"):
+        run_compare(tiny_ws, CompareOptions([]))
+    with pytest.raises(UserError, match="checkpoint '/etc/hosts' is outside the workspace"):
+        run_compare(tiny_ws, CompareOptions(["/etc/hosts"]))
+
+
 # ------------------------------------------------------------------------------------ page and CLI
 
 

@@ -137,8 +137,8 @@ def open_tab(driver, label: str) -> None:
     driver.find_element(By.XPATH, f"//button[@role='tab'][contains(., '{label}')]").click()
 
 
-def choose(driver, label: str) -> None:
-    driver.find_element(By.XPATH, f"//label[.//span[normalize-space()='{label}']]").click()
+def choose(driver, label: str, within: str) -> None:
+    driver.find_element(By.XPATH, f"//*[@id='{within}']//label[.//span[normalize-space()='{label}']]").click()
 
 
 def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
@@ -163,7 +163,7 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
         "\n".join(str(p) for p in corpus))
     wait_for(browser, "the uploaded files", lambda: "utt003" in text_of(browser, "data-uploads"))
     type_into(browser, "data-codec", "random", enter=True)
-    choose(browser, "espeak")
+    choose(browser, "espeak", within="data-tokenizer")
     click(browser, "data-prepare")
     status = wait_for(browser, "data preparation", lambda: "prepared" in text_of(browser, "data-status")
                       and text_of(browser, "data-status"), 240)
@@ -214,3 +214,17 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
     wavs = list((workspace / "synth").glob("*.wav"))
     assert len(wavs) == 1 and sf.info(str(wavs[0])).samplerate == 24000
     browser.save_screenshot(str(shots / "app-synthesize.png"))
+
+    # Compare: the trained checkpoint on the test sentence, next to the real recording
+    open_tab(browser, "Compare")
+    type_into(browser, "compare-ckpts", "exp/ar/best-valid-loss.pt", enter=True)
+    type_into(browser, "compare-codec", "random", enter=True)
+    type_into(browser, "compare-max-frames", "60")
+    choose(browser, "none", within="compare-speaker")
+    click(browser, "compare-run")
+    report = wait_for(browser, "the comparison", lambda: "sentences of" in text_of(browser, "compare-status")
+                      and text_of(browser, "compare-status"), 180)
+    assert report.startswith("1 checkpoint(s) on 1 sentences of data/tokenized/cuts_test.jsonl.gz")
+    wait_for(browser, "the side-by-side players", lambda: "ar-best-valid-loss" in text_of(browser, "compare-grid"), 60)
+    assert (workspace / "eval" / "report.html").is_file()
+    browser.save_screenshot(str(shots / "app-compare.png"))

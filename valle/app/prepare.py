@@ -3,7 +3,7 @@
 The stages are the ones egs/custom/prepare.sh runs (scan, normalize, codes, text, split), called directly.
 A finished stage leaves the same `DATA/.<stage>.done` marker, holding the same option signature, as
 egs/shared/prepare_stages.sh: a rerun with the same options skips it (the page and the recipe resume each
-other), and running a stage invalidates the markers after it. The codes stage also resumes inside itself.
+other), and a stage that finishes invalidates the markers after it. The codes stage also resumes inside itself.
 """
 
 from __future__ import annotations
@@ -142,10 +142,11 @@ def run_prepare(ws: Workspace, opts: PrepareOptions,
                 lines.append(f"stage {i} ({name}): done before with the same options, skipped")
                 continue
             progress(i / len(plan), f"stage {i} ({name})")
-            for later, _ in plan[i + 1:]:
-                (data_dir / f".{later}.done").unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
             start = time.perf_counter()
             _stage_runner(name, data_dir, corpus, codec, opts)()
+            for later, _ in plan[i + 1:]:  # a finished stage makes the later ones stale
+                (data_dir / f".{later}.done").unlink(missing_ok=True)
             marker.write_text(signature + "\n", encoding="utf-8")
             lines.append(f"stage {i} ({name}): done in {time.perf_counter() - start:.1f} s")
         progress(1.0, "done")

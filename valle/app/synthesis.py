@@ -7,7 +7,7 @@ Synthesizer, load_prompt/make_prompt/save_prompt). The last model and codec stay
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class SynthOptions:
     seed: int = 0
     max_frames: int = 0  # 0: the model's default limit
     codec_weights: str = "pretrained"  # pretrained | random | a file in the workspace
+    adapters: list[str] = field(default_factory=list)  # LoRA adapter files of the checkpoint (one per half)
 
 
 class Synthesis:
@@ -54,17 +55,26 @@ class Synthesis:
             raise UserError("checkpoint: pick one (a .pt in the workspace, or vallex for the released model)")
         return checkpoint if checkpoint == "vallex" else str(self.ws.path(checkpoint, "checkpoint", must_exist=True))
 
-    def model(self, checkpoint: str):
-        """(model, tokenizer) of a checkpoint, kept loaded while the file is unchanged."""
+    def model(self, checkpoint: str, adapters: list[str] = ()):
+        """(model, tokenizer) of a checkpoint with its adapters merged in (as bin/infer.py --adapter), kept
+        loaded while the files are unchanged."""
         from valle.models.checkpoint import load_model
         from valle.text import get_tokenizer, tokenizer_from_info
 
         path = self.checkpoint_path(checkpoint)
-        key = (path, Path(path).stat().st_mtime_ns if path != "vallex" else 0)
+        files = [str(self.ws.path(a, "adapter", must_exist=True)) for a in adapters or ()]
+        key = tuple((f, Path(f).stat().st_mtime_ns if f != "vallex" else 0) for f in [path, *files])
         if self._model is None or self._model[0] != key:
             self._model = None  # free the old one first
             model, loaded = load_model(path, device=self.device)
-            tokenizer = tokenizer_from_info(loaded.tokenizer, where=path) if loaded.tokenizer else get_tokenizer("vallex")
+            info = loaded.tokenizer
+            if files:
+                from valle.models.adapters import merge_adapter_files
+
+                if info is None and loaded.kind == "released":
+                    info = get_tokenizer("vallex").to_dict()
+                info = merge_adapter_files(model, files, base_name=path, base_tokenizer=info)
+            tokenizer = tokenizer_from_info(info, where=path) if info else get_tokenizer("vallex")
             self._model = (key, model.eval(), tokenizer)
         return self._model[1], self._model[2]
 
@@ -103,7 +113,7 @@ class Synthesis:
         from valle.text import TextError
 
         check_sampling(o)
-        model, tokenizer = self.model(o.checkpoint)
+        model, tokenizer = self.model(o.checkpoint, o.adapters)
         codec = self.codec(o.codec_weights)
         prompt = self.prompt(o, tokenizer, codec)
         if prompt is not None:
@@ -136,7 +146,7 @@ class Synthesis:
                             "type its transcript")
         name = safe_name(name.strip() or "voice")
         name = name if name.endswith(".npz") else name + ".npz"
-        _, tokenizer = self.model(o.checkpoint)
+        _, tokenizer = self.model(o.checkpoint, o.adapters)
         prompt = self.prompt(o, tokenizer, self.codec(o.codec_weights))
         path = save_prompt(self.ws.path(Path(PRESET_DIR) / name, "preset"), prompt)
         return (f"saved {self.ws.relative(path)}: {prompt.seconds:.2f} s, {len(prompt.text_ids)} text tokens, "

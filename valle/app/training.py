@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.app.workspace import Workspace
-from valle.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from valle.config import AdapterConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.locks import lock_holder
 
@@ -29,8 +29,9 @@ TRAINER = Path(__file__).resolve().parents[2] / "bin" / "trainer.py"
 CONSOLE = "app-console.log"  # the trainer's stdout + stderr, in the experiment folder
 OPTIONS = "app-options.json"  # the page's options of the last start there: a reloaded page shows them again
 # Flags the page sets itself (paths are confined to the workspace; resume/overwrite are buttons).
-_PAGE_FLAGS = {"manifest_dir", "exp_dir", "init_checkpoint", "codec_weights", "resume", "overwrite"}
-EXTRA_FLAGS = sorted({f.name for cls in (DataConfig, OptimConfig, TrainConfig, ModelConfig)
+_PAGE_FLAGS = {"manifest_dir", "exp_dir", "init_checkpoint", "codec_weights", "resume", "overwrite", "adapter",
+               "lora_rank"}
+EXTRA_FLAGS = sorted({f.name for cls in (DataConfig, OptimConfig, TrainConfig, ModelConfig, AdapterConfig)
                       for f in dataclasses.fields(cls)} - _PAGE_FLAGS)
 INIT_CHOICES = ("auto", "vallex", "none")
 _TQDM_BAR = re.compile(r"epoch \d+: \d+step \[[^\]]*\]")  # the trainer's progress bar, redrawn with \r
@@ -49,6 +50,8 @@ class TrainOptions:
     early_stop_patience: int = 0
     valid_interval: int = 500
     codec_weights: str = "none"  # the validation audio sample: none | pretrained | random | a file
+    adapter: str = "none"  # none (full fine-tuning) | lora
+    lora_rank: int = 8
     extra: str = ""  # more trainer flags, e.g. "--d-model 64 --num-layers 2"
 
 
@@ -82,12 +85,16 @@ def trainer_argv(ws: Workspace, o: TrainOptions, resume: bool = False, overwrite
         codec = str(ws.path(codec, "codec weights", must_exist=True))
     if o.model_name not in ("ar", "nar", "both"):
         raise UserError(f"model half {o.model_name!r}: use ar, nar or both")
+    if o.adapter not in ("none", "lora"):
+        raise UserError(f"adapter {o.adapter!r}: use none (full fine-tuning) or lora")
     argv = [sys.executable, str(TRAINER), "--manifest-dir", str(manifest_dir),
             "--exp-dir", str(ws.path(o.exp_dir, "experiment folder")), "--model-name", o.model_name,
             "--init-checkpoint", init, "--base-lr", str(o.base_lr), "--max-steps", str(int(o.max_steps)),
             "--num-epochs", str(int(o.num_epochs)), "--max-duration", str(o.max_duration),
             "--early-stop-patience", str(int(o.early_stop_patience)),
-            "--valid-interval", str(int(o.valid_interval)), "--codec-weights", codec]
+            "--valid-interval", str(int(o.valid_interval)), "--codec-weights", codec, "--adapter", o.adapter]
+    if o.adapter == "lora":
+        argv += ["--lora-rank", str(int(o.lora_rank))]
     argv += extra_flags(o.extra)
     if resume:
         argv += ["--resume", "true"]

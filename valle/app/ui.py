@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from valle.app import prepare, synthesis, training
+from valle.app import compare, prepare, synthesis, training
 from valle.app.workspace import Workspace
 from valle.errors import UserError
 
@@ -54,8 +54,10 @@ class App:
     """The state shared by every browser session: the workspace, training jobs, the loaded model."""
 
     def __init__(self, ws: Workspace, device: str = "auto"):
+        from valle.audio import resolve_device
+
         self.ws = ws
-        self.device = device
+        self.device = resolve_device(device)  # auto -> cuda when a GPU is visible, else cpu
         self.jobs = training.Jobs()
         self.synth = synthesis.Synthesis(ws, device)
         self.last_exp_dir: str | None = None  # the folder of the last job started here: a reloaded page shows it
@@ -63,7 +65,7 @@ class App:
 
     def for_page(self, path: Path) -> str:
         """A copy in the app's temporary folder: Gradio serves from there, never from the workspace."""
-        copy = self.out_dir / Path(path).name
+        copy = Path(tempfile.mkdtemp(dir=self.out_dir)) / Path(path).name  # a folder each: names may repeat
         shutil.copyfile(path, copy)
         return str(copy)
 
@@ -123,20 +125,35 @@ class App:
         message = self.synth.save_preset(synthesis.SynthOptions(*values), name)
         return message, gr.update(choices=self.ws.find(PRESET_PATTERNS))
 
+    # ---- Compare ---------------------------------------------------------------------------------
+
+    def compare(self, checkpoints, data_dir, output, num_utterances, prompt, seed, max_frames, codec, speaker_model,
+                progress=gr.Progress(track_tqdm=True)):
+        opts = compare.CompareOptions(list(checkpoints or []), data_dir, output, int(num_utterances), prompt or "",
+                                      int(seed), int(max_frames), codec, speaker_model)
+        r = compare.run_compare(self.ws, opts, self.device)
+        grid = [(utt, text, [(name, self.for_page(wav)) for name, wav in systems]) for utt, text, systems in r.grid]
+        return r.message, r.summary, self.for_page(r.chart), [self.for_page(p) for p in r.files], grid
+
     def checkpoints(self):
-        return gr.update(choices=["vallex"] + self.ws.find(CHECKPOINT_PATTERNS))
+        """Fresh choices for the checkpoint and adapter pickers."""
+        found = self.ws.find(CHECKPOINT_PATTERNS)
+        return gr.update(choices=["vallex"] + found), gr.update(choices=found)
 
     def on_load(self):
         """A (re)loaded page: fresh file lists, and the options of the last run started here (so that
         the page shows that run, and Resume continues it with the same options)."""
         ckpts = ["vallex"] + self.ws.find(CHECKPOINT_PATTERNS)
-        lists = (gr.update(choices=ckpts), gr.update(choices=self.ws.find(PRESET_PATTERNS)))
+        presets = self.ws.find(PRESET_PATTERNS)
+        lists = (gr.update(choices=ckpts), gr.update(choices=ckpts[1:]), gr.update(choices=presets),
+                 gr.update(choices=ckpts), gr.update(choices=["same-speaker"] + presets))
         saved = None
         if self.last_exp_dir:
             saved = training.saved_options(self.ws.path(self.last_exp_dir, "experiment folder"))
         init_choices = ["auto", "vallex", "none"] + ckpts[1:]
         if saved is None:
-            return lists + (gr.skip(),) * 3 + (gr.update(choices=init_choices),) + (gr.skip(),) * 8
+            rest = len(dataclasses.fields(training.TrainOptions)) - 4
+            return lists + (gr.skip(),) * 3 + (gr.update(choices=init_choices),) + (gr.skip(),) * rest
         values = dataclasses.astuple(saved)
         return lists + values[:3] + (gr.update(choices=init_choices, value=values[3]),) + values[4:]
 
@@ -150,7 +167,10 @@ def build(app: App) -> gr.Blocks:
             train = _train_tab(app)
         with gr.Tab("Synthesize", id="synthesize"):
             synth = _synth_tab(app)
-        page.load(app.on_load, None, [synth["checkpoint"], synth["preset"], *train["options"]])
+        with gr.Tab("Compare", id="compare"):
+            comp = _compare_tab(app)
+        page.load(app.on_load, None, [synth["checkpoint"], synth["adapters"], synth["preset"], comp["checkpoints"],
+                                      comp["prompt"], *train["options"]])
         page.load(guarded(app.reports, outputs=4), [data["data_dir"]], data["report_outputs"])
     return page
 
@@ -169,7 +189,7 @@ def _data_tab(app: App) -> dict:
         with gr.Column():
             data_dir = gr.Textbox("data", label="Data folder (written)", elem_id="data-dir")
             language = gr.Dropdown(["en", "zh", "ja"], value="en", label="Language of the transcripts")
-            tokenizer = gr.Radio(["vallex", "espeak"], value="vallex",
+            tokenizer = gr.Radio(["vallex", "espeak"], value="vallex", elem_id="data-tokenizer",
                                  label="Text tokenizer (vallex: fine-tune the released model; espeak: from scratch)")
             codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
                                 label="Encodec weights (pretrained, a file, or random: demo only, noise)",
@@ -216,6 +236,8 @@ def _train_tab(app: App) -> dict:
                             label="Encodec for the validation audio sample (none: no sample)", elem_id="train-codec")
         extra = gr.Textbox(label="More trainer flags", placeholder="--d-model 64 --nhead 4 --num-layers 2",
                            elem_id="train-extra")
+        adapter = gr.Radio(["none", "lora"], value="none", label="Adapter (lora: small data, the base stays frozen)")
+        lora_rank = gr.Number(8, label="LoRA rank", precision=0)
         overwrite = gr.Checkbox(False, label="Start over (delete the earlier run in this folder)")
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -231,7 +253,7 @@ def _train_tab(app: App) -> dict:
         sample = gr.Audio(label="Validation sample (latest)", type="filepath", interactive=False)
     seen = gr.State(None)
     options = [data_dir, exp_dir, model_name, init, base_lr, max_steps, num_epochs, max_duration, patience,
-               valid_interval, codec, extra]
+               valid_interval, codec, adapter, lora_rank, extra]
     start.click(guarded(lambda ow, *v: app.start(False, ow, *v)), [overwrite, *options], status)
     resume.click(guarded(lambda *v: app.start(True, False, *v)), options, status)
     stop.click(guarded(app.stop), exp_dir, status)
@@ -246,7 +268,9 @@ def _synth_tab(app: App) -> dict:
             with gr.Row():
                 checkpoint = gr.Dropdown(["vallex"], value="vallex", allow_custom_value=True, scale=4,
                                          label="Checkpoint (vallex = the released model)", elem_id="synth-ckpt")
-                refresh = gr.Button("Refresh list", scale=1, size="sm")
+                refresh = gr.Button("Refresh lists", scale=1, size="sm")
+            adapters = gr.Dropdown([], multiselect=True, allow_custom_value=True, elem_id="synth-adapters",
+                                   label="LoRA adapters of that checkpoint (optional; one per half)")
             text = gr.Textbox(label="Text", lines=3, elem_id="synth-text")
             language = gr.Dropdown(["en", "zh", "ja", "mix"], value="en", label="Language")
             prompt = gr.Radio(["none", "preset", "recording"], value="none", label="Voice prompt",
@@ -279,8 +303,50 @@ def _synth_tab(app: App) -> dict:
     prompt.change(lambda choice: [gr.update(visible=choice == "preset")] + [gr.update(visible=choice == "recording")] * 3,
                   prompt, [preset, *recording])
     options = [checkpoint, text, language, prompt, preset, prompt_audio, prompt_text, prompt_language, top_k, top_p,
-               temperature, seed, max_frames, codec]
+               temperature, seed, max_frames, codec, adapters]
     run.click(guarded(app.synthesize, outputs=3), options, [status, audio, files])
     save.click(guarded(app.save_preset, outputs=2), [preset_name, *options], [status, preset])
-    refresh.click(guarded(app.checkpoints), None, checkpoint)
-    return {"checkpoint": checkpoint, "preset": preset}
+    refresh.click(app.checkpoints, None, [checkpoint, adapters])
+    return {"checkpoint": checkpoint, "adapters": adapters, "preset": preset}
+
+
+def _compare_tab(app: App) -> dict:
+    gr.Markdown("The same test sentences from several checkpoints, with the same prompts and seeds, scored the way "
+                "`bin/evaluate.py` scores them (failure flags, speaker similarity, MCD; no ASR here).")
+    with gr.Row():
+        checkpoints = gr.Dropdown(["vallex"], multiselect=True, allow_custom_value=True, scale=3,
+                                  label="Checkpoints to compare", elem_id="compare-ckpts")
+        data_dir = gr.Textbox("data", label="Data folder (its test sentences, else dev)")
+        output = gr.Textbox("eval", label="Report folder (written)")
+    with gr.Row():
+        num_utterances = gr.Number(4, label="Sentences", precision=0)
+        prompt = gr.Dropdown(["same-speaker"], value="same-speaker", allow_custom_value=True,
+                             label="Prompt (same-speaker: another utterance of that speaker; or a preset)")
+        seed = gr.Number(0, label="Seed", precision=0)
+        max_frames = gr.Number(0, label="Max frames (0: the model's limit)", precision=0, elem_id="compare-max-frames")
+        codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
+                            label="Encodec weights", elem_id="compare-codec")
+        speaker_model = gr.Radio(["resemblyzer", "none"], value="resemblyzer", label="Speaker similarity",
+                                 elem_id="compare-speaker")
+    run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+    status = gr.Markdown(elem_id="compare-status")
+    summary = gr.Dataframe(headers=compare.SUMMARY_HEADERS, label="Summary (means)", interactive=False)
+    with gr.Row():
+        chart = gr.Image(label="Metrics", type="filepath", interactive=False)
+        files = gr.File(label="Report (open report.html to listen with the scores)", file_count="multiple",
+                        interactive=False)
+    grid = gr.State([])
+    run.click(guarded(app.compare, outputs=5),
+              [checkpoints, data_dir, output, num_utterances, prompt, seed, max_frames, codec, speaker_model],
+              [status, summary, chart, files, grid])
+
+    with gr.Column(elem_id="compare-grid"):
+        @gr.render(inputs=grid)
+        def side_by_side(items):
+            for utterance, text, systems in items:
+                gr.Markdown(f"**{utterance}**: {text}")
+                with gr.Row():
+                    for name, wav in systems:
+                        gr.Audio(wav, label=name, type="filepath", interactive=False)
+
+    return {"checkpoints": checkpoints, "prompt": prompt}

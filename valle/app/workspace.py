@@ -33,8 +33,12 @@ class Workspace:
         return resolved
 
     def relative(self, path: Path) -> str:
-        """How a path inside the workspace is shown in the page."""
-        return str(Path(path).resolve().relative_to(self.root))
+        """How a path is shown in the page: relative to the workspace when inside it (a symlinked folder in the
+        workspace counts as inside), else in full."""
+        for candidate in (Path(path).absolute(), Path(path).resolve()):
+            if candidate.is_relative_to(self.root):
+                return str(candidate.relative_to(self.root))
+        return str(path)
 
     def find(self, patterns: tuple[str, ...], limit: int = 200) -> list[str]:
         """Workspace-relative paths of files matching any glob pattern (newest first), hidden folders skipped."""
