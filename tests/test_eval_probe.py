@@ -73,7 +73,8 @@ def test_best_eval_keeps_the_weights_with_the_best_unflagged_score(mini_data, ti
         return [(torch.zeros(1, 8), 0.1 * torch.randn(item.wave.numel()), True) for item in items]
 
     monkeypatch.setattr(probe, "synthesize_items", stand_in)
-    trainer = Trainer(config(mini_data, tmp_path / "exp", tiny_init, max_steps=2, valid_interval=1, eval_interval=1), {})
+    cfg = config(mini_data, tmp_path / "exp", tiny_init, max_steps=2, valid_interval=1, eval_interval=1)
+    trainer = Trainer(cfg, {})
     start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     assert len(calls) == 3  # steps 0, 1, 2

@@ -95,8 +95,8 @@ class Scorer:
         gt_seconds = item.wave.numel() / SAMPLE_RATE
         d = detect(wave, SAMPLE_RATE, expected_seconds=None if real else gt_seconds, stopped_at_eos=stopped_at_eos,
                    thresholds=self.thresholds)
-        row = {"system": system, "utterance": item.id, "speaker": item.speaker,
-               "prompt": item.prompt_cut.id if item.prompt_cut is not None else ("preset" if item.prompt_wave is not None else ""),
+        prompt = item.prompt_cut.id if item.prompt_cut is not None else "preset" if item.prompt_wave is not None else ""
+        row = {"system": system, "utterance": item.id, "speaker": item.speaker, "prompt": prompt,
                "language": item.language, "text": item.text, "seconds": d.seconds, "gt_seconds": gt_seconds,
                "duration_ratio": d.duration_ratio, "rate_ratio": d.seconds / item.expected_rate_seconds,
                "stopped_at_eos": d.stopped_at_eos, "sim_target": math.nan, "sim_prompt": math.nan,
@@ -110,7 +110,8 @@ class Scorer:
             if not real:
                 row["sim_target"] = self.speaker.similarity(own, self._embedding(item, "target"))
         if self.transcriber is not None:
-            row["transcript"] = self.transcriber.transcribe(wave, SAMPLE_RATE, item.language, key) if wave.numel() else ""
+            heard = self.transcriber.transcribe(wave, SAMPLE_RATE, item.language, key) if wave.numel() else ""
+            row["transcript"] = heard
             row["errors"], row["ref_units"] = error_counts(item.text, row["transcript"], item.language)
             row["error_rate"] = row["errors"] / row["ref_units"]
         if self.distances and not real and wave.numel() > 0.1 * SAMPLE_RATE:
@@ -132,11 +133,12 @@ def checkpoint_label(spec: str, taken: set[str]) -> str:
     return label
 
 
-def frame_limit(model, prompt_ids: list[int], text_ids: list[int], langs: list[str], max_frames: int | None) -> int:
-    """The AR's frame limit for one request, as `VALLE.generate_ar` sets it."""
+def frame_limit(model, num_text_ids: int, max_frames: int | None) -> int:
+    """The AR's frame limit for one request of `num_text_ids` (prompt + target), as `VALLE.generate_ar` sets it."""
     if max_frames is not None:
         return max_frames
-    return FRAMES_PER_TEXT_TOKEN * len(model.config.frame_text(prompt_ids + text_ids, [langs[0]] * len(prompt_ids) + langs)[0])
+    framed, _ = model.config.frame_text([0] * num_text_ids, ["en"] * num_text_ids)  # + BOS/EOS when the model has them
+    return FRAMES_PER_TEXT_TOKEN * len(framed)
 
 
 def synthesize_items(synth, items: list[Item], preset, sampling: Sampling, seed: int, batch_size: int,
@@ -160,8 +162,7 @@ def synthesize_items(synth, items: list[Item], preset, sampling: Sampling, seed:
         if prompt is not None:
             check_prompt(prompt, synth.model, where=f"prompt for {item.id}")
         requests.append(Request(list(tok.ids), list(tok.languages), prompt))
-        limits.append(frame_limit(synth.model, prompt.text_ids if prompt else [], list(tok.ids), list(tok.languages),
-                                  max_frames))
+        limits.append(frame_limit(synth.model, len(prompt.text_ids if prompt else []) + len(tok.ids), max_frames))
     out = []
     batches = range(0, len(requests), batch_size)
     for b, start in enumerate(tqdm(batches, desc=f"synthesize {label}", unit="batch", leave=False)):
@@ -265,7 +266,8 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
                                     device=device, nhead=nhead)
     report = {
         "cuts": str(cuts_path), "num_utterances": len(items), "seed": seed,
-        "prompt": f"preset {preset_path}" if preset_path else "same-speaker (another utterance of the target's speaker)",
+        "prompt": f"preset {preset_path}" if preset_path else
+                  "same-speaker (another utterance of the target's speaker)",
         "sampling": {"top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
                      "max_frames": max_frames},
         "codec_weights": codec_weights,

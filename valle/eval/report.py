@@ -56,8 +56,8 @@ def corpus_rate_ci(errors, units, seed: int = 0, resamples: int = 1000) -> dict 
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(n), size=(resamples, len(n)))  # (R, N)
     boot = e[picks].sum(1) / np.maximum(n[picks].sum(1), 1)
-    return {"mean": float(e.sum() / n.sum()), "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-            "n": int(len(n))}
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"mean": float(e.sum() / n.sum()), "ci95": [float(low), float(high)], "n": int(len(n))}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -114,8 +114,8 @@ def plot_metrics(report: dict, path: Path) -> Path:
         if np.nanmin(np.asarray(means, dtype=float), initial=0.0) >= 0:
             ax.set_ylim(bottom=0)
         title, better = METRICS[metric]
-        ax.set_title(f"{title}\n({'higher' if better == 'high' else 'lower' if better == 'low' else 'near 1'} is better)",
-                     fontsize=9)
+        hint = {"high": "higher", "low": "lower", "one": "near 1"}[better]
+        ax.set_title(f"{title}\n({hint} is better)", fontsize=9)
     ax = axes[0][-1]
     ax.bar(range(len(names)), [s["flagged"] / max(s["utterances"], 1) for s in systems], color=colors[: len(names)])
     ax.set_title("flagged share\n(lower is better)", fontsize=9)
@@ -158,7 +158,8 @@ def _cell(summary: dict | None) -> str:
 
 
 def _flags(text: str) -> str:
-    return "".join(f'<span class="flag">{html.escape(f)}</span>' for f in text.split(",") if f) or '<span class="ok">ok</span>'
+    badges = "".join(f'<span class="flag">{html.escape(f)}</span>' for f in text.split(",") if f)
+    return badges or '<span class="ok">ok</span>'
 
 
 def _summary_table(report: dict) -> str:
