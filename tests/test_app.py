@@ -88,6 +88,7 @@ def test_uploads_become_a_corpus_folder_or_a_metadata_file(ws, tmp_path, write_a
 # ---------------------------------------------------------------------------------------------- data
 
 
+@pytest.mark.slow  # the mini corpus
 def test_stage_markers_are_the_recipes(mini_data):
     """The page writes and reads the same .<stage>.done signatures as egs/shared/prepare_stages.sh."""
     data_dir = mini_data.parent
@@ -184,6 +185,8 @@ def test_a_running_job_is_found_from_its_folder_and_stopped(ws):
             jobs.start(ws, training.TrainOptions(exp_dir="exp/ar"))
         assert "SIGINT to pid" in jobs.stop(exp_dir)
         assert proc.wait(30) != 0  # KeyboardInterrupt
+        jobs.started[exp_dir] = proc  # as if the page had started it
+        assert jobs.state(exp_dir) == "stopped (Resume continues from last.pt, the last step saved)"
     finally:
         proc.kill()
         proc.wait()
@@ -245,6 +248,7 @@ def tiny_ws(ws):
     return ws
 
 
+@pytest.mark.slow  # the vallex g2p loads
 def test_synthesize_with_a_preset_and_save_a_recording_as_preset(tiny_ws, tmp_path, write_audio, single_thread,
                                                                    random_codec):
     synth = synthesis.Synthesis(tiny_ws, device="cpu")
@@ -287,6 +291,7 @@ def test_synthesis_errors_name_the_field(tiny_ws):
         synth.save_preset(synthesis.SynthOptions("tiny.pt", "Hi."), "v")
 
 
+@pytest.mark.slow  # the mini corpus
 def test_compare_two_checkpoints_on_the_same_sentences(mini_data, tiny_ws, single_thread):
     from valle.app.compare import SUMMARY_HEADERS, CompareOptions, run_compare
 
@@ -317,6 +322,7 @@ def test_compare_two_checkpoints_on_the_same_sentences(mini_data, tiny_ws, singl
 # ------------------------------------------------------------------------------------ page and CLI
 
 
+@pytest.mark.slow  # importing gradio
 def test_handlers_show_errors_as_one_line():
     pytest.importorskip("gradio")
     from valle.app.ui import guarded

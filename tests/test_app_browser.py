@@ -180,6 +180,7 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
     type_into(browser, "train-steps", "6")
     type_into(browser, "train-valid", "2")
     type_into(browser, "train-batch", "30")
+    type_into(browser, "train-codec", "random", enter=True)  # an audio sample at each validation
     type_into(browser, "train-extra", TINY_MODEL)
     click(browser, "train-start")
     wait_for(browser, "the start", lambda: "started training" in text_of(browser, "train-status"), 30)
@@ -195,6 +196,8 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
     wait_for(browser, "the loss curve", lambda: browser.find_elements(By.CSS_SELECTOR, "#train-loss canvas, "
                                                                                          "#train-loss svg"), 30)
     assert "validation at step 6" in browser.find_element(By.CSS_SELECTOR, "#train-log textarea").get_attribute("value")
+    wait_for(browser, "the validation sample", lambda: "step6.wav" in (browser.execute_script(
+        "const a = document.querySelector('#train-sample a[download]'); return a ? a.download : ''") or ""), 30)
     browser.save_screenshot(str(shots / "app-train.png"))
 
     # Synthesize: an empty text is refused in words; then a wav and its codes

@@ -160,16 +160,16 @@ def read_reports(ws: Workspace, data_dir: Path) -> PrepareResult:
     from valle.data.corpus import format_summary, read_rejections
 
     def shown(path: str) -> str:  # workspace-relative where possible: shorter, and no home folder in screenshots
-        p = Path(path)
-        return ws.relative(p) if p.is_absolute() and p.resolve().is_relative_to(ws.root) else path
+        return ws.relative(Path(path)) if Path(path).is_absolute() else path
 
     summary_file = data_dir / "summary.json"
     if not summary_file.is_file():
         return PrepareResult("", [], [], [])
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    rejected = [(shown(p), r) for p, r in read_rejections(data_dir)]
+    rejections = read_rejections(data_dir)
+    rejected = [(shown(p), r) for p, r in rejections]
     conv_file = data_dir / "conversions.tsv"
     conversions = [tuple(line.split("\t", 1)) for line in conv_file.read_text(encoding="utf-8").splitlines()
                    if "\t" in line] if conv_file.is_file() else []
-    text = format_summary(summary, read_rejections(data_dir), Path(ws.relative(data_dir)))
+    text = format_summary(summary, rejections, Path(ws.relative(data_dir)))
     return PrepareResult(text, rejected, [(shown(p), d) for p, d in conversions], [])

@@ -169,13 +169,17 @@ class Jobs:
         return f"stop requested (SIGINT to pid {pid}); resume continues from last.pt"
 
     def state(self, exp_dir: Path) -> str:
-        """running | exited with code N | not running."""
+        """running | finished | stopped | failed | not running."""
         if self.is_running(exp_dir):
             return "running"
         proc = self.started.get(exp_dir)
-        if proc is not None:
-            return "finished" if proc.returncode == 0 else f"exited with code {proc.returncode}"
-        return "not running"
+        if proc is None:
+            return "not running"
+        if proc.returncode == 0:
+            return "finished"
+        if proc.returncode in (130, -signal.SIGINT, -signal.SIGTERM):
+            return "stopped (Resume continues from last.pt, the last step saved)"
+        return f"failed (exit code {proc.returncode}): the log below says why"
 
 
 # ------------------------------------------------------------------------------------- what it shows

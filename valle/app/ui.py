@@ -250,7 +250,7 @@ def _train_tab(app: App) -> dict:
         acc = gr.LinePlot(x="step", y="top10_acc", color="split", title="top-10 accuracy", height=260)
     with gr.Row():
         tail = gr.Textbox(label="Log (last lines)", lines=12, max_lines=24, interactive=False, elem_id="train-log")
-        sample = gr.Audio(label="Validation sample (latest)", type="filepath", interactive=False)
+        sample = gr.Audio(label="Validation sample (latest)", type="filepath", interactive=False, elem_id="train-sample")
     seen = gr.State(None)
     options = [data_dir, exp_dir, model_name, init, base_lr, max_steps, num_epochs, max_duration, patience,
                valid_interval, codec, adapter, lora_rank, extra]
