@@ -13,10 +13,13 @@ if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3
   fi
 fi
-if ! "$PYTHON" -c "import valle, torch, lhotse" >/dev/null 2>&1; then
-  echo "error: the toolkit's Python environment is missing ($PYTHON cannot import valle, torch and lhotse): run \`make setup\` in $VALLE_ROOT, or set PYTHON to an environment where \`pip install -e $VALLE_ROOT\` was run" >&2
+# find_spec checks that the packages are installed without importing torch (which takes seconds)
+_env_bin=$("$PYTHON" -c 'import importlib.util as u, os, sys
+sys.exit(1) if not all(u.find_spec(m) for m in ("valle", "torch", "lhotse")) else print(os.path.dirname(sys.executable))' \
+  2>/dev/null) || {
+  echo "error: the toolkit's Python environment is missing ($PYTHON cannot find valle, torch and lhotse): run \`make setup\` in $VALLE_ROOT, or set PYTHON to an environment where \`pip install -e $VALLE_ROOT\` was run" >&2
   exit 2
-fi
-VALLE_ENV_BIN="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")"  # tensorboard, torchrun
+}
+VALLE_ENV_BIN=$_env_bin  # the environment's bin/: tensorboard, torchrun
 PATH="$VALLE_ENV_BIN:$PATH"
 export PYTHON VALLE_ROOT VALLE_BIN VALLE_ENV_BIN PATH
