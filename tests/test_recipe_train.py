@@ -55,3 +55,16 @@ def test_heads_must_divide_the_width():
     with pytest.raises(UserError, match=r"--nhead 5 does not divide the model width 1024 .*use one of \[1, 2, 4, 8, 16, 32\]"):
         ModelConfig(nhead=5)
     assert ModelConfig(d_model=64, nhead=4).nhead == 4
+
+
+@pytest.mark.parametrize("script", ["custom/train.sh", "custom/prepare.sh", "mini/run.sh"])
+def test_a_missing_environment_is_one_line_naming_make_setup(tmp_path, script):
+    bare = tmp_path / "python"  # a Python without site-packages: no torch, no toolkit
+    bare.write_text("#!/bin/sh\nexec python3 -S \"$@\"\n")
+    bare.chmod(0o755)
+    env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHON": str(bare)}
+    proc = subprocess.run([str(REPO / "egs" / script), "--corpus", str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "make setup" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
