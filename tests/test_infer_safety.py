@@ -92,6 +92,7 @@ def test_split_text_packs_sentences_under_the_limit():
         split_text("[EN]" + "Hello there. " * 60 + "[EN]", "mix", tok, max_tokens=MAX_TEXT_TOKENS)
 
 
+@pytest.mark.slow
 def test_long_text_is_generated_in_pieces_into_one_file(tmp_path):
     text = " ".join(f"This is sentence {i}, spoken by the model in its own voice." for i in range(30))
     out = tmp_path / "long.wav"
