@@ -105,7 +105,7 @@ class Scorer:
                "silence_ratio": d.silence_ratio, "flatness": d.flatness, "modulation_db": d.modulation_db,
                "flags": ",".join(d.flags), "wav": key}
         if self.speaker is not None:
-            own = self.speaker.embed(wave, SAMPLE_RATE)
+            own = self._embedding(item, "target") if real else self.speaker.embed(wave, SAMPLE_RATE)
             row["sim_prompt"] = self.speaker.similarity(own, self._embedding(item, "prompt"))
             if not real:
                 row["sim_target"] = self.speaker.similarity(own, self._embedding(item, "target"))
