@@ -162,11 +162,11 @@ def test_trainer_command_line(ws):
 
 
 def _fake_trainer(exp_dir: Path) -> subprocess.Popen:
-    """A process whose command line says trainer, holding exp_dir's lock the way the trainer does."""
+    """A process whose command line names trainer.py, holding exp_dir's lock the way the trainer does."""
     code = ("import sys, time; from valle.locks import folder_lock\n"
             "with folder_lock(sys.argv[1], 'training'):\n"
             "    print('locked', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(exp_dir), "trainer"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code, str(exp_dir), "bin/trainer.py"], stdout=subprocess.PIPE,
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout.readline() == b"locked\n"
     return proc
@@ -194,7 +194,49 @@ def test_a_running_job_is_found_from_its_folder_and_stopped(ws):
     with pytest.raises(UserError, match="no training is running in ar"):
         jobs.stop(exp_dir)
     (exp_dir / ".lock").write_text(f"pid {os.getpid()} on {socket.gethostname()} since now: pytest\n")
-    assert training.running_pid(exp_dir) is None  # alive, but not a trainer
+    assert training.running_pid(exp_dir) is None  # alive, but not a trainer (even if run as pytest test_trainer.py)
+
+
+def _wait(condition, what: str, timeout: float = 240.0):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.mark.slow  # two trainer start-ups
+def test_stop_is_clean_and_resume_continues(ws, write_audio, single_thread):
+    """Stop = SIGINT: the trainer finishes its step and writes last.pt; Resume continues from that step."""
+    corpus = ws.root / "corpus" / "spk"
+    for i, text in enumerate(["Hello there.", "Good morning.", "See you soon.", "Thank you."]):
+        write_audio(corpus / f"u{i}.wav", seconds=1.0)
+        (corpus / f"u{i}.txt").write_text(text)
+    prepare.run_prepare(ws, prepare.PrepareOptions("corpus", tokenizer="espeak", codec_weights="random", device="cpu"))
+    exp_dir = ws.root / "exp" / "ar"
+    jobs = training.Jobs()
+    opts = training.TrainOptions(exp_dir="exp/ar", init_checkpoint="none", max_steps=1000, max_duration=30,
+                                 extra="--d-model 32 --nhead 2 --num-layers 1 --num-workers 0 --log-interval 1 "
+                                       "--device cpu --num-buckets 2")
+    jobs.start(ws, opts)
+    _wait(lambda: len([r for r in training.read_metrics(exp_dir) if r["split"] == "train"]) >= 2, "two steps")
+    assert jobs.state(exp_dir) == "running"
+    jobs.stop(exp_dir)
+    _wait(lambda: jobs.state(exp_dir) != "running", "the stop", 120)
+    assert jobs.state(exp_dir) == "stopped (Resume continues from last.pt, the last step saved)"
+    from valle.models.checkpoint import load_checkpoint
+
+    stopped_at = load_checkpoint(exp_dir / "last.pt").train_state["progress"]["step"]
+    steps = [r["step"] for r in training.read_metrics(exp_dir) if r["split"] == "train"]
+    assert stopped_at == steps[-1] >= 2 and stopped_at < 1000
+    assert "SIGINT: stopping after this step" in training.log_tail(exp_dir, 50)
+
+    opts.max_steps = stopped_at + 2
+    jobs.start(ws, opts, resume=True)
+    _wait(lambda: jobs.state(exp_dir) != "running", "the resumed run")
+    assert jobs.state(exp_dir) == "finished", training.log_tail(exp_dir)
+    steps = [r["step"] for r in training.read_metrics(exp_dir) if r["split"] == "train"]
+    assert steps == list(range(1, stopped_at + 3))  # each step logged once, continuing where it stopped
 
 
 def test_train_tab_views(tmp_path):

@@ -124,7 +124,8 @@ def running_pid(exp_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    if b"trainer" not in cmdline or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+    is_trainer = any(Path(os.fsdecode(arg)).name == TRAINER.name for arg in cmdline.split(b"\0"))
+    if not is_trainer or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
         return None  # the pid now belongs to another program, or the trainer exited and awaits its parent
     return pid
 

@@ -9,6 +9,8 @@ import logging
 import math
 import random
 import re
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -291,6 +293,8 @@ class Trainer:
 
     def fit(self) -> Progress:
         t, p = self.cfg.train, self.progress
+        self._stop_signal = None
+        restore = self._catch_stop_signals()
         try:
             if p.step == 0:
                 self._validate()  # the starting point: how the initial checkpoint does on this dev set
@@ -309,6 +313,8 @@ class Trainer:
             self._log_final_checksum()
             if self.dist.is_main:
                 log.info("%s now holds %s", self.exp_dir, run_folder.folder_size(self.exp_dir))
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt  # stopped, not finished: exit code 130 (last.pt is written)
         except Exception as e:
             if is_disk_full(e):  # a checkpoint, a log line or tensorboard: earlier checkpoints stay intact
                 raise disk_full_error(getattr(e, "filename", None) or self.exp_dir, "training outputs",
@@ -320,10 +326,32 @@ class Trainer:
                     self.writer.close()
             cleanup_distributed()
             self._held.close()
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
         return p
+
+    def _catch_stop_signals(self) -> dict:
+        """One process (the CLI, the web app's Stop): SIGINT/SIGTERM finish the current step, validate and write
+        last.pt, so that --resume true continues from there; a second signal stops at once. DDP ranks could
+        disagree on the step, so there the signals keep their default. Returns the handlers to restore."""
+        if self.dist.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request(signum, frame):
+            self._stop_signal = signum
+            signal.signal(signum, previous[signum])
+            log.info("%s: stopping after this step (last.pt is written; --resume true continues)",
+                     signal.Signals(signum).name)
+
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            signal.signal(signum, request)
+        return previous
 
     def _should_stop(self) -> bool:
         t, p = self.cfg.train, self.progress
+        if self._stop_signal is not None:
+            return True
         if t.max_steps and p.step >= t.max_steps:
             return True
         if t.early_stop_patience and p.validations_without_improvement >= t.early_stop_patience:
@@ -353,7 +381,7 @@ class Trainer:
                 self._save(self.exp_dir / "last.pt")
                 self._prune("checkpoint")
         bar.close()
-        if p.step == steps_before and p.batches_in_epoch == 0:
+        if p.step == steps_before and p.batches_in_epoch == 0 and self._stop_signal is None:
             hours = sum(c.duration for c in self.train_cuts) / 3600
             raise UserError(f"epoch {p.epoch} produced no training batch: the train set ({hours:.3f} h) is "
                             "smaller than one batch; lower --max-duration or pass --drop-last false")
