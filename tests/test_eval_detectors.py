@@ -93,6 +93,8 @@ def test_runaway_and_too_short(speech):
     assert "too_short" in detect(short, SR, expected_seconds=seconds, stopped_at_eos=True).flags
     assert "too_short" in detect(short, SR).flags  # shorter than min_seconds, even with nothing expected
     assert detect(wave, SR, expected_seconds=seconds * 3, stopped_at_eos=True).flags == ["too_short"]
+    for samples in (320, 100, 0):  # one codec frame, less, nothing: the AR stopped at once
+        assert "too_short" in detect(wave[:samples], SR, expected_seconds=seconds, stopped_at_eos=True).flags
 
 
 def test_thresholds_are_configurable(speech):

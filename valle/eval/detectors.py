@@ -56,6 +56,7 @@ class Detection:
 
 
 _FRAME_S, _HOP_S = 0.025, 0.010
+_N_FFT = 1024
 
 
 def _frames(wave: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -82,7 +83,7 @@ def spectral_flatness(frames: np.ndarray, sample_rate: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _mel(sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, win_length=int(_FRAME_S * sample_rate),
+    return torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=_N_FFT, win_length=int(_FRAME_S * sample_rate),
                                                 hop_length=int(_HOP_S * sample_rate), n_mels=40,
                                                 f_max=min(8000.0, sample_rate / 2))
 
@@ -90,6 +91,7 @@ def _mel(sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
 def level_modulation(wave: np.ndarray, sample_rate: int) -> float:
     """Std (dB) of the 40-band mel energy per 10 ms frame, floored 50 dB below the loud frames: speech is
     bursty (syllables and pauses), a stationary signal is not."""
+    wave = np.pad(wave, (0, max(0, _N_FFT - len(wave))))  # the STFT's reflect padding needs n_fft samples
     energy = _mel(sample_rate)(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))).sum(0).numpy()  # (N,)
     level = _db(energy)
     return float(np.maximum(level, np.percentile(level, 95) - 50).std())
