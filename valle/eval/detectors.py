@@ -91,7 +91,8 @@ def _mel(sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
 def level_modulation(wave: np.ndarray, sample_rate: int) -> float:
     """Std (dB) of the 40-band mel energy per 10 ms frame, floored 50 dB below the loud frames: speech is
     bursty (syllables and pauses), a stationary signal is not."""
-    wave = np.pad(wave, (0, max(0, _N_FFT - len(wave))))  # the STFT's reflect padding needs n_fft samples
+    if len(wave) < _N_FFT:  # the STFT's reflect padding needs n_fft samples: analyse a short output as a loop
+        wave = np.resize(wave, _N_FFT)
     energy = _mel(sample_rate)(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))).sum(0).numpy()  # (N,)
     level = _db(energy)
     return float(np.maximum(level, np.percentile(level, 95) - 50).std())
