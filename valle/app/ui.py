@@ -1,4 +1,4 @@
-"""The page: Data, Train and Synthesize tabs over valle.app.prepare / training / synthesis.
+"""The page: Data, Train, Synthesize and Compare tabs over valle.app.prepare / training / synthesis / compare.
 
 Every handler returns its outcome in the tab's status line; a mistake (UserError) is shown there as one
 readable line, anything unexpected as its type and message (the traceback goes to the app's terminal only).
@@ -105,12 +105,13 @@ class App:
         records = training.read_metrics(folder)
         state = self.jobs.state(folder)
         console = folder / training.CONSOLE
-        key = (str(folder), len(records), state, console.stat().st_size if console.is_file() else 0)
+        events = sum(f.stat().st_size for f in folder.glob("tensorboard/events.*"))  # grows when tensorboard flushes
+        key = (str(folder), len(records), state, console.stat().st_size if console.is_file() else 0, events)
         if key == seen:
             return (key,) + (gr.skip(),) * 5
         data = training.curves(records)
-        sample = None
-        if any(r["split"] == "valid" for r in records):
+        sample = gr.skip()  # tensorboard is read again only when its files grew
+        if seen is None or seen[0] != key[0] or seen[4] != events:
             sample = training.valid_sample(folder, self.out_dir)
         return (key, training.summary(folder, records, state), data, data, training.log_tail(folder, 12),
                 sample)
