@@ -163,7 +163,9 @@ def test_trainer_command_line(ws):
 
 def _fake_trainer(exp_dir: Path) -> subprocess.Popen:
     """A process whose command line names trainer.py, holding exp_dir's lock the way the trainer does."""
-    code = ("import sys, time; from valle.locks import folder_lock\n"
+    # SIGINT as the real trainer handles it, even when the test runs as a background job (SIGINT ignored there)
+    code = ("import signal, sys, time; from valle.locks import folder_lock\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "with folder_lock(sys.argv[1], 'training'):\n"
             "    print('locked', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(exp_dir), "bin/trainer.py"], stdout=subprocess.PIPE,
