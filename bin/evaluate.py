@@ -9,16 +9,13 @@ recording are scored the same way (speaker similarity, WER/CER, MCD, failure fla
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from valle.cli import UserError, run_main  # noqa: E402
+from valle.cli import ArgumentParser, UserError, add_sampling_arguments, check_sampling, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", nargs="+", required=True,
                    help="one or more checkpoint files, or 'vallex' (the released one); all are compared")
     p.add_argument("--cuts", default=None,
@@ -34,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
     p.add_argument("--codec-weights", default="pretrained",
                    help="Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file [pretrained]")
-    s = p.add_argument_group("sampling (as bin/infer.py)")
-    s.add_argument("--top-k", type=int, default=0, help="sample among the k most likely codes; 1 = greedy [0]")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold in (0, 1] [1.0]")
-    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 [1.0]")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the utterance choice [0]")
-    s.add_argument("--max-frames", type=int, default=None,
-                   help="AR frame limit (75 per second) [16 per text token, prompt text included]")
+    add_sampling_arguments(p, "sampling (as bin/infer.py)", "seed of the sampling and of the utterance choice [0]")
     m = p.add_argument_group("metrics")
     m.add_argument("--speaker-model", default="resemblyzer",
                    help="speaker-embedding backend for SIM: resemblyzer, or none to skip SIM [resemblyzer]")
@@ -66,11 +57,9 @@ def check_args(a: argparse.Namespace) -> str:
     for c in a.checkpoint:
         if c != "vallex" and not Path(c).is_file():
             raise UserError(f"--checkpoint {c}: no such file (train first, or pass 'vallex')")
-    if a.top_k < 0 or not 0 < a.top_p <= 1 or a.temperature <= 0:
-        raise UserError(f"--top-k {a.top_k} --top-p {a.top_p} --temperature {a.temperature}: need top-k >= 0, "
-                        "0 < top-p <= 1 and temperature > 0")
-    if a.num_utterances < 0 or a.batch_size < 1 or (a.max_frames is not None and a.max_frames < 1):
-        raise UserError("--num-utterances must be >= 0, --batch-size and --max-frames >= 1")
+    check_sampling(a)
+    if a.num_utterances < 0 or a.batch_size < 1:
+        raise UserError("--num-utterances must be >= 0 and --batch-size >= 1")
     return prompt
 
 

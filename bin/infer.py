@@ -7,15 +7,13 @@ Without --prompt-* the model speaks with no voice prompt, as the reference does.
 """
 
 import argparse
-import math
 import os
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, UserError, add_sampling_arguments, check_sampling, run_main
 from valle.config import LANGUAGES
 from valle.text import INPUT_LANGUAGES
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
-MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows with it
 DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"}  # --compile -> generate()
 
 
@@ -50,14 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prompt-text", help="the transcript of --prompt-audio")
     v.add_argument("--prompt-language", default=None,
                    help="language of --prompt-text: en, zh or ja [--language, or en when it is mix]")
-    s = p.add_argument_group("sampling")
-    s.add_argument("--top-k", type=int, default=0,
-                   help="sample among the k most likely codes; 1 = greedy; 0 = no limit (the reference's) [0]")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold in (0, 1]; 1 = off [1.0]")
-    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 [1.0]")
-    s.add_argument("--seed", type=int, default=0, help="random seed of the sampling [0]")
-    s.add_argument("--max-frames", type=int, default=None,
-                   help="stop after this many frames (75 per second) [16 per text token, prompt text included]")
+    add_sampling_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--output", default="out.wav", help="the wav file for --text [out.wav]")
     o.add_argument("--save-codes", default=None, help="also save the generated codes as an int .npy [T, 8]")
@@ -112,13 +103,7 @@ def check_args(a: argparse.Namespace) -> None:
         raise UserError("give either --prompt-preset NPZ or --prompt-audio WAV --prompt-text TEXT, not both")
     if bool(a.prompt_audio) != bool(a.prompt_text):
         raise UserError("--prompt-audio and --prompt-text go together: the recording and what is said in it")
-    # written so that NaN fails every test (a NaN compares False with everything)
-    if not (a.top_k >= 0 and 0 < a.top_p <= 1 and 0 < a.temperature < math.inf):
-        raise UserError(f"--top-k {a.top_k} --top-p {a.top_p} --temperature {a.temperature}: need top-k >= 0, "
-                        "0 < top-p <= 1 and a finite temperature > 0")
-    if a.max_frames is not None and not 1 <= a.max_frames <= MAX_FRAMES:
-        raise UserError(f"--max-frames {a.max_frames}: must be between 1 and {MAX_FRAMES} "
-                        f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
+    check_sampling(a)
     if a.batch_size < 1:
         raise UserError(f"--batch-size {a.batch_size}: must be at least 1")
     if a.text is not None:

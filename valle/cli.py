@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Callable
 
@@ -36,3 +37,30 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows with it
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampling",
+                           seed_help: str = "random seed of the sampling [0]") -> None:
+    """--top-k --top-p --temperature --seed --max-frames, shared by bin/infer.py and bin/evaluate.py."""
+    s = parser.add_argument_group(title)
+    s.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k most likely codes; 1 = greedy; 0 = no limit (the reference's) [0]")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold in (0, 1]; 1 = off [1.0]")
+    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 [1.0]")
+    s.add_argument("--seed", type=int, default=0, help=seed_help)
+    s.add_argument("--max-frames", type=int, default=None,
+                   help=f"stop after this many frames (75 per second; at most {MAX_FRAMES}) "
+                        "[16 per text token, prompt text included]")
+
+
+def check_sampling(a: argparse.Namespace) -> None:
+    """The sampling flags' ranges, written so that NaN fails every test (NaN compares False with everything)."""
+    if not (a.top_k >= 0 and 0 < a.top_p <= 1 and 0 < a.temperature < math.inf):
+        raise UserError(f"--top-k {a.top_k} --top-p {a.top_p} --temperature {a.temperature}: need top-k >= 0, "
+                        "0 < top-p <= 1 and a finite temperature > 0")
+    if a.max_frames is not None and not 1 <= a.max_frames <= MAX_FRAMES:
+        raise UserError(f"--max-frames {a.max_frames}: must be between 1 and {MAX_FRAMES} "
+                        f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
