@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -n auto --maxprocesses 4 --durations=15
 
 # The quick loop while editing: everything but the tests marked slow (the mini corpus, trainer runs).
 test-quick: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -m "not slow" --durations=10
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -n auto --maxprocesses 4 -m "not slow" --durations=10
 
 # GPU machine (torch preinstalled, no index): copy the repo with .whl/ there, then `make gpu-check` (JSON lines, < 10 min).
 # CI: make gpu-check ARGS="--device cpu --tiny". The wheels come from `make gpu-wheels` on a machine with an index.
