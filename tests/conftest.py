@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,17 @@ def mini_data(tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (root / "prepare.log").write_text(proc.stdout + proc.stderr)
     return root / "data" / "tokenized"
+
+
+def metrics(exp: Path, split: str) -> list[dict]:
+    """The records of one split ("train" or "valid") in an experiment folder's log/metrics.jsonl."""
+    lines = (exp / "log" / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+def train_metrics_so_far(exp: Path) -> list[dict]:
+    """The train records a running trainer has written so far (none yet, or a line half-written: [])."""
+    try:
+        return metrics(exp, "train")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import metrics, train_metrics_so_far
 from valle.config import AdapterConfig, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.inference import Request, generate, load_prompt
@@ -247,11 +248,6 @@ def adapter_cfg(data: Path, exp: Path, init: Path, **train) -> ExperimentConfig:
         AdapterConfig(adapter="lora", lora_targets="attn,ffn,predict"))
 
 
-def metrics(exp: Path, split: str) -> list[dict]:
-    lines = (exp / "log" / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["split"] == split]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["ar", "nar"])
 def test_adapter_run_lowers_dev_loss_and_changes_only_the_adapters(mini_data, init_ckpt, tmp_path, stage):
@@ -296,7 +292,7 @@ def test_adapter_run_sigkill_then_resume_gives_identical_losses(mini_data, init_
     killed = tmp_path / "killed"
     proc = subprocess.Popen(args(killed), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not any(r["step"] >= 8 for r in _safe_metrics(killed)):
+    while not any(r["step"] >= 8 for r in train_metrics_so_far(killed)):
         assert time.time() < deadline and proc.poll() is None, "training ended before it could be killed"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
@@ -323,13 +319,6 @@ def test_two_process_ddp_adapter_replicas_stay_identical(mini_data, init_ckpt, t
                   if "parameter checksum" in line] for r in (0, 1)]
     assert checksums[0] and checksums[0] == checksums[1]
     assert load_adapter(exp / "last.pt").spec.stages == ("nar",)
-
-
-def _safe_metrics(exp: Path) -> list[dict]:
-    try:
-        return metrics(exp, "train")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
 
 
 def test_adapter_needs_a_base(tmp_path):

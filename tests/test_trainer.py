@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import metrics, train_metrics_so_far
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINER = [sys.executable, str(REPO / "bin" / "trainer.py")]
 TINY = ["--d-model", "64", "--nhead", "4", "--num-layers", "2"]
@@ -28,11 +30,6 @@ def run_trainer(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
-
-
-def metrics(exp: Path, split: str) -> list[dict]:
-    lines = (exp / "log" / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["split"] == split]
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +87,7 @@ def test_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_pa
     proc = subprocess.Popen(train_args(mini_data, killed, *common), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not any(r["step"] >= 12 for r in _safe_metrics(killed)):
+    while not any(r["step"] >= 12 for r in train_metrics_so_far(killed)):
         assert time.time() < deadline and proc.poll() is None, "training ended before it could be killed"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
@@ -106,13 +103,6 @@ def test_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(str(killed / "tensorboard")).Reload().Scalars("train/loss")
     assert [e.step for e in events] == sorted(expected)  # tensorboard purged the re-run steps too
-
-
-def _safe_metrics(exp: Path) -> list[dict]:
-    try:
-        return metrics(exp, "train")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
 
 
 def test_boolean_flags_reach_the_model_and_trainer(tmp_path):
