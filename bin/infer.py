@@ -144,7 +144,7 @@ def check_output_dir(value: str) -> None:
 def encode_texts(items: list[tuple[str, str, str]], tokenizer, where: str) -> tuple[list, list[int]]:
     """Tokenize every text before any audio is made, so that a bad line stops the run at once. A long text
     becomes several requests (its sentences, see split_text): -> (requests, index of the item of each)."""
-    from valle.inference import Request, split_text
+    from valle.inference import MAX_TEXT_TOKENS, Request, split_text
     from valle.text import TextError
 
     requests, owners = [], []
@@ -153,8 +153,9 @@ def encode_texts(items: list[tuple[str, str, str]], tokenizer, where: str) -> tu
         if not text.strip():
             raise UserError(f"{place}: the text is empty; give the sentence to speak")
         try:
-            pieces = split_text(text, language, tokenizer)
-            toks = [tokenizer.encode(piece, language) for piece in pieces]
+            whole = tokenizer.encode(text, language)
+            pieces = [text] if len(whole.ids) <= MAX_TEXT_TOKENS else split_text(text, language, tokenizer)
+            toks = [whole] if len(pieces) == 1 else [tokenizer.encode(piece, language) for piece in pieces]
         except UserError as e:
             hint = "; check the text and that its language is right" if isinstance(e, TextError) else ""
             raise UserError(f"{place}: {e}{hint}") from None

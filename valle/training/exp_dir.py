@@ -8,9 +8,8 @@ import math
 import shutil
 from pathlib import Path
 
-import torch
-
 from valle.errors import UserError
+from valle.safe_load import torch_load
 from valle.storage import human_size
 
 log = logging.getLogger("valle.trainer")
@@ -51,7 +50,7 @@ def best_loss_on_disk(exp_dir: Path) -> float:
     path = exp_dir / "best-valid-loss.pt"
     if not path.is_file():
         return math.inf
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # tensors stay on disk
+    state = torch_load(path)  # data only; mmap: the weights stay on disk
     return float(((state.get("train_state") or {}).get("progress") or {}).get("best_valid_loss", math.inf))
 
 

@@ -517,15 +517,18 @@ class Trainer:
         if resumable:
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                          grad_scaler=self.scaler.state_dict(), rng=rngs)
-        tensors = [*self.model.state_dict().values(), *_tensors_in(state)]
+        if self.adapters is None:
+            weights = self.model.state_dict()
+        else:  # the adapters and the base tensors trained with them; the base itself is not copied
+            weights = {**self.adapters.adapter_state_dict(),
+                       **{n: p.detach() for n, p in self.trainable if ".lora_" not in n}}
+        tensors = [*weights.values(), *_tensors_in(state)]  # what the file will hold (tied tensors counted twice)
         needed = sum(x.numel() * x.element_size() for x in tensors) + (16 << 20)
         check_free_space(path.parent, needed, path.name, "free some space (or lower --keep-last-k), then rerun "
                          "with --resume true; the checkpoints already written are intact")
         if self.adapters is None:
             save_checkpoint(path, self.model, tokenizer=self.tokenizer, train_state=state)
-        else:  # the adapters and the base tensors trained with them; the base itself is not copied
-            weights = {**self.adapters.adapter_state_dict(),
-                       **{n: p.detach() for n, p in self.trainable if ".lora_" not in n}}
+        else:
             save_adapter(path, self.adapters.spec, weights, self.adapter_base, tokenizer=self.tokenizer,
                          train_state=state)
 
