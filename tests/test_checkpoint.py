@@ -18,6 +18,7 @@ import torch
 from valle.errors import UserError
 from valle.config import ModelConfig
 from valle.models import checkpoint as ckpt
+from valle.models.checkpoint import build, formats, hub
 from valle import safe_load
 from valle.models.checkpoint import (
     FORMAT_TAG,
@@ -310,8 +311,8 @@ def test_model_with_state_outside_its_state_dict_is_built_normally(monkeypatch):
             self.weight = torch.nn.Parameter(torch.zeros(2))
             self.register_buffer("table", torch.arange(4.0), persistent=False)
 
-    monkeypatch.setattr(ckpt, "_valle_class", lambda: WithTable)
-    model = ckpt._empty_model(TINY_CONFIG, "cpu")
+    monkeypatch.setattr(build, "_valle_class", lambda: WithTable)
+    model = build._empty_model(TINY_CONFIG, "cpu")
     assert torch.equal(model.table, torch.arange(4.0))
 
 
@@ -401,9 +402,9 @@ def test_safetensors_round_trip_restores_ties(tiny_model, tiny_sd, tmp_path):
     out = export_safetensors(tiny_model, tmp_path / "model.safetensors", tokenizer=tokenizer)
     with safe_open(str(out), framework="pt") as f:
         assert len(list(f.keys())) == len(tiny_sd) - 6  # each tied pair stored once
-        ties = json.loads(f.metadata()["tied"])
-    assert ties == {f"nar_predict_layers.{j}.weight": f"nar_audio_embeddings.{j + 2}.word_embeddings.weight"
-                    for j in range(6)}
+        meta = f.metadata()
+    ties = {f"nar_predict_layers.{j}.weight": f"nar_audio_embeddings.{j + 2}.word_embeddings.weight" for j in range(6)}
+    assert {k: meta[k] for k in ties} == ties  # safetensors' save_model notes {dropped: kept}
     loaded = load_checkpoint(out)
     assert loaded.kind == "toolkit" and loaded.config == TINY_CONFIG and loaded.tokenizer == tokenizer
     assert_same_tensors(loaded.state_dict, tiny_sd)
@@ -411,6 +412,21 @@ def test_safetensors_round_trip_restores_ties(tiny_model, tiny_sd, tmp_path):
         loaded.state_dict["nar_audio_embeddings.2.word_embeddings.weight"]
     model, _ = load_model(out)
     assert_same_tensors(model.state_dict(), tiny_sd)
+
+
+def test_safetensors_from_earlier_versions_still_read(tiny_model, tiny_sd, tmp_path):
+    """Earlier exports kept the ties as one JSON entry, `tied`: {alias: stored key}."""
+    from safetensors.torch import save_file
+
+    ties = {f"nar_predict_layers.{j}.weight": f"nar_audio_embeddings.{j + 2}.word_embeddings.weight" for j in range(6)}
+    stored = {k: v.clone().contiguous() for k, v in tiny_sd.items() if k not in ties}
+    save_file(stored, str(tmp_path / "old.safetensors"), metadata={
+        "format": FORMAT_TAG, "config": json.dumps(TINY_CONFIG.to_dict()), "tied": json.dumps(ties)})
+    loaded = load_checkpoint(tmp_path / "old.safetensors")
+    assert loaded.kind == "toolkit" and loaded.config == TINY_CONFIG
+    assert_same_tensors(loaded.state_dict, tiny_sd)
+    assert loaded.state_dict["nar_predict_layers.0.weight"] is \
+        loaded.state_dict["nar_audio_embeddings.2.word_embeddings.weight"]
 
 
 def test_foreign_safetensors_reads_as_released(tiny_sd, tmp_path):
@@ -443,7 +459,7 @@ def meta_state_dict(layout: dict[str, tuple]) -> dict[str, torch.Tensor]:
 def test_released_layout_accepted_and_changes_rejected():
     layout, shared = released_layout_from_reference()
     assert len(layout) == 374 and expected_layout() == layout
-    assert sorted(map(sorted, shared)) == sorted(sorted(pair) for pair in ckpt._tie_pairs(8))
+    assert sorted(map(sorted, shared)) == sorted(sorted(pair) for pair in formats._tie_pairs(8))
     verify_layout(meta_state_dict(layout))
 
     changed = dict(layout)
@@ -463,24 +479,47 @@ def test_released_layout_accepted_and_changes_rejected():
         verify_layout(meta_state_dict(layout), ModelConfig(num_layers=11))
 
 
-# ---- resolving "vallex": cache, download, verification ------------------------------------------
+# ---- resolving "vallex": caches, download, verification -----------------------------------------
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch) -> Path:
-    for var in (ckpt.ENV_REPO, ckpt.ENV_FILENAME, ckpt.ENV_URL):
+    for var in (ckpt.ENV_REPO, ckpt.ENV_FILENAME, ckpt.ENV_URL, "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(ckpt.ENV_CACHE_DIR, str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
-def fake_download(calls: list):
-    def download(dest, repo_id, filename, url):
-        calls.append((repo_id, filename, url))
-        target = dest / filename
-        shutil.copyfile(TINY, target)
-        return target
+def fake_hub(monkeypatch, calls: list, source: Path = TINY):
+    """huggingface_hub.hf_hub_download as it lays out its cache (refs/main, snapshot link -> blob), no network."""
+    import huggingface_hub
 
-    return download
+    def download(repo_id, filename, cache_dir=None, **kw):
+        calls.append((repo_id, filename, cache_dir))
+        repo = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}"
+        commit = "0" * 40
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        (repo / "blobs").mkdir(exist_ok=True)
+        blob = repo / "blobs" / "etag"
+        shutil.copyfile(source, blob)
+        snapshot = repo / "snapshots" / commit / filename
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "_check_reachable", lambda url: None)  # this machine has no route to the Hub
+
+
+def no_download(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("downloaded from the Hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded from a URL"))
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.parent.name != "refs")
 
 
 def test_resolve_path_and_missing_path(tmp_path):
@@ -490,48 +529,64 @@ def test_resolve_path_and_missing_path(tmp_path):
     assert_one_line(e, "nope.pt", "--checkpoint vallex")
 
 
-def test_resolve_vallex_downloads_verifies_and_caches(cache, monkeypatch):
+def test_resolve_vallex_downloads_verifies_and_uses_the_hub_cache(cache, monkeypatch):
     calls = []
-    monkeypatch.setattr(ckpt, "_download", fake_download(calls))
+    fake_hub(monkeypatch, calls)
     path = resolve_checkpoint("vallex", expected=TINY_CONFIG)
-    assert path == cache / "vallex-checkpoint.pt" and path.read_bytes() == TINY.read_bytes()
-    assert calls == [("Plachta/VALL-E-X", "vallex-checkpoint.pt", None)]
-    assert list(cache.iterdir()) == [path]  # the download folder is gone
-    assert resolve_checkpoint("vallex", expected=TINY_CONFIG) == path and len(calls) == 1  # cache hit
+    assert path.read_bytes() == TINY.read_bytes() and path.is_relative_to(cache / "models--Plachta--VALL-E-X")
+    assert calls == [("Plachta/VALL-E-X", "vallex-checkpoint.pt", cache)]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a cached file is used without the network
+    assert resolve_checkpoint("vallex", expected=TINY_CONFIG) == path and len(calls) == 1
     model, loaded = load_model("vallex", nhead=4)
     assert loaded.kind == "released" and len(calls) == 1
 
 
-def test_resolve_vallex_cache_hit_never_downloads(cache, monkeypatch):
+def test_resolve_vallex_copied_file_comes_first(cache, monkeypatch):
     cache.mkdir()
     shutil.copyfile(TINY, cache / "vallex-checkpoint.pt")
-    monkeypatch.setattr(ckpt, "_download", lambda *a: pytest.fail("downloaded despite the cache"))
+    no_download(monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_checkpoint("vallex") == cache / "vallex-checkpoint.pt"
 
 
 def test_resolve_vallex_mirror_settings_from_env(cache, monkeypatch):
     calls = []
-    monkeypatch.setattr(ckpt, "_download", fake_download(calls))
+    fake_hub(monkeypatch, calls)
     monkeypatch.setenv(ckpt.ENV_REPO, "someone/vallex-mirror")
     monkeypatch.setenv(ckpt.ENV_FILENAME, "weights.pt")
-    resolve_checkpoint("vallex", expected=TINY_CONFIG)
-    assert calls == [("someone/vallex-mirror", "weights.pt", None)]
+    assert resolve_checkpoint("vallex", expected=TINY_CONFIG).name == "weights.pt"
+    assert calls == [("someone/vallex-mirror", "weights.pt", cache)]
 
 
-def test_resolve_vallex_rejects_wrong_layout_and_keeps_cache_clean(cache, monkeypatch):
-    monkeypatch.setattr(ckpt, "_download", fake_download([]))
+def test_hub_cache_is_the_hubs_default_without_valle_cache_dir(monkeypatch):
+    monkeypatch.delenv(ckpt.ENV_CACHE_DIR, raising=False)
+    assert hub.hub_cache_dir() is None and ckpt.cache_dir().name == "valle-toolkit"
+
+
+@pytest.mark.parametrize("via", ["hub", "url"])
+def test_resolve_vallex_rejects_wrong_layout_and_keeps_caches_clean(cache, monkeypatch, via):
+    import huggingface_hub
+
+    if via == "hub":
+        fake_hub(monkeypatch, [])
+    else:
+        monkeypatch.setenv(ckpt.ENV_URL, TINY.resolve().as_uri())
     with pytest.raises(CheckpointError) as e:
         resolve_checkpoint("vallex")  # expects the full-size layout; tiny.pt is not it
     msg = str(e.value)
     assert "not in the expected layout" in msg and "shape mismatch" in msg and "--checkpoint PATH" in msg
-    assert list(cache.iterdir()) == []
+    assert files_under(cache) == []
+    assert huggingface_hub.try_to_load_from_cache("Plachta/VALL-E-X", "vallex-checkpoint.pt", cache_dir=cache) is None
 
 
-def test_resolve_vallex_offline_says_where_to_get_it(cache, monkeypatch):
-    def offline(*args):
+def test_resolve_vallex_failed_download_says_where_to_get_it(cache, monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
         raise OSError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(ckpt, "_download", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setattr(hub, "_check_reachable", lambda url: None)
     with pytest.raises(CheckpointError) as e:
         resolve_checkpoint("vallex")
     assert_one_line(e, "https://huggingface.co/Plachta/VALL-E-X/resolve/main/vallex-checkpoint.pt",
@@ -541,38 +596,43 @@ def test_resolve_vallex_offline_says_where_to_get_it(cache, monkeypatch):
 
 def test_download_from_plain_url(cache, monkeypatch):
     monkeypatch.setenv(ckpt.ENV_URL, TINY.resolve().as_uri())  # file:// stands in for a mirror's https URL
-    assert resolve_checkpoint("vallex", expected=TINY_CONFIG).read_bytes() == TINY.read_bytes()
+    path = resolve_checkpoint("vallex", expected=TINY_CONFIG)
+    assert path == cache / "vallex-checkpoint.pt" and path.read_bytes() == TINY.read_bytes()
+    assert files_under(cache) == [path]  # the download folder is gone
+    no_download(monkeypatch)
+    assert resolve_checkpoint("vallex", expected=TINY_CONFIG) == path  # then a cache hit
 
 
-def test_download_through_the_hub_client(tmp_path, monkeypatch):
-    import huggingface_hub
-
+def test_download_from_https_url_through_torch_hub(cache, monkeypatch):
     calls = []
 
-    def hub(repo_id, filename, local_dir):
-        calls.append((repo_id, filename))
-        shutil.copyfile(TINY, Path(local_dir) / filename)
-        return str(Path(local_dir) / filename)
+    def download(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        shutil.copyfile(TINY, dst)
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
-    monkeypatch.setattr(ckpt, "_check_reachable", lambda url: None)  # this machine has no route to the Hub
-    got = ckpt._download(tmp_path, "Plachta/VALL-E-X", "vallex-checkpoint.pt", None)
-    assert got == tmp_path / "vallex-checkpoint.pt" and calls == [("Plachta/VALL-E-X", "vallex-checkpoint.pt")]
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    monkeypatch.setattr(hub, "_check_reachable", lambda url: None)
+    monkeypatch.setenv(ckpt.ENV_URL, "https://mirror.example/vallex-checkpoint.pt")
+    assert resolve_checkpoint("vallex", expected=TINY_CONFIG) == cache / "vallex-checkpoint.pt"
+    assert calls == ["https://mirror.example/vallex-checkpoint.pt"]
 
 
 def test_offline_is_said_at_once_with_the_flag_and_the_cache_path(cache, monkeypatch):
     import time
 
     monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # nothing listens on the discard port
-    hub_calls = []
-    import huggingface_hub
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: hub_calls.append(a))
+    no_download(monkeypatch)  # no retries: the host was probed first
     start = time.monotonic()
     with pytest.raises(CheckpointError) as e:
         resolve_checkpoint("vallex", flag="--init-checkpoint")
-    assert time.monotonic() - start < 5 and hub_calls == []  # no retries: the host was probed first
+    assert time.monotonic() - start < 5
     assert_one_line(e, "127.0.0.1 cannot be reached", "--init-checkpoint PATH", str(cache / "vallex-checkpoint.pt"),
                     "--init-checkpoint none")
+    monkeypatch.setenv(ckpt.ENV_URL, "https://127.0.0.1:9/vallex-checkpoint.pt")
+    with pytest.raises(CheckpointError) as e:
+        resolve_checkpoint("vallex")
+    assert_one_line(e, "127.0.0.1 cannot be reached", "--checkpoint PATH")
+    monkeypatch.delenv(ckpt.ENV_URL)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError) as e:
         resolve_checkpoint("vallex")

@@ -78,7 +78,7 @@ def test_second_training_in_one_folder_names_the_holder(mini_data, init_tiny, tm
 
 
 def test_disk_full_while_saving_is_one_line_and_resume_continues(mini_data, init_tiny, tmp_path, monkeypatch):
-    import valle.models.checkpoint as checkpoint
+    from valle.models.checkpoint import export
 
     exp = tmp_path / "exp"
     real_save, calls = torch.save, {"n": 0}
@@ -90,13 +90,13 @@ def test_disk_full_while_saving_is_one_line_and_resume_continues(mini_data, init
                                "file data/12: file write failed")
         return real_save(obj, f, *a, **kw)
 
-    monkeypatch.setattr(checkpoint.torch, "save", full_disk_save)
+    monkeypatch.setattr(export.torch, "save", full_disk_save)
     cfg = experiment(mini_data, exp, init_tiny, max_steps=6, save_every_n=2, valid_interval=100)
     with pytest.raises(UserError, match=r"^the disk is full: writing training outputs to .* failed \(.* free\); "
                                         r"free some space .* --resume true"):
         train(cfg)
     assert not list(exp.glob("*.tmp-*"))  # no torn file left behind
-    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    monkeypatch.setattr(export.torch, "save", real_save)
     cfg.train.resume = True
     assert train(cfg).step == 6
 
