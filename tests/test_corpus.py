@@ -1,5 +1,5 @@
-"""valle.data.corpus + tokenize: every bad input is fixed and reported or rejected with its reason; codes,
-text tokens and splits round-trip; the codes stage resumes; the split is deterministic."""
+"""valle.data (sources, normalisation, codes, text tokens, split): every bad input is fixed and reported or
+rejected with its reason; codes, text tokens and splits round-trip; the codes stage resumes; the split is deterministic."""
 
 import json
 import shutil
@@ -10,19 +10,22 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from valle.audio import SAMPLE_RATE, num_frames
+from valle.audio import SAMPLE_RATE, code_frames, num_frames
 from valle.errors import UserError
-from valle.data import corpus as C
-from valle.data import tokenize as T
+from valle.data import codes, pipeline
+from valle.data.normalize import NormalizeOptions, normalize_entries
+from valle.data.sources import looks_like_speaker, read_corpus
+from valle.data.split import SPLITS, random_split, split_by_parts
+from valle.data.text_tokens import attach_text_tokens
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-OPTS = C.NormalizeOptions(min_duration=0.3, max_duration=3.0, silence_db=-60.0)
+OPTS = NormalizeOptions(min_duration=0.3, max_duration=3.0, silence_db=-60.0)
 
 
 def _prepare(root, data_dir, opts=OPTS):
     """scan + normalize a folder corpus in-process; returns (Normalized, scan rejections)."""
-    entries, scan_rejections = C.read_corpus(root)
-    return C.normalize_entries(entries, data_dir / "audio", opts), scan_rejections
+    entries, scan_rejections = read_corpus(root)
+    return normalize_entries(entries, data_dir / "audio", opts), scan_rejections
 
 
 def _good(root, write_audio, name="spk/good.wav", text="A good sentence."):
@@ -101,8 +104,8 @@ def test_silence_threshold_is_configurable(tmp_path, write_audio):
     noise = 0.001 * np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)  # about -60 dBFS
     sf.write(str(path), noise, SAMPLE_RATE, subtype="FLOAT")
     path.with_suffix(".txt").write_text("Whispered.")
-    loud, _ = _prepare(root, tmp_path / "a", C.NormalizeOptions(silence_db=-70))
-    strict, _ = _prepare(root, tmp_path / "b", C.NormalizeOptions(silence_db=-50))
+    loud, _ = _prepare(root, tmp_path / "a", NormalizeOptions(silence_db=-70))
+    strict, _ = _prepare(root, tmp_path / "b", NormalizeOptions(silence_db=-50))
     assert len(loud.cuts) == 1 and [r.kind for r in strict.rejections] == ["silence"]
     assert "dBFS is below --silence-db -50" in strict.rejections[0].detail
 
@@ -138,7 +141,7 @@ def test_bad_transcripts_and_files_are_rejected_while_reading(tmp_path, write_au
     else:
         bad = root / "spk" / "lonely.txt"
         bad.write_text("No audio for this one.")
-    entries, rejected = C.read_corpus(root)
+    entries, rejected = read_corpus(root)
     assert [e.id for e in entries] == ["spk_good"]
     assert [(r.path, r.kind) for r in rejected] == [(str(bad), kind)]
     if kind == "transcript not UTF-8":
@@ -153,7 +156,7 @@ def test_g2p_failure_is_rejected_at_the_text_stage(tmp_path, write_audio):
     _good(root, write_audio, "spk/noise.wav", text="!!! ???")
     _good(root, write_audio, "spk/odd.wav", text="Mail {me} at home.")
     result, _ = _prepare(root, tmp_path / "data")
-    kept, rejected, unknown = T.attach_text_tokens(CutSet.from_cuts(result.cuts), get_tokenizer("vallex"), "en")
+    kept, rejected, unknown = attach_text_tokens(CutSet.from_cuts(result.cuts), get_tokenizer("vallex"), "en")
     assert [c.id for c in kept] == ["spk_good", "spk_odd"]
     assert unknown == {"{": 1, "}": 1}  # kept (mapped to the unknown id) but counted for the summary
     assert [(r.path, r.kind) for r in rejected] == [(str(root / "spk" / "noise.wav"), "g2p failed")]
@@ -179,7 +182,7 @@ def test_metadata_file_forms(tmp_path, write_audio):
                     "just one field\n"
                     "clips/c.aac|Wrong format.\n"
                     "clips/b.flac|   \n")
-    entries, rejected = C.read_corpus(meta)
+    entries, rejected = read_corpus(meta)
     assert [(e.id, e.text, e.speaker) for e in entries] == [
         ("clips_a", "First sentence.", "corpus"), ("clips_b", "Second sentence.", "corpus")]
     assert [(r.path, r.kind) for r in rejected] == [
@@ -193,12 +196,12 @@ def test_metadata_file_forms(tmp_path, write_audio):
     speakers = root / "speakers.txt"
     speakers.write_text("clips/a.wav|First sentence.|alice\nclips/b.flac|Second sentence.|Bob Smith\n"
                         "clips/a.wav|No speaker given.\n")
-    entries, rejected = C.read_corpus(speakers)
+    entries, rejected = read_corpus(speakers)
     assert [(e.text, e.speaker) for e in entries] == [("First sentence.", "alice"), ("Second sentence.", "Bob Smith")]
     assert [r.kind for r in rejected] == ["duplicate utterance id"]
     ljspeech = root / "lj.csv"
     ljspeech.write_text("LJ001-0001|Mr. Smith, 1st|Mister Smith, first\n")
-    entries, rejected = C.read_corpus(ljspeech)
+    entries, rejected = read_corpus(ljspeech)
     assert [(e.id, e.text, e.speaker) for e in entries] == [("LJ001-0001", "Mister Smith, first", "corpus")]
     assert entries[0].audio == str(root / "wavs" / "LJ001-0001.wav") and not rejected
 
@@ -221,7 +224,7 @@ def test_metadata_pipes_inside_the_text_are_reported_not_cut(tmp_path, write_aud
         write_audio(tmp_path / "wavs" / f"{name}.wav")
     meta = tmp_path / "list.txt"
     meta.write_text("\n".join(lines) + "\n")
-    entries, rejected = C.read_corpus(meta)
+    entries, rejected = read_corpus(meta)
     assert [e.id for e in entries] == kept
     assert all("|" not in e.text and e.text in lines[ord(e.id) - ord("a")] for e in entries)
     assert [(r.path, r.kind) for r in rejected] == [(f"{meta}:{n}", "ambiguous metadata line") for n in ambiguous]
@@ -229,33 +232,33 @@ def test_metadata_pipes_inside_the_text_are_reported_not_cut(tmp_path, write_aud
 
 
 def test_speaker_names():
-    assert all(map(C.looks_like_speaker, ["spk1", "p225", "Bob Smith", "LJ", "speaker-7_a"]))
-    assert not any(map(C.looks_like_speaker, ["", "a pipe inside.", "Hello, world", "one two three four", "x" * 65]))
+    assert all(map(looks_like_speaker, ["spk1", "p225", "Bob Smith", "LJ", "speaker-7_a"]))
+    assert not any(map(looks_like_speaker, ["", "a pipe inside.", "Hello, world", "one two three four", "x" * 65]))
 
 
 def test_metadata_line_that_is_not_utf8(tmp_path, write_audio):
     write_audio(tmp_path / "a.wav")
     meta = tmp_path / "list.txt"
     meta.write_bytes("a.wav|Fine.\n".encode() + "a.wav|Déjà vu.\n".encode("latin-1"))
-    entries, rejected = C.read_corpus(meta)
+    entries, rejected = read_corpus(meta)
     assert len(entries) == 1 and [(r.path, r.kind) for r in rejected] == [(f"{meta}:2", "transcript not UTF-8")]
 
 
 def test_missing_corpus_and_nothing_usable_are_user_errors(tmp_path, write_audio):
     with pytest.raises(UserError, match="no such folder or metadata file"):
-        C.read_corpus(tmp_path / "nope")
+        read_corpus(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no utterances found in .*empty: expected audio files"):
-        C.stage_scan(tmp_path / "empty", tmp_path / "data")
+        pipeline.stage_scan(tmp_path / "empty", tmp_path / "data")
     root = tmp_path / "corpus"
     write_audio(root / "spk" / "a.wav")  # no transcript
     with pytest.raises(UserError, match=r"no usable utterances .* missing transcript \(1\)"):
-        C.stage_scan(root, tmp_path / "data")
+        pipeline.stage_scan(root, tmp_path / "data")
     (root / "spk" / "a.txt").write_text("Hello.")
     (root / "spk" / "a.wav").write_bytes(b"")
-    C.stage_scan(root, tmp_path / "data")
+    pipeline.stage_scan(root, tmp_path / "data")
     with pytest.raises(UserError, match=r"no usable utterances .* empty file \(1\)"):
-        C.stage_normalize(tmp_path / "data", OPTS)
+        pipeline.stage_normalize(tmp_path / "data", OPTS)
 
 
 # -------------------------------------------------------------------------------------------- reports
@@ -267,8 +270,8 @@ def test_reports_and_summary(tmp_path, write_audio, capsys):
     write_audio(root / "spk" / "quiet.wav", silent=True).with_suffix(".txt").write_text("Nothing.")
     write_audio(root / "spk" / "untitled.wav")
     data = tmp_path / "data"
-    C.stage_scan(root, data)
-    summary = C.stage_normalize(data, OPTS)
+    pipeline.stage_scan(root, data)
+    summary = pipeline.stage_normalize(data, OPTS)
     printed = capsys.readouterr().out
     lines = (data / "rejected.tsv").read_text().splitlines()
     assert lines == [f"{root}/spk/untitled.wav\tmissing transcript: no untitled.normalized.txt or untitled.txt or "
@@ -281,7 +284,7 @@ def test_reports_and_summary(tmp_path, write_audio, capsys):
     assert "kept: 2 utterances" in printed and "rejected: 2" in printed and "1  silence" in printed
     assert json.loads((data / "summary.json").read_text())["scan"]["found"] == 3
     # rerunning a stage replaces its report instead of appending to it
-    C.stage_normalize(data, OPTS)
+    pipeline.stage_normalize(data, OPTS)
     assert (data / "rejected.tsv").read_text().splitlines() == lines
 
 
@@ -294,8 +297,8 @@ def normalized(tmp_path, write_audio):
     for i, seconds in enumerate([0.4, 0.5, 0.6, 0.7, 0.8]):
         write_audio(root / f"spk{i % 2}" / f"u{i}.wav", seconds=seconds, rate=16000).with_suffix(".txt").write_text(
             f"Sentence number {i + 1}.")
-    C.stage_scan(root, data)
-    C.stage_normalize(data, C.NormalizeOptions(min_duration=0.1))
+    pipeline.stage_scan(root, data)
+    pipeline.stage_normalize(data, NormalizeOptions(min_duration=0.1))
     return data
 
 
@@ -316,12 +319,12 @@ class CountingCodec:
 
 
 def test_codes_round_trip(normalized, random_codec):
-    T.stage_codes(normalized, random_codec)
+    pipeline.stage_codes(normalized, random_codec)
     cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert len(cuts) == 5
     for cut in cuts:
         codes = cut.load_codes()
-        assert codes.dtype == np.int16 and codes.shape == (T.code_frames(cut.duration), 8) == tuple(cut.codes.shape)
+        assert codes.dtype == np.int16 and codes.shape == (code_frames(cut.duration), 8) == tuple(cut.codes.shape)
         expected = random_codec.encode([torch.from_numpy(cut.load_audio()[0])])[0]  # (ceil(T / 320), 8)
         assert np.array_equal(codes, expected[: len(codes)].numpy())
         assert cut.codes.frame_shift == pytest.approx(1 / 75)
@@ -330,7 +333,7 @@ def test_codes_round_trip(normalized, random_codec):
 @pytest.mark.parametrize("samples", [320, 24000, 24159, 24160, 24161, 24319, 59013])
 def test_stored_frames_are_what_lhotse_reads(samples):
     """round(duration x 75): one less than Encodec's ceil(samples / 320) only when the last frame is under half full."""
-    frames = T.code_frames(samples / SAMPLE_RATE)
+    frames = code_frames(samples / SAMPLE_RATE)
     partial = samples % 320
     assert frames == num_frames(samples) - (1 if 0 < partial < 160 else 0)
 
@@ -338,19 +341,19 @@ def test_stored_frames_are_what_lhotse_reads(samples):
 def test_codes_stage_resumes_after_an_interruption(normalized, random_codec):
     h5 = normalized / "tokenized" / "codes_all.h5"
     with pytest.raises(KeyboardInterrupt):
-        T.stage_codes(normalized, CountingCodec(random_codec, fail_after=2))
-    assert not h5.exists() and len(T._stored_codes(h5, "random")) >= 2  # Ctrl-C wrote what it had as a piece
-    first_two = len(T._stored_codes(h5, "random"))
+        pipeline.stage_codes(normalized, CountingCodec(random_codec, fail_after=2))
+    assert not h5.exists() and len(codes._stored_codes(h5, "random")) >= 2  # Ctrl-C wrote what it had as a piece
+    first_two = len(codes._stored_codes(h5, "random"))
     resumed = CountingCodec(random_codec)
-    T.stage_codes(normalized, resumed)
-    assert resumed.encoded == 5 - first_two and len(T._stored_codes(h5, "random")) == 5
-    assert not T._pieces_dir(h5).exists()  # merged into the store
+    pipeline.stage_codes(normalized, resumed)
+    assert resumed.encoded == 5 - first_two and len(codes._stored_codes(h5, "random")) == 5
+    assert not codes._pieces_dir(h5).exists()  # merged into the store
     again = CountingCodec(random_codec)
-    T.stage_codes(normalized, again)
+    pipeline.stage_codes(normalized, again)
     assert again.encoded == 0  # everything stored: nothing to encode
     (normalized / "audio" / "spk1_u1.flac").touch()  # the audio changed since its codes were made
     changed = CountingCodec(random_codec)
-    T.stage_codes(normalized, changed)
+    pipeline.stage_codes(normalized, changed)
     assert changed.encoded == 1
     cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert all(c.load_codes().shape[1] == 8 for c in cuts)
@@ -360,11 +363,11 @@ def test_unreadable_h5_or_other_weights_are_moved_aside(normalized, random_codec
     h5 = normalized / "tokenized" / "codes_all.h5"
     h5.parent.mkdir(parents=True)
     h5.write_bytes(b"not hdf5")
-    T.stage_codes(normalized, random_codec)
-    assert h5.with_suffix(".old.h5").read_bytes() == b"not hdf5" and len(T._stored_codes(h5, "random")) == 5
+    pipeline.stage_codes(normalized, random_codec)
+    assert h5.with_suffix(".old.h5").read_bytes() == b"not hdf5" and len(codes._stored_codes(h5, "random")) == 5
     other = CountingCodec(random_codec)
     other.weights = "/somewhere/encodec_24khz-d7cc33bc.th"
-    T.stage_codes(normalized, other)
+    pipeline.stage_codes(normalized, other)
     assert other.encoded == 5  # codes of the random weights are not reused for other weights
 
 
@@ -373,13 +376,13 @@ def test_unreadable_h5_or_other_weights_are_moved_aside(normalized, random_codec
 def test_text_and_split_stages(normalized, random_codec, capsys):
     from valle.text import get_tokenizer, load_tokenizer_info
 
-    T.stage_codes(normalized, random_codec)
-    T.stage_text(normalized, get_tokenizer("vallex"), "en")
+    pipeline.stage_codes(normalized, random_codec)
+    pipeline.stage_text(normalized, get_tokenizer("vallex"), "en")
     assert load_tokenizer_info(normalized / "tokenized")["name"] == "vallex"
-    summary = T.stage_split(normalized, dev_ratio=0.2, test_ratio=0.2, seed=1)
+    summary = pipeline.stage_split(normalized, dev_ratio=0.2, test_ratio=0.2, seed=1)
     assert {k: v["cuts"] for k, v in summary["split"].items()} == {"train": 3, "dev": 1, "test": 1}
     ids = set()
-    for split in T.SPLITS:
+    for split in SPLITS:
         for cut in CutSet.from_file(normalized / "tokenized" / f"cuts_{split}.jsonl.gz"):
             ids.add(cut.id)
             sup = cut.supervisions[0]
@@ -391,8 +394,8 @@ def test_text_and_split_stages(normalized, random_codec, capsys):
 def test_text_stage_builds_the_espeak_table_from_the_corpus(normalized, random_codec):
     from valle.text import get_tokenizer, load_tokenizer_info
 
-    T.stage_codes(normalized, random_codec)
-    summary = T.stage_text(normalized, get_tokenizer("espeak"), "en")
+    pipeline.stage_codes(normalized, random_codec)
+    summary = pipeline.stage_text(normalized, get_tokenizer("espeak"), "en")
     assert summary["text"]["kept"] == 5 and summary["text"]["unknown_symbols"] == {}
     table = (normalized / "tokenized" / "unique_text_tokens.k2symbols").read_text().splitlines()
     vocab = load_tokenizer_info(normalized / "tokenized")["vocab"]
@@ -417,9 +420,9 @@ def _ids(splits):
 
 def test_split_is_deterministic_and_order_independent():
     cuts = _cuts(40)
-    a = _ids(T.random_split(cuts, 0.1, 0.1, seed=42))
-    b = _ids(T.random_split(CutSet.from_cuts(reversed(list(cuts))), 0.1, 0.1, seed=42))
-    c = _ids(T.random_split(cuts, 0.1, 0.1, seed=7))
+    a = _ids(random_split(cuts, 0.1, 0.1, seed=42))
+    b = _ids(random_split(CutSet.from_cuts(reversed(list(cuts))), 0.1, 0.1, seed=42))
+    c = _ids(random_split(cuts, 0.1, 0.1, seed=7))
     assert a == b and a != c
     assert [len(a[s]) for s in ("train", "dev", "test")] == [32, 4, 4]
     assert not set(a["train"]) & set(a["dev"]) and not set(a["dev"]) & set(a["test"])
@@ -427,28 +430,28 @@ def test_split_is_deterministic_and_order_independent():
 
 @pytest.mark.parametrize("n,sizes", [(2, (1, 1, 0)), (3, (1, 1, 1)), (5, (3, 1, 1))])
 def test_tiny_corpus_still_gets_a_dev_set(n, sizes):
-    splits = T.random_split(_cuts(n), 0.05, 0.05, seed=0)
+    splits = random_split(_cuts(n), 0.05, 0.05, seed=0)
     assert tuple(len(splits[s]) for s in ("train", "dev", "test")) == sizes
 
 
 def test_heldout_speakers_go_to_test():
-    splits = T.random_split(_cuts(30, speakers=3), 0.1, 0.0, seed=0, heldout_speakers=["s2"])
+    splits = random_split(_cuts(30, speakers=3), 0.1, 0.0, seed=0, heldout_speakers=["s2"])
     assert {c.supervisions[0].speaker for c in splits["test"]} == {"s2"} and len(splits["test"]) == 10
     assert all(c.supervisions[0].speaker != "s2" for s in ("train", "dev") for c in splits[s])
     with pytest.raises(UserError, match="not in the corpus"):
-        T.random_split(_cuts(10), 0.1, 0.1, seed=0, heldout_speakers=["bob"])
+        random_split(_cuts(10), 0.1, 0.1, seed=0, heldout_speakers=["bob"])
     with pytest.raises(UserError, match="sum to below 1"):
-        T.random_split(_cuts(10), 0.6, 0.5, seed=0)
+        random_split(_cuts(10), 0.6, 0.5, seed=0)
 
 
 def test_split_by_parts_maps_libritts_parts():
     parts = {"train-clean-100": _cuts(10), "dev-clean": _cuts(3), "test-clean": _cuts(2)}
-    splits = T.split_by_parts(parts, 0.1, 0.1, seed=0)
+    splits = split_by_parts(parts, 0.1, 0.1, seed=0)
     assert [len(splits[s]) for s in ("train", "dev", "test")] == [10, 3, 2]
-    carved = T.split_by_parts({"train-clean-100": _cuts(20)}, 0.1, 0.1, seed=0)
+    carved = split_by_parts({"train-clean-100": _cuts(20)}, 0.1, 0.1, seed=0)
     assert [len(carved[s]) for s in ("train", "dev", "test")] == [16, 2, 2]
     with pytest.raises(UserError, match="dev set is empty"):
-        T.split_by_parts({"all": _cuts(1)}, 0.1, 0.1, seed=0)
+        split_by_parts({"all": _cuts(1)}, 0.1, 0.1, seed=0)
 
 
 # ------------------------------------------------------------------------------------------ LibriTTS
@@ -463,17 +466,17 @@ def test_libritts_layout_through_lhotse(tmp_path, fake_libritts, random_codec):
     data = tmp_path / "data"
     parts = ["train-clean-5", "dev-clean", "test-clean"]
     prepare_libritts(root, dataset_parts=parts, output_dir=data / "manifests" / "lhotse")
-    entries = C.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
+    entries = pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
     assert {(e.part, e.speaker) for e in entries} == {("train-clean-5", "19"), ("dev-clean", "84"), ("test-clean", "121")}
-    C.stage_normalize(data, C.NormalizeOptions())
-    T.stage_codes(data, random_codec)
-    T.stage_text(data, get_tokenizer("vallex"), "en")
-    T.stage_split(data, 0.05, 0.05, seed=42)
+    pipeline.stage_normalize(data, NormalizeOptions())
+    pipeline.stage_codes(data, random_codec)
+    pipeline.stage_text(data, get_tokenizer("vallex"), "en")
+    pipeline.stage_split(data, 0.05, 0.05, seed=42)
     speakers = {s: {c.supervisions[0].speaker for c in CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz")}
-                for s in T.SPLITS}
+                for s in SPLITS}
     assert speakers == {"train": {"19"}, "dev": {"84"}, "test": {"121"}}
     # LibriTTS files are mono 24 kHz already: referenced in place, nothing converted
     assert (data / "conversions.tsv").read_text() == "" and not any((data / "audio").iterdir())
     shutil.rmtree(data / "manifests" / "lhotse")
     with pytest.raises(UserError, match="prepare the lhotse manifests"):
-        C.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
+        pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)

@@ -11,8 +11,11 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from valle.data import corpus as C
-from valle.data import tokenize as T
+from valle.audio import code_frames
+from valle.data import codes, normalize, pipeline
+from valle.data.files import TMP_PREFIX
+from valle.data.normalize import NormalizeOptions, normalize_entries
+from valle.data.sources import Entry, read_corpus
 from valle.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -60,14 +63,14 @@ def noise_corpus(root, n: int = 3, seconds: float = 2.0):
 
 
 def leftovers(folder):
-    return [p for p in folder.rglob("*") if p.name.startswith(C.TMP_PREFIX) or p.name.endswith(".tmp")]
+    return [p for p in folder.rglob("*") if p.name.startswith(TMP_PREFIX) or p.name.endswith(".tmp")]
 
 
 def test_normalize_checks_free_space_first(tmp_path, small_disk):
     data = small_disk(128)
-    C.stage_scan(noise_corpus(tmp_path / "corpus"), data)
+    pipeline.stage_scan(noise_corpus(tmp_path / "corpus"), data)
     with pytest.raises(UserError) as error:
-        C.stage_normalize(data, C.NormalizeOptions())
+        pipeline.stage_normalize(data, NormalizeOptions())
     line = str(error.value)
     assert line.startswith("not enough disk space for the normalised audio") and str(data / "audio") in line
     assert "needs about 281.2 KB" in line and "free;" in line
@@ -76,16 +79,16 @@ def test_normalize_checks_free_space_first(tmp_path, small_disk):
 
 def test_normalize_disk_full_mid_write_keeps_files_whole_and_resumes(tmp_path, small_disk, monkeypatch):
     data = small_disk(1024)
-    C.stage_scan(noise_corpus(tmp_path / "corpus"), data)
+    pipeline.stage_scan(noise_corpus(tmp_path / "corpus"), data)
     filler = fill(data, leave_kb=140)  # room for one copy, not for three
-    monkeypatch.setattr(C, "check_free_space", lambda *a, **k: None)  # as if the disk filled after the check
+    monkeypatch.setattr(normalize, "check_free_space", lambda *a, **k: None)  # as if the disk filled after the check
     with pytest.raises(UserError, match=r"^the disk is full: writing normalised audio to .*\.flac failed \(.* free\)"):
-        C.stage_normalize(data, C.NormalizeOptions())
+        pipeline.stage_normalize(data, NormalizeOptions())
     assert not leftovers(data)
     for flac in (data / "audio").glob("*.flac"):
         assert sf.info(str(flac)).frames == 48000  # whole files only
     filler.unlink()
-    C.stage_normalize(data, C.NormalizeOptions())
+    pipeline.stage_normalize(data, NormalizeOptions())
     cuts = CutSet.from_file(data / "manifests" / "cuts_all.jsonl.gz")
     assert len(cuts) == 3 and all(c.load_audio().shape == (1, 48000) for c in cuts)
 
@@ -96,8 +99,8 @@ def normalized_on(tmp_path, write_audio):
     def make(data):
         for i in range(5):
             write_audio(tmp_path / "corpus" / f"u{i}.wav", seconds=0.5 + 0.1 * i).with_suffix(".txt").write_text("Hi.")
-        C.stage_scan(tmp_path / "corpus", data)
-        C.stage_normalize(data, C.NormalizeOptions())
+        pipeline.stage_scan(tmp_path / "corpus", data)
+        pipeline.stage_normalize(data, NormalizeOptions())
         return data
     return make
 
@@ -106,21 +109,21 @@ def test_codes_stage_on_a_full_disk(small_disk, normalized_on, random_codec, mon
     data = normalized_on(small_disk(512))
     filler = fill(data, leave_kb=8)
     with pytest.raises(UserError, match=r"not enough disk space for the codes of 5 cut\(s\) at .*tokenized: needs about"):
-        T.stage_codes(data, random_codec)
+        pipeline.stage_codes(data, random_codec)
     with monkeypatch.context() as m:  # the disk fills while encoding: HDF5 must not crash the process
-        m.setattr(T, "check_free_space", lambda *a, **k: None)
-        m.setattr(T, "PIECE_SECONDS", 1.0)  # a piece per group
+        m.setattr(codes, "check_free_space", lambda *a, **k: None)
+        m.setattr(codes, "PIECE_SECONDS", 1.0)  # a piece per group
         filler.unlink()
         filler = fill(data, leave_kb=4)
         with pytest.raises(UserError, match=r"^the disk is full: writing codes \(.*\.h5\) to .* failed"):
-            T.stage_codes(data, random_codec)
+            pipeline.stage_codes(data, random_codec)
     assert not leftovers(data) and not (data / "tokenized" / "codes_all.h5").exists()
     filler.unlink()
-    T.stage_codes(data, random_codec)  # resumes
+    pipeline.stage_codes(data, random_codec)  # resumes
     cuts = CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")
     for cut in cuts:
         expected = random_codec.encode([torch.from_numpy(cut.load_audio()[0])])[0]  # (frames, 8)
-        assert np.array_equal(cut.load_codes(), expected[: T.code_frames(cut.duration)].numpy())
+        assert np.array_equal(cut.load_codes(), expected[: code_frames(cut.duration)].numpy())
 
 
 def test_disk_full_while_writing_codes_is_one_line(normalized_on, tmp_path, random_codec, monkeypatch):
@@ -130,24 +133,24 @@ def test_disk_full_while_writing_codes_is_one_line(normalized_on, tmp_path, rand
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(T.os, "fsync", full)
+    monkeypatch.setattr(codes.os, "fsync", full)
     with pytest.raises(UserError, match=r"^the disk is full: writing codes \(1\.h5\) to .*1\.h5 failed \(.* free\); "
                                         r"free space .* run the stage again"):
-        T.stage_codes(data, random_codec)
+        pipeline.stage_codes(data, random_codec)
     assert not leftovers(data)
     monkeypatch.undo()
-    T.stage_codes(data, random_codec)
+    pipeline.stage_codes(data, random_codec)
     assert len(CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")) == 5
 
 
 def test_damaged_store_is_moved_aside_not_crashing(normalized_on, tmp_path, random_codec, caplog):
     """A store an older version left half-written: checked in a child process, moved aside, codes made again."""
     data = normalized_on(tmp_path / "data")
-    T.stage_codes(data, random_codec)
+    pipeline.stage_codes(data, random_codec)
     h5 = data / "tokenized" / "codes_all.h5"
     whole = h5.read_bytes()
     h5.write_bytes(whole[: len(whole) // 2])
-    T.stage_codes(data, random_codec)
+    pipeline.stage_codes(data, random_codec)
     assert "moved to" in caplog.text and h5.with_suffix(".old.h5").is_file()
     assert all(c.load_codes().shape[1] == 8 for c in CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz"))
 
@@ -160,7 +163,7 @@ def test_symlinked_folders_are_followed_and_loops_reported(tmp_path, write_audio
     (root / "alias").symlink_to(root / "alice")  # a second link to a folder that is read anyway
     (root / "alice" / "loop").symlink_to(root)  # a loop
     (root / "alice" / "gone.wav").symlink_to(tmp_path / "deleted.wav")
-    entries, rejected = C.read_corpus(root)
+    entries, rejected = read_corpus(root)
     assert sorted((e.id, e.speaker) for e in entries) == [("alice_u1", "alice"), ("bob_u1", "bob")]
     assert sorted((r.path, r.kind) for r in rejected) == [
         (str(root / "alias"), "folder reached twice"),
@@ -176,10 +179,10 @@ def test_clip_shorter_than_a_codec_frame_is_rejected(tmp_path, samples, kept):
     path = tmp_path / "corpus" / "tiny.wav"
     path.parent.mkdir()
     sf.write(str(path), 0.3 * np.ones(samples, dtype=np.float32), 24000)
-    entry = C.Entry("tiny", str(path), "Hi.", "spk")
-    result = C.normalize_entries([entry], tmp_path / "audio", C.NormalizeOptions(min_duration=0))
+    entry = Entry("tiny", str(path), "Hi.", "spk")
+    result = normalize_entries([entry], tmp_path / "audio", NormalizeOptions(min_duration=0))
     if kept:
-        assert [T.code_frames(c.duration) for c in result.cuts] == [1] and not result.rejections
+        assert [code_frames(c.duration) for c in result.cuts] == [1] and not result.rejections
     else:
         assert not result.cuts and [r.kind for r in result.rejections] == ["too short"]
         assert "less than one codec frame (320 samples)" in result.rejections[0].detail
@@ -197,7 +200,7 @@ def test_unreadable_folder_is_reported(tmp_path, write_audio, monkeypatch):
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    entries, rejected = C.read_corpus(tmp_path / "corpus")
+    entries, rejected = read_corpus(tmp_path / "corpus")
     assert [e.id for e in entries] == ["alice_u1"]
     assert [(r.path, r.kind) for r in rejected] == [(str(locked), "unreadable folder")]
     assert "Permission denied" in rejected[0].detail

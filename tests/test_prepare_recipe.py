@@ -10,9 +10,8 @@ import pytest
 from lhotse import CutSet
 
 from conftest import REPO
-from valle.audio import SAMPLE_RATE, num_frames
+from valle.audio import SAMPLE_RATE, code_frames, num_frames
 from valle.config import LANGUAGE_IDS
-from valle.data.tokenize import code_frames
 
 # one OpenMP thread: the machine running the tests may be busy, and these are tiny workloads
 ENV = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
@@ -169,6 +168,38 @@ def test_two_concurrent_prepares(tmp_path):
         assert "is in use by pid" in err and "prepare.sh" in err
     cuts = CutSet.from_file(tmp_path / "data/manifests/cuts_all.jsonl.gz")
     assert len(cuts) == 4 and all(c.load_audio().shape[1] > 0 for c in cuts)
+
+
+def test_stages_and_defaults_have_one_source(tmp_path):
+    """prepare.sh takes the stage list, the option defaults and the marker signatures from valle.data.stages
+    (one Python call without torch); the stage CLIs take their defaults from the same PrepareOptions."""
+    from valle.commands import compute_codes, compute_text_tokens, prepare_corpus, split_cuts
+    from valle.data.options import PrepareOptions
+    from valle.data.stages import STAGE_NAMES, STAGES, signature
+
+    script = tmp_path / "s.sh"
+    script.write_text(f". {REPO}/egs/shared/prepare_stages.sh custom\n"
+                      'echo "${STAGE_NAMES[*]}"; for n in 1 2 3 4; do stage_signature $n; done\n'
+                      'echo "$corpus|$num_jobs|$language|$data_dir"; language=xx; check_language\n')
+    proc = run([script], cwd=tmp_path, check=False)
+    defaults = PrepareOptions()
+    assert proc.stdout.splitlines() == [" ".join(STAGE_NAMES)] + [signature(s, vars(defaults)) for s in STAGES[1:]] \
+        + ["|1|en|data"]
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("--language xx: the corpus language must be en, zh or ja")
+    assert signature(STAGES[1], vars(defaults)) == "min_duration=0.5 max_duration=20 silence_db=-60"  # as markers hold it
+    no_torch = subprocess.run([sys.executable, "-c", "import runpy, sys; sys.argv[1:] = ['--shell']; "
+                               "runpy.run_module('valle.data.stages', run_name='__main__'); "
+                               "assert 'torch' not in sys.modules and 'lhotse' not in sys.modules"],
+                              capture_output=True, text=True, env=ENV)
+    assert no_torch.returncode == 0 and "STAGE_NAMES=(" in no_torch.stdout, no_torch.stderr
+    parsed = [prepare_corpus.parse_args(["normalize"]), compute_codes.parse_args([]),
+              compute_text_tokens.parse_args([]), split_cuts.parse_args([])]
+    for args in parsed:
+        for name, value in vars(args).items():
+            if name in ("data_dir",):
+                assert str(value) == defaults.data_dir
+            elif name in vars(defaults) and name != "symbols":
+                assert value == getattr(defaults, name), name
 
 
 def test_parse_options(tmp_path):

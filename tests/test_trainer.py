@@ -324,8 +324,8 @@ def test_init_checkpoint_auto_means_the_released_checkpoint_for_vallex_cuts(mini
 
 def test_dataset_frames_text_with_bos_eos_only_for_models_that_have_them(mini_data):
     from valle.config import ModelConfig
-    from valle.data.corpus import load_cuts
     from valle.data.dataset import SpeechDataset
+    from valle.data.files import load_cuts
 
     cuts = load_cuts(mini_data / "cuts_dev.jsonl.gz").subset(first=2)
     plain = SpeechDataset(3, ModelConfig())[cuts]
@@ -373,8 +373,8 @@ def test_any_corpus_prepare_accepts_trains(mini_data, init_ckpt, tmp_path, utter
     from lhotse import CutSet
 
     from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
-    from valle.data.corpus import load_cuts
-    from valle.data.tokenize import split_by_parts
+    from valle.data.files import load_cuts
+    from valle.data.split import split_by_parts
     from valle.training.trainer import Trainer
 
     every = [c for split in ("train", "dev", "test") for c in load_cuts(mini_data / f"cuts_{split}.jsonl.gz")]

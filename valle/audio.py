@@ -20,6 +20,7 @@ import torchaudio
 from lhotse.array import seconds_to_frames
 
 from valle.config import NUM_QUANTIZERS  # noqa: F401  (the codec's codebooks: 8 at 6 kbps)
+from valle.device import resolve_device
 from valle.errors import UserError
 from valle.safe_load import torch_load
 
@@ -153,13 +154,6 @@ def code_frames(duration: float) -> int:
     """Frames stored per cut: round(duration x 75), what lhotse's `cut.load_codes()` reads back. Encodec itself
     yields ceil(samples / 320); a last frame that covers less than half a frame (6.7 ms) of audio is dropped."""
     return seconds_to_frames(duration, 1 / FRAME_RATE)
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _build_encodec():

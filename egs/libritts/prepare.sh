@@ -4,32 +4,20 @@
 # Working folder: download/ and data/ are relative to the folder you run this from, as every recipe script
 # does; run train.sh from the same folder. No activated environment is needed (../shared/env.sh finds it).
 # Stages: -1 download (lhotse, needs internet; skipped for parts already in download/LibriTTS),
-#          0 lhotse manifests, 1 normalize, 2 Encodec codes, 3 text tokens, 4 split.
+#          0 lhotse manifests, then normalize, Encodec codes, text tokens, split (--help lists them).
+# Options and their defaults: valle/data/options.py (--help lists them all).
 # One run at a time per data folder: a second one refuses, naming the run that holds it.
 set -euo pipefail
+# the stage list, every preparation option with its default (--dataset-parts, --language, --data-dir, ...) and
+# the stages
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh" libritts
 
-stage=-1                   # first stage to run (-1 download, 0 manifests, 1 normalize, 2 codes, 3 text, 4 split)
+stage=-1                   # first stage to run (-1 download, then the stages above)
 stop_stage=4               # last stage to run
-dataset_parts="dev-clean test-clean train-clean-100"  # LibriTTS parts (dev-* -> dev, test-* -> test, the rest -> train)
-download_dir=download      # where LibriTTS/ is downloaded and unpacked
-language=en                # language of the transcripts
-data_dir=data              # output folder, relative to where you run this
-codec_weights=pretrained   # Encodec weights: pretrained (downloaded once), random (tests only), or a file path
-device=auto                # where Encodec runs: auto (cuda when available), cpu, cuda, cuda:1, ...
-batch_seconds=0            # padded audio per Encodec call (longer files go in chunks); 0: 120 on a GPU, 15 on a CPU
-tokenizer=vallex           # vallex (fine-tuning the released model) or espeak (training from scratch)
-symbols=""                 # espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus
-min_duration=0.5           # reject recordings shorter than this many seconds
-max_duration=20            # reject recordings longer than this many seconds
-silence_db=-60             # reject recordings whose RMS level is below this many dBFS
-dev_ratio=0.05             # share of train for dev when no dev-* part is given (at least one utterance)
-test_ratio=0.05            # share of train for test when no test-* part is given (0 for none)
-seed=42                    # seed of the random split
-heldout_speakers=""        # space-separated speakers whose utterances all go to test
-num_jobs=4                 # parallel processes for the lhotse manifests and the normalize stage
+num_jobs=4                 # parallel processes for the lhotse manifests and the normalize stage (LibriTTS is large)
 
 help_message="usage: $0 [--dataset-parts \"dev-clean test-clean train-clean-100\"] [--download-dir download] [options]
-Writes --download-dir and --data-dir in the folder it is run from; stages -1..4 (see the top of this script)."
+Writes --download-dir and --data-dir in the folder it is run from; stages: -1 download, $(stage_list)."
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
 read -r -a parts <<< "$dataset_parts"
 # inputs are checked before anything in data_dir changes (markers included)
@@ -41,7 +29,6 @@ if [ "$stage" -eq 0 ] && [ "$stop_stage" -ge 0 ]; then
     fi
   done
 fi
-. "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh"
 take_data_lock
 
 if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ]; then
@@ -56,8 +43,8 @@ if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ]; then
     log "stage -1 (download): every part is in $download_dir/LibriTTS, skipping"
   fi
 fi
-sig="libritts=$(realpath -m "$download_dir") parts=$dataset_parts"
-if stage_todo 0 "$sig" "lhotse manifests of $dataset_parts -> $data_dir/manifests/entries_*.jsonl"; then
+sig="libritts=$(realpath -m "$download_dir") parts=$dataset_parts"  # the corpus stage's signature is the recipe's own
+if stage_todo 0 "$sig" "lhotse manifests of LibriTTS $dataset_parts"; then
   rm -f "$data_dir"/manifests/entries_*.jsonl
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" libritts --corpus-dir "$download_dir/LibriTTS" --parts "${parts[@]}" \
     --data-dir "$data_dir" --num-jobs "$num_jobs"

@@ -5,10 +5,13 @@
 # Working folder: corpus/ and data/ are relative to the folder you run this from, as every recipe script does.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
+. "$here/../shared/prepare_stages.sh" mini  # the environment, the option defaults (data_dir=data, ...), the lock
 
 corpus_dir=corpus
-data_dir=data
 per_speaker=10
+# The demo's values, which differ from the defaults on purpose: random Encodec weights (offline: no download; the
+# codes are meaningless, the pipeline is real) and a larger dev share (the corpus is tiny). Later flags override.
+demo=(--language en --codec-weights random --dev-ratio 0.1 --test-ratio 0.05)
 args=()
 recipe_command="$0 $*"
 while [ $# -gt 0 ]; do
@@ -20,15 +23,13 @@ while [ $# -gt 0 ]; do
       sed -n '2,5p' "$0"
       echo "options of this script:"
       echo "  --corpus-dir         where the generated mini corpus goes (default: corpus)"
-      echo "  --data-dir           output folder of the custom recipe (default: data)"
+      echo "  --data-dir           output folder of the custom recipe (default: $data_dir)"
       echo "  --per-speaker        utterances per espeak-ng voice (default: 10)"
-      echo "and those of ../custom/prepare.sh, which this runs with --language en --codec-weights random"
-      echo "--dev-ratio 0.1 --test-ratio 0.05:"
+      echo "and those of ../custom/prepare.sh, which this runs with ${demo[*]}:"
       exec "$here/../custom/prepare.sh" --help ;;
     *) args+=("$1"); shift ;;
   esac
 done
-. "$here/../shared/prepare_stages.sh"
 take_data_lock  # before the corpus is made: two demo runs in one folder do not generate it at once
 
 if [ -f "$corpus_dir/.complete" ]; then
@@ -37,5 +38,4 @@ else
   log "mini corpus: generating $corpus_dir with espeak-ng"
   "$PYTHON" "$here/make_corpus.py" --output "$corpus_dir" --per-speaker "$per_speaker"
 fi
-exec "$here/../custom/prepare.sh" --corpus "$corpus_dir" --data-dir "$data_dir" --language en --codec-weights random \
-  --dev-ratio 0.1 --test-ratio 0.05 "${args[@]}"
+exec "$here/../custom/prepare.sh" --corpus "$corpus_dir" --data-dir "$data_dir" "${demo[@]}" "${args[@]}"

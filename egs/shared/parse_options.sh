@@ -9,7 +9,8 @@
 # define (so a typo is an error, not a silently ignored flag). Parsing stops at the first argument that
 # does not start with --; the rest stays in "$@". --help prints $help_message (when the script sets one)
 # and every option with the comment of its line and its default. $recipe_command keeps the command line
-# as it was given (for messages and the data folder's lock).
+# as it was given (for messages and the data folder's lock). Options defined elsewhere (the prepare.sh options
+# from valle.data.stages) are described by $OPTION_HELP, lines of NAME<TAB>TEXT, listed after the script's own.
 
 recipe_command="$0 $*"
 
@@ -17,10 +18,12 @@ _po_help() {
   [ -n "${help_message:-}" ] && echo "$help_message"
   echo "options (each --name VALUE or --name=VALUE):"
   # the assignments the script made before sourcing this file are its options; `# text` after one describes it
-  awk '/parse_options\.sh/ {exit} /^[a-z][a-z0-9_]*=/ && !/^help_message=/ {
-         name = $0; sub(/=.*/, "", name); text = ""
-         if (match($0, /[ \t]#[ \t]*/)) text = substr($0, RSTART + RLENGTH)
-         print name "\t" text }' "$0" |
+  { awk '/parse_options\.sh/ {exit} /^[a-z][a-z0-9_]*=/ && !/^help_message=/ {
+           name = $0; sub(/=.*/, "", name); text = ""
+           if (match($0, /[ \t]#[ \t]*/)) text = substr($0, RSTART + RLENGTH)
+           print name "\t" text }' "$0"
+    printf '%s' "${OPTION_HELP:-}"
+  } | awk -F'\t' '!seen[$1]++' |  # an option the script sets itself is described by its own line
   while IFS=$'\t' read -r _po_n _po_text; do
     printf '  --%-18s %s (default: %s)\n' "${_po_n//_/-}" "$_po_text" "${!_po_n:-\"\"}"
   done

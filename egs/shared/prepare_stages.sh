@@ -1,20 +1,47 @@
 #!/usr/bin/env bash
-# The stages every prepare.sh shares, sourced after its options are parsed and its stage 0 (the corpus ->
-# data_dir/manifests/entries_<part>.jsonl) is defined:
+# What every prepare.sh shares. A recipe sources this first, naming itself:
+#   . ../shared/prepare_stages.sh custom
+# It finds the environment (env.sh) and reads, in one call of `python -m valle.data.stages --shell RECIPE`
+# (no torch: a fraction of a second), the stage list (STAGE_NAMES, STAGE_DOES, STAGE_WRITES, STAGE_OPTIONS),
+# every preparation option with its default (valle.data.options: data_dir=data, language=en, ...) and their help
+# (OPTION_HELP, which --help lists). The recipe then declares its own options (stage, stop_stage, ...; a default
+# that differs on purpose, with a comment saying why), parses the command line, runs its stage 0 (the corpus ->
+# data_dir/manifests/entries_<part>.jsonl) and calls run_shared_stages for the others:
 #   stage 1: normalize   every file checked, downmixed to mono, resampled to 24 kHz; rejected.tsv, summary
 #   stage 2: codes       Encodec 24 kHz codes (resumable)
 #   stage 3: text        text tokens (g2p failures -> rejected.tsv)
 #   stage 4: split       cuts_{train,dev,test}.jsonl.gz
-# A stage that finished leaves data_dir/.<name>.done holding its options; a rerun skips it unless the
-# options changed. A stage that runs removes its own marker first, and those of the stages after it once it
+# A stage that finished leaves data_dir/.<name>.done holding its options (STAGE_OPTIONS); a rerun skips it unless
+# the options changed. A stage that runs removes its own marker first, and those of the stages after it once it
 # has finished (so a run that fails early, e.g. on a mistyped path, leaves the later markers alone).
 # Working folder: data_dir (default data/) is relative to the folder the script is run from.
 
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-STAGE_NAMES=(corpus normalize codes text split)
+_stages=$("$PYTHON" -m valle.data.stages --shell "$1") || exit 2
+eval "$_stages"
+unset _stages
 
 log() {
   echo "$(date '+%F %T') ($(basename "$0")) $*"
+}
+
+# stage_list: "0 corpus, 1 normalize, ..." for the recipes' --help
+stage_list() {
+  local n out=""
+  for n in "${!STAGE_NAMES[@]}"; do
+    out+="${out:+, }$n ${STAGE_NAMES[$n]}"
+  done
+  echo "$out"
+}
+
+# check_language: --language must be a corpus language (valle.config.LANGUAGES)
+check_language() {
+  local lang
+  for lang in "${PREPARE_LANGUAGES[@]}"; do
+    [ "$language" = "$lang" ] && return 0
+  done
+  echo "$0: --language $language: the corpus language must be $PREPARE_LANGUAGES_TEXT" >&2
+  exit 2
 }
 
 # take_data_lock: one preparation at a time per data folder (valle/locks.py: a flock on data_dir/.lock, which the
@@ -32,7 +59,16 @@ take_data_lock() {
   export VALLE_LOCK_FD=9
 }
 
-# stage_todo N SIGNATURE DESCRIPTION: true when stage N is selected and not already done with SIGNATURE
+# stage_signature N: what stage N's marker holds, "name=value" of its options (as valle.data.stages.signature)
+stage_signature() {
+  local name sig=""
+  for name in ${STAGE_OPTIONS[$1]}; do
+    sig+="${sig:+ }$name=${!name}"
+  done
+  echo "$sig"
+}
+
+# stage_todo N SIGNATURE [DETAIL]: true when stage N is selected and not already done with SIGNATURE
 stage_todo() {
   local n=$1 signature=$2 marker="$data_dir/.${STAGE_NAMES[$1]}.done"
   if [ "$stage" -gt "$n" ] || [ "$stop_stage" -lt "$n" ]; then
@@ -42,7 +78,7 @@ stage_todo() {
     log "stage $n (${STAGE_NAMES[$n]}): done before with the same options, skipping (delete $marker to redo)"
     return 1
   fi
-  log "stage $n (${STAGE_NAMES[$n]}): $3"
+  log "stage $n (${STAGE_NAMES[$n]}): ${STAGE_DOES[$n]}${3:+ ($3)} -> $data_dir/${STAGE_WRITES[$n]}"
   rm -f "$marker"
   return 0
 }
@@ -58,26 +94,26 @@ stage_done() {
 
 run_shared_stages() {
   local sig
-  sig="min_duration=$min_duration max_duration=$max_duration silence_db=$silence_db"
-  if stage_todo 1 "$sig" "validate, downmix to mono, resample to 24 kHz -> $data_dir/manifests/cuts_*.jsonl.gz"; then
+  sig=$(stage_signature 1)
+  if stage_todo 1 "$sig"; then
     "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
       --max-duration "$max_duration" --silence-db "$silence_db" --num-jobs "$num_jobs"
     stage_done 1 "$sig"
   fi
-  sig="codec_weights=$codec_weights"
-  if stage_todo 2 "$sig" "Encodec codes ($codec_weights weights) -> $data_dir/tokenized/codes_*.h5"; then
+  sig=$(stage_signature 2)
+  if stage_todo 2 "$sig" "$codec_weights weights"; then
     "$PYTHON" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
       --device "$device" --batch-seconds "$batch_seconds"
     stage_done 2 "$sig"
   fi
-  sig="tokenizer=$tokenizer language=$language symbols=$symbols"
-  if stage_todo 3 "$sig" "text tokens ($tokenizer, $language) -> $data_dir/tokenized/text_tokenizer.json"; then
+  sig=$(stage_signature 3)
+  if stage_todo 3 "$sig" "$tokenizer, $language"; then
     "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" --language "$language" \
       ${symbols:+--symbols "$symbols"}
     stage_done 3 "$sig"
   fi
-  sig="dev_ratio=$dev_ratio test_ratio=$test_ratio seed=$seed heldout_speakers=$heldout_speakers"
-  if stage_todo 4 "$sig" "split -> $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"; then
+  sig=$(stage_signature 4)
+  if stage_todo 4 "$sig"; then
     "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
       --seed "$seed" --heldout-speakers "$heldout_speakers"
     stage_done 4 "$sig"

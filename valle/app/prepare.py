@@ -1,6 +1,7 @@
 """The Data tab: uploaded files -> a corpus folder in the workspace -> the valle.data stages -> reports.
 
-The stages are the ones egs/custom/prepare.sh runs (scan, normalize, codes, text, split), called directly.
+The stages are the ones egs/custom/prepare.sh runs (valle.data.stages: corpus, normalize, codes, text, split),
+called directly, with the same options and defaults (valle.data.options.PrepareOptions).
 A finished stage leaves the same `DATA/.<stage>.done` marker, holding the same option signature, as
 egs/shared/prepare_stages.sh: a rerun with the same options skips it (the page and the recipe resume each
 other), and a stage that finishes invalidates the markers after it. The codes stage also resumes inside itself.
@@ -10,35 +11,23 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import AUDIO_EXTENSIONS
+from valle.config import LANGUAGES
+from valle.data import stages
+from valle.data.options import PrepareOptions, or_list
 from valle.errors import UserError
 from valle.locks import folder_lock
+from valle.text import TOKENIZER_NAMES
 
-STAGES = ("corpus", "normalize", "codes", "text", "split")  # the marker names of prepare_stages.sh
+STAGES = stages.STAGE_NAMES  # the marker names of prepare_stages.sh, in order
 METADATA_SUFFIXES = (".csv", ".tsv", ".list", ".txt")
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 CODEC_CHOICES = ("pretrained", "random")
-
-
-@dataclass
-class PrepareOptions:
-    corpus: str  # workspace-relative folder or metadata file
-    data_dir: str = "data"
-    language: str = "en"
-    tokenizer: str = "vallex"
-    codec_weights: str = "pretrained"  # pretrained | random | a file in the workspace
-    min_duration: float = 0.5
-    max_duration: float = 20.0
-    silence_db: float = -60.0
-    dev_ratio: float = 0.05
-    test_ratio: float = 0.05
-    seed: int = 42
-    device: str = "auto"
 
 
 @dataclass
@@ -68,11 +57,6 @@ def import_uploads(ws: Workspace, uploads: list[str], name: str) -> str:
     return ws.relative(metadata[0] if metadata else folder)
 
 
-def _num(x: float) -> str:
-    """A number the way the recipe's options print it (20, 0.5, -60)."""
-    return f"{x:g}"
-
-
 def _codec_spec(ws: Workspace, weights: str) -> str:
     weights = weights.strip()
     if weights in CODEC_CHOICES:
@@ -81,46 +65,44 @@ def _codec_spec(ws: Workspace, weights: str) -> str:
 
 
 def plan_stages(opts: PrepareOptions, corpus: Path, codec: str) -> list[tuple[str, str]]:
-    """(stage, signature) in order; the signatures are prepare_stages.sh's for the same options."""
-    return [
-        ("corpus", f"corpus={corpus}"),
-        ("normalize", f"min_duration={_num(opts.min_duration)} max_duration={_num(opts.max_duration)} "
-                      f"silence_db={_num(opts.silence_db)}"),
-        ("codes", f"codec_weights={codec}"),
-        ("text", f"tokenizer={opts.tokenizer} language={opts.language} symbols="),
-        ("split", f"dev_ratio={_num(opts.dev_ratio)} test_ratio={_num(opts.test_ratio)} seed={opts.seed} "
-                  "heldout_speakers="),
-    ]
+    """(stage, signature) in order; the signatures are prepare_stages.sh's for the same options (the corpus
+    stage's is the custom recipe's)."""
+    values = {**asdict(opts), "codec_weights": codec}
+    return [("corpus", f"corpus={corpus}")] + [(stage.name, stages.signature(stage, values)) for stage in stages.STAGES[1:]]
 
 
 def _stage_runner(name: str, data_dir: Path, corpus: Path, codec: str, opts: PrepareOptions) -> Callable[[], None]:
-    from valle.data import corpus as corpus_stages
-    from valle.data import tokenize
+    from valle.data import pipeline
+    from valle.data.normalize import NormalizeOptions
 
     if name == "corpus":
-        return lambda: corpus_stages.stage_scan(corpus, data_dir)
+        return lambda: pipeline.stage_scan(corpus, data_dir)
     if name == "normalize":
-        norm = corpus_stages.NormalizeOptions(opts.min_duration, opts.max_duration, opts.silence_db)
-        return lambda: corpus_stages.stage_normalize(data_dir, norm)
+        return lambda: pipeline.stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
     if name == "codes":
         def codes():
             from valle.audio import Codec
 
-            tokenize.stage_codes(data_dir, Codec.from_weights(codec, device=opts.device))
+            codec_ = Codec.from_weights(codec, device=opts.device, max_batch_seconds=opts.batch_seconds)
+            pipeline.stage_codes(data_dir, codec_)
         return codes
     if name == "text":
         def text():
             from valle.text import get_tokenizer
 
-            tokenize.stage_text(data_dir, get_tokenizer(opts.tokenizer), opts.language)
+            symbols = {"symbols": Path(opts.symbols)} if opts.symbols else {}
+            pipeline.stage_text(data_dir, get_tokenizer(opts.tokenizer, **symbols), opts.language)
         return text
-    return lambda: tokenize.stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed)
+    return lambda: pipeline.stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed,
+                                        opts.heldout_speakers.split())
 
 
 def check_options(opts: PrepareOptions) -> None:
-    if opts.language not in ("en", "zh", "ja"):
-        raise UserError(f"language {opts.language!r}: the corpus language must be en, zh or ja")
-    if opts.tokenizer not in ("vallex", "espeak"):
+    if not opts.corpus.strip():
+        raise UserError("corpus: give a folder of audio + transcripts, or a metadata file")
+    if opts.language not in LANGUAGES:
+        raise UserError(f"language {opts.language!r}: the corpus language must be {or_list(LANGUAGES)}")
+    if opts.tokenizer not in TOKENIZER_NAMES:
         raise UserError(f"tokenizer {opts.tokenizer!r}: use vallex (fine-tuning) or espeak (training from scratch)")
     if not 0 < opts.min_duration < opts.max_duration:
         raise UserError(f"durations {opts.min_duration}..{opts.max_duration} s: need 0 < min < max")
@@ -157,7 +139,7 @@ def run_prepare(ws: Workspace, opts: PrepareOptions,
 
 def read_reports(ws: Workspace, data_dir: Path) -> PrepareResult:
     """The summary and the two report tables of a data folder (empty when it was never prepared)."""
-    from valle.data.corpus import format_summary, read_rejections
+    from valle.data.reports import format_summary, read_rejections
 
     def shown(path: str) -> str:  # workspace-relative where possible: shorter, and no home folder in screenshots
         return ws.relative(Path(path)) if Path(path).is_absolute() else path

@@ -20,12 +20,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from valle.audio import resolve_device
+from valle.device import device_type, rank_device, resolve_dtype
 from valle.errors import UserError
 from valle.locks import folder_lock
 from valle.storage import check_free_space, disk_full_error, is_disk_full
 from valle.config import ExperimentConfig, ModelConfig
-from valle.data.corpus import load_cuts
+from valle.data.files import load_cuts
 from valle.data.dataset import filter_train_cuts, make_loader, padding_ratio
 from valle.models.adapters import (SCALED_ADAM_MIN_RMS, AdapterSpec, LoRA, attach, base_identity, check_base,
                                    load_overrides, parse_targets)
@@ -34,12 +34,10 @@ from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training import exp_dir as run_folder
-from valle.training.distributed import (DistInfo, all_ranks_true, all_reduce_sum, cleanup_distributed,
-                                        setup_distributed)
+from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_distributed, setup_distributed
 from valle.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("valle.trainer")
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass
@@ -69,31 +67,6 @@ class Objective(torch.nn.Module):
         loss = sum(o["loss"] for o in outs)
         acc = sum(o["top10_acc"] for o in outs) / len(outs)
         return {"loss": loss, "top10_acc": acc, "num_frames": outs[0]["num_frames"]}
-
-
-def device_type(name: str) -> str:
-    """--device auto|cpu|cuda -> "cpu" or "cuda"."""
-    name = resolve_device(name)  # auto -> cuda when a GPU is visible, else cpu
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: use auto, cpu or cuda (torchrun picks the GPU of each rank)")
-    return name
-
-
-def rank_device(name: str, dist_info: DistInfo) -> torch.device:
-    """The device of this rank: its own GPU under torchrun, or the CPU."""
-    if device_type(name) == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
-        torch.cuda.set_device(dist_info.local_rank)
-        return torch.device("cuda", dist_info.local_rank)
-    return torch.device("cpu")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
-    return _DTYPES[name]
 
 
 def select_trainable(model: VALLE, model_name: str, patterns: tuple,

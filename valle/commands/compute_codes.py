@@ -1,0 +1,33 @@
+"""Encodec 24 kHz (6 kbps, 8 codebooks, 75 frames/s) codes for every normalized cut, stored as int16 in
+DATA/tokenized/codes_<part>.h5. Resumable: a rerun encodes only what is not stored yet."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.data.options import add_option
+from valle.locks import folder_lock
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
+    for name in ("data_dir", "codec_weights", "device", "batch_seconds"):
+        add_option(parser, name)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from valle.audio import Codec
+    from valle.data.pipeline import stage_codes
+
+    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
+        codec = Codec.from_weights(args.codec_weights, device=args.device, max_batch_seconds=args.batch_seconds)
+        stage_codes(args.data_dir, codec)
+
+
+def entry() -> None:
+    run_main(lambda: main())

@@ -1,0 +1,80 @@
+"""Corpus -> entries -> validated mono 24 kHz cuts (the first stages of every egs/*/prepare.sh).
+
+  prepare_corpus.py scan --corpus DIR_OR_METADATA --data-dir data       your own recordings
+  prepare_corpus.py download-libritts --download-dir download --parts dev-clean ...
+  prepare_corpus.py libritts --corpus-dir download/LibriTTS --parts dev-clean ... --data-dir data
+  prepare_corpus.py normalize --data-dir data [--min-duration 0.5 --max-duration 20 --silence-db -60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.data.options import PrepareOptions, add_option
+from valle.locks import folder_lock
+
+LIBRITTS_PARTS = PrepareOptions.dataset_parts.split()
+LIBRITTS_NUM_JOBS = 4  # lhotse's manifest workers: LibriTTS is large (the libritts recipe's --num-jobs too)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="read a folder or metadata file of your own recordings",
+                          formatter_class=DefaultsHelpFormatter)
+    add_option(scan, "corpus", required=True, default=None)
+
+    download = sub.add_parser("download-libritts", help="download LibriTTS parts with lhotse (needs internet)",
+                              formatter_class=DefaultsHelpFormatter)
+    add_option(download, "download_dir")
+    download.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS, help="LibriTTS parts to download")
+
+    libritts = sub.add_parser("libritts", help="lhotse LibriTTS manifests -> entries", formatter_class=DefaultsHelpFormatter)
+    libritts.add_argument("--corpus-dir", type=Path, default=Path(PrepareOptions.download_dir) / "LibriTTS",
+                          help="the unpacked LibriTTS folder")
+    libritts.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS,
+                          help="parts to prepare (dev-* become the dev set, test-* the test set, the rest train)")
+    add_option(libritts, "num_jobs", default=LIBRITTS_NUM_JOBS, help="lhotse manifest workers")
+
+    normalize = sub.add_parser("normalize", help="check, downmix and resample every file -> cuts + reports",
+                               formatter_class=DefaultsHelpFormatter)
+    for name in ("min_duration", "max_duration", "silence_db", "num_jobs"):
+        add_option(normalize, name)
+
+    for p in (scan, libritts, normalize):
+        add_option(p, "data_dir")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "download-libritts":
+        from lhotse.recipes import download_libritts
+
+        download_libritts(args.download_dir, dataset_parts=args.parts)
+        return
+    from valle.data import pipeline
+
+    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
+        if args.command == "scan":
+            pipeline.stage_scan(args.corpus, args.data_dir)
+        elif args.command == "libritts":
+            from lhotse.recipes import prepare_libritts
+
+            lhotse_dir = args.data_dir / "manifests" / "lhotse"
+            prepare_libritts(args.corpus_dir, dataset_parts=args.parts, output_dir=lhotse_dir, num_jobs=args.num_jobs)
+            pipeline.stage_lhotse_manifests(lhotse_dir, "libritts", args.parts, args.data_dir)
+        else:
+            from valle.data.normalize import NormalizeOptions
+
+            opts = NormalizeOptions(args.min_duration, args.max_duration, args.silence_db)
+            pipeline.stage_normalize(args.data_dir, opts, args.num_jobs)
+
+
+def entry() -> None:
+    run_main(lambda: main())

@@ -1,0 +1,202 @@
+"""Audio codes: Encodec 24 kHz codes of every cut, int16 (frames, 8) under the cut id in an HDF5 store that lhotse
+reads back (NumpyHdf5Writer layout, DATA/tokenized/codes_<part>.h5). The store is resumable and never half-written:
+a rerun encodes only what is missing or changed; a full disk or a kill loses at most one piece of work."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from lhotse import CutSet
+from lhotse.array import Array, TemporalArray
+from lhotse.features.io import NumpyHdf5Writer, close_cached_file_handles
+from tqdm import tqdm
+
+from valle.audio import FRAME_RATE, SAMPLE_RATE, Codec, code_frames, length_batches
+from valle.config import NUM_QUANTIZERS
+from valle.data.files import TMP_PREFIX, write_whole
+from valle.storage import check_free_space
+
+log = logging.getLogger(__name__)
+
+
+def _fingerprint(cut) -> str:
+    """The audio file a cut's codes were made from, as it was (path, size, modification time)."""
+    source = Path(cut.recording.sources[0].source)
+    stat = source.stat()
+    return f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+# Codes are stored so that no file is ever half-written (a full disk, a kill): DATA/tokenized/codes_<part>.h5 is
+# only ever replaced whole (written to a temporary file, synced, renamed). New codes go to pieces, codes_<part>.h5.pieces/N.h5
+# (each also written whole), at least every PIECE_SECONDS of audio and on Ctrl-C; the end of the stage merges the
+# store and the pieces into a new store. A rerun after any interruption finds the store and the pieces intact.
+PIECE_SECONDS = 600.0  # audio between two pieces: what a SIGKILL or a power cut can cost
+H5_BYTES_PER_CUT = 1024  # HDF5 header, name and attributes of one stored array (measured: about 520)
+
+
+def _pieces_dir(h5_path: Path) -> Path:
+    return h5_path.with_name(h5_path.name + ".pieces")
+
+
+def _read_index(path: Path, weights: str) -> dict[str, tuple] | None:
+    """{key: (shape, fingerprint)} of a codes file made with `weights`; None when made with other weights."""
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("codec_weights") != weights:
+            return None
+        return {key: (f[key].shape, f[key].attrs.get("source")) for key in f.keys()}
+
+
+def _damage(path: Path) -> str:
+    """Why `path` is not a readable HDF5 file ("" when it is), found by a separate process: HDF5 can crash the
+    process that opens a damaged file (one an older version left on a full disk), and this one must go on."""
+    script = "import sys, h5py\nwith h5py.File(sys.argv[1], 'r') as f:\n    [f[k].shape for k in f]"
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return ""
+    if proc.returncode < 0:
+        return f"damaged (reading it crashed with signal {-proc.returncode})"
+    return f"unreadable ({(proc.stderr.strip().splitlines() or ['?'])[-1][:200]})"
+
+
+def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
+    """key -> (file, shape, fingerprint) of the codes already stored, in the store and its pieces (resume).
+    A store that is unreadable or holds codes of other codec weights is moved aside (codes_<part>.old.h5);
+    such a piece is removed, and so are the temporary files a killed run left."""
+    for tmp in [*h5_path.parent.glob(f"{TMP_PREFIX}*.h5"), *_pieces_dir(h5_path).glob(f"{TMP_PREFIX}*")]:
+        tmp.unlink()
+    found = {}
+    if h5_path.is_file():
+        reason = _damage(h5_path)
+        index = None if reason else _read_index(h5_path, weights)
+        if index is None:
+            aside = h5_path.with_suffix(".old.h5")
+            log.warning("%s is %s: moved to %s, computing its codes again", h5_path,
+                        reason or "made with other --codec-weights", aside)
+            shutil.move(h5_path, aside)
+        else:
+            found.update({key: (h5_path, *value) for key, value in index.items()})
+    for piece in sorted(_pieces_dir(h5_path).glob("*.h5"), key=lambda p: int(p.stem)):
+        try:
+            index = _read_index(piece, weights)
+        except OSError:
+            index = None
+        if index is None:
+            log.warning("%s is unreadable or made with other --codec-weights: removed", piece)
+            piece.unlink()
+            continue
+        found.update({key: (piece, *value) for key, value in index.items()})  # a later piece wins
+    return found
+
+
+def _write_whole(path: Path, items, weights: str) -> None:
+    """An HDF5 codes file at `path` from (key, codes (frames, 8) int16, fingerprint) items, written whole and
+    synced (`write_whole`): `path` is either absent, its old self, or complete. The file is built in memory and
+    written with plain writes, because HDF5 crashes the process (segfault) when the disk fills under it."""
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        f.attrs["codec_weights"] = weights
+        for key, codes, source in items:
+            f.create_dataset(key, data=codes)
+            f[key].attrs["source"] = source
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(image.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    write_whole(path, write, f"codes ({path.name})")
+
+
+def _merge(h5_path: Path, cuts: list, stored: dict[str, tuple], weights: str) -> None:
+    """Write the store anew from the stored codes of `cuts` (old store and pieces), then drop the pieces."""
+    with contextlib.ExitStack() as stack:
+        files = {path: stack.enter_context(h5py.File(path, "r")) for path in {stored[c.id][0] for c in cuts}}
+        _write_whole(h5_path, ((c.id, files[stored[c.id][0]][c.id][()], stored[c.id][2]) for c in cuts), weights)
+    shutil.rmtree(_pieces_dir(h5_path), ignore_errors=True)
+    close_cached_file_handles()  # lhotse keeps HDF5 files open by path: the next read must see the new store
+
+
+def _check_space(h5_path: Path, todo: list, cuts: list, expected: dict) -> None:
+    """Before encoding: room for the new pieces and for the merged store (both exist for a moment)."""
+    def size(cut_list) -> int:
+        return sum(expected[c.id][0] * NUM_QUANTIZERS * 2 + H5_BYTES_PER_CUT for c in cut_list)  # int16 (frames, 8)
+
+    check_free_space(h5_path.parent, size(todo) + size(cuts), f"the codes of {len(todo)} cut(s)",
+                     "free space or use a --data-dir on a larger disk, then run the codes stage again")
+
+
+def _codes_array(h5_path: Path, key: str, shape) -> TemporalArray:
+    """The manifest NumpyHdf5Writer.store_array returns, for codes that are already stored."""
+    array = Array(storage_type=NumpyHdf5Writer.name, storage_path=str(h5_path), storage_key=key, shape=list(shape))
+    return TemporalArray(array=array, temporal_dim=0, frame_shift=1 / FRAME_RATE, start=0)
+
+
+def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
+    """Encode every cut's audio and store int16 codes (frames, 8) under the cut id in h5_path.
+
+    Resumable: codes already stored for the same audio file (path, size, mtime) with the right number of
+    frames (`code_frames(cut.duration)`) are kept; only the rest is computed. Free space is checked first.
+    Returns the cuts with `cut.codes` attached.
+    """
+    h5_path = h5_path.resolve()
+    h5_path.parent.mkdir(parents=True, exist_ok=True)
+    cuts = list(cuts)
+    stored = _stored_codes(h5_path, codec.weights)
+    expected = {c.id: (code_frames(c.duration), NUM_QUANTIZERS) for c in cuts}
+    todo = [c for c in cuts if stored.get(c.id, (None,))[1:] != (expected[c.id], _fingerprint(c))]
+    log.info("codes: %d cuts, %d already in %s, %d to encode", len(cuts), len(cuts) - len(todo), h5_path, len(todo))
+    if todo:
+        _check_space(h5_path, todo, cuts, expected)
+        _encode_to_pieces(todo, h5_path, codec, expected, stored)
+    if todo or _pieces_dir(h5_path).is_dir():
+        _merge(h5_path, cuts, stored, codec.weights)
+    return CutSet.from_cuts(_with_codes(c, h5_path, expected[c.id]) for c in cuts)
+
+
+def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, stored: dict) -> None:
+    """Encode `todo` group by group; write a piece every PIECE_SECONDS of audio, at the end and on Ctrl-C.
+    Adds what it wrote to `stored`."""
+    pieces = _pieces_dir(h5_path)
+    pieces.mkdir(exist_ok=True)
+    pending: list[tuple] = []  # (cut id, codes (frames, 8) int16, fingerprint)
+
+    def flush() -> None:
+        if pending:
+            piece = pieces / f"{1 + max((int(p.stem) for p in pieces.glob('*.h5')), default=0)}.h5"
+            _write_whole(piece, pending, codec.weights)
+            stored.update({key: (piece, codes.shape, source) for key, codes, source in pending})
+            pending.clear()
+
+    with tqdm(total=round(sum(c.duration for c in todo)), desc="encodec", unit="s audio") as bar:
+        try:
+            # One codec batch at a time, grouped by the codec's own rule (encode() then sees one batch): lhotse's
+            # samplers bound the sum of durations, not count x longest, the padded audio the encoder runs on.
+            batches = length_batches([c.num_samples for c in todo], int(codec.max_batch_seconds * SAMPLE_RATE))
+            for group in ([todo[i] for i in batch] for batch in batches):
+                waves = [torch.from_numpy(c.load_audio()[0]) for c in group]  # (T,) each, mono 24 kHz
+                for cut, codes in zip(group, codec.encode(waves)):  # (frames, 8) each
+                    codes = codes[: expected[cut.id][0]].numpy().astype(np.int16)  # (frames, 8)
+                    pending.append((cut.id, codes, _fingerprint(cut)))
+                bar.update(round(sum(c.duration for c in group)))
+                if sum(len(codes) for _, codes, _ in pending) >= PIECE_SECONDS * FRAME_RATE:
+                    flush()
+        except KeyboardInterrupt:
+            flush()  # what was encoded is kept for the rerun
+            raise
+        flush()
+
+
+def _with_codes(cut, h5_path: Path, shape):
+    cut.codes = _codes_array(h5_path, cut.id, shape)
+    return cut

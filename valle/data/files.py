@@ -1,0 +1,51 @@
+"""Files of the data folder written whole (a reader sees the old file or the new one, never half of it; a full
+disk is one line), and cut manifests read back with a message saying what to run when one is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lhotse import CutSet
+
+from valle.errors import UserError
+from valle.storage import disk_full_error, is_disk_full
+
+TMP_PREFIX = ".tmp-"  # files being written (`write_whole`); one left by a killed run is removed by the next
+
+
+def write_whole(path: Path, write, what: str) -> None:
+    """write(tmp) makes the file at a temporary path, which then replaces `path`: a reader sees the old file or
+    the whole new one, never half of it. A full disk is one UserError naming the path and the space left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(TMP_PREFIX + path.name)  # same suffix: lhotse picks the format from it
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full_error(path, what, "free space (or use a --data-dir on a larger disk) and run the stage "
+                                  "again: what was finished is kept") from None
+        raise
+
+
+def write_text(path: Path, text: str, what: str = "a report") -> None:
+    write_whole(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), what)
+
+
+def save_cuts(cuts, path: Path) -> None:
+    """Cuts (a list or a CutSet) -> a lhotse manifest, written whole (`write_whole`)."""
+    write_whole(path, lambda tmp: CutSet.from_cuts(cuts).to_file(tmp), "cut manifests")
+
+
+def load_cuts(path: str | Path, missing: str = "run the earlier stages of prepare.sh first") -> CutSet:
+    """The cuts of a manifest, in memory. A missing file is a UserError ending in `missing` (what to do);
+    so is an empty one: no stage and no training can use it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: {missing}")
+    cuts = CutSet.from_file(path).to_eager()
+    if len(cuts) == 0:
+        raise UserError(f"{path} holds no cuts: prepare the corpus again with more data")
+    return cuts

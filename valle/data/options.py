@@ -1,0 +1,84 @@
+"""The options of data preparation, with their defaults and help: the one place of both.
+
+`PrepareOptions` is what the web app fills in; the stage CLIs (valle.commands) build their flags from its fields
+(`add_option`), and the recipes' prepare.sh get the same defaults and help from `python -m valle.data.stages
+--shell` (they only pass the values on). Torch-free: the recipes read it in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from valle.config import LANGUAGES
+from valle.text import TOKENIZER_NAMES
+
+
+def or_list(items) -> str:
+    """("en", "zh", "ja") -> "en, zh or ja"."""
+    items = list(items)
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def _opt(default, help: str, **kw):
+    """A field that is also a flag: `help` is its help text; kw: `type` (the CLI's type when not the
+    default's), `choices`, `recipes` (the recipes that have this option; absent: every recipe)."""
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class PrepareOptions:
+    """Everything one preparation of a data folder depends on. The order of the first fields is the web app's."""
+
+    corpus: str = _opt("", "folder of audio + same-stem transcripts (.txt, .lab or .normalized.txt), or a metadata "
+                           "file of path|text[|speaker] lines (required for stage 0)", type=Path, recipes=("custom",))
+    data_dir: str = _opt("data", "output folder, relative to where you run this", type=Path)
+    language: str = _opt("en", f"language of the transcripts: {or_list(LANGUAGES)}", choices=LANGUAGES)
+    tokenizer: str = _opt("vallex", "vallex (fine-tuning the released model) or espeak (training from scratch)",
+                          choices=TOKENIZER_NAMES)
+    codec_weights: str = _opt("pretrained", "Encodec weights: pretrained (downloaded once into the torch hub cache), "
+                                            "random (tests only: the codes are meaningless), or a file path")
+    min_duration: float = _opt(0.5, "reject recordings shorter than this many seconds")
+    max_duration: float = _opt(20.0, "reject recordings longer than this many seconds")
+    silence_db: float = _opt(-60.0, "reject recordings whose RMS level is below this many dBFS")
+    dev_ratio: float = _opt(0.05, "share of the utterances for the dev set when the corpus has no dev part "
+                                  "(at least one)")
+    test_ratio: float = _opt(0.05, "share of the utterances for the test set when the corpus has no test part "
+                                   "(0 for none)")
+    seed: int = _opt(42, "seed of the random train/dev/test split")
+    device: str = _opt("auto", "where Encodec runs: auto (cuda when available), cpu, cuda, cuda:1, ...")
+    batch_seconds: float = _opt(0.0, "padded audio per Encodec call (longer files go in chunks); 0: 120 on a GPU, "
+                                     "15 on a CPU")
+    symbols: str = _opt("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
+    heldout_speakers: str = _opt("", "space-separated speakers whose utterances all go to test")
+    num_jobs: int = _opt(1, "parallel processes for the normalize stage")
+    dataset_parts: str = _opt("dev-clean test-clean train-clean-100", "LibriTTS parts (dev-* -> dev, test-* -> "
+                              "test, the rest -> train)", recipes=("libritts",))
+    download_dir: str = _opt("download", "where LibriTTS/ is downloaded and unpacked", type=Path,
+                             recipes=("libritts",))
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(PrepareOptions)}
+
+
+def add_option(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
+    """--name-with-dashes for the field `name`: its default, help, type and choices, unless `overrides` says
+    otherwise (a CLI that differs on purpose, e.g. --symbols whose 'none' is None)."""
+    f = FIELDS[name]
+    kw = {"default": f.default, "type": f.metadata.get("type", type(f.default)), "help": f.metadata["help"].replace("%", "%%")}
+    if "choices" in f.metadata:
+        kw["choices"] = f.metadata["choices"]
+    kw.update(overrides)
+    parser.add_argument("--" + name.replace("_", "-"), **kw)
+
+
+def shell_value(value) -> str:
+    """A value as the recipes write it (and as the .done markers' signatures hold it): 20, 0.5, -60, en."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def recipe_fields(recipe: str = "") -> list[dataclasses.Field]:
+    """The options a recipe has: the shared ones, and those of `recipe` (custom: --corpus)."""
+    return [f for f in FIELDS.values() if recipe in f.metadata.get("recipes", (recipe,))]

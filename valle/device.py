@@ -1,0 +1,47 @@
+"""Where computation runs: the --device and --dtype flags (auto, cpu, cuda, ...) -> a torch device and dtype."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from valle.errors import UserError
+
+if TYPE_CHECKING:
+    from valle.training.distributed import DistInfo
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def device_type(name: str) -> str:
+    """--device auto|cpu|cuda -> "cpu" or "cuda"."""
+    name = resolve_device(name)  # auto -> cuda when a GPU is visible, else cpu
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: use auto, cpu or cuda (torchrun picks the GPU of each rank)")
+    return name
+
+
+def rank_device(name: str, dist_info: DistInfo) -> torch.device:
+    """The device of this rank: its own GPU under torchrun, or the CPU."""
+    if device_type(name) == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
+        torch.cuda.set_device(dist_info.local_rank)
+        return torch.device("cuda", dist_info.local_rank)
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """--dtype auto -> bfloat16 on a GPU that supports it, else float32; other names as they say."""
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return _DTYPES[name]
