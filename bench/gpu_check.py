@@ -118,12 +118,12 @@ def train_step(args, half: str, dtype_name: str, compile: bool) -> dict:
     from valle.config import ModelConfig, OptimConfig
     from valle.models.valle import VALLE
     from valle.training.optim import build_optimizer
-    from valle.training.trainer import Objective
+    from valle.training.objective import Objective
 
     dev, dtype = args.device, getattr(torch, dtype_name)
     torch.manual_seed(0)
     size = dict(d_model=64, nhead=4, num_layers=2) if args.tiny else {}
-    model = VALLE(ModelConfig(**size)).to(dev).train()
+    model = VALLE(ModelConfig(**size)).place(dev, (half,)).train()  # as the trainer: the other half in host memory
     named = model.half_named_parameters(half)
     for p in model.parameters():
         p.requires_grad_(False)

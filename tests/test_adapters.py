@@ -27,8 +27,8 @@ from valle.models.valle import Sampling
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "vallex_tiny"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-EVERYTHING = AdapterSpec(rank=4, alpha=8.0, dropout=0.0, targets=("attn", "ffn", "predict"), stages=("ar", "nar"))
-BOTH_HALVES = AdapterSpec(rank=4, alpha=8.0, stages=("ar", "nar"))  # the default targets: attn, ffn
+EVERYTHING = AdapterSpec(rank=4, alpha=8.0, dropout=0.0, targets=("attn", "ffn", "predict"), halves=("ar", "nar"))
+BOTH_HALVES = AdapterSpec(rank=4, alpha=8.0, halves=("ar", "nar"))  # the default targets: attn, ffn
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +58,8 @@ def randomize(lora, seed: int = 1) -> None:
 def losses(model) -> list[float]:
     torch.manual_seed(0)  # the NAR's prompt prefix is drawn
     with torch.no_grad():
-        return [float(model(batch(), stage="ar")["loss"])] + [
-            float(model(batch(), stage="nar", nar_stage=j)["loss"]) for j in range(1, 8)]
+        return [float(model(batch(), half="ar")["loss"])] + [
+            float(model(batch(), half="nar", codebook=j)["loss"]) for j in range(1, 8)]
 
 
 def greedy_codes(model) -> list[torch.Tensor]:
@@ -83,7 +83,7 @@ def test_zero_initialised_adapter_is_exactly_the_base():
 def test_packed_qkv_gets_one_pair_per_projection_and_base_names_stay():
     model = tiny()
     keys = list(model.state_dict())
-    lora = attach(model, AdapterSpec(rank=4, stages=("ar",), targets=("attn",)))
+    lora = attach(model, AdapterSpec(rank=4, halves=("ar",), targets=("attn",)))
     shapes = {n: tuple(p.shape) for n, p in lora.named_adapter_parameters()}
     assert shapes["ar_decoder.layers.0.self_attn.in_proj_weight.lora_A"] == (3, 4, 64)  # q, k, v
     assert shapes["ar_decoder.layers.0.self_attn.in_proj_weight.lora_B"] == (3, 64, 4)
@@ -109,22 +109,22 @@ def test_merged_adapter_equals_unmerged_and_unties_shared_outputs():
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():
-    def step(checkpointing: bool, stage: str):
+    def step(checkpointing: bool, half: str):
         model = tiny().train()  # dropout on: the recomputation must replay the same masks
         set_activation_checkpointing(model, checkpointing)
-        lora = attach(model, AdapterSpec(rank=4, stages=("ar", "nar"), targets=("attn", "ffn"), dropout=0.1))
+        lora = attach(model, AdapterSpec(rank=4, halves=("ar", "nar"), targets=("attn", "ffn"), dropout=0.1))
         randomize(lora)
         for p in model.ar_decoder.parameters():
             p.requires_grad_(True)  # full fine-tuning of the AR stack and adapters alike
         torch.manual_seed(3)
-        loss = model(batch(), stage=stage, nar_stage=2 if stage == "nar" else None)["loss"]
+        loss = model(batch(), half=half, codebook=2 if half == "nar" else None)["loss"]
         loss.backward()
         named = [*model.ar_decoder.named_parameters(), *lora.named_adapter_parameters()]
         return loss.detach(), {n: p.grad.clone() for n, p in named if p.grad is not None}
 
-    for stage in ("ar", "nar"):
-        loss, grads = step(False, stage)
-        loss_ckpt, grads_ckpt = step(True, stage)
+    for half in ("ar", "nar"):
+        loss, grads = step(False, half)
+        loss_ckpt, grads_ckpt = step(True, half)
         assert torch.equal(loss, loss_ckpt)
         assert grads.keys() == grads_ckpt.keys() and len(grads) > 10
         for n in grads:
@@ -141,7 +141,7 @@ def _adapter_file(tmp_path: Path, suffix: str = ".pt", spec: AdapterSpec = EVERY
     lora = attach(model, spec)
     randomize(lora)
     path = save_adapter(tmp_path / f"voice{suffix}", spec, lora.adapter_state_dict(),
-                        base_identity(model, spec.stages, str(base)))
+                        base_identity(model, spec.halves, str(base)))
     lora.eval().merge(model)
     return base, path, model
 
@@ -249,30 +249,30 @@ def adapter_cfg(data: Path, exp: Path, init: Path, **train) -> ExperimentConfig:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["ar", "nar"])
-def test_adapter_run_lowers_dev_loss_and_changes_only_the_adapters(mini_data, init_ckpt, tmp_path, stage):
+@pytest.mark.parametrize("half", ["ar", "nar"])
+def test_adapter_run_lowers_dev_loss_and_changes_only_the_adapters(mini_data, init_ckpt, tmp_path, half):
     from valle.training.trainer import Trainer
 
-    exp = tmp_path / stage
-    trainer = Trainer(adapter_cfg(mini_data, exp, init_ckpt, model_name=stage, max_steps=30, valid_interval=15,
-                                  trainable=(rf"{stage}_decoder\.norm\.",)), {})
+    exp = tmp_path / half
+    trainer = Trainer(adapter_cfg(mini_data, exp, init_ckpt, model_name=half, max_steps=30, valid_interval=15,
+                                  trainable=(rf"{half}_decoder\.norm\.",)), {})
     base = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     adapter_ids = {id(p) for _, p in trainer.adapters.named_adapter_parameters()}
     trainer.fit()
     valid = metrics(exp, "valid")
     assert valid[-1]["loss"] < valid[0]["loss"] - 0.1, valid
     trained_base = {n for n, _ in trainer.trainable if ".lora_" not in n}
-    assert trained_base and all(n.startswith(f"{stage}_decoder.norm.") for n in trained_base)
+    assert trained_base and all(n.startswith(f"{half}_decoder.norm.") for n in trained_base)
     for k, v in trainer.model.state_dict().items():  # every other base tensor is bitwise unchanged
         assert torch.equal(v, base[k]) != (k in trained_base), k
     state_ids = {id(p) for p in trainer.optimizer.state}
     assert adapter_ids <= state_ids and len(state_ids - adapter_ids) == len(trained_base)
     best = load_adapter(exp / "best-valid-loss.pt")
-    assert best.spec.stages == (stage,) and set(best.weights) - {n for n, _ in trainer.trainable} == set()
+    assert best.spec.halves == (half,) and set(best.weights) - {n for n, _ in trainer.trainable} == set()
     assert best.base["source"] == str(init_ckpt.resolve()) and best.tokenizer["name"] == "vallex"
     assert (exp / "last.pt").stat().st_size < 2_000_000
     assert "adapter: lora" in (exp / "config.yaml").read_text()
-    other = adapter_cfg(mini_data, exp, init_ckpt, model_name=stage, resume=True)
+    other = adapter_cfg(mini_data, exp, init_ckpt, model_name=half, resume=True)
     other.adapter.lora_rank = 4
     with pytest.raises(UserError, match="resume with the run's own"):
         Trainer(other, {})
@@ -318,7 +318,7 @@ def test_two_process_ddp_adapter_replicas_stay_identical(mini_data, init_ckpt, t
     checksums = [[line.split("checksum ")[1] for line in (exp / "log" / f"train-rank{r}.log").read_text().splitlines()
                   if "parameter checksum" in line] for r in (0, 1)]
     assert checksums[0] and checksums[0] == checksums[1]
-    assert load_adapter(exp / "last.pt").spec.stages == ("nar",)
+    assert load_adapter(exp / "last.pt").spec.halves == ("nar",)
 
 
 def test_adapter_needs_a_base(tmp_path):

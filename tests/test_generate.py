@@ -89,7 +89,7 @@ def test_reference_cases_greedy(single_thread, model, tokenizer, prompt, case):
         k = parted[0]
         assert rel_gap(ar_logits[k]).item() < NEAR_TIE, f"AR differs at frame {k} without a near-tie"
         return
-    cb = next(j for j in range(1, 8) if not torch.equal(codes[:, j], ref[:, j]))  # first NAR stage that differs
+    cb = next(j for j in range(1, 8) if not torch.equal(codes[:, j], ref[:, j]))  # first NAR codebook that differs
     frames = (codes[:, cb] != ref[:, cb]).nonzero().flatten()
     assert (rel_gap(nar_logits[cb - 1][frames]) < NEAR_TIE).all(), f"codebook {cb} differs without a near-tie"
 
@@ -116,7 +116,7 @@ def test_reference_cases_teacher_forced(single_thread, model, tokenizer, prompt)
             wrong = logits.argmax(-1) != ref[:, 0]
             assert (rel_gap(logits[wrong]) < NEAR_TIE).all()
             misses += int(wrong.sum())
-            # NAR: stage j sees the reference codebooks < j
+            # NAR: codebook j sees the reference codebooks < j
             x = model.embed_text("nar", ids, langs)
             codes = torch.cat([pc, ref])[None]
             emb = model.nar_audio_embeddings

@@ -77,7 +77,7 @@ def test_prenet_is_built_only_when_asked():
     assert extra == {"ar_text_prenet", "ar_audio_prenet", "nar_text_prenet", "nar_audio_prenet"}
     assert "ar_text_prenet.1.weight" in with_prenet and "ar_audio_prenet.6.weight" in with_prenet
     model = tiny_model(add_prenet=True)
-    assert all(torch.isfinite(model(make_batch(), stage)["loss"]) for stage in ("ar", "nar"))
+    assert all(torch.isfinite(model(make_batch(), half)["loss"]) for half in ("ar", "nar"))
     codes = model.eval().generate([torch.arange(20, 25)], [torch.zeros(5, dtype=torch.long)],
                                   [torch.zeros(0, 8, dtype=torch.long)], [0], Sampling(top_k=1), max_frames=6)
     assert codes[0].shape == (6, 8)
@@ -133,22 +133,22 @@ def tiny_model(**kw) -> VALLE:
 
 
 @pytest.mark.parametrize("prefix_mode", [0, 1, 2])
-@pytest.mark.parametrize("stage", ["ar", "nar"])
-def test_loss_ignores_padding(single_thread, stage, prefix_mode):
+@pytest.mark.parametrize("half", ["ar", "nar"])
+def test_loss_ignores_padding(single_thread, half, prefix_mode):
     model = tiny_model(prefix_mode=prefix_mode).eval()  # eval: no dropout, so both runs compute the same
     torch.manual_seed(1)
-    a = model(make_batch(), stage)
+    a = model(make_batch(), half)
     torch.manual_seed(1)
-    b = model(make_batch(pad_text=4, pad_frames=9), stage)
+    b = model(make_batch(pad_text=4, pad_frames=9), half)
     assert torch.isfinite(a["loss"]) and 0.0 <= a["top10_acc"].item() <= 1.0
     torch.testing.assert_close(a["loss"], b["loss"], rtol=1e-5, atol=1e-5)
     assert a["top10_acc"].item() == pytest.approx(b["top10_acc"].item())
     assert a["num_frames"] == b["num_frames"]
-    if stage == "ar":
+    if half == "ar":
         assert a["num_frames"] == 40 + 30 + 24 + 3  # every frame and one EOS per utterance
 
 
-def test_nar_stage_and_prefix_come_from_torch_rng(single_thread):
+def test_nar_codebook_and_prefix_come_from_torch_rng(single_thread):
     model = tiny_model().train()
     torch.manual_seed(7)
     a = model(make_batch(), "nar")
@@ -160,9 +160,9 @@ def test_nar_stage_and_prefix_come_from_torch_rng(single_thread):
     assert all((94 - f) % 3 == 0 and 0 <= (94 - f) // 3 < 12 for f in frames)  # only frames after the prefix
 
 
-def grads_after(model: VALLE, stage: str, **kw) -> set[str]:
+def grads_after(model: VALLE, half: str, **kw) -> set[str]:
     model.zero_grad(set_to_none=True)
-    model(make_batch(), stage, **kw)["loss"].backward()
+    model(make_batch(), half, **kw)["loss"].backward()
     return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
 
 
@@ -173,24 +173,39 @@ def test_gradients_reach_exactly_the_half_being_trained(single_thread):
     assert not ar & nar and ar | nar == {n for n, p in model.named_parameters() if p.requires_grad}
     assert grads_after(model, "ar") == ar
     seen: set[str] = set()
-    for stage in range(1, 8):
-        got = grads_after(model, "nar", nar_stage=stage)
+    for codebook in range(1, 8):
+        got = grads_after(model, "nar", codebook=codebook)
         assert got <= nar
-        assert f"nar_stage_embeddings.{stage - 1}.word_embeddings.weight" in got
+        assert f"nar_stage_embeddings.{codebook - 1}.word_embeddings.weight" in got
         seen |= got
-    assert seen == nar  # over the 7 stages every NAR parameter learns
+    assert seen == nar  # over the 7 codebooks every NAR parameter learns
+
+
+def test_each_half_trains_with_the_other_half_elsewhere(single_thread):
+    """The trainer keeps the untrained half in host memory (VALLE.place): a half's loss and gradients must never
+    touch the other half. Here the other half is on the meta device, where any use of it would fail."""
+    for half, other in (("ar", "nar"), ("nar", "ar")):
+        model = tiny_model().train().place("meta", (other,))  # the other half "elsewhere", this one on the CPU
+        assert {p.device.type for n, p in model.named_parameters() if n.startswith(half + "_")} == {"cpu"}
+        assert {p.device.type for n, p in model.named_parameters() if n.startswith(other + "_")} == {"meta"}
+        kw = {"codebook": 3} if half == "nar" else {}
+        assert grads_after(model, half, **kw) and grads_after(model, half, **kw) <= {n for n, _ in
+                                                                                 model.half_named_parameters(half)}
+    model = tiny_model().place("meta", ("nar",))
+    assert {p.device.type for p in model.place("meta").parameters()} == {"meta"}  # both halves together
 
 
 def test_training_step_lowers_the_loss(single_thread):
     model = tiny_model(dropout=0.0).train()
     batch = make_batch()
-    for stage in ("ar", "nar"):
-        opt = torch.optim.Adam([p for _, p in model.half_named_parameters(stage)], lr=3e-3)
+    for half in ("ar", "nar"):
+        opt = torch.optim.Adam([p for _, p in model.half_named_parameters(half)], lr=3e-3)
         torch.manual_seed(0)
-        first = model(batch, stage, nar_stage=2)["loss"].item() if stage == "nar" else model(batch, stage)["loss"].item()
+        kw = {"codebook": 2} if half == "nar" else {}
+        first = model(batch, half, **kw)["loss"].item()
         for _ in range(15):
             opt.zero_grad()
-            out = model(batch, stage, nar_stage=2) if stage == "nar" else model(batch, stage)
+            out = model(batch, half, **kw)
             out["loss"].backward()
             opt.step()
         assert out["loss"].item() < first

@@ -12,7 +12,8 @@ import torch
 import scaled_adam_problem
 from valle.config import OptimConfig
 from valle.errors import UserError
-from valle.training.optim import ClippedAdamW, Eden, ScaledAdam, build_optimizer, build_scheduler
+from valle.training.optim import ClippedAdamW, ScaledAdam, build_optimizer, build_scheduler
+from valle.training.schedule import Eden
 
 ICEFALL = Path(__file__).parent / "data" / "icefall_scaled_adam.json"
 

@@ -139,32 +139,32 @@ def test_bf16_weights_give_the_fp32_loss_within_bf16_precision(single_thread):
     model = tiny()  # eval: no dropout
     batch = random_batch()
     with torch.no_grad():
-        ref = model(batch, stage="ar")["loss"]
-        low = copy.deepcopy(model).to(torch.bfloat16)(batch, stage="ar")["loss"]
+        ref = model(batch, half="ar")["loss"]
+        low = copy.deepcopy(model).to(torch.bfloat16)(batch, half="ar")["loss"]
     assert abs(float(low) - float(ref)) < 0.02 * float(ref)
 
 
 # ---------------------------------------------------------------- training switches, CPU
 
 
-@pytest.mark.parametrize("stage", ["ar", "nar"])
-def test_bf16_autocast_gives_the_fp32_loss(single_thread, stage):
+@pytest.mark.parametrize("half", ["ar", "nar"])
+def test_bf16_autocast_gives_the_fp32_loss(single_thread, half):
     model, batch = train_model(prefix_mode=0), random_batch()
-    ref = model(batch, stage=stage, **({"nar_stage": 3} if stage == "nar" else {}))["loss"]
+    ref = model(batch, half=half, **({"codebook": 3} if half == "nar" else {}))["loss"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = model(batch, stage=stage, **({"nar_stage": 3} if stage == "nar" else {}))["loss"]
+        low = model(batch, half=half, **({"codebook": 3} if half == "nar" else {}))["loss"]
     assert abs(low.item() - ref.item()) < 0.02 * ref.item()
 
 
 @pytest.mark.slow
 def test_compiled_training_forward_gives_the_same_loss_and_gradients(single_thread):
     """--compile true compiles the trainer's Objective in place (fwd + bwd by inductor; minutes on a 2-core CPU)."""
-    from valle.training.trainer import Objective
+    from valle.training.objective import Objective
 
-    for stage in ("ar", "nar"):
+    for half in ("ar", "nar"):
         model, batch = train_model(prefix_mode=0), random_batch()
-        objective = Objective(model, stage)
-        torch.manual_seed(3)  # the NAR stage is drawn with torch's RNG
+        objective = Objective(model, half)
+        torch.manual_seed(3)  # the NAR codebook is drawn with torch's RNG
         ref = objective(batch)["loss"]
         ref.backward()
         ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -229,16 +229,16 @@ def test_half_precision_inference_on_cuda(dtype):
 
 @pytest.mark.cuda
 @cuda
-@pytest.mark.parametrize("stage", ["ar", "nar"])
-def test_padding_masks_run_on_fused_sdpa_kernels(stage):
+@pytest.mark.parametrize("half", ["ar", "nar"])
+def test_padding_masks_run_on_fused_sdpa_kernels(half):
     """With the math kernel switched off, SDPA must still run our padded, masked training batch (bf16)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     model, batch = train_model("cuda", prefix_mode=0), random_batch("cuda")
-    kw = {"nar_stage": 3} if stage == "nar" else {}
+    kw = {"codebook": 3} if half == "nar" else {}
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        ref = model(batch, stage=stage, **kw)["loss"]
+        ref = model(batch, half=half, **kw)["loss"]
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
-            loss = model(batch, stage=stage, **kw)["loss"]
+            loss = model(batch, half=half, **kw)["loss"]
             loss.backward()
     assert abs(float(loss) - float(ref)) < 0.02 * float(ref)

@@ -140,7 +140,7 @@ class TrainConfig:
     dtype: str = _opt("auto", "auto (bfloat16 on CUDA that supports it, else float32) | bfloat16 | float16 | float32",
                       choices=("auto", "bfloat16", "float16", "float32"))
     device: str = _opt("auto", "auto | cpu | cuda")
-    seed: int = _opt(42, "random seed (sampler, NAR stages, dropout)")
+    seed: int = _opt(42, "random seed (sampler, NAR codebooks, dropout)")
     resume: bool = _opt(False, "continue from exp_dir/last.pt exactly where it stopped")
     overwrite: bool = _opt(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
                                   "files are deleted first (without it such a folder is refused)")

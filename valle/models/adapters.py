@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from valle.errors import UserError
 
 TARGETS = ("attn", "ffn", "predict")
-STAGES = ("ar", "nar")
+HALVES = ("ar", "nar")
 # ScaledAdam moves each tensor relative to its RMS, floored at `param_min_rms` (1e-5): a zero-initialised B would
 # then move by lr * 1e-5 per step and never grow. Adapter runs floor it here instead: B's first steps are about
 # lr * 0.01 (1e-4 at the fine-tuning lr 0.01, an AdamW-like LoRA step); A (RMS ~ 1/sqrt(3 in)) is barely affected.
@@ -44,7 +44,7 @@ class AdapterSpec:
     alpha: float = 16.0
     dropout: float = 0.05
     targets: tuple[str, ...] = ("attn", "ffn")
-    stages: tuple[str, ...] = ("ar",)
+    halves: tuple[str, ...] = ("ar",)
 
     def __post_init__(self):
         if self.kind != "lora":
@@ -59,8 +59,8 @@ class AdapterSpec:
         if unknown or not self.targets:
             raise UserError(f"--lora-targets {','.join(self.targets)}: use a comma-separated subset of "
                             f"{','.join(TARGETS)}")
-        if not self.stages or any(s not in STAGES for s in self.stages):
-            raise UserError(f"adapter stages {self.stages}: must be ar and/or nar")
+        if not self.halves or any(h not in HALVES for h in self.halves):
+            raise UserError(f"adapter halves {self.halves}: must be ar and/or nar")
 
     @property
     def scale(self) -> float:
@@ -68,13 +68,14 @@ class AdapterSpec:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        return {**d, "targets": list(self.targets), "stages": list(self.stages)}
+        return {**d, "targets": list(self.targets), "halves": list(self.halves)}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "adapter") -> "AdapterSpec":
         try:
             d = dict(d)
-            return cls(**{**d, "targets": tuple(d["targets"]), "stages": tuple(d["stages"])})
+            halves = d.pop("stages", None) or d.pop("halves")  # "stages": files written before the rename
+            return cls(**{**d, "targets": tuple(d["targets"]), "halves": tuple(halves)})
         except (TypeError, KeyError) as e:
             raise UserError(f"{where}: its adapter description is not readable by this version ({e}): "
                             "upgrade valle-toolkit") from None
@@ -101,13 +102,13 @@ class Target:
         return getattr(self.owner, self.attr)
 
 
-def find_targets(model: nn.Module, stages: Iterable[str], kinds: Iterable[str]) -> list[Target]:
+def find_targets(model: nn.Module, halves: Iterable[str], kinds: Iterable[str]) -> list[Target]:
     """The weights of the given halves that `kinds` (attn, ffn, predict) name, in state-dict order."""
     kinds, found = set(kinds), []
-    for stage in stages:
-        decoder = getattr(model, f"{stage}_decoder")
+    for half in halves:
+        decoder = getattr(model, f"{half}_decoder")
         for i, layer in enumerate(decoder.layers):
-            prefix = f"{stage}_decoder.layers.{i}"
+            prefix = f"{half}_decoder.layers.{i}"
             if "attn" in kinds:
                 attn = layer.self_attn
                 found.append(Target(f"{prefix}.self_attn.in_proj_weight", attn, "in_proj_weight", attn.in_proj, 3))
@@ -117,7 +118,7 @@ def find_targets(model: nn.Module, stages: Iterable[str], kinds: Iterable[str]) 
                     lin = getattr(layer, name)
                     found.append(Target(f"{prefix}.{name}.weight", lin, "weight", lin, 1))
         if "predict" in kinds:
-            heads = [("ar_predict_layer", model.ar_predict_layer)] if stage == "ar" else [
+            heads = [("ar_predict_layer", model.ar_predict_layer)] if half == "ar" else [
                 (f"nar_predict_layers.{j}", lin) for j, lin in enumerate(model.nar_predict_layers)]
             found += [Target(f"{name}.weight", lin, "weight", lin, 1) for name, lin in heads]
     return found
@@ -164,10 +165,12 @@ class LoRA(nn.Module):
     def __init__(self, model: nn.Module, spec: AdapterSpec):
         super().__init__()
         self.spec = spec
-        self.targets = find_targets(model, spec.stages, spec.targets)
+        self.targets = find_targets(model, spec.halves, spec.targets)
         self.pairs = nn.ModuleList(
             LoRAPair(t.weight.shape[0], t.weight.shape[1], t.packs, spec.rank, spec.scale, spec.dropout)
-            for t in self.targets).to(next(model.parameters()).device)
+            for t in self.targets)
+        for t, pair in zip(self.targets, self.pairs):
+            pair.to(t.weight.device)  # the adapted half's device (the other half may be in host memory)
         self._handles = [t.hook.register_forward_hook(_add_delta(pair)) for t, pair in zip(self.targets, self.pairs)]
 
     def named_adapter_parameters(self) -> list[tuple[str, nn.Parameter]]:
@@ -217,11 +220,11 @@ class LoRA(nn.Module):
 
 # ---- base identity ----------------------------------------------------------------------------
 
-def fingerprint(model: nn.Module, stage: str) -> str:
-    """sha256 of the `stage` half's tensors (names and float32 values, state-dict order): 16 hex digits."""
+def fingerprint(model: nn.Module, half: str) -> str:
+    """sha256 of the `half` half's tensors (names and float32 values, state-dict order): 16 hex digits."""
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
-        if name.startswith(stage + "_"):
+        if name.startswith(half + "_"):
             h.update(name.encode())
             h.update(t.detach().float().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -231,11 +234,11 @@ _LAYOUT_FIELDS = ("d_model", "nhead", "num_layers", "text_vocab_size", "audio_vo
                   "num_languages", "share_embedding", "add_prenet")
 
 
-def base_identity(model: nn.Module, stages: Iterable[str], source: str) -> dict:
+def base_identity(model: nn.Module, halves: Iterable[str], source: str) -> dict:
     """What an adapter file records about its base: where it came from, its layout, a fingerprint per half."""
     config = model.config.to_dict()
     return {"source": source, "layout": {k: config[k] for k in _LAYOUT_FIELDS},
-            "fingerprint": {stage: fingerprint(model, stage) for stage in stages}}
+            "fingerprint": {half: fingerprint(model, half) for half in halves}}
 
 
 def check_base(model: nn.Module, base: dict, where: str, base_name: str) -> None:
@@ -245,11 +248,11 @@ def check_base(model: nn.Module, base: dict, where: str, base_name: str) -> None
     if differ:
         raise UserError(f"{where}: made for a base of another layout than {base_name} ({'; '.join(differ)}): "
                         f"use the base it was trained on ({base['source']})")
-    for stage, expected in base["fingerprint"].items():
-        got = fingerprint(model, stage)
+    for half, expected in base["fingerprint"].items():
+        got = fingerprint(model, half)
         if got != expected:
-            raise UserError(f"{where}: made for base {base['source']} ({stage.upper()} weights {expected}) but "
-                            f"{base_name} has other {stage.upper()} weights ({got}): pass --checkpoint "
+            raise UserError(f"{where}: made for base {base['source']} ({half.upper()} weights {expected}) but "
+                            f"{base_name} has other {half.upper()} weights ({got}): pass --checkpoint "
                             f"{base['source']}, the base it was trained on")
 
 
@@ -289,11 +292,11 @@ def merge_adapter_files(model: nn.Module, paths: Iterable[str | Path], base_name
     seen: dict[str, str] = {}
     tokenizer = base_tokenizer
     for where, a in loaded:  # every check before any weight changes
-        for stage in a.spec.stages:
-            if stage in seen:
-                raise UserError(f"{where}: adapts the {stage.upper()} half, as {seen[stage]} does: "
+        for half in a.spec.halves:
+            if half in seen:
+                raise UserError(f"{where}: adapts the {half.upper()} half, as {seen[half]} does: "
                                 "give one adapter per half")
-            seen[stage] = where
+            seen[half] = where
         check_base(model, a.base, where, base_name)
         if a.tokenizer is not None:
             if tokenizer is not None:

@@ -82,7 +82,7 @@ class LayerNorm(nn.LayerNorm):
 
 
 class AdaptiveLayerNorm(nn.Module):
-    """`w * LayerNorm(x) + b` with `(w, b) = project_layer(cond)` split in halves (cond: the NAR stage embedding)."""
+    """`w * LayerNorm(x) + b` with `(w, b) = project_layer(cond)` split in halves (cond: the NAR's codebook embedding)."""
 
     def __init__(self, dim: int):
         super().__init__()

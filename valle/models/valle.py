@@ -4,9 +4,9 @@ The parameter names and shapes are the released checkpoint's. Facts of the relea
 - text: token embedding + language embedding (per token), then sinusoidal positions with a scalar `alpha`;
 - AR: [text | BOS, prompt codes, generated codes]; text attends to text only (both ways), audio attends to
   all text and causally to audio; audio ids 0-1023 codes, 1024 EOS, 1025 BOS; the head predicts 0-1024;
-- NAR: one bidirectional stack shared by the 7 stages, adaptive layer norm conditioned on the stage embedding;
-  stage j sees the sum of the embeddings of codebooks < j (all 8 for prompt frames in prefix mode 1 and 2) and
-  predicts codebook j with `nar_predict_layers[j-1]`, tied to `nar_audio_embeddings[j+1]` when share_embedding.
+- NAR: one bidirectional stack shared by the 7 codebooks, adaptive layer norm conditioned on the codebook embedding
+  (`nar_stage_embeddings`, the released key name); codebook j sees the sum of the embeddings of codebooks < j
+  (all 8 for prompt frames in prefix mode 1 and 2) and predicts codebook j with `nar_predict_layers[j-1]`, tied to `nar_audio_embeddings[j+1]` when share_embedding.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def top10_accuracy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 class VALLE(nn.Module):
-    """Both halves of VALL-E X. Training: `model(batch, stage="ar"|"nar")`. Inference: `generate`."""
+    """Both halves of VALL-E X. Training: `model(batch, half="ar"|"nar")`. Inference: `generate`."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -130,11 +130,18 @@ class VALLE(nn.Module):
 
     # ------------------------------------------------------------------ shared pieces
 
-    def half_named_parameters(self, stage: str) -> list[tuple[str, nn.Parameter]]:
+    def half_named_parameters(self, half: str) -> list[tuple[str, nn.Parameter]]:
         """The trainable (name, parameter) pairs of the AR ("ar") or the NAR ("nar") half; tied tensors once."""
-        if stage not in ("ar", "nar"):
-            raise ValueError(f"stage must be 'ar' or 'nar', got {stage!r}")
-        return [(n, p) for n, p in self.named_parameters() if n.startswith(stage + "_") and n not in self._fixed]
+        if half not in ("ar", "nar"):
+            raise ValueError(f"half must be 'ar' or 'nar', got {half!r}")
+        return [(n, p) for n, p in self.named_parameters() if n.startswith(half + "_") and n not in self._fixed]
+
+    def place(self, device: torch.device | str, halves: tuple[str, ...] = ("ar", "nar")) -> VALLE:
+        """The modules of `halves` on `device`, the other half's in host memory. Training one half on a GPU
+        thus leaves the other (0.65 GB at full size) on the CPU; `place(device)` brings both together."""
+        for name, child in self.named_children():
+            child.to(device if name.split("_", 1)[0] in halves else "cpu")
+        return self
 
     def _prenet(self, name: str, x: Tensor) -> Tensor:
         net = getattr(self, name, None)
@@ -152,17 +159,17 @@ class VALLE(nn.Module):
 
     # ------------------------------------------------------------------ training
 
-    def forward(self, batch: dict, stage: str = "ar", nar_stage: int | None = None) -> dict:
+    def forward(self, batch: dict, half: str = "ar", codebook: int | None = None) -> dict:
         """Loss of one half on a padded batch -> {"loss": mean CE, "top10_acc", "num_frames": terms in the mean}.
 
         batch: text_tokens (B, L), text_lens (B,), text_langs (B, L), codes (B, T, Q), code_lens (B,).
-        nar_stage: the codebook the NAR predicts (1..Q-1); by default drawn with torch's RNG.
+        codebook: the codebook the NAR predicts (1..Q-1); by default drawn with torch's RNG.
         """
-        if stage == "ar":
+        if half == "ar":
             return self._ar_loss(batch)
-        if stage == "nar":
-            return self._nar_loss(batch, nar_stage)
-        raise ValueError(f"stage must be 'ar' or 'nar', got {stage!r}")
+        if half == "nar":
+            return self._nar_loss(batch, codebook)
+        raise ValueError(f"half must be 'ar' or 'nar', got {half!r}")
 
     def _unpack(self, batch: dict, half: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """-> embedded text (B, L, D), text_valid (B, L), codes (B, T, Q) with padding zeroed, code_lens, code_valid."""
@@ -195,25 +202,25 @@ class VALLE(nn.Module):
             "num_frames": int(tgt.numel()),
         }
 
-    def _nar_loss(self, batch: dict, nar_stage: int | None) -> dict:
+    def _nar_loss(self, batch: dict, codebook: int | None) -> dict:
         q, mode = self.config.num_quantizers, self.config.prefix_mode
-        stage = int(torch.randint(1, q, ())) if nar_stage is None else nar_stage
-        if not 1 <= stage < q:
-            raise ValueError(f"nar_stage must be in 1..{q - 1}, got {stage}")
+        k = int(torch.randint(1, q, ())) if codebook is None else codebook  # the codebook predicted
+        if not 1 <= k < q:
+            raise ValueError(f"codebook must be in 1..{q - 1}, got {k}")
         x, text_valid, codes, code_lens, code_valid = self._unpack(batch, "nar")
         B, L = x.shape[0], x.shape[1]
         emb = self.nar_audio_embeddings
         y = emb[0](codes[..., 0])  # (B, T, D)
-        for j in range(1, stage):
+        for j in range(1, k):
             y = y + emb[j](codes[..., j])
-        targets = codes[..., stage].masked_fill(~code_valid, IGNORE)  # (B, T)
+        targets = codes[..., k].masked_fill(~code_valid, IGNORE)  # (B, T)
         prefix, key_valid = 0, torch.cat([text_valid, code_valid], dim=1)  # (B, L+T)
         if mode == 1:  # the first `prefix` frames of each utterance, all codebooks, are the prompt
             low = int(0.25 * int(code_lens.min()))
             first = 0 if self.config.prefix_range == "released" else low  # [0, 2 low) as released, or [low, 2 low)
             prefix = min(int(torch.randint(first, 2 * low, ())) if low > 0 else 0, MAX_PREFIX_FRAMES)
             head = y[:, :prefix]
-            for j in range(stage, q):
+            for j in range(k, q):
                 head = head + emb[j](codes[:, :prefix, j])
             y = torch.cat([head, y[:, prefix:]], dim=1)
             targets = targets[:, prefix:]
@@ -230,11 +237,11 @@ class VALLE(nn.Module):
             targets = targets.masked_fill(in_seg, IGNORE)
             key_valid = torch.cat([text_valid, torch.ones_like(seg, dtype=torch.bool), code_valid], dim=1)
         y = self.nar_audio_position(self._prenet("nar_audio_prenet", y))
-        cond = self.nar_stage_embeddings[stage - 1].weight  # (1, D)
+        cond = self.nar_stage_embeddings[k - 1].weight  # (1, D)
         h = self.nar_decoder(torch.cat([x, y], dim=1), cond=cond, mask=key_valid[:, None, None, :])
         h = h[:, L + prefix :]  # (B, T', D): the frames that are predicted
         keep = targets != IGNORE
-        logits = self.nar_predict_layers[stage - 1](h[keep])  # (N, V)
+        logits = self.nar_predict_layers[k - 1](h[keep])  # (N, V)
         tgt = targets[keep]
         return {
             "loss": F.cross_entropy(logits, tgt),

@@ -1,4 +1,4 @@
-"""ScaledAdam optimizer, Eden learning-rate schedule and the builders the trainer uses.
+"""ScaledAdam, AdamW with clipping, and the builders of the optimizer and the schedule (schedule.py) the trainer uses.
 
 The algorithms are icefall's ScaledAdam/Eden (egs/librispeech/ASR/zipformer/optim.py), re-implemented
 per tensor (icefall batches same-shaped tensors; the arithmetic is the same): tests/test_optim.py holds
@@ -13,8 +13,7 @@ our trajectories to ones recorded with icefall's code, step for step.
   bias-corrected only while the correction is below 0.99 (as icefall).  Gradients are clipped to
   ``clipping_scale`` times the median of recent (RMS-weighted) gradient norms, re-estimated every
   ``clipping_update_period`` steps and early at steps 10, 20 and 40 (twice the median then).
-* Eden: ``lr = base_lr * ((step^2 + B^2) / B^2)^-0.25 * ((epoch^2 + E^2) / E^2)^-0.25 * warmup``
-  with ``warmup`` rising linearly from ``warmup_start`` to 1 over ``warmup_batches`` steps.
+* Eden (schedule.py): the learning rate decays with steps and epochs after a linear warmup.
 
 All counts are optimizer steps (after gradient accumulation), never micro-batches.
 """
@@ -33,6 +32,7 @@ from torch import Tensor
 
 from valle.config import DEFAULT_LR, OptimConfig
 from valle.errors import UserError
+from valle.training.schedule import Eden, check
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,6 @@ MAX_GRAD_NORM = 1.0  # AdamW's gradient clipping
 _EARLY_ESTIMATES = (10, 20, 40)
 # Clipping by a factor below this logs which tensor dominates the gradient norm.
 _REPORT_FACTOR = 0.5
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
 
 
 def _rms(x: Tensor) -> Tensor:
@@ -84,26 +79,26 @@ class ScaledAdam(torch.optim.Optimizer):
         clipping_update_period: int = 100,
         parameters_names: Sequence[Sequence[str]] | None = None,
     ):
-        _check(lr >= 0, f"ScaledAdam: lr must be >= 0, got {lr}")
-        _check(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"ScaledAdam: betas must be in [0, 1), got {betas}")
-        _check(0 < param_min_rms < param_max_rms, f"ScaledAdam: need 0 < param_min_rms < param_max_rms, "
+        check(lr >= 0, f"ScaledAdam: lr must be >= 0, got {lr}")
+        check(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"ScaledAdam: betas must be in [0, 1), got {betas}")
+        check(0 < param_min_rms < param_max_rms, f"ScaledAdam: need 0 < param_min_rms < param_max_rms, "
                f"got {param_min_rms} and {param_max_rms}")
-        _check(size_update_period >= 1,
+        check(size_update_period >= 1,
                f"ScaledAdam: size_update_period must be >= 1, got {size_update_period}")
-        _check(clipping_scale is None or clipping_scale > 0,
+        check(clipping_scale is None or clipping_scale > 0,
                f"ScaledAdam: clipping_scale must be > 0 (or None to disable clipping), got {clipping_scale}")
-        _check(clipping_update_period >= 1,
+        check(clipping_update_period >= 1,
                f"ScaledAdam: clipping_update_period must be >= 1, got {clipping_update_period}")
         defaults = dict(lr=lr, betas=tuple(betas), scalar_lr_scale=scalar_lr_scale, eps=eps,
                         param_min_rms=param_min_rms, param_max_rms=param_max_rms, scalar_max=scalar_max,
                         size_update_period=size_update_period)
         super().__init__(params, defaults)
         if parameters_names is not None:
-            _check(len(parameters_names) == len(self.param_groups),
+            check(len(parameters_names) == len(self.param_groups),
                    f"ScaledAdam: parameters_names has {len(parameters_names)} lists for "
                    f"{len(self.param_groups)} param groups")
             for group, names in zip(self.param_groups, parameters_names):
-                _check(len(names) == len(group["params"]),
+                check(len(names) == len(group["params"]),
                        f"ScaledAdam: {len(names)} names for a group of {len(group['params'])} parameters")
                 group["param_names"] = list(names)
         self.clipping_scale = clipping_scale
@@ -280,7 +275,7 @@ class ClippedAdamW(torch.optim.AdamW):
     exposes ``last_grad_norm`` / ``last_clip_factor`` like ScaledAdam."""
 
     def __init__(self, params: Iterable, max_grad_norm: float | None = 1.0, **kwargs):
-        _check(max_grad_norm is None or max_grad_norm > 0,
+        check(max_grad_norm is None or max_grad_norm > 0,
                f"AdamW: max_grad_norm must be > 0 (or None), got {max_grad_norm}")
         super().__init__(params, **kwargs)
         self.max_grad_norm = max_grad_norm
@@ -303,72 +298,6 @@ class ClippedAdamW(torch.optim.AdamW):
         self.last_clip_factor = min(1.0, limit / norm) if norm > 0 else 1.0
         super().step()
         return loss
-
-
-class Eden:
-    """Eden learning-rate schedule for any optimizer whose param groups have ``lr``.
-
-    ``lr = base_lr * ((batch^2 + B^2) / B^2)^-0.25 * ((epoch^2 + E^2) / E^2)^-0.25 * warmup``, where
-    ``batch`` counts optimizer steps, ``epoch`` counts finished epochs (0 during the first) and
-    ``warmup`` rises linearly from ``warmup_start`` at step 0 to 1 at ``warmup_batches`` steps.
-    Base lrs are the groups' ``initial_lr`` (set from ``lr`` when absent).  The lrs are set at
-    construction, then on every ``step_batch`` / ``step_epoch``.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, lr_batches: float = 5000, lr_epochs: float = 4,
-                 warmup_batches: float = 200, warmup_start: float = 0.5):
-        _check(lr_batches > 0, f"Eden: lr_batches must be > 0, got {lr_batches}")
-        _check(lr_epochs > 0, f"Eden: lr_epochs must be > 0, got {lr_epochs}")
-        _check(warmup_batches >= 0, f"Eden: warmup_batches must be >= 0, got {warmup_batches}")
-        _check(0.0 <= warmup_start <= 1.0, f"Eden: warmup_start must be in [0, 1], got {warmup_start}")
-        self.optimizer = optimizer
-        self.lr_batches, self.lr_epochs = lr_batches, lr_epochs
-        self.warmup_batches, self.warmup_start = warmup_batches, warmup_start
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.batch = 0
-        self.epoch = 0
-        self._set_lrs()
-
-    def factor(self) -> float:
-        """The multiplier on the base lrs at the current (batch, epoch)."""
-        b, e = self.batch, self.epoch
-        decay = ((b ** 2 + self.lr_batches ** 2) / self.lr_batches ** 2) ** -0.25 \
-            * ((e ** 2 + self.lr_epochs ** 2) / self.lr_epochs ** 2) ** -0.25
-        if b >= self.warmup_batches:
-            return decay
-        return decay * (self.warmup_start + (1.0 - self.warmup_start) * b / self.warmup_batches)
-
-    def step_batch(self, batch: int | None = None) -> None:
-        """Set the optimizer-step count (or add one) and update the lrs; call after each optimizer step."""
-        self.batch = self.batch + 1 if batch is None else batch
-        self._set_lrs()
-
-    def step_epoch(self, epoch: int | None = None) -> None:
-        """Set the number of finished epochs (or add one) and update the lrs."""
-        self.epoch = self.epoch + 1 if epoch is None else epoch
-        self._set_lrs()
-
-    def get_last_lr(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict:
-        return {"base_lrs": list(self.base_lrs), "batch": self.batch, "epoch": self.epoch}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore counters and base lrs (the schedule's hyperparameters stay as constructed)."""
-        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
-            raise ValueError(f"Eden.load_state_dict: saved schedule has {len(state_dict['base_lrs'])} param "
-                            f"groups, the optimizer has {len(self.optimizer.param_groups)}")
-        self.base_lrs = list(state_dict["base_lrs"])
-        self.batch, self.epoch = state_dict["batch"], state_dict["epoch"]
-        self._set_lrs()
-
-    def _set_lrs(self) -> None:
-        f = self.factor()
-        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base_lr * f
 
 
 def build_optimizer(named_params: Iterable[tuple[str, Tensor]], cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -1,5 +1,9 @@
 """The fine-tuning loop: AMP, gradient accumulation, validation in optimizer steps, NaN guard,
-early stopping, atomic checkpoints with exact resume, tensorboard, DDP under torchrun."""
+early stopping, atomic checkpoints with exact resume, tensorboard, DDP under torchrun.
+
+Over 400 lines on purpose: setup, the loop, validation and checkpoints are one class because they share one
+state (model, optimizer, progress, ranks) that resume must restore as a whole. What stands alone lives beside
+it: objective.py (what is trained), rng.py, samples.py (the validation sample), exp_dir.py (the run folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import json
 import logging
 import math
 import random
-import re
 import signal
 import threading
 import time
@@ -35,7 +38,10 @@ from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training import exp_dir as run_folder
 from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_distributed, setup_distributed
+from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
+from valle.training.rng import gather_rng_states, set_rng_state
+from valle.training.samples import AudioSampler
 
 log = logging.getLogger("valle.trainer")
 
@@ -52,54 +58,6 @@ class Progress:
     bad_steps_in_a_row: int = 0
     best_eval_score: float = -math.inf  # --eval-interval: the best probe score so far (best-eval.pt)
     eval_probed_at: int = -1  # the step of the last evaluation probe
-
-
-class Objective(torch.nn.Module):
-    """What DDP wraps: the loss of the half (or halves) being trained."""
-
-    def __init__(self, model: VALLE, model_name: str, adapters: LoRA | None = None):
-        super().__init__()
-        self.model, self.stages = model, ("ar", "nar") if model_name == "both" else (model_name,)
-        self.adapters = adapters  # a submodule: DDP and train()/eval() reach the adapter parameters
-
-    def forward(self, batch: dict) -> dict:
-        outs = [self.model(batch, stage=stage) for stage in self.stages]
-        loss = sum(o["loss"] for o in outs)
-        acc = sum(o["top10_acc"] for o in outs) / len(outs)
-        return {"loss": loss, "top10_acc": acc, "num_frames": outs[0]["num_frames"]}
-
-
-def select_trainable(model: VALLE, model_name: str, patterns: tuple,
-                     adapters: LoRA | None = None) -> list[tuple[str, torch.nn.Parameter]]:
-    """Freeze everything except the chosen half, narrowed by regexes (re.match on names). With adapters: the
-    adapters, plus the base tensors of the half that the regexes name (none without --trainable)."""
-    stages = ("ar", "nar") if model_name == "both" else (model_name,)
-    chosen = {name: p for stage in stages for name, p in model.half_named_parameters(stage)}
-    if patterns or adapters is not None:
-        chosen = {n: p for n, p in chosen.items() if any(re.match(pat, n) for pat in patterns)}
-        if patterns and not chosen:
-            raise UserError(f"--trainable {' '.join(patterns)} matches no parameter of the {model_name} half")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in chosen.values():
-        p.requires_grad_(True)
-    if adapters is not None:
-        chosen.update(adapters.named_adapter_parameters())
-    return sorted(chosen.items())
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -127,7 +85,10 @@ class Trainer:
         self.tokenizer = load_tokenizer_info(cfg.data.manifest_dir)  # name + vocabulary, saved in checkpoints
         self.text_tokenizer = tokenizer_from_info(self.tokenizer, where=cfg.data.manifest_dir)
         self.model, resume_state = self._build_model(model_overrides)
-        self.model.to(self.device)  # before the optimizer exists, so resumed optimizer state lands there too
+        self.halves = trained_halves(t.model_name)
+        # Before the optimizer exists, so resumed optimizer state lands there too. The half that is not
+        # trained stays in host memory (an accelerator holds only what trains); generation brings it over.
+        self.model.place(self.device, self.halves)
         self.cfg.model = self.model.config
         self.adapters = self._attach_adapters()  # None: full fine-tuning
         self.trainable = select_trainable(self.model, t.model_name, t.trainable, self.adapters)
@@ -146,6 +107,9 @@ class Trainer:
         if t.compile:
             self.objective.compile()  # in place: DDP wraps the compiled module; generation stays eager
         if self.dist.world_size > 1:
+            untrained = [f"model.{n}" for n, _ in self.model.named_parameters() if n.split("_", 1)[0] not in self.halves]
+            # Not trained, not synchronised (every rank loads the same checkpoint), and maybe on another device
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.objective, untrained)
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=t.model_name != "ar")
@@ -155,7 +119,7 @@ class Trainer:
         # A resumed run rewrites the steps after its checkpoint: tensorboard drops the old ones (purge_step).
         purge_step = self.progress.step + 1 if t.resume else None
         self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step) if self.dist.is_main else None
-        self.sampler = _AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
+        self.sampler = AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
         self.eval_probe = None  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
         if self.dist.is_main and t.eval_interval:
             from valle.eval.probe import EvalProbe
@@ -227,13 +191,12 @@ class Trainer:
         a, t = self.cfg.adapter, self.cfg.train
         if a.adapter == "none":
             return None
-        stages = ("ar", "nar") if t.model_name == "both" else (t.model_name,)
         spec = AdapterSpec(kind=a.adapter, rank=a.lora_rank, alpha=a.lora_alpha, dropout=a.lora_dropout,
-                           targets=parse_targets(a.lora_targets), stages=stages)
+                           targets=parse_targets(a.lora_targets), halves=self.halves)
         resumed, where = self._resumed_adapter, str(self.exp_dir / "last.pt")
         if resumed is None:
             source = t.init_checkpoint if t.init_checkpoint == "vallex" else str(Path(t.init_checkpoint).resolve())
-            self.adapter_base = base_identity(self.model, stages, source)
+            self.adapter_base = base_identity(self.model, self.halves, source)
         else:
             if resumed.spec != spec:
                 raise UserError(f"{where}: trains {resumed.spec}, the flags ask for {spec}: resume with the "
@@ -244,7 +207,7 @@ class Trainer:
         lora = attach(self.model, spec)
         if resumed is not None:
             lora.load_adapter_state_dict(resumed.weights, where)
-        log.info("adapters: %s on the %s half; base %s", spec, "+".join(stages), self.adapter_base["source"])
+        log.info("adapters: %s on the %s half; base %s", spec, "+".join(self.halves), self.adapter_base["source"])
         return lora
 
     def _restore(self, state: dict) -> None:
@@ -433,7 +396,7 @@ class Trainer:
         loss_sum = acc_sum = frames = 0.0
         loader = self._loader(self.dev_cuts, train=False)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.cfg.train.seed)  # the same NAR stages and prefixes at every validation
+            torch.manual_seed(self.cfg.train.seed)  # the same NAR codebooks and prefixes at every validation
             for batch in loader:
                 batch = _to_device(batch, self.device)
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
@@ -454,7 +417,8 @@ class Trainer:
             log.info("validation at step %d: loss %.4f top10 %.3f%s", p.step, loss, acc,
                      " (best)" if improved else "")
             if self.sampler:
-                self.sampler.write(self.writer, self.model, p.step)
+                with self._whole_model():
+                    self.sampler.write(self.writer, self.model, p.step)
         if improved:
             self._save(self.exp_dir / "best-valid-loss.pt")  # exactly the weights just validated
         if self.cfg.train.eval_interval and (p.eval_probed_at < 0 or
@@ -465,12 +429,24 @@ class Trainer:
         """Rank 0 speaks and scores the probe sentences; every rank joins the save of best-eval.pt."""
         p = self.progress
         p.eval_probed_at = p.step
-        score = self.eval_probe.run(self.model, self.text_tokenizer, self.writer, p.step) if self.eval_probe else None
+        score = None
+        if self.eval_probe:
+            with self._whole_model():
+                score = self.eval_probe.run(self.model, self.text_tokenizer, self.writer, p.step)
         better = score is not None and score > p.best_eval_score
         if better:
             p.best_eval_score = score
         if all_reduce_sum([float(better)], self.device)[0] > 0:
             self._save(self.exp_dir / "best-eval.pt")  # the weights just probed
+
+    @contextlib.contextmanager
+    def _whole_model(self):
+        """Both halves on the training device while generating; the untrained one back to the host after."""
+        self.model.place(self.device)
+        try:
+            yield
+        finally:
+            self.model.place(self.device, self.halves)
 
     # ---- checkpoints -------------------------------------------------------------------------
 
@@ -480,7 +456,7 @@ class Trainer:
         where training stood."""
         p = self.progress
         resumable = path.name == "last.pt"
-        rngs = _gather_rng_states() if resumable else None
+        rngs = gather_rng_states() if resumable else None
         if not self.dist.is_main:
             return
         progress = asdict(p)
@@ -521,46 +497,6 @@ def _tensors_in(obj) -> list[torch.Tensor]:
         return [obj]
     items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
     return [x for item in items for x in _tensors_in(item)]
-
-
-def _gather_rng_states() -> list[dict]:
-    """Every rank's RNG state (rank r resumes with entry r)."""
-    state = rng_state()
-    if not torch.distributed.is_initialized():
-        return [state]
-    states = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(states, state)
-    return states
-
-
-class _AudioSampler:
-    """At each validation: synthesize a fixed dev sentence (no prompt, top-k 10, seeded) into tensorboard,
-    when a codec is set (--codec-weights)."""
-
-    def __init__(self, cfg: ExperimentConfig, dev_cuts, device: torch.device):
-        self.codec = None
-        if cfg.train.codec_weights != "none":
-            from valle.audio import Codec
-            self.codec = Codec.from_weights(cfg.train.codec_weights, device=str(device))
-        self.cut, self.device = min(dev_cuts, key=lambda c: c.id), device
-        self.max_frames = 2 * self.cut.codes.shape[0]  # from the manifest: no need to read the codes
-
-    def write(self, writer: SummaryWriter, model: VALLE, step: int) -> None:
-        if self.codec is None:
-            return
-        from valle.audio import SAMPLE_RATE
-        from valle.models.valle import Sampling
-
-        sup = self.cut.supervisions[0]
-        ids, lang_ids = model.config.frame_text(sup.custom["text_ids"], sup.custom["text_langs"])
-        text, langs = torch.tensor(ids, device=self.device), torch.tensor(lang_ids, device=self.device)  # (L,)
-        no_prompt = torch.zeros(0, model.config.num_quantizers, dtype=torch.long, device=self.device)  # (0, 8)
-        model.eval()
-        codes = model.generate([text], [langs], [no_prompt], [0], Sampling(top_k=10),
-                               max_frames=self.max_frames,
-                               generator=torch.Generator(self.device).manual_seed(0))[0]  # (T, 8)
-        wave = self.codec.decode(codes)  # (samples,)
-        writer.add_audio("valid/sample", wave.float().cpu().unsqueeze(0), step, sample_rate=SAMPLE_RATE)
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

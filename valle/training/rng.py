@@ -1,0 +1,31 @@
+"""Random number generator states, saved in last.pt so that a resumed run draws exactly what it would have."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states() -> list[dict]:
+    """Every rank's RNG state (rank r resumes with entry r)."""
+    state = rng_state()
+    if not torch.distributed.is_initialized():
+        return [state]
+    states = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
