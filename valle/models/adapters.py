@@ -9,7 +9,7 @@ Every pair is stored that way, `packs` pairs per weight: A (packs, r, in), B (pa
 The adapters live in a module of their own (`LoRA`) and act through forward hooks on the base layers, so the
 model's parameter names (the released ones) never change: `model.state_dict()` is the base, an adapter file holds
 the pairs (keyed `<base weight name>.lora_A|lora_B`), plus any base tensors trained with them (`--trainable`).
-File reading and writing live in valle/models/checkpoint.py (`save_adapter`, `load_adapter`).
+File reading and writing live in valle/models/checkpoint/adapter_files.py (`save_adapter`, `load_adapter`).
 """
 
 from __future__ import annotations
