@@ -1,4 +1,5 @@
-"""The VALL-E X model (valle.py), its layers (layers.py) and checkpoint handling (checkpoint/), static-shape decoding (decoding.py), LoRA (adapters.py)."""
+"""The VALL-E X model (valle.py), its layers (layers.py), static-shape AR decoding (decoding.py), LoRA adapters
+(adapters.py) and checkpoint files (checkpoint/)."""
 
 from valle.models.valle import VALLE, Sampling
 
