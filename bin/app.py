@@ -4,7 +4,7 @@
   python bin/app.py --workspace DIR [--port 7860]
 """
 
-from valle.app.cli import entry
+from valle.commands.app import entry
 
 if __name__ == "__main__":
     entry()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -384,7 +383,7 @@ def test_handlers_show_errors_as_one_line():
 
 
 def test_listening_beyond_localhost_needs_a_flag(capsys):
-    from valle.app.cli import check_host
+    from valle.commands.app import check_host
 
     assert check_host("127.0.0.1", False) == "127.0.0.1"
     with pytest.raises(UserError, match="--host 0.0.0.0: .* unless you also pass --listen-all"):

@@ -106,8 +106,7 @@ def test_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_pa
 
 
 def test_boolean_flags_reach_the_model_and_trainer(tmp_path):
-    sys.path.insert(0, str(REPO / "bin"))
-    from trainer import parse_args
+    from valle.commands.train import parse_args
 
     cfg, model = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
                              "--drop-last", "yes", "--resume", "1"])

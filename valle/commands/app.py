@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def entry() -> None:
-    """The `valle-app` console script."""
+    """The console script and bin/ wrapper: errors as one line, exit code 2."""
     run_main(main)
 
 

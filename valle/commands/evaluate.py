@@ -1,0 +1,119 @@
+"""Evaluate checkpoints: does the model speak the text, in the speaker's voice, without noise?
+
+Every checkpoint speaks the same test sentences with the same prompts and seeds; each output and the real
+recording are scored the same way (speaker similarity, WER/CER, MCD, failure flags). Writes report.html
+(listen side by side), report.json, utterances.tsv, metrics.png and the wavs to --output-dir.
+
+    python bin/evaluate.py --checkpoint exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt vallex
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from valle.cli import ArgumentParser, UserError, add_sampling_arguments, check_sampling, run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", nargs="+", required=True,
+                   help="one or more checkpoint files, or 'vallex' (the released one); all are compared")
+    p.add_argument("--cuts", default=None,
+                   help="cuts to evaluate [data/tokenized/cuts_test.jsonl.gz, else cuts_dev.jsonl.gz]")
+    p.add_argument("--num-utterances", type=int, default=20,
+                   help="how many cuts to evaluate, chosen deterministically by --seed; 0 = all [20]")
+    p.add_argument("--prompt", nargs="+", default=["same-speaker"], metavar="same-speaker|preset NPZ",
+                   help="same-speaker: another 3-10 s utterance of the target's speaker; "
+                        "preset NPZ: one voice preset for every sentence [same-speaker]")
+    p.add_argument("--output-dir", default="exp/eval", help="where the report and the wavs go [exp/eval]")
+    p.add_argument("--batch-size", type=int, default=8, help="sentences generated together [8]")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
+    p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
+    p.add_argument("--codec-weights", default="pretrained",
+                   help="Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file [pretrained]")
+    add_sampling_arguments(p, "sampling (as bin/infer.py)", "seed of the sampling and of the utterance choice [0]")
+    m = p.add_argument_group("metrics")
+    m.add_argument("--speaker-model", default="resemblyzer",
+                   help="speaker-embedding backend for SIM: resemblyzer, or none to skip SIM [resemblyzer]")
+    m.add_argument("--asr-model", default="large-v3",
+                   help="Whisper model name or local folder for WER/CER (faster-whisper or openai-whisper; "
+                        "downloaded on first use), or none [large-v3]")
+    m.add_argument("--asr-transcripts", default=None,
+                   help="a name<TAB>text file of transcripts made elsewhere, instead of --asr-model "
+                        "(name: the wav under --output-dir, e.g. wavs/ar-best-valid-loss/utt1.wav)")
+    return p
+
+
+def check_args(a: argparse.Namespace) -> str:
+    """-> the prompt: "same-speaker" or the preset's path."""
+    if a.prompt == ["same-speaker"]:
+        prompt = "same-speaker"
+    elif len(a.prompt) == 2 and a.prompt[0] == "preset":
+        prompt = a.prompt[1]
+        if not Path(prompt).is_file():
+            raise UserError(f"--prompt preset {prompt}: no such file; make one with bin/make_prompt.py")
+    else:
+        raise UserError(f"--prompt {' '.join(a.prompt)}: use 'same-speaker' or 'preset FILE.npz'")
+    for c in a.checkpoint:
+        if c != "vallex" and not Path(c).is_file():
+            raise UserError(f"--checkpoint {c}: no such file (train first, or pass 'vallex')")
+    check_sampling(a)
+    if a.num_utterances < 0 or a.batch_size < 1:
+        raise UserError("--num-utterances must be >= 0 and --batch-size >= 1")
+    return prompt
+
+
+def default_cuts() -> str:
+    for split in ("test", "dev"):
+        path = Path("data/tokenized") / f"cuts_{split}.jsonl.gz"
+        if path.is_file():
+            return str(path)
+    raise UserError("no data/tokenized/cuts_test.jsonl.gz or cuts_dev.jsonl.gz here: run the recipe's prepare.sh, "
+                    "or pass --cuts FILE")
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    prompt = check_args(a)
+    cuts = a.cuts or default_cuts()
+
+    from valle.audio import resolve_device
+    from valle.eval.asr import get_transcriber
+    from valle.eval.evaluate import evaluate
+    from valle.eval.speaker import get_speaker_encoder
+    from valle.models.valle import Sampling
+
+    device = resolve_device(a.device)
+    speaker = None if a.speaker_model == "none" else get_speaker_encoder(a.speaker_model, device=device)
+    transcriber, asr_line = get_transcriber(a.asr_model, device=device, transcripts=a.asr_transcripts)
+    print(asr_line)
+    paths = evaluate(a.checkpoint, cuts, a.output_dir, num_utterances=a.num_utterances, prompt=prompt, seed=a.seed,
+                     sampling=Sampling(a.top_k, a.top_p, a.temperature), max_frames=a.max_frames,
+                     batch_size=a.batch_size, device=device, codec_weights=a.codec_weights, speaker=speaker,
+                     transcriber=transcriber, asr_line=asr_line, nhead=a.nhead)
+    print_summary(paths["json"])
+    print(f"report: {paths['html'].resolve()}")
+
+
+def print_summary(report_json: Path) -> None:
+    """One line per system: the headline numbers and the flags."""
+    import json
+
+    report = json.loads(report_json.read_text())
+    for s in report["systems"]:
+        m = s["metrics"]
+        parts = [f"{k} {m[k]['mean']:.3f}" for k in ("sim_target", "sim_prompt", "error_rate", "mcd") if k in m]
+        flags = ", ".join(f"{n} {f}" for f, n in s["flags"].items() if n) or "none"
+        eos = f"; stopped at EOS {s['eos_rate']:.0%}" if s["eos_rate"] is not None else ""
+        print(f"  {s['name']}: {'; '.join(parts) or 'no model metrics'}{eos}; flagged {s['flagged']}/{s['utterances']} "
+              f"({flags})")
+
+
+def entry() -> None:
+    """The console script and bin/ wrapper: errors as one line, exit code 2."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    entry()
