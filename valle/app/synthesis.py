@@ -17,6 +17,7 @@ import torch
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import FRAME_RATE, SAMPLE_RATE
 from valle.errors import UserError
+from valle.text import INPUT_LANGUAGES
 
 PRESET_DIR = "presets"
 OUTPUT_DIR = "synth"
@@ -26,7 +27,7 @@ OUTPUT_DIR = "synth"
 class SynthOptions:
     checkpoint: str  # vallex | a checkpoint in the workspace
     text: str
-    language: str = "en"  # en | zh | ja | mix
+    language: str = "en"  # one of INPUT_LANGUAGES: en | zh | ja | mix
     prompt: str = "none"  # none | preset | recording
     preset: str = ""  # a .npz in the workspace
     prompt_audio: str | None = None  # an uploaded or recorded file (Gradio's temporary path)
@@ -156,8 +157,8 @@ class Synthesis:
 def check_sampling(o: SynthOptions) -> None:
     if not o.text.strip():
         raise UserError("text: empty; type the sentence to speak")
-    if o.language not in ("en", "zh", "ja", "mix"):
-        raise UserError(f"language {o.language!r}: use en, zh, ja or mix")
+    if o.language not in INPUT_LANGUAGES:
+        raise UserError(f"language {o.language!r}: use {', '.join(INPUT_LANGUAGES[:-1])} or {INPUT_LANGUAGES[-1]}")
     if o.prompt not in ("none", "preset", "recording"):
         raise UserError(f"voice prompt {o.prompt!r}: use none, preset or recording")
     if o.top_k < 0 or not 0 < o.top_p <= 1 or o.temperature <= 0:

@@ -17,7 +17,9 @@ import gradio as gr
 
 from valle.app import compare, prepare, synthesis, training
 from valle.app.workspace import Workspace
+from valle.config import LANGUAGES
 from valle.errors import UserError
+from valle.text import INPUT_LANGUAGES
 
 log = logging.getLogger("valle.app")
 REFRESH_SECONDS = 2.0
@@ -189,7 +191,7 @@ def _data_tab(app: App) -> dict:
                                 placeholder="uploads/my_voice", elem_id="data-corpus")
         with gr.Column():
             data_dir = gr.Textbox("data", label="Data folder (written)", elem_id="data-dir")
-            language = gr.Dropdown(["en", "zh", "ja"], value="en", label="Language of the transcripts")
+            language = gr.Dropdown(list(LANGUAGES), value="en", label="Language of the transcripts")
             tokenizer = gr.Radio(["vallex", "espeak"], value="vallex", elem_id="data-tokenizer",
                                  label="Text tokenizer (vallex: fine-tune the released model; espeak: from scratch)")
             codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
@@ -273,14 +275,14 @@ def _synth_tab(app: App) -> dict:
             adapters = gr.Dropdown([], multiselect=True, allow_custom_value=True, elem_id="synth-adapters",
                                    label="LoRA adapters of that checkpoint (optional; one per half)")
             text = gr.Textbox(label="Text", lines=3, elem_id="synth-text")
-            language = gr.Dropdown(["en", "zh", "ja", "mix"], value="en", label="Language")
+            language = gr.Dropdown(list(INPUT_LANGUAGES), value="en", label="Language")
             prompt = gr.Radio(["none", "preset", "recording"], value="none", label="Voice prompt",
                               elem_id="synth-prompt")
             preset = gr.Dropdown([], label="Preset (.npz)", allow_custom_value=True, visible=False)
             prompt_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", visible=False,
                                     label="Recording of the voice (up to 15 s)")
             prompt_text = gr.Textbox(label="What is said in the recording", visible=False)
-            prompt_language = gr.Dropdown(["en", "zh", "ja"], value="en", label="Language of the recording",
+            prompt_language = gr.Dropdown(list(LANGUAGES), value="en", label="Language of the recording",
                                           visible=False)
         with gr.Column():
             with gr.Accordion("Sampling", open=False):
