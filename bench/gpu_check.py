@@ -83,11 +83,13 @@ def bucketed_batch(batch: int, frames: int, text: int, device) -> dict:
     """A batch as the bucketing sampler makes it: lengths within 10% of each other (about 5% padding)."""
     import torch
 
+    from valle.config import NUM_QUANTIZERS
+
     g = torch.Generator().manual_seed(0)
     b = {"text_tokens": torch.randint(5, 70, (batch, text), generator=g),  # (B, L)
          "text_lens": torch.linspace(text, int(text * 0.9), batch).long(),  # (B,)
          "text_langs": torch.zeros(batch, text, dtype=torch.long),  # (B, L)
-         "codes": torch.randint(0, 1024, (batch, frames, 8), generator=g),  # (B, T, 8)
+         "codes": torch.randint(0, 1024, (batch, frames, NUM_QUANTIZERS), generator=g),  # (B, T, 8)
          "code_lens": torch.linspace(frames, int(frames * 0.9), batch).long()}  # (B,)
     return {k: v.to(device) for k, v in b.items()}
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.machine import machine, peak_rss_mb, reset_peak_rss  # noqa: E402
-from valle.config import ModelConfig, OptimConfig  # noqa: E402
+from valle.config import NUM_QUANTIZERS, ModelConfig, OptimConfig  # noqa: E402
 from valle.models.adapters import AdapterSpec, attach, parse_targets  # noqa: E402
 from valle.models.layers import set_activation_checkpointing  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
@@ -42,7 +42,7 @@ def make_batch(batch: int, frames: int, text: int, device: torch.device) -> dict
     text_lens = torch.linspace(text, text * 3 // 4, batch).long()  # (B,)
     b = {"text_tokens": torch.randint(5, 70, (batch, text), generator=g),  # (B, L)
          "text_lens": text_lens, "text_langs": torch.zeros(batch, text, dtype=torch.long),
-         "codes": torch.randint(0, 1024, (batch, frames, 8), generator=g),  # (B, T, 8)
+         "codes": torch.randint(0, 1024, (batch, frames, NUM_QUANTIZERS), generator=g),  # (B, T, 8)
          "code_lens": lens}
     return {k: v.to(device) for k, v in b.items()}
 

@@ -11,7 +11,8 @@ import torch
 
 from conftest import speechlike
 from valle import audio
-from valle.audio import SAMPLE_RATE, AudioError, Codec, VocosDecoder, audio_info, level_dbfs, load_audio, num_frames
+from valle.audio import SAMPLE_RATE, AudioError, Codec, audio_info, level_dbfs, load_audio, num_frames
+from valle.vocoder import VOCOS_REPO, VocosDecoder
 from valle.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -260,7 +261,7 @@ def test_vocos_offline_says_what_to_download(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(UserError) as err:
         VocosDecoder.from_weights("pretrained")
-    assert audio.VOCOS_REPO in str(err.value)
+    assert VOCOS_REPO in str(err.value)
 
 
 def test_vocos_decoder_from_a_folder(tmp_path, monkeypatch):

@@ -165,8 +165,8 @@ def test_nan_losses_skip_steps_then_stop_with_a_message(mini_data, init_ckpt, tm
 
     real_forward = VALLE.forward
 
-    def nan_forward(self, batch, stage):
-        out = real_forward(self, batch, stage)
+    def nan_forward(self, batch, half):
+        out = real_forward(self, batch, half)
         return {**out, "loss": out["loss"] * float("nan")} if self.training else out
 
     monkeypatch.setattr(VALLE, "forward", nan_forward)

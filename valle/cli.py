@@ -7,7 +7,6 @@ import math
 import sys
 from typing import Callable
 
-from valle.config import str2bool  # noqa: F401  (re-exported for the CLIs)
 from valle.errors import UserError
 
 

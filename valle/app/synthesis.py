@@ -44,7 +44,7 @@ class SynthOptions:
 
 class Synthesis:
     def __init__(self, ws: Workspace, device: str = "auto"):
-        from valle.audio import resolve_device
+        from valle.device import resolve_device
 
         self.ws, self.device = ws, resolve_device(device)
         self._model: tuple | None = None  # (key, model, tokenizer)

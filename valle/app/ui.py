@@ -56,7 +56,7 @@ class App:
     """The state shared by every browser session: the workspace, training jobs, the loaded model."""
 
     def __init__(self, ws: Workspace, device: str = "auto"):
-        from valle.audio import resolve_device
+        from valle.device import resolve_device
 
         self.ws = ws
         self.device = resolve_device(device)  # auto -> cuda when a GPU is visible, else cpu

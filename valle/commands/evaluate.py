@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     prompt = check_args(a)
     cuts = a.cuts or default_cuts()
 
-    from valle.audio import resolve_device
+    from valle.device import resolve_device
     from valle.eval.asr import get_transcriber
     from valle.eval.evaluate import evaluate
     from valle.eval.speaker import get_speaker_encoder

@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from tqdm import tqdm
 
-    from valle.audio import Codec, VocosDecoder, resolve_device
+    from valle.audio import Codec
+    from valle.vocoder import VocosDecoder
+    from valle.device import resolve_device
     from valle.inference import Synthesizer, check_prompt, load_prompt
     from valle.models.checkpoint import load_model
     from valle.models.valle import Sampling
