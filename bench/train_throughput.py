@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.machine import machine, peak_rss_mb, reset_peak_rss  # noqa: E402
-from valle.config import NUM_QUANTIZERS, ModelConfig, OptimConfig  # noqa: E402
+from valle.config import NUM_QUANTIZERS, AdapterConfig, ModelConfig, OptimConfig  # noqa: E402
 from valle.models.adapters import AdapterSpec, attach, parse_targets  # noqa: E402
 from valle.models.layers import set_activation_checkpointing  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
@@ -87,7 +87,8 @@ def run(args, half: str, adapter: str, checkpointing: bool, untrained_half: str)
     model = place(VALLE(cfg), half, device, untrained_half).train()
     set_activation_checkpointing(model, checkpointing)
     if adapter == "lora":  # the base frozen: no gradients, no optimizer state for it
-        spec = AdapterSpec(rank=args.lora_rank, alpha=2.0 * args.lora_rank, targets=parse_targets(args.lora_targets),
+        spec = AdapterSpec(rank=args.lora_rank, alpha=2.0 * args.lora_rank, dropout=args.lora_dropout,
+                           targets=parse_targets(args.lora_targets),
                            halves=(half,))
         trained = attach(model, spec).train().named_adapter_parameters()
     else:
@@ -117,7 +118,8 @@ def run(args, half: str, adapter: str, checkpointing: bool, untrained_half: str)
     out = {"half": half, "dim": args.dim, "heads": args.heads, "layers": args.layers, "batch": args.batch,
            "frames": args.frames, "text": args.text, "device": args.device, "dtype": args.dtype,
            "masks": args.masks, "optimizer": args.optimizer, "adapter": adapter,
-           "lora_rank": args.lora_rank if adapter == "lora" else None, "activation_checkpointing": checkpointing,
+           "lora_rank": args.lora_rank if adapter == "lora" else None,
+           "lora_dropout": args.lora_dropout if adapter == "lora" else None, "activation_checkpointing": checkpointing,
            "untrained_half": untrained_half,
            "trained_params": sum(p.numel() for _, p in trained), "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
            "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
@@ -158,7 +160,8 @@ def main() -> None:
     p.add_argument("--adapter", choices=("none", "lora"), default="none",
                    help="lora: time LoRA adapter training next to full fine-tuning of the same half")
     p.add_argument("--lora-rank", type=int, default=8, help="rank of the adapters (alpha 2 x rank)")
-    p.add_argument("--lora-targets", default="attn,ffn", help="adapted weights: attn, ffn, predict")
+    p.add_argument("--lora-targets", default=AdapterConfig.lora_targets, help="adapted weights: attn, ffn, predict")
+    p.add_argument("--lora-dropout", type=float, default=AdapterConfig.lora_dropout, help="dropout on the adapters' input")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="time every configuration without and with activation checkpointing")
     p.add_argument("--untrained-half", choices=("host", "device", "both"), default="host",

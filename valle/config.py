@@ -165,7 +165,7 @@ class AdapterConfig:
                                 "(--trainable then adds base tensors, e.g. norms)", choices=("none", "lora"))
     lora_rank: int = _opt(8, "rank r of each LoRA pair")
     lora_alpha: float = _opt(16.0, "LoRA alpha: the adapter's update is scaled by alpha / rank")
-    lora_dropout: float = _opt(0.05, "dropout on the adapters' input")
+    lora_dropout: float = _opt(0.0, "dropout on the adapters' input (the base's own dropout, --dropout, stays on)")
     lora_targets: str = _opt("attn,ffn", "comma-separated: attn (q, k, v in the packed in_proj_weight, one pair "
                                          "each, and out_proj), ffn (linear1, linear2), predict (output layers)")
 

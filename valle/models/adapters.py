@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from valle.config import AdapterConfig
 from valle.errors import UserError
 
 TARGETS = ("attn", "ffn", "predict")
@@ -33,6 +34,7 @@ HALVES = ("ar", "nar")
 # then move by lr * 1e-5 per step and never grow. Adapter runs floor it here instead: B's first steps are about
 # lr * 0.01 (1e-4 at the fine-tuning lr 0.01, an AdamW-like LoRA step); A (RMS ~ 1/sqrt(3 in)) is barely affected.
 SCALED_ADAM_MIN_RMS = 0.01
+_DEFAULT = AdapterConfig()  # the flags' defaults: one place
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,10 @@ class AdapterSpec:
     """What an adapter is: recorded in its file, rebuilt from it."""
 
     kind: str = "lora"
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.05
-    targets: tuple[str, ...] = ("attn", "ffn")
+    rank: int = _DEFAULT.lora_rank
+    alpha: float = _DEFAULT.lora_alpha
+    dropout: float = _DEFAULT.lora_dropout
+    targets: tuple[str, ...] = tuple(_DEFAULT.lora_targets.split(","))
     halves: tuple[str, ...] = ("ar",)
 
     def __post_init__(self):
