@@ -1,4 +1,5 @@
-"""The Train tab: bin/trainer.py as a subprocess, and what the page shows of a run.
+"""The Train tab: the trainer (valle.commands.train, bin/trainer.py's program) as a subprocess, and what the page
+shows of a run.
 
 The trainer itself holds its experiment folder's lock (valle.locks) and records its pid in `EXP/.lock`,
 so the page finds a running job from the folder alone, whoever started it (the page before a reload, the
@@ -25,7 +26,9 @@ from valle.config import AdapterConfig, DataConfig, ModelConfig, OptimConfig, Tr
 from valle.errors import UserError
 from valle.locks import lock_holder
 
-TRAINER = Path(__file__).resolve().parents[2] / "bin" / "trainer.py"
+TRAINER = [sys.executable, "-m", "valle.commands.train"]  # the installed package's trainer: no repository needed
+# How a trainer's command line names it: bin/trainer.py (the recipes), valle-train (console script), the module.
+_TRAINER_NAMES = {"trainer.py", "valle-train", "valle.commands.train"}
 CONSOLE = "app-console.log"  # the trainer's stdout + stderr, in the experiment folder
 OPTIONS = "app-options.json"  # the page's options of the last start there: a reloaded page shows them again
 # Flags the page sets itself (paths are confined to the workspace; resume/overwrite are buttons).
@@ -72,7 +75,7 @@ def extra_flags(text: str) -> list[str]:
 
 
 def trainer_argv(ws: Workspace, o: TrainOptions, resume: bool = False, overwrite: bool = False) -> list[str]:
-    """The bin/trainer.py command line for the page's options (paths checked against the workspace)."""
+    """The trainer's command line for the page's options (paths checked against the workspace)."""
     manifest_dir = ws.path(o.data_dir, "data folder", must_exist=True) / "tokenized"
     if not (manifest_dir / "cuts_train.jsonl.gz").is_file():
         raise UserError(f"{ws.relative(manifest_dir)}/cuts_train.jsonl.gz not found: prepare the data in the "
@@ -87,7 +90,7 @@ def trainer_argv(ws: Workspace, o: TrainOptions, resume: bool = False, overwrite
         raise UserError(f"model half {o.model_name!r}: use ar, nar or both")
     if o.adapter not in ("none", "lora"):
         raise UserError(f"adapter {o.adapter!r}: use none (full fine-tuning) or lora")
-    argv = [sys.executable, str(TRAINER), "--manifest-dir", str(manifest_dir),
+    argv = [*TRAINER, "--manifest-dir", str(manifest_dir),
             "--exp-dir", str(ws.path(o.exp_dir, "experiment folder")), "--model-name", o.model_name,
             "--init-checkpoint", init, "--base-lr", str(o.base_lr), "--max-steps", str(int(o.max_steps)),
             "--num-epochs", str(int(o.num_epochs)), "--max-duration", str(o.max_duration),
@@ -124,7 +127,7 @@ def running_pid(exp_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    is_trainer = any(Path(os.fsdecode(arg)).name == TRAINER.name for arg in cmdline.split(b"\0"))
+    is_trainer = any(Path(os.fsdecode(arg)).name in _TRAINER_NAMES for arg in cmdline.split(b"\0"))
     if not is_trainer or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
         return None  # the pid now belongs to another program, or the trainer exited and awaits its parent
     return pid
@@ -146,7 +149,7 @@ class Jobs:
         (exp_dir / OPTIONS).write_text(json.dumps(dataclasses.asdict(o), indent=1) + "\n", encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
         with open(exp_dir / CONSOLE, "wb") as console:
-            console.write(("$ " + shlex.join(argv[1:]) + "\n").encode())
+            console.write(("$ " + shlex.join(["python", *argv[1:]]) + "\n").encode())
             console.flush()
             # a session of its own: Ctrl-C in the app's terminal does not stop training
             self.started[exp_dir] = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, env=env,
