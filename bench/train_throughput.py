@@ -33,6 +33,7 @@ from valle.config import NUM_QUANTIZERS, AdapterConfig, ModelConfig, OptimConfig
 from valle.models.adapters import AdapterSpec, attach, parse_targets  # noqa: E402
 from valle.models.layers import set_activation_checkpointing  # noqa: E402
 from valle.models.valle import VALLE  # noqa: E402
+from valle.training.objective import trained_halves  # noqa: E402
 from valle.training.optim import build_optimizer  # noqa: E402
 
 
@@ -70,12 +71,9 @@ def place(model: VALLE, half: str, device: torch.device, untrained_half: str) ->
     """The model as the trainer places it: the trained half on `device`, the other where `untrained_half` says."""
     if untrained_half == "device":
         return model.to(device)
-    model.place(device, (half,))  # on a GPU: the other half in host memory, not counted in peak_cuda_mb
-    if device.type == "cpu":  # here the host is the device: drop the other half from what is measured
-        for name, child in model.named_children():
-            if not name.startswith(half + "_"):
-                child.to("meta")
-    return model
+    # On a GPU the other half is in host memory, not counted in peak_cuda_mb. Here the host is the device:
+    # the other half goes to the meta device, out of what is measured.
+    return model.place(device, (half,), elsewhere="meta" if device.type == "cpu" else "cpu")
 
 
 def run(args, half: str, adapter: str, checkpointing: bool, untrained_half: str) -> dict:
@@ -168,7 +166,7 @@ def main() -> None:
                    help="where the half that is not trained lives (the trainer: host); both: each way in turn")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # "ADAPTER,CHECKPOINTING,PLACE": one configuration
     args = p.parse_args()
-    halves = ("ar", "nar") if args.half == "both" else (args.half,)
+    halves = trained_halves(args.half)
     masks = ("bool", "float") if args.masks == "both" else (args.masks,)
     if args.child is not None:
         adapter, ckpt, where = args.child.split(",")

@@ -6,7 +6,8 @@ The parameter names and shapes are the released checkpoint's. Facts of the relea
   all text and causally to audio; audio ids 0-1023 codes, 1024 EOS, 1025 BOS; the head predicts 0-1024;
 - NAR: one bidirectional stack shared by the 7 codebooks, adaptive layer norm conditioned on the codebook embedding
   (`nar_stage_embeddings`, the released key name); codebook j sees the sum of the embeddings of codebooks < j
-  (all 8 for prompt frames in prefix mode 1 and 2) and predicts codebook j with `nar_predict_layers[j-1]`, tied to `nar_audio_embeddings[j+1]` when share_embedding.
+  (all 8 for prompt frames in prefix mode 1 and 2) and predicts codebook j with `nar_predict_layers[j-1]`, tied to
+  `nar_audio_embeddings[j+1]` when share_embedding.
 """
 
 from __future__ import annotations
@@ -130,17 +131,23 @@ class VALLE(nn.Module):
 
     # ------------------------------------------------------------------ shared pieces
 
+    @staticmethod
+    def half_of(name: str) -> str:
+        """The half ("ar" or "nar") that a parameter or module name belongs to: every name starts with it."""
+        return name.split("_", 1)[0]
+
     def half_named_parameters(self, half: str) -> list[tuple[str, nn.Parameter]]:
         """The trainable (name, parameter) pairs of the AR ("ar") or the NAR ("nar") half; tied tensors once."""
         if half not in ("ar", "nar"):
             raise ValueError(f"half must be 'ar' or 'nar', got {half!r}")
-        return [(n, p) for n, p in self.named_parameters() if n.startswith(half + "_") and n not in self._fixed]
+        return [(n, p) for n, p in self.named_parameters() if self.half_of(n) == half and n not in self._fixed]
 
-    def place(self, device: torch.device | str, halves: tuple[str, ...] = ("ar", "nar")) -> VALLE:
-        """The modules of `halves` on `device`, the other half's in host memory. Training one half on a GPU
-        thus leaves the other (0.65 GB at full size) on the CPU; `place(device)` brings both together."""
+    def place(self, device: torch.device | str, halves: tuple[str, ...] = ("ar", "nar"),
+              elsewhere: torch.device | str = "cpu") -> VALLE:
+        """The modules of `halves` on `device`, the other half's `elsewhere` (host memory). Training one half on a
+        GPU thus leaves the other (0.65 GB at full size) on the CPU; `place(device)` brings both together."""
         for name, child in self.named_children():
-            child.to(device if name.split("_", 1)[0] in halves else "cpu")
+            child.to(device if self.half_of(name) in halves else elsewhere)
         return self
 
     def _prenet(self, name: str, x: Tensor) -> Tensor:

@@ -82,24 +82,24 @@ class ScaledAdam(torch.optim.Optimizer):
         check(lr >= 0, f"ScaledAdam: lr must be >= 0, got {lr}")
         check(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"ScaledAdam: betas must be in [0, 1), got {betas}")
         check(0 < param_min_rms < param_max_rms, f"ScaledAdam: need 0 < param_min_rms < param_max_rms, "
-               f"got {param_min_rms} and {param_max_rms}")
+              f"got {param_min_rms} and {param_max_rms}")
         check(size_update_period >= 1,
-               f"ScaledAdam: size_update_period must be >= 1, got {size_update_period}")
+              f"ScaledAdam: size_update_period must be >= 1, got {size_update_period}")
         check(clipping_scale is None or clipping_scale > 0,
-               f"ScaledAdam: clipping_scale must be > 0 (or None to disable clipping), got {clipping_scale}")
+              f"ScaledAdam: clipping_scale must be > 0 (or None to disable clipping), got {clipping_scale}")
         check(clipping_update_period >= 1,
-               f"ScaledAdam: clipping_update_period must be >= 1, got {clipping_update_period}")
+              f"ScaledAdam: clipping_update_period must be >= 1, got {clipping_update_period}")
         defaults = dict(lr=lr, betas=tuple(betas), scalar_lr_scale=scalar_lr_scale, eps=eps,
                         param_min_rms=param_min_rms, param_max_rms=param_max_rms, scalar_max=scalar_max,
                         size_update_period=size_update_period)
         super().__init__(params, defaults)
         if parameters_names is not None:
             check(len(parameters_names) == len(self.param_groups),
-                   f"ScaledAdam: parameters_names has {len(parameters_names)} lists for "
-                   f"{len(self.param_groups)} param groups")
+                  f"ScaledAdam: parameters_names has {len(parameters_names)} lists for "
+                  f"{len(self.param_groups)} param groups")
             for group, names in zip(self.param_groups, parameters_names):
                 check(len(names) == len(group["params"]),
-                       f"ScaledAdam: {len(names)} names for a group of {len(group['params'])} parameters")
+                      f"ScaledAdam: {len(names)} names for a group of {len(group['params'])} parameters")
                 group["param_names"] = list(names)
         self.clipping_scale = clipping_scale
         self.clipping_update_period = clipping_update_period
@@ -276,7 +276,7 @@ class ClippedAdamW(torch.optim.AdamW):
 
     def __init__(self, params: Iterable, max_grad_norm: float | None = 1.0, **kwargs):
         check(max_grad_norm is None or max_grad_norm > 0,
-               f"AdamW: max_grad_norm must be > 0 (or None), got {max_grad_norm}")
+              f"AdamW: max_grad_norm must be > 0 (or None), got {max_grad_norm}")
         super().__init__(params, **kwargs)
         self.max_grad_norm = max_grad_norm
         self.last_grad_norm: float | None = None

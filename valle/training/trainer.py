@@ -107,7 +107,7 @@ class Trainer:
         if t.compile:
             self.objective.compile()  # in place: DDP wraps the compiled module; generation stays eager
         if self.dist.world_size > 1:
-            untrained = [f"model.{n}" for n, _ in self.model.named_parameters() if n.split("_", 1)[0] not in self.halves]
+            untrained = [f"model.{n}" for n, _ in self.model.named_parameters() if VALLE.half_of(n) not in self.halves]
             # Not trained, not synchronised (every rank loads the same checkpoint), and maybe on another device
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.objective, untrained)
             self.objective = DistributedDataParallel(
