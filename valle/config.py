@@ -37,34 +37,41 @@ DEFAULT_LR = {"scaled_adam": 0.01, "adamw": 1e-4}
 NAR_PREFIX_RANGES = ("released", "lifeiteng")
 
 
-def _opt(default, help: str, **kw):
-    """A config field that is also a CLI flag: `help` becomes the flag's help text."""
+def option(default, help: str, **kw):
+    """A config field that is also a CLI flag: `help` becomes the flag's help text; kw: more flag metadata
+    (e.g. `choices`, `type` when not the default's)."""
     return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+def or_list(items) -> str:
+    """("en", "zh", "ja") -> "en, zh or ja"."""
+    items = list(items)
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
 
 
 @dataclass
 class ModelConfig:
     """Sizes and switches of the VALL-E X model. Defaults are the released checkpoint's."""
 
-    d_model: int = _opt(1024, "model width (from the checkpoint when fine-tuning)")
-    nhead: int = _opt(16, "attention heads (not stored in the released checkpoint)")
-    num_layers: int = _opt(12, "layers of each half (from the checkpoint when fine-tuning)")
-    text_vocab_size: int = _opt(2048, "rows of the text embedding (the released tokenizer uses ids < 70)")
-    audio_vocab_size: int = _opt(1024, "Encodec codes per codebook; the AR adds EOS (1024) and BOS (1025)")
-    num_quantizers: int = _opt(NUM_QUANTIZERS, "Encodec codebooks: 1 for the AR, 7 for the NAR")
-    num_languages: int = _opt(len(LANGUAGE_IDS), "rows of the language embeddings ("
+    d_model: int = option(1024, "model width (from the checkpoint when fine-tuning)")
+    nhead: int = option(16, "attention heads (not stored in the released checkpoint)")
+    num_layers: int = option(12, "layers of each half (from the checkpoint when fine-tuning)")
+    text_vocab_size: int = option(2048, "rows of the text embedding (the released tokenizer uses ids < 70)")
+    audio_vocab_size: int = option(1024, "Encodec codes per codebook; the AR adds EOS (1024) and BOS (1025)")
+    num_quantizers: int = option(NUM_QUANTIZERS, "Encodec codebooks: 1 for the AR, 7 for the NAR")
+    num_languages: int = option(len(LANGUAGE_IDS), "rows of the language embeddings ("
                               + ", ".join(f"{lang} {i}" for lang, i in LANGUAGE_IDS.items()) + ")")
-    share_embedding: bool = _opt(True, "tie NAR predict layer j to NAR audio embedding j+2, as released")
-    add_prenet: bool = _opt(False, "text/audio prenets (the released checkpoint has none)")
-    prefix_mode: int = _opt(1, "NAR prompt in training: 0 none, 1 random prefix of the utterance, 2 another segment",
+    share_embedding: bool = option(True, "tie NAR predict layer j to NAR audio embedding j+2, as released")
+    add_prenet: bool = option(False, "text/audio prenets (the released checkpoint has none)")
+    prefix_mode: int = option(1, "NAR prompt in training: 0 none, 1 random prefix of the utterance, 2 another segment",
                             choices=(0, 1, 2))
-    prefix_range: str = _opt("released", "NAR prompt length in training (prefix mode 1), with L a quarter of the "
+    prefix_range: str = option("released", "NAR prompt length in training (prefix mode 1), with L a quarter of the "
                              "batch's shortest utterance: released = [0, 2L) frames as the released code (also trains "
                              "the no-prompt case), lifeiteng = [L, 2L)", choices=NAR_PREFIX_RANGES)
-    dropout: float = _opt(0.1, "dropout in the transformer layers")
-    text_bos_id: int = _opt(-1, "id put before the text of each utterance (-1: none, as VALL-E X; models trained "
+    dropout: float = option(0.1, "dropout in the transformer layers")
+    text_bos_id: int = option(-1, "id put before the text of each utterance (-1: none, as VALL-E X; models trained "
                                 "from scratch on espeak-tokenized cuts use the tokenizer's <bos>)")
-    text_eos_id: int = _opt(-1, "id put after the text of each utterance (-1: none; espeak: <eos>)")
+    text_eos_id: int = option(-1, "id put after the text of each utterance (-1: none; espeak: <eos>)")
 
     def __post_init__(self):
         if self.nhead < 1 or self.d_model % self.nhead:
@@ -92,66 +99,66 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    manifest_dir: str = _opt("data/tokenized", "folder with cuts_{train,dev}.jsonl.gz and text_tokenizer.json")
-    max_duration: float = _opt(40.0, "seconds of audio per batch (per GPU)")
-    num_buckets: int = _opt(10, "duration buckets of the DynamicBucketingSampler")
-    quadratic_duration: float = _opt(0.0, "lhotse quadratic_duration: penalise long cuts in batch size (0 = off)")
-    shuffle: bool = _opt(True, "shuffle the training cuts (seeded, per epoch)")
-    drop_last: bool = _opt(False, "train only: drop each bucket's last incomplete batch (with little data that "
+    manifest_dir: str = option("data/tokenized", "folder with cuts_{train,dev}.jsonl.gz and text_tokenizer.json")
+    max_duration: float = option(40.0, "seconds of audio per batch (per GPU)")
+    num_buckets: int = option(10, "duration buckets of the DynamicBucketingSampler")
+    quadratic_duration: float = option(0.0, "lhotse quadratic_duration: penalise long cuts in batch size (0 = off)")
+    shuffle: bool = option(True, "shuffle the training cuts (seeded, per epoch)")
+    drop_last: bool = option(False, "train only: drop each bucket's last incomplete batch (with little data that "
                                   "is most of it)")
-    filter_min_duration: float = _opt(0.5, "train only: drop cuts shorter than this (seconds)")
-    filter_max_duration: float = _opt(14.0, "train only: drop cuts longer than this (seconds)")
-    num_workers: int = _opt(2, "DataLoader worker processes")
+    filter_min_duration: float = option(0.5, "train only: drop cuts shorter than this (seconds)")
+    filter_max_duration: float = option(14.0, "train only: drop cuts longer than this (seconds)")
+    num_workers: int = option(2, "DataLoader worker processes")
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = _opt("scaled_adam", " | ".join(DEFAULT_LR), choices=tuple(DEFAULT_LR))
-    base_lr: float = _opt(0.0, "peak learning rate; 0 = the optimizer's default: "
+    optimizer: str = option("scaled_adam", " | ".join(DEFAULT_LR), choices=tuple(DEFAULT_LR))
+    base_lr: float = option(0.0, "peak learning rate; 0 = the optimizer's default: "
                                + ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items())
                                + " (VALL-E from scratch used 0.05 with scaled_adam)")
-    weight_decay: float = _opt(0.01, "AdamW only")
-    clipping_scale: float = _opt(2.0, "ScaledAdam: clip gradients at this multiple of the median recent norm")
-    clipping_update_period: int = _opt(100, "ScaledAdam: optimizer steps between updates of the clipping threshold "
+    weight_decay: float = option(0.01, "AdamW only")
+    clipping_scale: float = option(2.0, "ScaledAdam: clip gradients at this multiple of the median recent norm")
+    clipping_update_period: int = option(100, "ScaledAdam: optimizer steps between updates of the clipping threshold "
                                             "(icefall 100; the SyntheticSpeech VALL-E X fork 1000)")
-    warmup_steps: int = _opt(200, "Eden linear warmup, in optimizer steps")
-    warmup_start: float = _opt(0.5, "Eden: lr factor at step 0 of the warmup")
-    lr_steps: float = _opt(5000.0, "Eden lr_batches: steps after which the lr decays as step^-0.5")
-    lr_epochs: float = _opt(4.0, "Eden lr_epochs: epochs after which the lr decays as epoch^-0.5")
+    warmup_steps: int = option(200, "Eden linear warmup, in optimizer steps")
+    warmup_start: float = option(0.5, "Eden: lr factor at step 0 of the warmup")
+    lr_steps: float = option(5000.0, "Eden lr_batches: steps after which the lr decays as step^-0.5")
+    lr_epochs: float = option(4.0, "Eden lr_epochs: epochs after which the lr decays as epoch^-0.5")
 
 
 @dataclass
 class TrainConfig:
-    exp_dir: str = _opt("exp", "where checkpoints, config.yaml, the log and tensorboard go")
-    model_name: str = _opt("ar", "which half to train: ar | nar | both", choices=("ar", "nar", "both"))
-    init_checkpoint: str = _opt("auto", "start from: vallex (the released checkpoint, downloaded once) | PATH | none "
+    exp_dir: str = option("exp", "where checkpoints, config.yaml, the log and tensorboard go")
+    model_name: str = option("ar", "which half to train: ar | nar | both", choices=("ar", "nar", "both"))
+    init_checkpoint: str = option("auto", "start from: vallex (the released checkpoint, downloaded once) | PATH | none "
                                         "(from scratch) | auto (vallex for vallex-tokenized cuts, else none)")
-    trainable: tuple = _opt((), "regexes (re.match on parameter names) narrowing what is trained", nargs="*")
-    num_epochs: int = _opt(20, "stop after this many epochs")
-    max_steps: int = _opt(0, "stop after this many optimizer steps (0 = no limit)")
-    accum_grad: int = _opt(1, "micro-batches per optimizer step")
-    valid_interval: int = _opt(500, "validate every N optimizer steps (and at every epoch end)")
-    save_every_n: int = _opt(1000, "write checkpoint-<step>.pt every N optimizer steps")
-    keep_last_k: int = _opt(3, "keep this many checkpoint-<step>.pt and this many epoch-<n>.pt files (best-valid-loss.pt "
+    trainable: tuple = option((), "regexes (re.match on parameter names) narrowing what is trained", nargs="*")
+    num_epochs: int = option(20, "stop after this many epochs")
+    max_steps: int = option(0, "stop after this many optimizer steps (0 = no limit)")
+    accum_grad: int = option(1, "micro-batches per optimizer step")
+    valid_interval: int = option(500, "validate every N optimizer steps (and at every epoch end)")
+    save_every_n: int = option(1000, "write checkpoint-<step>.pt every N optimizer steps")
+    keep_last_k: int = option(3, "keep this many checkpoint-<step>.pt and this many epoch-<n>.pt files (best-valid-loss.pt "
                                "and last.pt are always kept; only last.pt holds the optimizer state)")
-    early_stop_patience: int = _opt(0, "stop after N validations without a better valid loss (0 = off)")
-    max_bad_steps: int = _opt(20, "stop when this many optimizer steps in a row had a NaN/inf loss")
-    log_interval: int = _opt(10, "log train metrics every N optimizer steps")
-    dtype: str = _opt("auto", "auto (bfloat16 on CUDA that supports it, else float32) | bfloat16 | float16 | float32",
+    early_stop_patience: int = option(0, "stop after N validations without a better valid loss (0 = off)")
+    max_bad_steps: int = option(20, "stop when this many optimizer steps in a row had a NaN/inf loss")
+    log_interval: int = option(10, "log train metrics every N optimizer steps")
+    dtype: str = option("auto", "auto (bfloat16 on CUDA that supports it, else float32) | bfloat16 | float16 | float32",
                       choices=("auto", "bfloat16", "float16", "float32"))
-    device: str = _opt("auto", "auto | cpu | cuda")
-    seed: int = _opt(42, "random seed (sampler, NAR codebooks, dropout)")
-    resume: bool = _opt(False, "continue from exp_dir/last.pt exactly where it stopped")
-    overwrite: bool = _opt(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
+    device: str = option("auto", "auto | cpu | cuda")
+    seed: int = option(42, "random seed (sampler, NAR codebooks, dropout)")
+    resume: bool = option(False, "continue from exp_dir/last.pt exactly where it stopped")
+    overwrite: bool = option(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
                                   "files are deleted first (without it such a folder is refused)")
-    codec_weights: str = _opt("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
-    eval_interval: int = _opt(0, "evaluation probe at a validation at most every N optimizer steps: a few dev sentences "
+    codec_weights: str = option("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
+    eval_interval: int = option(0, "evaluation probe at a validation at most every N optimizer steps: a few dev sentences "
                                  "with same-speaker prompts -> eval/sim, eval/eos_rate, eval/duration_ratio, "
                                  "eval/flagged and best-eval.pt (needs --codec-weights; 0 = off)")
-    eval_utterances: int = _opt(4, "dev sentences the evaluation probe speaks")
-    activation_checkpointing: bool = _opt(False, "recompute each transformer layer in the backward pass instead of "
+    eval_utterances: int = option(4, "dev sentences the evaluation probe speaks")
+    activation_checkpointing: bool = option(False, "recompute each transformer layer in the backward pass instead of "
                                                  "keeping its activations: less memory, about a third more time")
-    compile: bool = _opt(False, "torch.compile the training forward (Triton kernels on GPUs, a C++ compiler on CPU): "
+    compile: bool = option(False, "torch.compile the training forward (Triton kernels on GPUs, a C++ compiler on CPU): "
                                 "a slow first step and one recompile when batch shapes change, then faster steps")
 
 
@@ -161,12 +168,12 @@ class AdapterConfig:
     attention and feed-forward weights is ~1.8M parameters per half (a 7 MB file), too few to memorise minutes
     of speech the way full fine-tuning does within tens of steps; alpha 2 x rank (scale 2) lets them move fast."""
 
-    adapter: str = _opt("none", "none (full fine-tuning) | lora: train low-rank adapters, the base stays frozen "
+    adapter: str = option("none", "none (full fine-tuning) | lora: train low-rank adapters, the base stays frozen "
                                 "(--trainable then adds base tensors, e.g. norms)", choices=("none", "lora"))
-    lora_rank: int = _opt(8, "rank r of each LoRA pair")
-    lora_alpha: float = _opt(16.0, "LoRA alpha: the adapter's update is scaled by alpha / rank")
-    lora_dropout: float = _opt(0.0, "dropout on the adapters' input (the base's own dropout, --dropout, stays on)")
-    lora_targets: str = _opt("attn,ffn", "comma-separated: attn (q, k, v in the packed in_proj_weight, one pair "
+    lora_rank: int = option(8, "rank r of each LoRA pair")
+    lora_alpha: float = option(16.0, "LoRA alpha: the adapter's update is scaled by alpha / rank")
+    lora_dropout: float = option(0.0, "dropout on the adapters' input (the base's own dropout, --dropout, stays on)")
+    lora_targets: str = option("attn,ffn", "comma-separated: attn (q, k, v in the packed in_proj_weight, one pair "
                                          "each, and out_proj), ffn (linear1, linear2), predict (output layers)")
 
 

@@ -17,9 +17,9 @@ from typing import Callable
 
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import AUDIO_EXTENSIONS
-from valle.config import LANGUAGES
+from valle.config import LANGUAGES, or_list
 from valle.data import stages
-from valle.data.options import PrepareOptions, or_list
+from valle.data.options import PrepareOptions
 from valle.errors import UserError
 from valle.locks import folder_lock
 from valle.text import TOKENIZER_NAMES

@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 
 from valle.cli import ArgumentParser, UserError, add_sampling_arguments, check_sampling, run_main
-from valle.config import LANGUAGES
+from valle.config import LANGUAGES, or_list
 from valle.text import INPUT_LANGUAGES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
-ONE_OF_LANGUAGES = f"{', '.join(LANGUAGES[:-1])} or {LANGUAGES[-1]}"  # "en, zh or ja"
 DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"}  # --compile -> generate()
 
 
@@ -50,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prompt-audio", help="a recording of the voice (up to 15 s); needs --prompt-text")
     v.add_argument("--prompt-text", help="the transcript of --prompt-audio")
     v.add_argument("--prompt-language", default=None,
-                   help=f"language of --prompt-text: {ONE_OF_LANGUAGES} [--language, or en when it is mix]")
+                   help=f"language of --prompt-text: {or_list(LANGUAGES)} [--language, or en when it is mix]")
     add_sampling_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--output", default="out.wav", help="the wav file for --text [out.wav]")

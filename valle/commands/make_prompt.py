@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from valle.cli import ArgumentParser, UserError, run_main
-from valle.config import LANGUAGES
+from valle.config import LANGUAGES, or_list
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", required=True, help="the recording (wav/flac/mp3/ogg; made mono 24 kHz), up to 15 s")
     p.add_argument("--text", required=True, help="what is said in the recording")
     p.add_argument("--language", default="en",
-                   help=f"language of the transcript: {', '.join(LANGUAGES[:-1])} or {LANGUAGES[-1]} [en]")
+                   help=f"language of the transcript: {or_list(LANGUAGES)} [en]")
     p.add_argument("--output", default="voice.npz", help="the preset file to write [voice.npz]")
     p.add_argument("--codec-weights", default="pretrained",
                    help="Encodec 24 kHz weights: pretrained, random (tests only) or a file [pretrained]")

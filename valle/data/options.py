@@ -12,51 +12,41 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from valle.config import LANGUAGES
+from valle.config import LANGUAGES, option, or_list
 from valle.text import TOKENIZER_NAMES
 
 
-def or_list(items) -> str:
-    """("en", "zh", "ja") -> "en, zh or ja"."""
-    items = list(items)
-    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
-
-
-def _opt(default, help: str, **kw):
-    """A field that is also a flag: `help` is its help text; kw: `type` (the CLI's type when not the
-    default's), `choices`, `recipes` (the recipes that have this option; absent: every recipe)."""
-    return dataclasses.field(default=default, metadata={"help": help, **kw})
-
-
+# Fields are `option`s (valle.config); their metadata may also name `recipes`: the recipes that have the option
+# (absent: every recipe).
 @dataclass
 class PrepareOptions:
     """Everything one preparation of a data folder depends on. The order of the first fields is the web app's."""
 
-    corpus: str = _opt("", "folder of audio + same-stem transcripts (.txt, .lab or .normalized.txt), or a metadata "
+    corpus: str = option("", "folder of audio + same-stem transcripts (.txt, .lab or .normalized.txt), or a metadata "
                            "file of path|text[|speaker] lines (required for stage 0)", type=Path, recipes=("custom",))
-    data_dir: str = _opt("data", "output folder, relative to where you run this", type=Path)
-    language: str = _opt("en", f"language of the transcripts: {or_list(LANGUAGES)}", choices=LANGUAGES)
-    tokenizer: str = _opt("vallex", "vallex (fine-tuning the released model) or espeak (training from scratch)",
+    data_dir: str = option("data", "output folder, relative to where you run this", type=Path)
+    language: str = option("en", f"language of the transcripts: {or_list(LANGUAGES)}", choices=LANGUAGES)
+    tokenizer: str = option("vallex", "vallex (fine-tuning the released model) or espeak (training from scratch)",
                           choices=TOKENIZER_NAMES)
-    codec_weights: str = _opt("pretrained", "Encodec weights: pretrained (downloaded once into the torch hub cache), "
+    codec_weights: str = option("pretrained", "Encodec weights: pretrained (downloaded once into the torch hub cache), "
                                             "random (tests only: the codes are meaningless), or a file path")
-    min_duration: float = _opt(0.5, "reject recordings shorter than this many seconds")
-    max_duration: float = _opt(20.0, "reject recordings longer than this many seconds")
-    silence_db: float = _opt(-60.0, "reject recordings whose RMS level is below this many dBFS")
-    dev_ratio: float = _opt(0.05, "share of the utterances for the dev set when the corpus has no dev part "
+    min_duration: float = option(0.5, "reject recordings shorter than this many seconds")
+    max_duration: float = option(20.0, "reject recordings longer than this many seconds")
+    silence_db: float = option(-60.0, "reject recordings whose RMS level is below this many dBFS")
+    dev_ratio: float = option(0.05, "share of the utterances for the dev set when the corpus has no dev part "
                                   "(at least one)")
-    test_ratio: float = _opt(0.05, "share of the utterances for the test set when the corpus has no test part "
+    test_ratio: float = option(0.05, "share of the utterances for the test set when the corpus has no test part "
                                    "(0 for none)")
-    seed: int = _opt(42, "seed of the random train/dev/test split")
-    device: str = _opt("auto", "where Encodec runs: auto (cuda when available), cpu, cuda, cuda:1, ...")
-    batch_seconds: float = _opt(0.0, "padded audio per Encodec call (longer files go in chunks); 0: 120 on a GPU, "
+    seed: int = option(42, "seed of the random train/dev/test split")
+    device: str = option("auto", "where Encodec runs: auto (cuda when available), cpu, cuda, cuda:1, ...")
+    batch_seconds: float = option(0.0, "padded audio per Encodec call (longer files go in chunks); 0: 120 on a GPU, "
                                      "15 on a CPU")
-    symbols: str = _opt("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
-    heldout_speakers: str = _opt("", "space-separated speakers whose utterances all go to test")
-    num_jobs: int = _opt(1, "parallel processes for the normalize stage")
-    dataset_parts: str = _opt("dev-clean test-clean train-clean-100", "LibriTTS parts (dev-* -> dev, test-* -> "
+    symbols: str = option("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
+    heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
+    num_jobs: int = option(1, "parallel processes for the normalize stage")
+    dataset_parts: str = option("dev-clean test-clean train-clean-100", "LibriTTS parts (dev-* -> dev, test-* -> "
                               "test, the rest -> train)", recipes=("libritts",))
-    download_dir: str = _opt("download", "where LibriTTS/ is downloaded and unpacked", type=Path,
+    download_dir: str = option("download", "where LibriTTS/ is downloaded and unpacked", type=Path,
                              recipes=("libritts",))
 
 

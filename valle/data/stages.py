@@ -15,8 +15,8 @@ import argparse
 import shlex
 from dataclasses import dataclass
 
-from valle.config import LANGUAGES
-from valle.data.options import or_list, recipe_fields, shell_value
+from valle.config import LANGUAGES, or_list
+from valle.data.options import recipe_fields, shell_value
 
 
 @dataclass(frozen=True)
