@@ -89,7 +89,7 @@ def test_uploads_become_a_corpus_folder_or_a_metadata_file(ws, tmp_path, write_a
 
 @pytest.mark.slow  # the mini corpus
 def test_stage_markers_are_the_recipes(mini_data):
-    """The page writes and reads the same .<stage>.done signatures as egs/shared/prepare_stages.sh."""
+    """The page writes and reads the same .<stage>.done signatures as the recipe's stage CLIs."""
     data_dir = mini_data.parent
     corpus = (data_dir.parent / "corpus").resolve()
     opts = prepare.PrepareOptions(str(corpus), codec_weights="random", dev_ratio=0.1, test_ratio=0.05)

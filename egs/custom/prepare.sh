@@ -18,7 +18,8 @@ set -euo pipefail
 stage=0                    # first stage to run: 0 scan, 1 normalize, 2 codes, 3 text, 4 split
 stop_stage=4               # last stage to run
 # every preparation option with its default and help (--corpus, --language, --data-dir, ...): valle/data/options.py
-eval "$("$PYTHON" -m valle.data.options --shell custom)"
+PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell custom)
+eval "$PREPARE_OPTIONS"
 
 help_message="usage: $0 --corpus DIR_OR_METADATA_FILE [--language en] [--codec-weights pretrained|random|PATH] [options]
 Writes --data-dir (default data/) in the folder it is run from; stages: 0 scan, 1 normalize, 2 codes, 3 text, 4 split."

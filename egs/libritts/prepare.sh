@@ -13,7 +13,8 @@ stage=-1                   # first stage to run: -1 download, 0 scan, 1 normaliz
 stop_stage=4               # last stage to run
 # every preparation option with its default and help (--dataset-parts, --language, --data-dir, ...):
 # valle/data/options.py
-eval "$("$PYTHON" -m valle.data.options --shell libritts)"
+PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell libritts)
+eval "$PREPARE_OPTIONS"
 num_jobs=4                 # parallel processes for the lhotse manifests and the normalize stage (LibriTTS is large)
 
 help_message="usage: $0 [--dataset-parts \"dev-clean test-clean train-clean-100\"] [--download-dir download] [options]

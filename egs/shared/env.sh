@@ -4,7 +4,7 @@
 #   2. else the project's .venv (made by `make setup`),
 #   3. else python3 when it can import the toolkit (`pip install -e .` into an active environment).
 # Sets PYTHON, VALLE_ROOT, VALLE_BIN and VALLE_ENV_BIN (the environment's bin/: tensorboard, torchrun), first on PATH.
-# Defines log and take_data_lock (the data folder's lock, for prepare.sh).
+# Puts this checkout first on PYTHONPATH. Defines log and take_data_lock (the data folder's lock, for prepare.sh).
 VALLE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VALLE_BIN="$VALLE_ROOT/bin"
 if [ -z "${PYTHON:-}" ]; then
@@ -14,6 +14,9 @@ if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3
   fi
 fi
+# the toolkit of this checkout, whichever one the environment has installed: the scripts and the code they call
+# come from the same place
+export PYTHONPATH="$VALLE_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # find_spec checks that the packages are installed without importing torch (which takes seconds)
 _env_bin=$("$PYTHON" -c 'import importlib.util as u, os, sys
 sys.exit(1) if not all(u.find_spec(m) for m in ("valle", "torch", "lhotse")) else print(os.path.dirname(sys.executable))' \

@@ -62,7 +62,8 @@ while [ $# -gt 0 ]; do
   esac
   _po_var=${_po_flag#--}
   _po_var=${_po_var//-/_}
-  if [[ ! $_po_var =~ ^[a-z][a-z0-9_]*$ ]] || [ "$_po_var" = passed_on ] || ! declare -p "$_po_var" >/dev/null 2>&1; then
+  if [[ ! $_po_var =~ ^[a-z][a-z0-9_]*$ ]] || [ "$_po_var" = passed_on ] \
+     || ! declare -p "$_po_var" >/dev/null 2>&1; then
     if $_po_passing; then passed_on+=("$1"); shift; continue; fi
     echo "${VALLE_PROG:-$0}: unknown option $_po_flag (try --help)" >&2; exit 1
   fi
