@@ -276,9 +276,17 @@ def test_custom_train_sh_reads_codec_weights_in_both_spellings(tmp_path):
 
 def test_libritts_prepare_manifest_stage_offline(tmp_path, fake_libritts):
     fake_libritts(tmp_path / "download" / "LibriTTS", {"dev-clean": "84", "train-clean-5": "19"})
-    proc = run([REPO / "egs/libritts/prepare.sh", "--dataset-parts", "dev-clean train-clean-5",
-                "--stop-stage", "0", "--num-jobs", "1"], cwd=tmp_path)
+    proc = run([REPO / "egs/libritts/prepare.sh", "--dataset-parts=dev-clean train-clean-5",
+                "--stop-stage=0", "--num-jobs", "1"], cwd=tmp_path)  # both spellings
     assert "every part is in download/LibriTTS, skipping" in proc.stdout
     for part, speaker in [("dev-clean", "84"), ("train-clean-5", "19")]:
         lines = (tmp_path / "data/manifests" / f"entries_{part}.jsonl").read_text().splitlines()
         assert len(lines) == 2 and f'"speaker": "{speaker}"' in lines[0] and f'"part": "{part}"' in lines[0]
+
+
+def test_libritts_stage_0_checks_the_parts_before_changing_anything(tmp_path):
+    proc = run([REPO / "egs/libritts/prepare.sh", "--stage", "0", "--dataset-parts", "dev-clean"], cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "download/LibriTTS/dev-clean not found: run stage -1 (download)" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".lock"]
