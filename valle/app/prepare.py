@@ -10,7 +10,7 @@ same data lock. The codes stage also resumes inside itself.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -62,40 +62,6 @@ def _codec_spec(ws: Workspace, weights: str) -> str:
     return str(ws.path(weights, "codec weights", must_exist=True))
 
 
-def plan_stages(opts: PrepareOptions, corpus: Path, codec: str) -> list[tuple[str, str]]:
-    """(stage, signature) in order; the signatures are the stage CLIs' for the same options (the scan stage's
-    is the custom recipe's)."""
-    values = {**asdict(opts), "codec_weights": codec}
-    return [("scan", stages.corpus_signature(corpus))] + [(stage.name, stages.signature(stage, values))
-                                                          for stage in stages.STAGES[1:]]
-
-
-def _stage_runner(name: str, data_dir: Path, corpus: Path, codec: str, opts: PrepareOptions) -> Callable[[], None]:
-    from valle.data import pipeline
-    from valle.data.normalize import NormalizeOptions
-
-    if name == "scan":
-        return lambda: pipeline.stage_scan(corpus, data_dir)
-    if name == "normalize":
-        return lambda: pipeline.stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
-    if name == "codes":
-        def codes():
-            from valle.audio import Codec
-
-            codec_ = Codec.from_weights(codec, device=opts.device, max_batch_seconds=opts.batch_seconds)
-            pipeline.stage_codes(data_dir, codec_)
-        return codes
-    if name == "text":
-        def text():
-            from valle.text import get_tokenizer
-
-            symbols = {"symbols": Path(opts.symbols)} if opts.symbols else {}
-            pipeline.stage_text(data_dir, get_tokenizer(opts.tokenizer, **symbols), opts.language)
-        return text
-    return lambda: pipeline.stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed,
-                                        opts.heldout_speakers.split())
-
-
 def check_options(opts: PrepareOptions) -> None:
     if not opts.corpus.strip():
         raise UserError("corpus: give a folder of audio + transcripts, or a metadata file")
@@ -114,9 +80,8 @@ def run_prepare(ws: Workspace, opts: PrepareOptions,
     corpus = ws.path(opts.corpus, "corpus", must_exist=True)
     data_dir = ws.path(opts.data_dir, "data folder")
     codec = _codec_spec(ws, opts.codec_weights)
-    runs = [stages.StageRun(name, signature, _stage_runner(name, data_dir, corpus, codec, opts))
-            for name, signature in plan_stages(opts, corpus, codec)]
-    lines = stages.run_stages(data_dir, runs, progress)
+    resolved = replace(opts, corpus=str(corpus), codec_weights=codec)
+    lines = stages.run_stages(data_dir, [stages.stage_run(name, data_dir, resolved) for name in STAGES], progress)
     result = read_reports(ws, data_dir)
     result.stages = lines
     return result

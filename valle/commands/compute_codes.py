@@ -8,8 +8,8 @@ import argparse
 import logging
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
-from valle.data.options import add_option
-from valle.data.stages import StageRun, run_stages, signature
+from valle.data.options import add_option, options_of
+from valle.data.stages import run_stages, stage_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,16 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-
-    def codes():
-        from valle.audio import Codec
-        from valle.data.pipeline import stage_codes
-
-        codec = Codec.from_weights(args.codec_weights, device=args.device, max_batch_seconds=args.batch_seconds)
-        stage_codes(args.data_dir, codec)
     # one run per data folder (prepare.sh passes its own lock)
-    run_stages(args.data_dir, [StageRun("codes", signature("codes", vars(args)), codes,
-                                        f"{args.codec_weights} weights")])
+    run_stages(args.data_dir, [stage_run("codes", args.data_dir, options_of(args))])
 
 
 def entry() -> None:

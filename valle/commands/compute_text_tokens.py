@@ -8,8 +8,8 @@ import argparse
 import logging
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, UserError, run_main
-from valle.data.options import FIELDS, add_option
-from valle.data.stages import StageRun, run_stages, signature
+from valle.data.options import FIELDS, add_option, options_of
+from valle.data.stages import run_stages, stage_run
 from valle.text import INPUT_LANGUAGES
 
 
@@ -29,16 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.symbols and args.tokenizer != "espeak":
         raise UserError("--symbols is for --tokenizer espeak (the vallex vocabulary is fixed)")
-
-    def text():
-        from valle.data.pipeline import stage_text
-        from valle.text import get_tokenizer
-
-        symbols = {"symbols": args.symbols} if args.symbols else {}
-        stage_text(args.data_dir, get_tokenizer(args.tokenizer, **symbols), args.language)
     # one run per data folder (prepare.sh passes its own lock)
-    run_stages(args.data_dir, [StageRun("text", signature("text", vars(args)), text,
-                                        f"{args.tokenizer}, {args.language}")])
+    run_stages(args.data_dir, [stage_run("text", args.data_dir, options_of(args))])
 
 
 def entry() -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
 from valle.data import stages
-from valle.data.options import PrepareOptions, add_option
-from valle.data.stages import StageRun, run_stages
+from valle.data.options import PrepareOptions, add_option, options_of
+from valle.data.stages import StageRun, run_stages, stage_run
 from valle.errors import UserError
 
 LIBRITTS_PARTS = PrepareOptions.dataset_parts.split()
@@ -66,14 +66,14 @@ def download(download_dir: Path, parts: list[str]) -> None:
     download_libritts(download_dir, dataset_parts=missing)
 
 
-def stage_run(args: argparse.Namespace) -> StageRun:
+def subcommand_run(args: argparse.Namespace) -> StageRun:
     """The stage a subcommand runs, with its signature; its inputs are checked before anything changes. The
     work imports torch only when it runs: a skipped stage costs a fraction of a second."""
     if args.command == "scan":
         if not Path(args.corpus).exists():
             raise UserError(f"--corpus {args.corpus}: no such folder or metadata file "
                             f"(nothing in {args.data_dir} was changed)")
-        return StageRun("scan", stages.corpus_signature(args.corpus), lambda: scan(args), str(args.corpus))
+        return stage_run("scan", args.data_dir, options_of(args))
     if args.command == "libritts":
         missing = [part for part in args.parts if not (args.corpus_dir / part).is_dir()]
         if missing:
@@ -81,13 +81,7 @@ def stage_run(args: argparse.Namespace) -> StageRun:
                             f"--download-dir that holds LibriTTS/ (nothing in {args.data_dir} was changed)")
         return StageRun("scan", stages.libritts_signature(args.corpus_dir.parent, args.parts),
                         lambda: scan_libritts(args), f"lhotse manifests of LibriTTS {' '.join(args.parts)}")
-    return StageRun("normalize", stages.signature("normalize", vars(args)), lambda: normalize(args))
-
-
-def scan(args: argparse.Namespace) -> None:
-    from valle.data import pipeline
-
-    pipeline.stage_scan(args.corpus, args.data_dir)
+    return stage_run("normalize", args.data_dir, options_of(args))
 
 
 def scan_libritts(args: argparse.Namespace) -> None:
@@ -100,21 +94,13 @@ def scan_libritts(args: argparse.Namespace) -> None:
     pipeline.stage_lhotse_manifests(lhotse_dir, "libritts", args.parts, args.data_dir)
 
 
-def normalize(args: argparse.Namespace) -> None:
-    from valle.data import pipeline
-    from valle.data.normalize import NormalizeOptions
-
-    opts = NormalizeOptions(args.min_duration, args.max_duration, args.silence_db)
-    pipeline.stage_normalize(args.data_dir, opts, args.num_jobs)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "download-libritts":
         download(args.download_dir, args.parts)
     else:  # one run per data folder (prepare.sh passes its own lock)
-        run_stages(args.data_dir, [stage_run(args)])
+        run_stages(args.data_dir, [subcommand_run(args)])
 
 
 def entry() -> None:

@@ -9,8 +9,8 @@ import argparse
 import logging
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
-from valle.data.options import add_option
-from valle.data.stages import StageRun, run_stages, signature
+from valle.data.options import add_option, options_of
+from valle.data.stages import run_stages, stage_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,13 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-
-    def split():
-        from valle.data.pipeline import stage_split
-
-        stage_split(args.data_dir, args.dev_ratio, args.test_ratio, args.seed, args.heldout_speakers.split())
     # one run per data folder (prepare.sh passes its own lock)
-    run_stages(args.data_dir, [StageRun("split", signature("split", vars(args)), split)])
+    run_stages(args.data_dir, [stage_run("split", args.data_dir, options_of(args))])
 
 
 def entry() -> None:

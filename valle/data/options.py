@@ -65,6 +65,11 @@ def add_option(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
     parser.add_argument("--" + name.replace("_", "-"), **kw)
 
 
+def options_of(args: argparse.Namespace) -> PrepareOptions:
+    """The preparation options a stage CLI was given; the others keep their defaults."""
+    return PrepareOptions(**{name: value for name, value in vars(args).items() if name in FIELDS})
+
+
 def shell_value(value) -> str:
     """A value as the recipes write it (and as the .done markers' signatures hold it): 20, 0.5, -60, en."""
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -7,20 +7,23 @@ under the data folder's lock, a stage that finished before with the same signatu
 removes its marker first, and once it has finished, those of the stages after it (so a run that fails early,
 e.g. on a mistyped path, leaves the later markers alone), then writes its own.
 
-Adding a stage: a `Stage` here, its function in valle.data.pipeline, a CLI that calls `run_stages`, and a
-guarded block in each egs/<recipe>/prepare.sh. Torch-free: a stage that is skipped costs a fraction of a second.
+`stage_run(name, data_dir, opts)` is how every caller gets a stage's signature and work from the preparation
+options. Adding a stage: a `Stage` and its work here, its function in valle.data.pipeline, a CLI that runs
+`run_stages(data_dir, [stage_run(...)])`, and a guarded block in each egs/<recipe>/prepare.sh.
+Torch-free: the work imports torch only when it runs, so a stage that is skipped costs a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from valle.data.options import shell_value
+from valle.data.options import PrepareOptions, shell_value
 from valle.locks import folder_lock
 
 
@@ -73,6 +76,54 @@ class StageRun:
     signature: str
     work: Callable[[], object]
     detail: str = ""  # shown in the log line, e.g. the codec weights
+
+
+def _scan(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.pipeline import stage_scan
+
+    stage_scan(opts.corpus, data_dir)
+
+
+def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.normalize import NormalizeOptions
+    from valle.data.pipeline import stage_normalize
+
+    stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
+
+
+def _codes(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.audio import Codec
+    from valle.data.pipeline import stage_codes
+
+    stage_codes(data_dir, Codec.from_weights(opts.codec_weights, device=opts.device,
+                                             max_batch_seconds=opts.batch_seconds))
+
+
+def _text(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.pipeline import stage_text
+    from valle.text import get_tokenizer
+
+    symbols = {"symbols": Path(opts.symbols)} if opts.symbols else {}  # none: the corpus makes the table
+    stage_text(data_dir, get_tokenizer(opts.tokenizer, **symbols), opts.language)
+
+
+def _split(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.pipeline import stage_split
+
+    stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed, opts.heldout_speakers.split())
+
+
+WORK = {"scan": _scan, "normalize": _normalize, "codes": _codes, "text": _text, "split": _split}
+
+
+def stage_run(name: str, data_dir: Path, opts: PrepareOptions) -> StageRun:
+    """Stage `name` of data_dir with `opts`: its signature (the scan stage's is opts.corpus) and its work."""
+    if name == "scan":
+        sig, detail = corpus_signature(opts.corpus), str(opts.corpus)
+    else:
+        sig = signature(name, dataclasses.asdict(opts))
+        detail = {"codes": f"{opts.codec_weights} weights", "text": f"{opts.tokenizer}, {opts.language}"}.get(name, "")
+    return StageRun(name, sig, lambda: WORK[name](data_dir, opts), detail)
 
 
 def _run_one(data_dir: Path, run: StageRun) -> str:
