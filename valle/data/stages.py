@@ -48,10 +48,10 @@ STAGES = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
-def signature(stage: Stage | str, values: dict) -> str:
+def signature(stage: str, values: dict) -> str:
     """What the stage's marker holds: `name=value` of its options (None is written as nothing)."""
-    stage = STAGES[STAGE_NAMES.index(stage)] if isinstance(stage, str) else stage
-    return " ".join(f"{name}={'' if values[name] is None else shell_value(values[name])}" for name in stage.options)
+    options = STAGES[STAGE_NAMES.index(stage)].options
+    return " ".join(f"{name}={'' if values[name] is None else shell_value(values[name])}" for name in options)
 
 
 def corpus_signature(corpus: str | Path) -> str:
