@@ -27,11 +27,8 @@ def sentences() -> list[str]:
 
 def packaging() -> str:
     """Which distribution provides the importable `pyopenjtalk`, with its version."""
-    for dist in importlib.metadata.distributions():
-        if "pyopenjtalk" in (dist.read_text("top_level.txt") or "").split() or dist.metadata["Name"].lower().startswith(
-                "pyopenjtalk"):
-            return f"{dist.metadata['Name']} {dist.version}"
-    return "unknown"
+    name = importlib.metadata.packages_distributions()["pyopenjtalk"][0]
+    return f"{name} {importlib.metadata.version(name)}"
 
 
 def dump(out: Path, vanilla: bool) -> None:
