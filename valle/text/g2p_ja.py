@@ -13,7 +13,7 @@ from valle.text.base import TextError
 _JA = r"A-Za-z\d\u3005\u3040-\u30ff\u4e00-\u9fff\uff11-\uff19\uff21-\uff3a\uff41-\uff5a\uff66-\uff9d"
 _JA_CHAR = re.compile(f"[{_JA}]")
 _JA_MARK = re.compile(f"[^{_JA}]")  # punctuation and anything else OpenJTalk is not given
-_ASCII_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]+")
+_ASCII_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]+")  # what a readable mark may become through unidecode
 _PHONEME = re.compile(r"-([^+]*)\+")
 _A1 = re.compile(r"/A:(-?[0-9]+)\+")
 _A2 = re.compile(r"\+(\d+)\+")
@@ -67,10 +67,10 @@ def _accented(labels: list[str]) -> str:
     return out
 
 
-def _check_marks(text: str, marks: list[str]) -> None:
+def _check_marks(text: str) -> None:
     """Characters outside the Japanese set must be spaces or punctuation: the release dropped emoji and symbols
     (unidecode gives nothing) and spelled other scripts in stray Latin letters; we reject the text instead."""
-    unreadable = [c for c in dict.fromkeys(marks)
+    unreadable = [c for c in dict.fromkeys(_JA_MARK.findall(text))
                   if not c.isspace() and not _ASCII_PUNCTUATION.fullmatch(unidecode(c).replace(" ", ""))]
     if unreadable:
         listed = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unreadable[:5])
@@ -79,12 +79,12 @@ def _check_marks(text: str, marks: list[str]) -> None:
 
 
 def _romaji_with_accent(text: str) -> str:
-    text = text.replace("％", "パーセント")
-    marks = _JA_MARK.findall(text)
-    _check_marks(text, marks)
+    _check_marks(text)
     openjtalk = _openjtalk()
     if openjtalk is None:
         raise TextError(f"Japanese text {text!r} needs pyopenjtalk: {INSTALL_HINT}")
+    text = text.replace("％", "パーセント")
+    marks = _JA_MARK.findall(text)
     out = ""
     for i, sentence in enumerate(_JA_MARK.split(text)):
         if _JA_CHAR.match(sentence):
