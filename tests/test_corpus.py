@@ -166,6 +166,23 @@ def test_g2p_failure_is_rejected_at_the_text_stage(tmp_path, write_audio):
     assert len(sup.custom["text_ids"]) == len(sup.custom["text_langs"]) and set(sup.custom["text_langs"]) == {0}
 
 
+def test_japanese_text_the_g2p_cannot_read_is_rejected_per_utterance(tmp_path, write_audio):
+    from valle.text import get_tokenizer
+
+    root = tmp_path / "corpus"
+    _good(root, write_audio, text="東京駅で友達に会いました。")
+    _good(root, write_audio, "spk/emoji.wav", text="ねこがすき😀")
+    _good(root, write_audio, "spk/russian.wav", text="Привет です")
+    result, _ = _prepare(root, tmp_path / "data")
+    kept, rejected, _ = attach_text_tokens(CutSet.from_cuts(result.cuts), get_tokenizer("vallex"), "ja")
+    assert [c.id for c in kept] == ["spk_good"]
+    assert set(kept[0].supervisions[0].custom["text_langs"]) == {2}  # the model's id for ja
+    assert sorted((r.path, r.kind) for r in rejected) == [(str(root / "spk" / name), "g2p failed")
+                                                          for name in ("emoji.wav", "russian.wav")]
+    details = {r.path.rsplit("/", 1)[-1]: r.detail for r in rejected}
+    assert "'😀' (U+1F600)" in details["emoji.wav"] and "'П' (U+041F)" in details["russian.wav"]
+
+
 # ------------------------------------------------------------------------------------------ metadata
 
 def test_metadata_file_forms(tmp_path, write_audio):

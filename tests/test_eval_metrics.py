@@ -61,6 +61,8 @@ def test_normalisation_golden():
     assert asr.normalize_text("In 1999 the well-known band...", "en") == "in nineteen ninety nine the well known band"
     assert asr.normalize_text("我有3个苹果。", "zh") == "我有三个苹果"
     assert asr.normalize_text("こんにちは、 世界！", "ja") == "こんにちは世界"
+    # ja: NFKC (full-width letters and digits, half-width katakana), punctuation and every space removed
+    assert asr.normalize_text("「ＡＩ」の　ｶﾀｶﾅ・コーヒー、３個。", "ja") == "aiのカタカナコーヒー3個"
 
 
 def test_error_rates_on_known_pairs():
@@ -69,6 +71,7 @@ def test_error_rates_on_known_pairs():
     assert asr.error_counts("The cat sat.", "", "en") == (3, 3)
     assert asr.error_counts("It cost 5 dollars.", "it cost five dollars", "en") == (0, 4)
     assert asr.error_counts("我有三个苹果", "我有3个梨", "zh") == (2, 6)  # 3 -> 三 matches; 苹果 -> 梨
+    assert asr.error_counts("東京駅で、友達に会いました。", "東京駅で友だちに会いました", "ja") == (2, 12)  # 達 -> だ + ち inserted
     # corpus-level: all errors over all reference words, not the mean of per-utterance rates
     assert asr.error_rate(["a b c d", "e f"], ["a b c d", "x"], "en") == pytest.approx(2 / 6)
     with pytest.raises(asr.UserError, match="empty after normalisation"):

