@@ -223,7 +223,8 @@ def check_codec(args) -> list[dict]:
     import torch
 
     from bench.codec_throughput import run, utterances
-    from valle.audio import SAMPLE_RATE, Codec
+    from valle.audio import SAMPLE_RATE
+    from valle.codec import Codec
 
     waves = utterances(2 if args.tiny else 24, seed=0)
     seconds = sum(w.numel() for w in waves) / SAMPLE_RATE

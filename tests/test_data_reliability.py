@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from valle.audio import code_frames
+from valle.codec import code_frames
 from valle.data import codes, normalize, pipeline
 from valle.data.files import TMP_PREFIX
 from valle.data.normalize import NormalizeOptions, normalize_entries

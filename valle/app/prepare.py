@@ -81,7 +81,7 @@ def _stage_runner(name: str, data_dir: Path, corpus: Path, codec: str, opts: Pre
         return lambda: pipeline.stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
     if name == "codes":
         def codes():
-            from valle.audio import Codec
+            from valle.codec import Codec
 
             codec_ = Codec.from_weights(codec, device=opts.device, max_batch_seconds=opts.batch_seconds)
             pipeline.stage_codes(data_dir, codec_)

@@ -21,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from valle.audio import Codec
+    from valle.codec import Codec
     from valle.data.pipeline import stage_codes
 
     with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)

@@ -21,7 +21,8 @@ from lhotse.array import Array, TemporalArray
 from lhotse.features.io import NumpyHdf5Writer, close_cached_file_handles
 from tqdm import tqdm
 
-from valle.audio import FRAME_RATE, SAMPLE_RATE, Codec, code_frames, length_batches
+from valle.audio import SAMPLE_RATE
+from valle.codec import FRAME_RATE, Codec, code_frames, length_batches
 from valle.config import NUM_QUANTIZERS
 from valle.data.files import TMP_PREFIX, write_whole
 from valle.storage import check_free_space

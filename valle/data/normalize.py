@@ -15,7 +15,8 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 from tqdm import tqdm
 
-from valle.audio import HOP_LENGTH, SAMPLE_RATE, AudioError, audio_info, code_frames, level_dbfs, load_audio
+from valle.audio import SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_audio
+from valle.codec import HOP_LENGTH, code_frames
 from valle.data.files import TMP_PREFIX, write_whole
 from valle.data.options import PrepareOptions
 from valle.data.reports import Rejection

@@ -17,7 +17,7 @@ import collections
 import logging
 from pathlib import Path
 
-from valle.audio import Codec
+from valle.codec import Codec
 from valle.data.codes import compute_codes
 from valle.data.files import load_cuts, save_cuts, write_text
 from valle.data.normalize import NormalizeOptions, Normalized, normalize_entries, normalize_summary

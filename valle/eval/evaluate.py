@@ -245,7 +245,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
 
     prompt: "same-speaker", or the path of a preset .npz used for every utterance.
     """
-    from valle.audio import Codec
+    from valle.codec import Codec
     from valle.inference import load_prompt
 
     cuts_path, out_dir = Path(cuts_path), Path(out_dir)
