@@ -26,7 +26,7 @@ from tqdm import tqdm
 from valle.device import device_type, rank_device, resolve_dtype
 from valle.errors import UserError
 from valle.locks import folder_lock
-from valle.storage import check_free_space, disk_full_error, is_disk_full
+from valle.storage import check_free_space, disk_full_error, is_disk_full, remove_partials
 from valle.config import ExperimentConfig, ModelConfig
 from valle.data.files import load_cuts
 from valle.data.dataset import filter_train_cuts, make_loader, padding_ratio
@@ -126,8 +126,7 @@ class Trainer:
             self.eval_probe = EvalProbe(self.dev_cuts, [*self.train_cuts, *self.dev_cuts], t.codec_weights, self.device,
                                         num_utterances=t.eval_utterances, seed=t.seed)
         if self.dist.is_main:
-            for stale in self.exp_dir.glob("*.pt.tmp-*"):  # a write cut short by a crash (the .pt itself is intact)
-                stale.unlink()
+            remove_partials(self.exp_dir)  # a write cut short by a crash (the file itself is intact)
             cfg.save_yaml(self.exp_dir / "config.yaml")
             n = sum(p.numel() for _, p in self.trainable)
             log.info("training %s: %d tensors, %.2fM parameters; %d train cuts, %d dev cuts; device %s, %s",

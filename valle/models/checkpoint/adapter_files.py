@@ -15,8 +15,9 @@ import torch
 
 from valle.safe_load import CheckpointError, torch_load as _torch_load
 from valle.models.adapters import AdapterSpec
-from valle.models.checkpoint.export import _atomic_write, _check_plain
+from valle.models.checkpoint.export import _check_plain
 from valle.models.checkpoint.formats import ADAPTER_TAG, _read_safetensors
+from valle.storage import atomic_write
 
 
 @dataclass
@@ -40,12 +41,12 @@ def save_adapter(path: str | os.PathLike, spec: AdapterSpec, weights: Mapping[st
         meta = {"format": ADAPTER_TAG, "adapter": json.dumps(spec.to_dict()), "base": json.dumps(base)}
         if tokenizer is not None:
             meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
-        return _atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata=meta))
+        return atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata=meta))
     _check_plain(tokenizer, "tokenizer")
     _check_plain(train_state, "train_state")
     payload = {"format": ADAPTER_TAG, "adapter": spec.to_dict(), "weights": weights, "base": base,
                "tokenizer": tokenizer, "train_state": train_state}
-    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def is_adapter_file(path: str | os.PathLike) -> bool:

@@ -1,5 +1,6 @@
-"""Saving: atomic writes (a crash leaves the old file or the new one), toolkit checkpoints of plain data only,
-and exports for other tools: the released layout (`{"model": state_dict}`) and safetensors.
+"""Saving (every file through storage.atomic_write: a crash leaves the old file or the new one): toolkit
+checkpoints of plain data only, and exports for other tools: the released layout (`{"model": state_dict}`) and
+safetensors.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ import json
 import logging
 import os
 from pathlib import Path, PurePath
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
 from valle.models.checkpoint.formats import FORMAT_TAG
+from valle.storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +26,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     if not isinstance(inner, torch.nn.Module):
         inner = getattr(model, "_orig_mod", None)
     return _unwrap(inner) if isinstance(inner, torch.nn.Module) else model
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name == "posix":
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """write(tmp) next to `path`, fsync, then os.replace: a crash leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
 
 
 _PLAIN = (str, int, float, bool, bytes, type(None), torch.Tensor, PurePath, np.generic)
@@ -79,7 +56,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, tokenizer: 
     _check_plain(train_state, "train_state")
     payload = {"format": FORMAT_TAG, "model": _unwrap(model).state_dict(), "config": _config_dict(model),
                "tokenizer": tokenizer, "train_state": train_state}
-    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -102,7 +79,7 @@ def export_released(model: torch.nn.Module, path: str | os.PathLike) -> Path:
                     "(share_embedding false); tools that build VALL-E X as released tie them and load "
                     "only one of each pair", path)
     state_dict = _cpu_state_dict(model)
-    return _atomic_write(path, lambda tmp: torch.save({"model": state_dict}, tmp))
+    return atomic_write(path, lambda tmp: torch.save({"model": state_dict}, tmp))
 
 
 def export_safetensors(model: torch.nn.Module, path: str | os.PathLike, tokenizer: dict | None = None) -> Path:
@@ -114,4 +91,4 @@ def export_safetensors(model: torch.nn.Module, path: str | os.PathLike, tokenize
     meta = {"format": FORMAT_TAG, "config": json.dumps(_config_dict(model))}
     if tokenizer is not None:
         meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
-    return _atomic_write(path, lambda tmp: save_model(_unwrap(model), str(tmp), metadata=meta))
+    return atomic_write(path, lambda tmp: save_model(_unwrap(model), str(tmp), metadata=meta))
