@@ -2,7 +2,7 @@
 
   formats.py        safe reading (weights_only), format detection (released, icefall, toolkit, safetensors) and
                     the model config a file was trained with
-  report.py         strict loading with a readable, grouped report; the expected layout and its check
+  layout.py         strict loading with a readable, grouped report; the expected layout and its check
   build.py          the model a checkpoint was trained with, built and loaded strictly (`load_model`)
   export.py         atomic saving of toolkit checkpoints; exports (released layout, safetensors)
   adapter_files.py  adapter (LoRA) files: save, load, recognise
@@ -14,7 +14,7 @@ Callers import from here (`from valle.models.checkpoint import load_model`).
 from valle.safe_load import CheckpointError
 from valle.models.checkpoint.formats import (ADAPTER_TAG, DEFAULT_NHEAD, FORMAT_TAG, RELEASED_NAME,
                                              LoadedCheckpoint, config_from_state_dict, load_checkpoint)
-from valle.models.checkpoint.report import (expected_layout, layout_report, load_state_dict_strict,
+from valle.models.checkpoint.layout import (expected_layout, layout_report, load_state_dict_strict,
                                             verify_layout)
 from valle.models.checkpoint.hub import (ENV_CACHE_DIR, ENV_FILENAME, ENV_REPO, ENV_URL, RELEASED_FILENAME,
                                          RELEASED_REPO, cache_dir, resolve_checkpoint)

@@ -13,7 +13,7 @@ from valle.config import ModelConfig
 from valle.errors import UserError
 from valle.models.checkpoint.formats import LoadedCheckpoint, load_checkpoint
 from valle.models.checkpoint.hub import resolve_checkpoint
-from valle.models.checkpoint.report import _tie_groups, _valle_class, load_state_dict_strict
+from valle.models.checkpoint.layout import _tie_groups, _valle_class, load_state_dict_strict
 
 
 def _empty_model(config: ModelConfig, device: str | torch.device) -> torch.nn.Module:

@@ -21,7 +21,7 @@ import torch
 from valle.config import ModelConfig
 from valle.safe_load import CheckpointError, first_line as _first_line
 from valle.models.checkpoint.formats import RELEASED_NAME, _check_file, load_checkpoint
-from valle.models.checkpoint.report import verify_layout
+from valle.models.checkpoint.layout import verify_layout
 from valle.storage import atomic_write
 
 log = logging.getLogger(__name__)
