@@ -1,6 +1,6 @@
 """The layout of a model's tensors (names, shapes, ties) compared with a file's: strict loading with a readable
-report of what is missing, unexpected, of another shape or wrongly tied, in
-grouped lines with hints; and the layout check of a file against a config's model (the released one by default).
+report of what is missing, unexpected, of another shape or wrongly tied, in grouped lines with hints; and the
+layout check of a file against a config's model (the released one by default).
 """
 
 from __future__ import annotations
