@@ -19,7 +19,7 @@ from valle.audio import SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_au
 from valle.codec import HOP_LENGTH, code_frames
 from valle.data.files import write_whole
 from valle.data.options import PrepareOptions
-from valle.data.reports import Rejection
+from valle.data.rejections import Rejection
 from valle.data.sources import Entry
 from valle.storage import check_free_space, remove_partials
 
