@@ -16,7 +16,7 @@ import torch
 from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.storage import is_partial
-from valle.training import exp_dir as run_folder
+from valle.training import run_folder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ early stopping, atomic checkpoints with exact resume, tensorboard, DDP under tor
 
 Over 400 lines on purpose: setup, the loop, validation and checkpoints are one class because they share one
 state (model, optimizer, progress, ranks) that resume must restore as a whole. What stands alone lives beside
-it: objective.py (what is trained), rng.py, samples.py (the validation sample), exp_dir.py (the run folder)."""
+it: objective.py (what is trained), rng.py, samples.py (the validation sample), run_folder.py (the experiment folder)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from valle.models.checkpoint import LoadedAdapter, load_adapter, load_model, sav
 from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
-from valle.training import exp_dir as run_folder
+from valle.training import run_folder
 from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_distributed, setup_distributed
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
