@@ -3,7 +3,7 @@ early stopping, atomic checkpoints with exact resume, tensorboard, DDP under tor
 
 Over 400 lines on purpose: setup, the loop, validation and checkpoints are one class because they share one
 state (model, optimizer, progress, ranks) that resume must restore as a whole. What stands alone lives beside
-it: objective.py (what is trained), rng.py, samples.py (the validation sample), run_folder.py (the experiment folder)."""
+it: objective.py (what is trained), rng.py, samples.py (the validation sample), run_folder.py (the run folder)."""
 
 from __future__ import annotations
 
