@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from valle.device import device_type, rank_device, resolve_dtype
+from valle.device import device_type, resolve_dtype
 from valle.errors import UserError
 from valle.locks import folder_lock
 from valle.storage import check_free_space, disk_full_error, is_disk_full, remove_partials
@@ -73,7 +73,7 @@ class Trainer:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
         self.dist = setup_distributed(device_type(t.device))
-        self.device = rank_device(t.device, self.dist)
+        self.device = self.dist.device(t.device)
         self.dtype = resolve_dtype(t.dtype, self.device)
         if self.dist.is_main:
             self._held.enter_context(folder_lock(self.exp_dir, "training"))
