@@ -15,8 +15,8 @@ import torch
 
 from valle.safe_load import CheckpointError, torch_load as _torch_load
 from valle.models.adapters import AdapterSpec
-from valle.models.checkpoint.export import _check_plain
-from valle.models.checkpoint.formats import ADAPTER_TAG, _read_safetensors
+from valle.models.checkpoint.export import check_plain
+from valle.models.checkpoint.formats import ADAPTER_TAG, read_safetensors
 from valle.storage import atomic_write
 
 
@@ -42,8 +42,8 @@ def save_adapter(path: str | os.PathLike, spec: AdapterSpec, weights: Mapping[st
         if tokenizer is not None:
             meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
         return atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata=meta))
-    _check_plain(tokenizer, "tokenizer")
-    _check_plain(train_state, "train_state")
+    check_plain(tokenizer, "tokenizer")
+    check_plain(train_state, "train_state")
     payload = {"format": ADAPTER_TAG, "adapter": spec.to_dict(), "weights": weights, "base": base,
                "tokenizer": tokenizer, "train_state": train_state}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -53,7 +53,7 @@ def is_adapter_file(path: str | os.PathLike) -> bool:
     """Whether `path` is an adapter file (reads the safetensors header, or the .pt lazily: mmap)."""
     path = Path(path).expanduser()
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)[1].get("format") == ADAPTER_TAG
+        return read_safetensors(path)[1].get("format") == ADAPTER_TAG
     obj = _torch_load(path)
     return isinstance(obj, Mapping) and obj.get("format") == ADAPTER_TAG
 
@@ -65,7 +65,7 @@ def load_adapter(path: str | os.PathLike) -> LoadedAdapter:
         raise CheckpointError(f"{path}: no such adapter file: pass the best-valid-loss.pt (or exported "
                               ".safetensors) of an adapter run")
     if path.suffix == ".safetensors":
-        weights, meta = _read_safetensors(path)
+        weights, meta = read_safetensors(path)
         obj = {"format": meta.get("format"), "weights": weights,
                **{k: json.loads(meta[k]) for k in ("adapter", "base", "tokenizer") if k in meta}}
     else:

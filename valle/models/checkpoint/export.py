@@ -31,15 +31,15 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 _PLAIN = (str, int, float, bool, bytes, type(None), torch.Tensor, PurePath, np.generic)
 
 
-def _check_plain(obj: object, where: str) -> None:
+def check_plain(obj: object, where: str) -> None:
     """Only what `load_checkpoint` reads back (weights_only) may be saved."""
     if isinstance(obj, Mapping):
         for k, v in obj.items():
-            _check_plain(k, where)
-            _check_plain(v, f"{where}[{k!r}]")
+            check_plain(k, where)
+            check_plain(v, f"{where}[{k!r}]")
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
+            check_plain(v, f"{where}[{i}]")
     elif not isinstance(obj, _PLAIN):
         raise TypeError(f"{where} is a {type(obj).__name__}: a checkpoint holds plain data only "
                         "(dict, list, str, numbers, tensors, paths); convert it before saving")
@@ -52,8 +52,8 @@ def _config_dict(model: torch.nn.Module) -> dict:
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, tokenizer: dict | None = None,
                     train_state: dict | None = None) -> Path:
     """Write a toolkit checkpoint atomically: weights, model config, tokenizer info, training state."""
-    _check_plain(tokenizer, "tokenizer")
-    _check_plain(train_state, "train_state")
+    check_plain(tokenizer, "tokenizer")
+    check_plain(train_state, "train_state")
     payload = {"format": FORMAT_TAG, "model": _unwrap(model).state_dict(), "config": _config_dict(model),
                "tokenizer": tokenizer, "train_state": train_state}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))

@@ -20,7 +20,7 @@ import torch
 
 from valle.config import ModelConfig
 from valle.safe_load import CheckpointError, first_line as _first_line
-from valle.models.checkpoint.formats import RELEASED_NAME, _check_file, load_checkpoint
+from valle.models.checkpoint.formats import RELEASED_NAME, check_file, load_checkpoint
 from valle.models.checkpoint.layout import verify_layout
 from valle.storage import atomic_write
 
@@ -119,7 +119,7 @@ def resolve_checkpoint(path_or_name: str | os.PathLike, *, repo_id: str | None =
     every key and shape) before it is trusted."""
     if str(path_or_name) != RELEASED_NAME:
         path = Path(path_or_name).expanduser()
-        _check_file(path)
+        check_file(path)
         return path
     copied = cache_dir() / RELEASED_FILENAME
     if copied.is_file():
