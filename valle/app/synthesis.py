@@ -71,7 +71,7 @@ class Synthesis:
             model, loaded = load_model(path, device=self.device)
             info = loaded.tokenizer
             if files:
-                from valle.models.adapters import merge_adapter_files
+                from valle.models.checkpoint import merge_adapter_files
 
                 if info is None and loaded.kind == "released":
                     info = get_tokenizer("vallex").to_dict()

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     model, loaded = load_model(a.checkpoint, nhead=a.nhead, device=device)
     tokenizer_info = loaded.tokenizer
     if a.adapter:  # merged before any cast: generation then runs at full-model speed
-        from valle.models.adapters import merge_adapter_files
+        from valle.models.checkpoint import merge_adapter_files
 
         if tokenizer_info is None and loaded.kind == "released":
             tokenizer_info = get_tokenizer("vallex").to_dict()

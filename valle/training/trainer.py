@@ -32,7 +32,8 @@ from valle.data.files import load_cuts
 from valle.data.dataset import filter_train_cuts, make_loader, padding_ratio
 from valle.models.adapters import (SCALED_ADAM_MIN_RMS, AdapterSpec, LoRA, attach, base_identity, check_base,
                                    load_overrides, parse_targets)
-from valle.models.checkpoint import LoadedAdapter, load_adapter, load_model, save_adapter, save_checkpoint
+from valle.models.checkpoint import (LoadedAdapter, load_adapter, load_model, load_pairs, save_adapter,
+                                     save_checkpoint)
 from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
@@ -205,7 +206,7 @@ class Trainer:
             self.adapter_base = resumed.base
         lora = attach(self.model, spec)
         if resumed is not None:
-            lora.load_adapter_state_dict(resumed.weights, where)
+            load_pairs(lora, resumed.weights, where)
         log.info("adapters: %s on the %s half; base %s", spec, "+".join(self.halves), self.adapter_base["source"])
         return lora
 
