@@ -20,11 +20,17 @@ NEEDED = ("lhotse", "urllib3", "encodec", "soundfile", "eng_to_ipa", "inflect", 
           "cn2an", "pytest", "yaml", "tqdm")
 
 
+def _use_site() -> None:
+    """.whl/site first on the path, here and in the subprocesses (pytest, the recipes, the trainer)."""
+    if str(SITE) not in sys.path:
+        sys.path.insert(0, str(SITE))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))
+
+
 def ensure_dependencies() -> dict:
     """Install .whl/*.whl into .whl/site when something in NEEDED is missing; put .whl/site on the path."""
     if SITE.is_dir():
-        sys.path.insert(0, str(SITE))
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))
+        _use_site()
     missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
     if not missing:
         return {"installed_wheels": 0}
@@ -34,9 +40,7 @@ def ensure_dependencies() -> dict:
                            "machine with a package index and copy .whl/ here")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target",
                     str(SITE), *map(str, wheels)], check=True)
-    if str(SITE) not in sys.path:
-        sys.path.insert(0, str(SITE))
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))
+    _use_site()
     importlib.invalidate_caches()
     still = [m for m in NEEDED if importlib.util.find_spec(m) is None]
     if still:
