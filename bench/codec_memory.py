@@ -15,7 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import machine  # noqa: E402
-from valle.audio import SAMPLE_RATE, Codec  # noqa: E402
+from valle.audio import SAMPLE_RATE  # noqa: E402
+from valle.codec import Codec  # noqa: E402
 
 
 def measure(seconds: float, mode: str, batch_seconds: float) -> dict:

@@ -12,7 +12,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import machine  # noqa: E402
-from valle.audio import SAMPLE_RATE, Codec  # noqa: E402
+from valle.audio import SAMPLE_RATE  # noqa: E402
+from valle.codec import Codec  # noqa: E402
 
 
 def utterances(n: int, seed: int) -> list[torch.Tensor]:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.machine import machine  # noqa: E402
-from valle.audio import FRAME_RATE  # noqa: E402
+from valle.codec import FRAME_RATE  # noqa: E402
 from valle.config import ModelConfig  # noqa: E402
 from valle.models.valle import VALLE, Sampling  # noqa: E402
 

@@ -86,7 +86,7 @@ def random_codec():
     """Encodec 24 kHz with the seeded random weights (building it costs ~1 s: once per session)."""
     import torch
 
-    from valle.audio import Codec
+    from valle.codec import Codec
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # built before any function fixture such as single_thread

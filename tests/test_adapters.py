@@ -18,9 +18,9 @@ from conftest import metrics, train_metrics_so_far
 from valle.config import AdapterConfig, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.inference import Request, generate, load_prompt
-from valle.models.adapters import AdapterSpec, attach, base_identity, merge_adapter_files
-from valle.models.checkpoint import (CheckpointError, load_adapter, load_checkpoint, load_model, save_adapter,
-                                     save_checkpoint)
+from valle.models.adapters import AdapterSpec, attach, base_identity
+from valle.models.checkpoint import (CheckpointError, load_adapter, load_checkpoint, load_model,
+                                     merge_adapter_files, save_adapter, save_checkpoint)
 from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import Sampling
 

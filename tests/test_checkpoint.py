@@ -311,7 +311,7 @@ def test_model_with_state_outside_its_state_dict_is_built_normally(monkeypatch):
             self.weight = torch.nn.Parameter(torch.zeros(2))
             self.register_buffer("table", torch.arange(4.0), persistent=False)
 
-    monkeypatch.setattr(build, "_valle_class", lambda: WithTable)
+    monkeypatch.setattr(build, "VALLE", WithTable)
     model = build._empty_model(TINY_CONFIG, "cpu")
     assert torch.equal(model.table, torch.arange(4.0))
 

@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from valle.audio import SAMPLE_RATE, code_frames, num_frames
+from valle.audio import SAMPLE_RATE
+from valle.codec import code_frames, num_frames
 from valle.errors import UserError
 from valle.data import codes, pipeline
 from valle.data.normalize import NormalizeOptions, normalize_entries

@@ -11,12 +11,12 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from valle.audio import code_frames
+from valle.codec import code_frames
 from valle.data import codes, normalize, pipeline
-from valle.data.files import TMP_PREFIX
 from valle.data.normalize import NormalizeOptions, normalize_entries
 from valle.data.sources import Entry, read_corpus
 from valle.errors import UserError
+from valle.storage import is_partial
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -63,7 +63,7 @@ def noise_corpus(root, n: int = 3, seconds: float = 2.0):
 
 
 def leftovers(folder):
-    return [p for p in folder.rglob("*") if p.name.startswith(TMP_PREFIX) or p.name.endswith(".tmp")]
+    return [p for p in folder.rglob("*") if is_partial(p) or p.name.endswith(".tmp")]
 
 
 def test_normalize_checks_free_space_first(tmp_path, small_disk):
@@ -133,7 +133,7 @@ def test_disk_full_while_writing_codes_is_one_line(normalized_on, tmp_path, rand
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(codes.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # the sync of the written codes file
     with pytest.raises(UserError, match=r"^the disk is full: writing codes \(1\.h5\) to .*1\.h5 failed \(.* free\); "
                                         r"free space .* run the stage again"):
         pipeline.stage_codes(data, random_codec)

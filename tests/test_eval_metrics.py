@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from valle.eval import asr, distance
-from valle.eval.report import corpus_rate_ci, mean_ci
+from valle.eval.results import corpus_rate_ci, mean_ci
 
 SR = 24000
 SENTENCES = ["The small boat drifted slowly toward the quiet harbor.",

@@ -10,7 +10,8 @@ import pytest
 from lhotse import CutSet
 
 from conftest import REPO
-from valle.audio import SAMPLE_RATE, code_frames, num_frames
+from valle.audio import SAMPLE_RATE
+from valle.codec import code_frames, num_frames
 from valle.config import LANGUAGE_IDS
 
 # one OpenMP thread: the machine running the tests may be busy, and these are tiny workloads

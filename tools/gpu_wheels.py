@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Write .whl/: the wheels bench/gpu_check.py installs on a GPU machine that has only torch & co. preinstalled.
+"""Write .whl/: the wheels tools/gpu_setup.py installs (for bench/gpu_check.py) on a GPU machine that has only
+torch & co. preinstalled.
 
-The set is the dependency closure of what the checks import (bench/gpu_check.py NEEDED), at the exact versions
+The set is the dependency closure of what the checks import (tools/gpu_setup.py NEEDED), at the exact versions
 of this environment (constraints.txt), minus the GPU machine's preinstalled packages and everything they pull in.
 Binary wheels are downloaded for the target Python and platform; a package published only as a source archive
 must be pure Python and is built into a wheel here. Fails when the folder would exceed --max-mb.
@@ -53,7 +54,7 @@ def closure(roots: list[str], python: str) -> dict[str, str]:
 
 
 def main() -> None:
-    from bench.gpu_check import NEEDED
+    from tools.gpu_setup import NEEDED
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dest", default=str(REPO / ".whl"), help="the wheel folder [.whl]")

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from valle.errors import UserError
+from valle.storage import atomic_write
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -219,7 +220,8 @@ class ExperimentConfig:
     def save_yaml(self, path: Path) -> None:
         d = self.to_dict()
         d["train"]["trainable"] = list(d["train"]["trainable"])
-        Path(path).write_text(yaml.safe_dump(d, sort_keys=False))
+        text = yaml.safe_dump(d, sort_keys=False)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def load_yaml(cls, path: Path) -> "ExperimentConfig":

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from valle.errors import UserError
-
-if TYPE_CHECKING:
-    from valle.training.distributed import DistInfo
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -27,16 +22,6 @@ def device_type(name: str) -> str:
     if name not in ("cpu", "cuda"):
         raise UserError(f"--device {name}: use auto, cpu or cuda (torchrun picks the GPU of each rank)")
     return name
-
-
-def rank_device(name: str, dist_info: DistInfo) -> torch.device:
-    """The device of this rank: its own GPU under torchrun, or the CPU."""
-    if device_type(name) == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
-        torch.cuda.set_device(dist_info.local_rank)
-        return torch.device("cuda", dist_info.local_rank)
-    return torch.device("cpu")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

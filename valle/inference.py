@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from valle.audio import FRAME_RATE, SAMPLE_RATE, level_dbfs
+from valle.audio import SAMPLE_RATE, level_dbfs
+from valle.codec import FRAME_RATE
 from valle.errors import UserError
 from valle.config import LANGUAGE_IDS, LANGUAGES
 from valle.models.valle import VALLE, Sampling

@@ -1,13 +1,20 @@
-"""Disk space: check before a write whose size is known, and turn a full disk into one clear line."""
+"""Writing files safely: whole or not at all (`atomic_write`, the one way every file of the toolkit that must
+survive a crash is written), disk space checked before a write whose size is known, a full disk as one clear line.
+"""
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from valle.errors import UserError
 
+# A file being written by `atomic_write` is `.tmp-<pid>-<name>` next to it: the same suffix (lhotse picks a
+# manifest's format from it), hidden, and recognisable (`is_partial`) when a killed run left it behind.
+TMP_PREFIX = ".tmp-"
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 # torch.save reports a failed write as a RuntimeError without an errno.
 _DISK_FULL_TEXTS = ("No space left on device", "file write failed", "Disk quota exceeded")
@@ -52,3 +59,51 @@ def disk_full_error(path: str | Path, what: str, fix: str) -> UserError:
     """The one-line message for a write of `what` to `path` that failed on a full disk."""
     return UserError(f"the disk is full: writing {what} to {path} failed ({human_size(free_bytes(path))} free); "
                      f"{fix}")
+
+
+def partial_path(path: Path) -> Path:
+    """Where `atomic_write` builds `path` before it takes its place."""
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+
+
+def is_partial(path: str | Path) -> bool:
+    """Whether `path` is a file `atomic_write` was building (left by a run that was killed mid-write)."""
+    return Path(path).name.startswith(TMP_PREFIX)
+
+
+def remove_partials(folder: Path, pattern: str = "*") -> None:
+    """Delete the unfinished files (`is_partial`) named like `pattern` that killed runs left in `folder`."""
+    for tmp in folder.glob(TMP_PREFIX + pattern):
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk. Windows cannot open folders: there, files only."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str = "", fix: str = "") -> Path:
+    """write(tmp) makes the file at a temporary path in the same folder (`partial_path`); it is synced to the
+    disk, then renames onto `path`, and the folder is synced: after a crash `path` is its old self or the whole
+    new file, never half of one, and no temporary file stays behind (except after a kill: `remove_partials`).
+    With `what` (and `fix`, what the user should do), a full disk is one UserError naming the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if what and is_disk_full(e):
+            raise disk_full_error(path, what, fix) from None
+        raise
+    _fsync(path.parent)
+    return path

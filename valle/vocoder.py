@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from valle.audio import ENCODEC_URL
+from valle.codec import ENCODEC_URL
 from valle.device import resolve_device
 from valle.errors import UserError
 

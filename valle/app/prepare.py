@@ -89,7 +89,7 @@ def run_prepare(ws: Workspace, opts: PrepareOptions,
 
 def read_reports(ws: Workspace, data_dir: Path) -> PrepareResult:
     """The summary and the two report tables of a data folder (empty when it was never prepared)."""
-    from valle.data.reports import format_summary, read_rejections
+    from valle.data.rejections import format_summary, read_rejections
 
     def shown(path: str) -> str:  # workspace-relative where possible: shorter, and no home folder in screenshots
         return ws.relative(Path(path)) if Path(path).is_absolute() else path

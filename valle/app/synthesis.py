@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 
 from valle.app.workspace import Workspace, safe_name
-from valle.audio import FRAME_RATE, SAMPLE_RATE
+from valle.audio import SAMPLE_RATE
+from valle.codec import FRAME_RATE
 from valle.errors import UserError
 from valle.text import INPUT_LANGUAGES
 
@@ -70,7 +71,7 @@ class Synthesis:
             model, loaded = load_model(path, device=self.device)
             info = loaded.tokenizer
             if files:
-                from valle.models.adapters import merge_adapter_files
+                from valle.models.checkpoint import merge_adapter_files
 
                 if info is None and loaded.kind == "released":
                     info = get_tokenizer("vallex").to_dict()
@@ -80,7 +81,7 @@ class Synthesis:
         return self._model[1], self._model[2]
 
     def codec(self, weights: str):
-        from valle.audio import Codec
+        from valle.codec import Codec
 
         spec = weights.strip()
         if spec not in ("pretrained", "random"):

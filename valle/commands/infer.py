@@ -182,7 +182,8 @@ def save(wave_path: Path, codes_path: Path | None, codes, wave) -> None:
     import numpy as np
     import soundfile as sf
 
-    from valle.audio import FRAME_RATE, SAMPLE_RATE
+    from valle.audio import SAMPLE_RATE
+    from valle.codec import FRAME_RATE
 
     wave_path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(wave_path), wave.numpy(), SAMPLE_RATE)
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from tqdm import tqdm
 
-    from valle.audio import Codec
+    from valle.codec import Codec
     from valle.vocoder import VocosDecoder
     from valle.device import resolve_device
     from valle.inference import Synthesizer, check_prompt, load_prompt
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     model, loaded = load_model(a.checkpoint, nhead=a.nhead, device=device)
     tokenizer_info = loaded.tokenizer
     if a.adapter:  # merged before any cast: generation then runs at full-model speed
-        from valle.models.adapters import merge_adapter_files
+        from valle.models.checkpoint import merge_adapter_files
 
         if tokenizer_info is None and loaded.kind == "released":
             tokenizer_info = get_tokenizer("vallex").to_dict()

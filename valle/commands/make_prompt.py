@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     if not a.output.endswith(".npz"):
         raise UserError(f"--output {a.output}: a preset is an .npz file; end the name with .npz")
 
-    from valle.audio import Codec, load_audio
+    from valle.audio import load_audio
+    from valle.codec import Codec
     from valle.device import resolve_device
     from valle.inference import make_prompt, save_prompt
     from valle.text import get_tokenizer, tokenizer_from_info

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -21,10 +20,11 @@ from lhotse.array import Array, TemporalArray
 from lhotse.features.io import NumpyHdf5Writer, close_cached_file_handles
 from tqdm import tqdm
 
-from valle.audio import FRAME_RATE, SAMPLE_RATE, Codec, code_frames, length_batches
+from valle.audio import SAMPLE_RATE
+from valle.codec import FRAME_RATE, Codec, code_frames, length_batches
 from valle.config import NUM_QUANTIZERS
-from valle.data.files import TMP_PREFIX, write_whole
-from valle.storage import check_free_space
+from valle.data.files import write_whole
+from valle.storage import check_free_space, remove_partials
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
     """key -> (file, shape, fingerprint) of the codes already stored, in the store and its pieces (resume).
     A store that is unreadable or holds codes of other codec weights is moved aside (codes_<part>.old.h5);
     such a piece is removed, and so are the temporary files a killed run left."""
-    for tmp in [*h5_path.parent.glob(f"{TMP_PREFIX}*.h5"), *_pieces_dir(h5_path).glob(f"{TMP_PREFIX}*")]:
-        tmp.unlink()
+    remove_partials(h5_path.parent, "*.h5")
+    remove_partials(_pieces_dir(h5_path))
     found = {}
     if h5_path.is_file():
         reason = _damage(h5_path)
@@ -109,13 +109,7 @@ def _write_whole(path: Path, items, weights: str) -> None:
             f.create_dataset(key, data=codes)
             f[key].attrs["source"] = source
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(image.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    write_whole(path, write, f"codes ({path.name})")
+    write_whole(path, lambda tmp: tmp.write_bytes(image.getbuffer()), f"codes ({path.name})")
 
 
 def _merge(h5_path: Path, cuts: list, stored: dict[str, tuple], weights: str) -> None:

@@ -3,31 +3,18 @@ disk is one line), and cut manifests read back with a message saying what to run
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from lhotse import CutSet
 
 from valle.errors import UserError
-from valle.storage import disk_full_error, is_disk_full
-
-TMP_PREFIX = ".tmp-"  # files being written (`write_whole`); one left by a killed run is removed by the next
+from valle.storage import atomic_write
 
 
 def write_whole(path: Path, write, what: str) -> None:
-    """write(tmp) makes the file at a temporary path, which then replaces `path`: a reader sees the old file or
-    the whole new one, never half of it. A full disk is one UserError naming the path and the space left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(TMP_PREFIX + path.name)  # same suffix: lhotse picks the format from it
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(e):
-            raise disk_full_error(path, what, "free space (or use a --data-dir on a larger disk) and run the stage "
-                                  "again: what was finished is kept") from None
-        raise
+    """`atomic_write` for the files of a data stage: a full disk is one UserError saying to run the stage again."""
+    atomic_write(path, write, what, "free space (or use a --data-dir on a larger disk) and run the stage again: "
+                 "what was finished is kept")
 
 
 def write_text(path: Path, text: str, what: str = "a report") -> None:

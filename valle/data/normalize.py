@@ -15,12 +15,13 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 from tqdm import tqdm
 
-from valle.audio import HOP_LENGTH, SAMPLE_RATE, AudioError, audio_info, code_frames, level_dbfs, load_audio
-from valle.data.files import TMP_PREFIX, write_whole
+from valle.audio import SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_audio
+from valle.codec import HOP_LENGTH, code_frames
+from valle.data.files import write_whole
 from valle.data.options import PrepareOptions
-from valle.data.reports import Rejection
+from valle.data.rejections import Rejection
 from valle.data.sources import Entry
-from valle.storage import check_free_space
+from valle.storage import check_free_space, remove_partials
 
 
 @dataclass
@@ -123,8 +124,7 @@ def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOpti
     """Validate and convert every entry (in parallel with num_jobs > 1), with a tqdm progress bar. Free space for
     the converted copies is checked first."""
     audio_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in audio_dir.glob(TMP_PREFIX + "*"):  # left by a killed run
-        tmp.unlink()
+    remove_partials(audio_dir)  # left by a killed run
     check_free_space(audio_dir, copies_size(entries, audio_dir, opts), "the normalised audio (mono 24 kHz FLAC copies)",
                      "free space or use a --data-dir on a larger disk, then run the normalize stage again")
     jobs = [(e, audio_dir, opts) for e in entries]

@@ -8,7 +8,7 @@ wrote in the data folder (DATA) and writes its own, with its reports.
   text        -> DATA/tokenized/cuts_<part>_text.jsonl.gz       + supervision.custom phonemes / text_ids / text_langs
                  DATA/tokenized/text_tokenizer.json
   split       -> DATA/tokenized/cuts_{train,dev,test}.jsonl.gz
-Every stage also updates DATA/rejected.tsv and DATA/summary.json (valle.data.reports).
+Every stage also updates DATA/rejected.tsv and DATA/summary.json (valle.data.rejections).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import collections
 import logging
 from pathlib import Path
 
-from valle.audio import Codec
+from valle.codec import Codec
 from valle.data.codes import compute_codes
 from valle.data.files import load_cuts, save_cuts, write_text
 from valle.data.normalize import NormalizeOptions, Normalized, normalize_entries, normalize_summary
-from valle.data.reports import format_summary, read_rejections, require_some, update_summary, write_rejections
+from valle.data.rejections import format_summary, read_rejections, require_some, update_summary, write_rejections
 from valle.data.sources import Entry, entries_from_manifests, load_entries, read_corpus, save_entries
 from valle.data.split import split_by_parts, split_stats
 from valle.data.text_tokens import attach_text_tokens, build_espeak_table

@@ -19,7 +19,7 @@ from lhotse import RecordingSet, SupervisionSet
 
 from valle.audio import AUDIO_EXTENSIONS
 from valle.data.files import write_text
-from valle.data.reports import Rejection
+from valle.data.rejections import Rejection
 from valle.errors import UserError
 
 TRANSCRIPT_SUFFIXES = (".normalized.txt", ".txt", ".lab")  # preferred first

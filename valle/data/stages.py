@@ -92,7 +92,7 @@ def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
 
 
 def _codes(data_dir: Path, opts: PrepareOptions) -> None:
-    from valle.audio import Codec
+    from valle.codec import Codec
     from valle.data.pipeline import stage_codes
 
     stage_codes(data_dir, Codec.from_weights(opts.codec_weights, device=opts.device,

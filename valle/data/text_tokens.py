@@ -11,7 +11,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from valle.config import LANGUAGE_IDS
-from valle.data.reports import Rejection
+from valle.data.rejections import Rejection
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from valle.errors import UserError
 from valle.eval import distance
 from valle.eval.asr import CHARACTER_LANGUAGES, Transcriber, error_counts
 from valle.eval.detectors import Thresholds, detect
-from valle.eval.report import GROUND_TRUTH, summarize, write_report
+from valle.eval.results import GROUND_TRUTH, summarize, write_report
 from valle.eval.select import choose_prompt, select_utterances, speaker_of, speaker_rates
 from valle.eval.speaker import SpeakerEncoder
 from valle.models.valle import FRAMES_PER_TEXT_TOKEN, Sampling
@@ -245,7 +245,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
 
     prompt: "same-speaker", or the path of a preset .npz used for every utterance.
     """
-    from valle.audio import Codec
+    from valle.codec import Codec
     from valle.inference import load_prompt
 
     cuts_path, out_dir = Path(cuts_path), Path(out_dir)

@@ -15,7 +15,8 @@ import math
 import numpy as np
 import torch
 
-from valle.audio import FRAME_RATE, SAMPLE_RATE
+from valle.audio import SAMPLE_RATE
+from valle.codec import FRAME_RATE
 from valle.errors import UserError
 from valle.eval.detectors import Thresholds
 from valle.eval.evaluate import Scorer, build_items, synthesize_items
@@ -28,7 +29,7 @@ SAMPLING = Sampling(top_k=10)  # as the validation audio sample; seeded, so the 
 class EvalProbe:
     def __init__(self, dev_cuts, pool_cuts, codec_weights: str, device: torch.device, num_utterances: int = 4,
                  seed: int = 0, thresholds: Thresholds = Thresholds()):
-        from valle.audio import Codec
+        from valle.codec import Codec
         from valle.eval.speaker import get_speaker_encoder
 
         if codec_weights == "none":

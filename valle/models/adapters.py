@@ -9,7 +9,7 @@ Every pair is stored that way, `packs` pairs per weight: A (packs, r, in), B (pa
 The adapters live in a module of their own (`LoRA`) and act through forward hooks on the base layers, so the
 model's parameter names (the released ones) never change: `model.state_dict()` is the base, an adapter file holds
 the pairs (keyed `<base weight name>.lora_A|lora_B`), plus any base tensors trained with them (`--trainable`).
-File reading and writing live in valle/models/checkpoint/adapter_files.py (`save_adapter`, `load_adapter`).
+Adapter files (save, load, check and merge into a model) are valle/models/checkpoint/adapter_files.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -182,20 +181,6 @@ class LoRA(nn.Module):
     def adapter_state_dict(self) -> dict[str, Tensor]:
         return {name: p.detach() for name, p in self.named_adapter_parameters()}
 
-    def load_adapter_state_dict(self, weights: dict[str, Tensor], where: str) -> None:
-        """Copy the pairs in (names and shapes must be exactly this adapter's)."""
-        from valle.models.checkpoint import CheckpointError, layout_report
-
-        own = dict(self.named_adapter_parameters())
-        found = {k: tuple(v.shape) for k, v in weights.items() if ".lora_" in k}
-        lines = layout_report({k: tuple(p.shape) for k, p in own.items()}, found)
-        if lines:
-            raise CheckpointError(f"{where}: its adapter weights do not fit its own description:\n  "
-                                  + "\n  ".join(lines))
-        with torch.no_grad():
-            for name, p in own.items():
-                p.copy_(weights[name])
-
     @torch.no_grad()
     def merge(self, model: nn.Module) -> None:
         """Add every pair into its base weight of `model` and remove the hooks: generation then runs at full-model
@@ -281,32 +266,3 @@ def load_overrides(model: nn.Module, weights: dict[str, Tensor], where: str) -> 
                             "does not have in that shape: use the base it was trained on")
         with torch.no_grad():
             own[name].copy_(value)
-
-
-def merge_adapter_files(model: nn.Module, paths: Iterable[str | Path], base_name: str,
-                        base_tokenizer: dict | None = None) -> dict | None:
-    """Merge the adapter files (at most one per half) into `model` after checking each against it; returns the
-    adapters' text tokenizer (they must agree with each other and with `base_tokenizer` when given)."""
-    from valle.models.checkpoint import load_adapter
-    from valle.text import check_same_tokenizer
-
-    loaded = [(str(p), load_adapter(p)) for p in paths]
-    seen: dict[str, str] = {}
-    tokenizer = base_tokenizer
-    for where, a in loaded:  # every check before any weight changes
-        for half in a.spec.halves:
-            if half in seen:
-                raise UserError(f"{where}: adapts the {half.upper()} half, as {seen[half]} does: "
-                                "give one adapter per half")
-            seen[half] = where
-        check_base(model, a.base, where, base_name)
-        if a.tokenizer is not None:
-            if tokenizer is not None:
-                check_same_tokenizer(a.tokenizer, tokenizer, where=f"{where} vs {base_name}")
-            tokenizer = a.tokenizer
-    for where, a in loaded:
-        load_overrides(model, a.weights, where)
-        lora = LoRA(model, a.spec)
-        lora.load_adapter_state_dict(a.weights, where)
-        lora.merge(model)
-    return tokenizer

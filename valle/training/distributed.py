@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from valle.device import device_type
+from valle.errors import UserError
+
 
 @dataclass
 class DistInfo:
@@ -19,15 +22,24 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def device(self, name: str) -> torch.device:
+        """--device `name` for this rank: its own GPU under torchrun, or the CPU."""
+        if device_type(name) == "cuda":
+            if not torch.cuda.is_available():
+                raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
 
-def setup_distributed(device_type: str) -> DistInfo:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1); nccl on CUDA, gloo on CPU."""
+
+def setup_distributed(kind: str) -> DistInfo:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): nccl when `kind` is "cuda", else gloo."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo")
     return info
 
 

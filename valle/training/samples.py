@@ -16,7 +16,7 @@ class AudioSampler:
     def __init__(self, cfg: ExperimentConfig, dev_cuts, device: torch.device):
         self.codec = None
         if cfg.train.codec_weights != "none":
-            from valle.audio import Codec
+            from valle.codec import Codec
             self.codec = Codec.from_weights(cfg.train.codec_weights, device=str(device))
         self.cut, self.device = min(dev_cuts, key=lambda c: c.id), device
         self.max_frames = 2 * self.cut.codes.shape[0]  # from the manifest: no need to read the codes

@@ -3,7 +3,7 @@ early stopping, atomic checkpoints with exact resume, tensorboard, DDP under tor
 
 Over 400 lines on purpose: setup, the loop, validation and checkpoints are one class because they share one
 state (model, optimizer, progress, ranks) that resume must restore as a whole. What stands alone lives beside
-it: objective.py (what is trained), rng.py, samples.py (the validation sample), exp_dir.py (the run folder)."""
+it: objective.py (what is trained), rng.py, samples.py (the validation sample), run_folder.py (the run folder)."""
 
 from __future__ import annotations
 
@@ -23,20 +23,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from valle.device import device_type, rank_device, resolve_dtype
+from valle.device import device_type, resolve_dtype
 from valle.errors import UserError
 from valle.locks import folder_lock
-from valle.storage import check_free_space, disk_full_error, is_disk_full
+from valle.storage import check_free_space, disk_full_error, is_disk_full, remove_partials
 from valle.config import ExperimentConfig, ModelConfig
 from valle.data.files import load_cuts
 from valle.data.dataset import filter_train_cuts, make_loader, padding_ratio
 from valle.models.adapters import (SCALED_ADAM_MIN_RMS, AdapterSpec, LoRA, attach, base_identity, check_base,
                                    load_overrides, parse_targets)
-from valle.models.checkpoint import LoadedAdapter, load_adapter, load_model, save_adapter, save_checkpoint
+from valle.models.checkpoint import (LoadedAdapter, load_adapter, load_model, load_pairs, save_adapter,
+                                     save_checkpoint)
 from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
-from valle.training import exp_dir as run_folder
+from valle.training import run_folder
 from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_distributed, setup_distributed
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
@@ -73,7 +74,7 @@ class Trainer:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
         self.dist = setup_distributed(device_type(t.device))
-        self.device = rank_device(t.device, self.dist)
+        self.device = self.dist.device(t.device)
         self.dtype = resolve_dtype(t.dtype, self.device)
         if self.dist.is_main:
             self._held.enter_context(folder_lock(self.exp_dir, "training"))
@@ -126,8 +127,7 @@ class Trainer:
             self.eval_probe = EvalProbe(self.dev_cuts, [*self.train_cuts, *self.dev_cuts], t.codec_weights, self.device,
                                         num_utterances=t.eval_utterances, seed=t.seed)
         if self.dist.is_main:
-            for stale in self.exp_dir.glob("*.pt.tmp-*"):  # a write cut short by a crash (the .pt itself is intact)
-                stale.unlink()
+            remove_partials(self.exp_dir)  # a write cut short by a crash (the file itself is intact)
             cfg.save_yaml(self.exp_dir / "config.yaml")
             n = sum(p.numel() for _, p in self.trainable)
             log.info("training %s: %d tensors, %.2fM parameters; %d train cuts, %d dev cuts; device %s, %s",
@@ -206,7 +206,7 @@ class Trainer:
             self.adapter_base = resumed.base
         lora = attach(self.model, spec)
         if resumed is not None:
-            lora.load_adapter_state_dict(resumed.weights, where)
+            load_pairs(lora, resumed.weights, where)
         log.info("adapters: %s on the %s half; base %s", spec, "+".join(self.halves), self.adapter_base["source"])
         return lora
 

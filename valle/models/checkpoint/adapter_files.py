@@ -1,6 +1,6 @@
 """Adapter files (LoRA, valle/models/adapters.py): `.pt` (our format, with the training state to resume) or
 `.safetensors` (description, base and tokenizer as JSON metadata), both tagged so that neither is mistaken for
-a full checkpoint.
+a full checkpoint; their pairs loaded into a model's adapters, or merged into its weights after every check.
 """
 
 from __future__ import annotations
@@ -9,14 +9,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 
+from valle.errors import UserError
 from valle.safe_load import CheckpointError, torch_load as _torch_load
-from valle.models.adapters import AdapterSpec
-from valle.models.checkpoint.export import _atomic_write, _check_plain
-from valle.models.checkpoint.formats import ADAPTER_TAG, _read_safetensors
+from valle.models.adapters import AdapterSpec, LoRA, check_base, load_overrides
+from valle.models.checkpoint.export import check_plain
+from valle.models.checkpoint.formats import ADAPTER_TAG, read_safetensors
+from valle.models.checkpoint.layout import layout_report
+from valle.storage import atomic_write
+from valle.text import check_same_tokenizer
 
 
 @dataclass
@@ -40,19 +44,19 @@ def save_adapter(path: str | os.PathLike, spec: AdapterSpec, weights: Mapping[st
         meta = {"format": ADAPTER_TAG, "adapter": json.dumps(spec.to_dict()), "base": json.dumps(base)}
         if tokenizer is not None:
             meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
-        return _atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata=meta))
-    _check_plain(tokenizer, "tokenizer")
-    _check_plain(train_state, "train_state")
+        return atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata=meta))
+    check_plain(tokenizer, "tokenizer")
+    check_plain(train_state, "train_state")
     payload = {"format": ADAPTER_TAG, "adapter": spec.to_dict(), "weights": weights, "base": base,
                "tokenizer": tokenizer, "train_state": train_state}
-    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def is_adapter_file(path: str | os.PathLike) -> bool:
     """Whether `path` is an adapter file (reads the safetensors header, or the .pt lazily: mmap)."""
     path = Path(path).expanduser()
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)[1].get("format") == ADAPTER_TAG
+        return read_safetensors(path)[1].get("format") == ADAPTER_TAG
     obj = _torch_load(path)
     return isinstance(obj, Mapping) and obj.get("format") == ADAPTER_TAG
 
@@ -64,7 +68,7 @@ def load_adapter(path: str | os.PathLike) -> LoadedAdapter:
         raise CheckpointError(f"{path}: no such adapter file: pass the best-valid-loss.pt (or exported "
                               ".safetensors) of an adapter run")
     if path.suffix == ".safetensors":
-        weights, meta = _read_safetensors(path)
+        weights, meta = read_safetensors(path)
         obj = {"format": meta.get("format"), "weights": weights,
                **{k: json.loads(meta[k]) for k in ("adapter", "base", "tokenizer") if k in meta}}
     else:
@@ -75,3 +79,42 @@ def load_adapter(path: str | os.PathLike) -> LoadedAdapter:
     spec = AdapterSpec.from_dict(obj["adapter"], where=str(path))
     return LoadedAdapter(spec, dict(obj["weights"]), obj["base"], tokenizer=obj.get("tokenizer"),
                          train_state=obj.get("train_state"))
+
+
+def load_pairs(lora: LoRA, weights: Mapping[str, torch.Tensor], where: str) -> None:
+    """Copy the pairs of an adapter file (at `where`) into `lora`: names and shapes must be exactly its own."""
+    own = dict(lora.named_adapter_parameters())
+    found = {k: tuple(v.shape) for k, v in weights.items() if ".lora_" in k}
+    lines = layout_report({k: tuple(p.shape) for k, p in own.items()}, found)
+    if lines:
+        raise CheckpointError(f"{where}: its adapter weights do not fit its own description:\n  "
+                              + "\n  ".join(lines))
+    with torch.no_grad():
+        for name, p in own.items():
+            p.copy_(weights[name])
+
+
+def merge_adapter_files(model: torch.nn.Module, paths: Iterable[str | os.PathLike], base_name: str,
+                        base_tokenizer: dict | None = None) -> dict | None:
+    """Merge the adapter files (at most one per half) into `model` after checking each against it; returns the
+    adapters' text tokenizer (they must agree with each other and with `base_tokenizer` when given)."""
+    loaded = [(str(p), load_adapter(p)) for p in paths]
+    seen: dict[str, str] = {}
+    tokenizer = base_tokenizer
+    for where, a in loaded:  # every check before any weight changes
+        for half in a.spec.halves:
+            if half in seen:
+                raise UserError(f"{where}: adapts the {half.upper()} half, as {seen[half]} does: "
+                                "give one adapter per half")
+            seen[half] = where
+        check_base(model, a.base, where, base_name)
+        if a.tokenizer is not None:
+            if tokenizer is not None:
+                check_same_tokenizer(a.tokenizer, tokenizer, where=f"{where} vs {base_name}")
+            tokenizer = a.tokenizer
+    for where, a in loaded:
+        load_overrides(model, a.weights, where)
+        lora = LoRA(model, a.spec)
+        load_pairs(lora, a.weights, where)
+        lora.merge(model)
+    return tokenizer

@@ -13,18 +13,19 @@ from valle.config import ModelConfig
 from valle.errors import UserError
 from valle.models.checkpoint.formats import LoadedCheckpoint, load_checkpoint
 from valle.models.checkpoint.hub import resolve_checkpoint
-from valle.models.checkpoint.report import _tie_groups, _valle_class, load_state_dict_strict
+from valle.models.checkpoint.layout import load_state_dict_strict, tie_groups
+from valle.models.valle import VALLE
 
 
 def _empty_model(config: ModelConfig, device: str | torch.device) -> torch.nn.Module:
     """VALLE(config) with uninitialized weights (a checkpoint overwrites them all): random init of the
     full-size model takes seconds. Falls back to a normal build if the model has state outside its state_dict."""
     with torch.device("meta"):
-        model = _valle_class()(config)
+        model = VALLE(config)
     if set(dict(model.named_buffers())) - set(model.state_dict()):
         with torch.device(device):
-            return _valle_class()(config)
-    ties = _tie_groups(model)
+            return VALLE(config)
+    ties = tie_groups(model)
     model.to_empty(device=device)  # gives each tied name its own tensor: tie them again
     for first, *aliases in ties:
         for alias in aliases:

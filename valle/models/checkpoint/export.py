@@ -1,5 +1,6 @@
-"""Saving: atomic writes (a crash leaves the old file or the new one), toolkit checkpoints of plain data only,
-and exports for other tools: the released layout (`{"model": state_dict}`) and safetensors.
+"""Saving (every file through storage.atomic_write: a crash leaves the old file or the new one): toolkit
+checkpoints of plain data only, and exports for other tools: the released layout (`{"model": state_dict}`) and
+safetensors.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ import json
 import logging
 import os
 from pathlib import Path, PurePath
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
 from valle.models.checkpoint.formats import FORMAT_TAG
+from valle.storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -26,43 +28,18 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return _unwrap(inner) if isinstance(inner, torch.nn.Module) else model
 
 
-def _fsync_dir(directory: Path) -> None:
-    if os.name == "posix":
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """write(tmp) next to `path`, fsync, then os.replace: a crash leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
-
-
 _PLAIN = (str, int, float, bool, bytes, type(None), torch.Tensor, PurePath, np.generic)
 
 
-def _check_plain(obj: object, where: str) -> None:
+def check_plain(obj: object, where: str) -> None:
     """Only what `load_checkpoint` reads back (weights_only) may be saved."""
     if isinstance(obj, Mapping):
         for k, v in obj.items():
-            _check_plain(k, where)
-            _check_plain(v, f"{where}[{k!r}]")
+            check_plain(k, where)
+            check_plain(v, f"{where}[{k!r}]")
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
+            check_plain(v, f"{where}[{i}]")
     elif not isinstance(obj, _PLAIN):
         raise TypeError(f"{where} is a {type(obj).__name__}: a checkpoint holds plain data only "
                         "(dict, list, str, numbers, tensors, paths); convert it before saving")
@@ -75,11 +52,11 @@ def _config_dict(model: torch.nn.Module) -> dict:
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, tokenizer: dict | None = None,
                     train_state: dict | None = None) -> Path:
     """Write a toolkit checkpoint atomically: weights, model config, tokenizer info, training state."""
-    _check_plain(tokenizer, "tokenizer")
-    _check_plain(train_state, "train_state")
+    check_plain(tokenizer, "tokenizer")
+    check_plain(train_state, "train_state")
     payload = {"format": FORMAT_TAG, "model": _unwrap(model).state_dict(), "config": _config_dict(model),
                "tokenizer": tokenizer, "train_state": train_state}
-    return _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -102,7 +79,7 @@ def export_released(model: torch.nn.Module, path: str | os.PathLike) -> Path:
                     "(share_embedding false); tools that build VALL-E X as released tie them and load "
                     "only one of each pair", path)
     state_dict = _cpu_state_dict(model)
-    return _atomic_write(path, lambda tmp: torch.save({"model": state_dict}, tmp))
+    return atomic_write(path, lambda tmp: torch.save({"model": state_dict}, tmp))
 
 
 def export_safetensors(model: torch.nn.Module, path: str | os.PathLike, tokenizer: dict | None = None) -> Path:
@@ -114,4 +91,4 @@ def export_safetensors(model: torch.nn.Module, path: str | os.PathLike, tokenize
     meta = {"format": FORMAT_TAG, "config": json.dumps(_config_dict(model))}
     if tokenizer is not None:
         meta["tokenizer"] = json.dumps(tokenizer, ensure_ascii=False)
-    return _atomic_write(path, lambda tmp: save_model(_unwrap(model), str(tmp), metadata=meta))
+    return atomic_write(path, lambda tmp: save_model(_unwrap(model), str(tmp), metadata=meta))

@@ -44,7 +44,8 @@ class LoadedCheckpoint:
 
 # ---- safe reading ------------------------------------------------------------------------------
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """CheckpointError unless `path` is a file (a folder or a missing path is named, with what to pass)."""
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file: pass the .pt file inside it")
     if not path.is_file():
@@ -52,7 +53,7 @@ def _check_file(path: Path) -> None:
                               f"or --checkpoint {RELEASED_NAME} for the released VALL-E X weights")
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Weights and metadata, ties restored. safetensors' own `load_model` needs the model built first; this
     reads the file alone (the config is in it) so the strict-load report can say what does not fit."""
     from safetensors import safe_open
@@ -76,7 +77,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 # ---- format and config detection ---------------------------------------------------------------
 
-def _strip_wrappers(state_dict: dict) -> dict:
+def strip_wrappers(state_dict: dict) -> dict:
+    """The keys without the prefix DDP ("module.") or torch.compile ("_orig_mod.") put on every one of them."""
     for prefix in _WRAPPER_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
@@ -88,7 +90,7 @@ def _as_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise CheckpointError(f"{path}: its 'model' entry is not a state dict of named tensors: "
                               "not a VALL-E X checkpoint")
-    state_dict = _strip_wrappers(dict(obj))
+    state_dict = strip_wrappers(dict(obj))
     if "ar_text_embedding.word_embeddings.weight" not in state_dict:
         raise CheckpointError(f"{path}: has no ar_text_embedding.word_embeddings.weight: "
                               "not a VALL-E X checkpoint")
@@ -100,7 +102,8 @@ def _count_indices(state_dict: Mapping, prefix: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b are one tensor (the same view of the same storage) or equal in shape, dtype and values."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     same_view = (a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
@@ -116,7 +119,7 @@ def _tie_pairs(num_quantizers: int) -> list[tuple[str, str]]:
 
 def _detect_shared(state_dict: Mapping, num_quantizers: int) -> bool:
     pairs = [(a, b) for a, b in _tie_pairs(num_quantizers) if a in state_dict and b in state_dict]
-    return bool(pairs) and all(_same_tensor(state_dict[a], state_dict[b]) for a, b in pairs)
+    return bool(pairs) and all(same_tensor(state_dict[a], state_dict[b]) for a, b in pairs)
 
 
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor], nhead: int = DEFAULT_NHEAD,
@@ -167,7 +170,7 @@ def _not_an_adapter(path: Path, tag: object) -> None:
 
 
 def _from_safetensors(path: Path, nhead: int | None) -> LoadedCheckpoint:
-    state_dict, meta = _read_safetensors(path)
+    state_dict, meta = read_safetensors(path)
     _not_an_adapter(path, meta.get("format"))
     state_dict = _as_state_dict(state_dict, path)
     if meta.get("format") == FORMAT_TAG:
@@ -183,7 +186,7 @@ def load_checkpoint(path: str | os.PathLike, nhead: int | None = None) -> Loaded
     """Read any supported checkpoint file and build the ModelConfig it was trained with.
     `nhead` is needed only where the file does not record it (the released file: default 16)."""
     path = Path(path).expanduser()
-    _check_file(path)
+    check_file(path)
     if path.suffix == ".safetensors":
         return _from_safetensors(path, nhead)
     obj = _torch_load(path)

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from valle.config import ModelConfig
 from valle.safe_load import CheckpointError, first_line as _first_line
-from valle.models.checkpoint.formats import RELEASED_NAME, _check_file, load_checkpoint
-from valle.models.checkpoint.report import verify_layout
+from valle.models.checkpoint.formats import RELEASED_NAME, check_file, load_checkpoint
+from valle.models.checkpoint.layout import verify_layout
+from valle.storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +69,20 @@ def _check_reachable(url: str) -> None:
         raise _Offline(f"{parts.hostname} cannot be reached: {e.strerror or e}") from None
 
 
-def _verify(path: Path, expected: ModelConfig | None) -> None:
-    verify_layout(load_checkpoint(path).state_dict, expected, source=f"the downloaded {path.name}")
+def _verify(path: Path, expected: ModelConfig | None, name: str) -> None:
+    verify_layout(load_checkpoint(path).state_dict, expected, source=f"the downloaded {name}")
 
 
 def _from_url(url: str, target: Path, expected: ModelConfig | None) -> Path:
     """Download next to `target`, verify, then move it in place: `target` is only ever a verified file."""
     _check_reachable(url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix="download-", dir=target.parent))
-    try:
-        got = tmp_dir / target.name
-        torch.hub.download_url_to_file(url, str(got), progress=True)
-        _verify(got, expected)
-        os.replace(got, target)
-        log.info("saved the released checkpoint to %s", target)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    def download(tmp: Path) -> None:
+        torch.hub.download_url_to_file(url, str(tmp), progress=True)
+        _verify(tmp, expected, target.name)
+
+    atomic_write(target, download)
+    log.info("saved the released checkpoint to %s", target)
     return target
 
 
@@ -107,7 +103,7 @@ def _from_hub(repo_id: str, filename: str, expected: ModelConfig | None) -> Path
     _check_reachable(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     got = Path(huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, cache_dir=hub_cache))
     try:
-        _verify(got, expected)
+        _verify(got, expected, got.name)
     except BaseException:  # a wrong (or half-checked) file never stays in the cache to be trusted later
         _remove_from_hub_cache(got)
         raise
@@ -123,7 +119,7 @@ def resolve_checkpoint(path_or_name: str | os.PathLike, *, repo_id: str | None =
     every key and shape) before it is trusted."""
     if str(path_or_name) != RELEASED_NAME:
         path = Path(path_or_name).expanduser()
-        _check_file(path)
+        check_file(path)
         return path
     copied = cache_dir() / RELEASED_FILENAME
     if copied.is_file():

@@ -1,6 +1,7 @@
-"""The evaluation report: report.json (per system: means, 95 % confidence intervals, flag counts),
-utterances.tsv (one row per system and utterance), metrics.png (bar chart) and report.html (tables and
-audio players for prompt, ground truth and every checkpoint, side by side)."""
+"""The results of an evaluation: summary statistics (means, 95 % confidence intervals) and the files they go
+to: report.json (per system: means, intervals, flag counts), utterances.tsv (one row per system and utterance),
+metrics.png (bar chart) and report.html (tables and audio players for prompt, ground truth and every checkpoint,
+side by side)."""
 
 from __future__ import annotations
 

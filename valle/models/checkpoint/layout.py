@@ -1,5 +1,6 @@
-"""Strict loading with a readable report: what is missing, unexpected, of another shape or wrongly tied, in
-grouped lines with hints; and the layout check of a file against a config's model (the released one by default).
+"""The layout of a model's tensors (names, shapes, ties) compared with a file's: strict loading with a readable
+report of what is missing, unexpected, of another shape or wrongly tied, in grouped lines with hints; and the
+layout check of a file against a config's model (the released one by default).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Iterable, Mapping
 import torch
 
 from valle.config import ModelConfig
+from valle.models.valle import VALLE
 from valle.safe_load import CheckpointError
-from valle.models.checkpoint.formats import _same_tensor, _strip_wrappers
+from valle.models.checkpoint.formats import same_tensor, strip_wrappers
 
 _FIRST_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
 _MAX_SHAPE_LINES = 12
@@ -91,7 +93,7 @@ def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in state_dict.items()}
 
 
-def _tie_groups(model: torch.nn.Module) -> list[list[str]]:
+def tie_groups(model: torch.nn.Module) -> list[list[str]]:
     """Names that are one and the same Parameter (tied weights)."""
     names: dict[int, list[str]] = defaultdict(list)
     for name, p in model.named_parameters(remove_duplicate=False):
@@ -101,8 +103,8 @@ def _tie_groups(model: torch.nn.Module) -> list[list[str]]:
 
 def _tie_report(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     """Tensors one Parameter in the model must have equal values in the checkpoint."""
-    broken = [group for group in _tie_groups(model)
-              if not all(_same_tensor(state_dict[group[0]], state_dict[k]) for k in group[1:])]
+    broken = [group for group in tie_groups(model)
+              if not all(same_tensor(state_dict[group[0]], state_dict[k]) for k in group[1:])]
     if not broken:
         return []
     names = sorted({_group_name(k) + ".*" for group in broken for k in group})
@@ -114,7 +116,7 @@ def _tie_report(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
                            source: str = "checkpoint") -> None:
     """load_state_dict(strict=True), but a mismatch raises CheckpointError with a grouped report."""
-    state_dict = _strip_wrappers(dict(state_dict))
+    state_dict = strip_wrappers(dict(state_dict))
     lines = layout_report(_shapes(model.state_dict()), _shapes(state_dict))
     lines = lines or _tie_report(model, state_dict)
     if lines:
@@ -124,22 +126,16 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: Mapping[str, torc
 
 # ---- the expected layout -----------------------------------------------------------------------
 
-def _valle_class():
-    from valle.models.valle import VALLE
-
-    return VALLE
-
-
 def expected_layout(config: ModelConfig | None = None) -> dict[str, tuple]:
     """Every key and shape of a VALLE state_dict for `config` (default: the released model); no memory used."""
     with torch.device("meta"):
-        model = _valle_class()(config or ModelConfig())
+        model = VALLE(config or ModelConfig())
     return _shapes(model.state_dict())
 
 
 def verify_layout(state_dict: Mapping[str, torch.Tensor], config: ModelConfig | None = None,
                   source: str = "checkpoint") -> None:
     """Raise CheckpointError unless `state_dict` has exactly the keys and shapes of `config`'s model."""
-    lines = layout_report(expected_layout(config), _shapes(_strip_wrappers(dict(state_dict))))
+    lines = layout_report(expected_layout(config), _shapes(strip_wrappers(dict(state_dict))))
     if lines:
         raise CheckpointError(f"{source} is not in the expected layout:\n  " + "\n  ".join(lines))

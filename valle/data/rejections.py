@@ -1,4 +1,4 @@
-"""Reports of a data folder: what was left out and why (DATA/rejected.tsv, one file per stage under reports/),
+"""What the stages of a data folder left out and why (DATA/rejected.tsv, one file per stage under reports/),
 the figures of every stage (DATA/summary.json), and the summary the normalize and split stages print."""
 
 from __future__ import annotations

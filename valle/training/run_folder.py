@@ -10,14 +10,14 @@ from pathlib import Path
 
 from valle.errors import UserError
 from valle.safe_load import torch_load
-from valle.storage import human_size
+from valle.storage import TMP_PREFIX, atomic_write, human_size
 
 log = logging.getLogger("valle.trainer")
 
 CHECKPOINT_PATTERNS = ("last.pt", "best-valid-loss.pt", "checkpoint-*.pt", "epoch-*.pt")
 METRICS = Path("log") / "metrics.jsonl"
 # What a run writes, deleted by --overwrite (never anything else the user keeps in the folder).
-_RUN_OUTPUTS = (*CHECKPOINT_PATTERNS, "*.pt.tmp-*", "config.yaml", "log", "tensorboard")
+_RUN_OUTPUTS = (*CHECKPOINT_PATTERNS, TMP_PREFIX + "*", "config.yaml", "log", "tensorboard")
 
 
 def previous_run(exp_dir: Path) -> list[Path]:
@@ -62,9 +62,7 @@ def truncate_metrics(exp_dir: Path, step: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept))
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: tmp.write_text("".join(kept)))
 
 
 def prune(exp_dir: Path, prefix: str, keep: int) -> None:
