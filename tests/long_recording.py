@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 RATE = 22050  # espeak-ng's own rate: the segmenter must resample
-VOICES = ("en-us+m3", "en-us+f2", "en-gb+m7")  # the first is the target voice
+VOICES = ("en-us+m3", "en-us+f2", "en-us+klatt")  # the first is the target voice
 SENTENCES = (
     "The old lighthouse keeper climbed the stairs every evening before sunset.",
     "She packed three apples and a map for the long walk home.",
@@ -82,6 +82,7 @@ def write_recording(path: Path, seconds: float, seed: int = 0, target_share: flo
     truth: list[Truth] = []
     clock = 0  # samples written
     interrupted = not interrupt  # one interruption, about a third of the way in
+    texts: list[str] = []
     with sf.SoundFile(str(path), "w", RATE, 1, subtype="PCM_16") as out:
 
         def put(x: np.ndarray) -> None:
@@ -95,7 +96,10 @@ def write_recording(path: Path, seconds: float, seed: int = 0, target_share: flo
         put(np.zeros(int(0.5 * RATE), np.float32))
         while clock < seconds * RATE:
             voice = 0 if rng.random() < target_share else rng.choice((1, 2))
-            text = rng.choice(SENTENCES)
+            text = texts.pop() if texts else None
+            if text is None:  # every sentence once (shuffled), then again: no repeats within 20 sentences
+                texts = rng.sample(SENTENCES, len(SENTENCES))
+                text = texts.pop()
             x = speak(text, VOICES[voice])
             if not interrupted and clock > seconds * RATE / 3:
                 interrupted = True

@@ -1,7 +1,8 @@
 """Long recordings read in blocks: the whole file is never in memory.
 
 `speech_probabilities` streams a file through silero-vad (its TorchScript model ships inside the `silero-vad`
-wheel: offline, no onnxruntime) and keeps one probability per 32 ms frame (1 hour -> 112,500 floats);
+wheel: offline, no onnxruntime) and keeps one probability and one level per 32 ms frame (1 hour ->
+2 x 112,500 floats);
 `read_span` reads one segment back (mono, at the rate asked) by seeking into the file.
 """
 
@@ -56,17 +57,19 @@ def _mono_blocks(info: AudioInfo, rate: int, start: int = 0, stop: int | None = 
             yield wave
 
 
-def speech_probabilities(info: AudioInfo, progress=None) -> np.ndarray:
-    """(N,) silero-vad speech probability of every 32 ms frame of the recording."""
+def speech_probabilities(info: AudioInfo, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """-> (N,) silero-vad speech probability and (N,) level in dB of every 32 ms frame of the recording."""
     model = _silero()
     model.reset_states()
-    probs, rest, decoded = [], torch.zeros(0), 0
+    probs, levels, rest, decoded = [], [], torch.zeros(0), 0
     with torch.inference_mode():
         for block in _mono_blocks(info, VAD_RATE):
             decoded += len(block)
             block = torch.cat([rest, block])
             whole = len(block) // VAD_FRAME * VAD_FRAME
-            for frame in block[:whole].view(-1, VAD_FRAME):  # (512,) each, the model keeps its state
+            frames = block[:whole].view(-1, VAD_FRAME)  # (F, 512)
+            levels.append(10 * torch.log10(frames.pow(2).mean(1) + 1e-12).numpy())  # (F,)
+            for frame in frames:  # the model keeps its state from frame to frame
                 probs.append(model(frame, VAD_RATE).item())
             rest = block[whole:]
             if progress:
@@ -74,7 +77,7 @@ def speech_probabilities(info: AudioInfo, progress=None) -> np.ndarray:
     if decoded < 0.98 * info.duration * VAD_RATE:
         raise AudioError(info.path, "truncated", f"header declares {info.duration:.1f} s, "
                                                  f"only {decoded / VAD_RATE:.1f} s decode")
-    return np.asarray(probs, dtype=np.float32)
+    return np.asarray(probs, dtype=np.float32), np.concatenate(levels) if levels else np.zeros(0, np.float32)
 
 
 def read_span(info: AudioInfo, start: float, end: float, rate: int) -> torch.Tensor:

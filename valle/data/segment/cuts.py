@@ -21,7 +21,10 @@ class CutOptions:
     pad: float = 0.15  # silence kept before and after the speech (at most half the pause)
     onset: float = 0.5  # VAD probability that starts speech
     offset: float = 0.35  # and that ends it (hysteresis)
-    min_speech: float = 0.1  # shorter sounding runs are clicks, not speech
+    min_speech: float = 0.1  # a shorter sounding run with no speech near it is a click, not speech
+    end_lag: float = 0.05  # the VAD's probability falls this late after speech ends (measured on espeak-ng: 0.068)
+    onset_db: float = 12.0  # a soft onset (a fricative the VAD misses): frames this far above the noise floor
+    max_onset: float = 0.3  # ... extend the start back by at most this
 
 
 @dataclass
@@ -38,18 +41,31 @@ class Span:
         return self.end - self.start
 
 
-def speech_runs(probs: np.ndarray, o: CutOptions) -> list[tuple[float, float]]:
-    """(N,) frame probabilities -> [(start, end)] of speech, with hysteresis and clicks dropped."""
-    runs, start = [], None
+def speech_runs(probs: np.ndarray, levels: np.ndarray, o: CutOptions) -> list[tuple[float, float]]:
+    """(N,) frame probabilities and levels (dB) -> [(start, end)] of speech, with hysteresis (a run starts where
+    the probability rose above `offset` before it reached `onset`, or earlier where the level already stood
+    `onset_db` above the noise floor), isolated clicks dropped."""
+    floor = np.percentile(levels, 5) if len(levels) else 0.0
+    runs, start, last_end = [], None, 0
     for i, p in enumerate(probs):
         if start is None and p >= o.onset:
             start = i
+            while start > last_end and probs[start - 1] >= o.offset:
+                start -= 1
+            earliest = max(last_end, start - int(o.max_onset / FRAME_SECONDS))
+            while start > earliest and levels[start - 1] > floor + o.onset_db:
+                start -= 1
         elif start is not None and p < o.offset:
-            runs.append((start * FRAME_SECONDS, i * FRAME_SECONDS))
-            start = None
+            runs.append((start * FRAME_SECONDS, max(start * FRAME_SECONDS, i * FRAME_SECONDS - o.end_lag)))
+            start, last_end = None, i
     if start is not None:
         runs.append((start * FRAME_SECONDS, len(probs) * FRAME_SECONDS))
-    return [(s, e) for s, e in runs if e - s >= o.min_speech]
+    def click(k: int) -> bool:  # short and alone: not a syllable of a word nearby
+        s, e = runs[k]
+        alone = (k == 0 or s - runs[k - 1][1] >= o.min_pause) and (k + 1 == len(runs) or runs[k + 1][0] - e >= o.min_pause)
+        return e - s < o.min_speech and alone
+
+    return [r for k, r in enumerate(runs) if not click(k)]
 
 
 def join_runs(runs: list[tuple[float, float]], min_pause: float) -> list[Span]:
@@ -117,7 +133,7 @@ def pad(spans: list[Span], o: CutOptions, duration: float) -> list[tuple[float, 
     return out
 
 
-def find_spans(probs: np.ndarray, o: CutOptions) -> list[Span]:
+def find_spans(probs: np.ndarray, levels: np.ndarray, o: CutOptions) -> list[Span]:
     """The whole chain without word timings: runs -> spans at pauses -> short merged -> long split."""
-    spans = merge_short(join_runs(speech_runs(probs, o), o.min_pause), o)
+    spans = merge_short(join_runs(speech_runs(probs, levels, o), o.min_pause), o)
     return [part for s in spans for part in split_long(s, o, probs)]

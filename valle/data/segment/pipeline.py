@@ -163,12 +163,12 @@ class _Tools:
         return self._transcriber or None
 
 
-def _spans_with_text(info: AudioInfo, probs: np.ndarray, text: str | None, opts: SegmentOptions,
+def _spans_with_text(info: AudioInfo, probs: np.ndarray, levels: np.ndarray, text: str | None, opts: SegmentOptions,
                      tools: _Tools, reports: list[Rejection]) -> list[tuple[Span, list[Word] | None]]:
     """Known text: aligned sentences; otherwise spans at pauses, transcribed (words) when a backend is set."""
     o = opts.cut
     if text is not None:
-        runs = [(s.start, s.end) for s in join_runs(speech_runs(probs, o), ALIGN_GAP)]
+        runs = [(s.start, s.end) for s in join_runs(speech_runs(probs, levels, o), ALIGN_GAP)]
         result = align(split_sentences(text), runs)
         for number, sentence, at in result.missing:
             reports.append(Rejection(f"{info.path}:{at:.2f}", "not in the audio",
@@ -177,7 +177,7 @@ def _spans_with_text(info: AudioInfo, probs: np.ndarray, text: str | None, opts:
             reports.append(Rejection(f"{info.path}:{start:.2f}-{end:.2f}", "not in the text",
                                      f"speech from {start:.2f} to {end:.2f} s matches no sentence of the text"))
         return [(s, None) for s in result.spans]
-    spans = find_spans(probs, o)
+    spans = find_spans(probs, levels, o)
     if tools.transcriber is None:
         return [(s, []) for s in spans]
     out = []
@@ -211,9 +211,9 @@ def segment_recording(recording: Path, out_dir: Path, opts: SegmentOptions, tool
                       reports: list[Rejection]) -> list[Segment]:
     """One recording -> its segments (clips written to out_dir/clips); problems appended to `reports`."""
     info = check_recording(recording)
-    probs = speech_probabilities(info)
+    probs, levels = speech_probabilities(info)
     text = known_text(recording, opts)
-    spans = _spans_with_text(info, probs, text, opts, tools, reports)
+    spans = _spans_with_text(info, probs, levels, text, opts, tools, reports)
     if not spans:
         raise AudioError(recording, "no speech", f"the voice-activity detector found no speech in {info.duration:.1f} s")
     bounds = pad([s for s, _ in spans], opts.cut, info.duration)
