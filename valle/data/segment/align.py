@@ -18,10 +18,12 @@ import numpy as np
 
 from valle.data.segment.cuts import Span
 
+
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+")
 MAX_RUNS = 12  # runs one sentence may cover (pauses inside a sentence: commas, breaths)
 SIGMA = 0.25  # spread of log(duration / expected) for a matching sentence
 SKIP_COST = 6.0  # cost of leaving a sentence or a run unmatched (about 2.4 sigma)
+BAND, MIN_BAND = 0.1, 40  # the DP looks this far (share of the runs, at least this many) off the diagonal
 
 
 @dataclass
@@ -43,13 +45,17 @@ def _weight(sentence: str) -> int:
 
 
 def _align(weights: list[int], runs: list[tuple[float, float]], rate: float):
-    """DP: -> (matched [(sentence, first run, last run)], skipped sentences, skipped runs)."""
+    """DP: -> (matched [(sentence, first run, last run)], skipped sentences, skipped runs). Only cells within
+    a band around the diagonal are visited (BAND of the runs, at least MIN_BAND): O(sentences x band)."""
     m, n = len(weights), len(runs)
+    spoken = np.concatenate([[0.0], np.cumsum([e - s for s, e in runs])])  # (n+1,) speech before run j
+    band = max(MIN_BAND, int(BAND * n))
     cost = np.full((m + 1, n + 1), np.inf)
     back = {}
     cost[0, 0] = 0.0
     for i in range(m + 1):
-        for j in range(n + 1):
+        centre = round(i * n / m)
+        for j in range(max(0, centre - band), min(n, centre + band) + 1):
             c = cost[i, j]
             if not np.isfinite(c):
                 continue
@@ -61,10 +67,12 @@ def _align(weights: list[int], runs: list[tuple[float, float]], rate: float):
                 continue
             expected = rate * weights[i]
             for k in range(j + 1, min(n, j + MAX_RUNS) + 1):  # sentence i covers runs j..k-1
-                spoken = sum(e - s for s, e in runs[j:k])
-                step = (math.log(spoken / expected) / SIGMA) ** 2 + 0.1 * (k - j - 1)
+                step = (math.log((spoken[k] - spoken[j]) / expected) / SIGMA) ** 2 + 0.1 * (k - j - 1)
                 if c + step < cost[i + 1, k]:
                     cost[i + 1, k], back[i + 1, k] = c + step, (i, j, (i, j, k - 1))
+    if not np.isfinite(cost[m, n]):
+        raise ValueError("the text and the recording differ too much to align (more than a tenth of either is "
+                         "missing from the other): split them into matching parts, or transcribe instead")
     matched, skipped_sentences, skipped_runs = [], [], []
     i, j = m, n
     while (i, j) != (0, 0):

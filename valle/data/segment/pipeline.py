@@ -169,7 +169,10 @@ def _spans_with_text(info: AudioInfo, probs: np.ndarray, levels: np.ndarray, tex
     o = opts.cut
     if text is not None:
         runs = [(s.start, s.end) for s in join_runs(speech_runs(probs, levels, o), ALIGN_GAP)]
-        result = align(split_sentences(text), runs)
+        try:
+            result = align(split_sentences(text), runs)
+        except ValueError as e:
+            raise AudioError(info.path, "text not aligned", str(e)) from None
         for number, sentence, at in result.missing:
             reports.append(Rejection(f"{info.path}:{at:.2f}", "not in the audio",
                                      f"sentence {number} of the text, {sentence[:80]!r}, is not spoken after {at:.2f} s"))
