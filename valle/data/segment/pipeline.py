@@ -259,6 +259,16 @@ def label_speakers(segments: list[Segment], embeddings: list, n: int) -> None:
         segments[i].speaker = f"{segments[i].speaker}_spk{order[lab]}"
 
 
+SET_ASIDE = "segment set aside"  # rejected.tsv's kind for a segment with keep=no
+
+
+def save_edits(out_dir: Path, segments: list[Segment]) -> None:
+    """The user's edits (text, keep) of every row -> all outputs, keeping rejected.tsv's recording-level lines."""
+    old = out_dir / "rejected.tsv"
+    lines = old.read_text(encoding="utf-8").splitlines() if old.is_file() else []
+    write_outputs(out_dir, segments, [r for r in map(_read_rejection, filter(None, lines)) if r.kind != SET_ASIDE])
+
+
 def write_outputs(out_dir: Path, segments: list[Segment], rejected: list[Rejection]) -> None:
     """segments.tsv, review.html, metadata.txt (kept rows, for scan) and rejected.tsv."""
     write_tsv(out_dir / "segments.tsv", segments)
@@ -266,7 +276,7 @@ def write_outputs(out_dir: Path, segments: list[Segment], rejected: list[Rejecti
     kept = [s for s in segments if s.keep == "yes" and s.text.strip()]
     write_text(out_dir / "metadata.txt", "".join(f"clips/{s.id}.wav|{' '.join(s.text.replace('|', ' ').split())}|"
                                                  f"{s.speaker}\n" for s in kept), "metadata.txt")
-    left_out = [Rejection(f"clips/{s.id}.wav", "segment set aside",
+    left_out = [Rejection(f"clips/{s.id}.wav", SET_ASIDE,
                           f"{s.flags or 'keep=no'} ({Path(s.file).name} {s.start:.2f}-{s.end:.2f} s)")
                 for s in segments if s.keep != "yes"]
     write_text(out_dir / "rejected.tsv", "".join(r.line() for r in rejected + left_out), "rejected.tsv")
