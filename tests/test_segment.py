@@ -238,3 +238,49 @@ def test_num_speakers_clusters_the_voices(tmp_path):
         by_label.setdefault(label, []).append(voice)
     purity = sum(max(v.count(x) for x in set(v)) for v in by_label.values()) / len(pairs)
     assert purity >= 0.9 and all(label.startswith("two_spk") for _, label in pairs)
+
+
+@pytest.mark.slow
+def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
+    """The README's "I have a long recording": segment (pocketsphinx) -> edit two lines -> prepare -> LoRA for a few
+    steps -> synthesis, every step a command as a user runs it (tiny model, random Encodec: offline)."""
+    pytest.importorskip("pocketsphinx")
+    truth = write_recording(tmp_path / "podcast.wav", 600, seed=21)
+    write_reference(tmp_path / "me.wav")
+    out = tmp_path / "segments"
+
+    def run(*cmd, cwd=tmp_path):
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, timeout=1200)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+
+    segment = [sys.executable, REPO / "bin" / "segment.py", tmp_path / "podcast.wav", "--out", out,
+               "--transcribe", "pocketsphinx", "--keep-speaker", tmp_path / "me.wav", "--min-confidence", "0"]
+    first = run(*segment)
+    rows = read_tsv(out / "segments.tsv")
+    kept = [r for r in rows if r.keep == "yes"]
+    assert len(rows) >= 0.9 * len(truth) and len(kept) >= 0.5 * sum(t.voice == 0 for t in truth), first.stdout
+    kept[0].text = min(truth, key=lambda t: abs(t.start - kept[0].start)).text  # the scripted edit: a text fixed
+    kept[1].keep = "no"  # and a line left out
+    write_tsv(out / "segments.tsv", rows)
+    again = run(*segment)
+    assert "your edits kept" in again.stdout
+    metadata = (out / "metadata.txt").read_text().splitlines()
+    assert len(metadata) == len(kept) - 1 and metadata[0].endswith(f"|{kept[0].text}|podcast")
+
+    project = tmp_path / "project"
+    project.mkdir()
+    init = project / "init-tiny.pt"
+    run(sys.executable, REPO / "bin" / "init_checkpoint.py", "--output", init, "--d-model", "64", "--nhead", "4",
+        "--num-layers", "2", cwd=project)
+    run(REPO / "egs" / "custom" / "prepare.sh", "--corpus", out / "metadata.txt", "--language", "en",
+        "--codec-weights", "random", cwd=project)
+    fast = ["--device", "cpu", "--num-workers", "0", "--max-steps", "3", "--valid-interval", "3", "--adapter", "lora",
+            "--init-checkpoint", init]
+    for half in ("ar", "nar"):
+        run(REPO / "egs" / "custom" / "train.sh", "--model-name", half, *fast, cwd=project)
+    run(sys.executable, REPO / "bin" / "infer.py", "--checkpoint", init, "--adapter", "exp/ar/best-valid-loss.pt",
+        "exp/nar/best-valid-loss.pt", "--text", "Hello from a long recording.", "--language", "en",
+        "--prompt-audio", out / metadata[0].split("|")[0], "--prompt-text", kept[0].text, "--codec-weights", "random",
+        "--max-frames", "40", "--output", "hello.wav", cwd=project)
+    assert (project / "hello.wav").stat().st_size > 44
