@@ -284,3 +284,29 @@ def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
         "--prompt-audio", out / metadata[0].split("|")[0], "--prompt-text", kept[0].text, "--codec-weights", "random",
         "--max-frames", "40", "--output", "hello.wav", cwd=project)
     assert (project / "hello.wav").stat().st_size > 44
+
+
+@pytest.mark.slow
+def test_custom_recipe_stage_minus_one_segments_then_scans_the_kept_rows(tmp_path):
+    """egs/custom/prepare.sh --long-recordings: stage -1 segments (the text is known: aligned), stage 0 scans
+    the kept rows; an edit of segments.tsv is kept and scanned again on the next run."""
+    (tmp_path / "rec").mkdir()
+    truth = write_recording(tmp_path / "rec" / "chapter.wav", 25, seed=13, target_share=1.0, interrupt=False,
+                            gaps=False)
+    (tmp_path / "rec" / "chapter.txt").write_text(" ".join(t.text for t in truth) + "\n")
+    prepare = [REPO / "egs" / "custom" / "prepare.sh", "--long-recordings", tmp_path / "rec", "--stop-stage", "0"]
+
+    def run():
+        proc = subprocess.run(list(map(str, prepare)), capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc
+
+    run()
+    entries = (tmp_path / "data" / "manifests" / "entries_all.jsonl").read_text().splitlines()
+    assert len(entries) == len(truth) and truth[0].text in entries[0]
+    rows = read_tsv(tmp_path / "data" / "segments" / "segments.tsv")
+    rows[0].keep = "no"
+    write_tsv(tmp_path / "data" / "segments" / "segments.tsv", rows)
+    again = run()
+    assert "already in segments.tsv" in again.stdout and "skipping" not in again.stdout  # scanned again
+    assert len((tmp_path / "data" / "manifests" / "entries_all.jsonl").read_text().splitlines()) == len(truth) - 1
