@@ -18,9 +18,8 @@ from pathlib import Path
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
 from valle.data.segment.cuts import CutOptions
+from valle.data.segment.pipeline import TRANSCRIBE, SegmentOptions, segment_recordings
 from valle.errors import UserError
-
-TRANSCRIBE = ("auto", "whisper", "pocketsphinx", "none")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,9 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def options(a: argparse.Namespace):
-    from valle.data.segment.pipeline import SegmentOptions
-
+def options(a: argparse.Namespace) -> SegmentOptions:
     if not 0 < a.segment_min < a.segment_max:
         raise UserError(f"--segment-min {a.segment_min} --segment-max {a.segment_max}: need 0 < min < max")
     if a.min_pause <= 0 or a.pad < 0:
@@ -75,8 +72,6 @@ def options(a: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from valle.data.segment.pipeline import segment_recordings
-
     result = segment_recordings(a.inputs, a.out, options(a))
     for line in result.lines:
         print(line)

@@ -62,7 +62,9 @@ def speech_runs(probs: np.ndarray, levels: np.ndarray, o: CutOptions) -> list[tu
         runs.append((start * FRAME_SECONDS, len(probs) * FRAME_SECONDS))
     def click(k: int) -> bool:  # short and alone: not a syllable of a word nearby
         s, e = runs[k]
-        alone = (k == 0 or s - runs[k - 1][1] >= o.min_pause) and (k + 1 == len(runs) or runs[k + 1][0] - e >= o.min_pause)
+        before_alone = k == 0 or s - runs[k - 1][1] >= o.min_pause
+        after_alone = k + 1 == len(runs) or runs[k + 1][0] - e >= o.min_pause
+        alone = before_alone and after_alone
         return e - s < o.min_speech and alone
 
     return [r for k, r in enumerate(runs) if not click(k)]
@@ -95,10 +97,10 @@ def merge_short(spans: list[Span], o: CutOptions) -> list[Span]:
         before = spans[i].start - spans[i - 1].end if i > 0 else np.inf
         after = spans[i + 1].start - spans[i].end if i + 1 < len(spans) else np.inf
         j = i - 1 if before <= after else i + 1
-        if j < 0 or j >= len(spans) or max(spans[i].end, spans[j].end) - min(spans[i].start, spans[j].start) > o.segment_max:
+        lo = min(i, j)
+        if not 0 <= j < len(spans) or spans[lo + 1].end - spans[lo].start > o.segment_max:
             i += 1
             continue
-        lo = min(i, j)
         spans[lo: lo + 2] = [_merge(spans[lo], spans[lo + 1])]
         i = lo
     return spans

@@ -6,7 +6,6 @@ existing stages read OUT/metadata.txt (`clips/<id>.wav|text|speaker`, the kept r
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ from valle.eval.asr import Transcriber, Word
 from valle.eval.detectors import detect
 from valle.errors import UserError
 
-log = logging.getLogger(__name__)
 TRANSCRIBE = ("auto", "whisper", "pocketsphinx", "none")
 CLIPPED = 0.999  # a sample this loud is clipped
 MAX_CLIPPED_SHARE = 0.001  # more clipped samples than this: flagged
@@ -90,7 +88,8 @@ def get_word_transcriber(opts: SegmentOptions) -> tuple[Transcriber | None, str]
         try:
             return Pocketsphinx(), "transcription: pocketsphinx (English, offline; review the text)"
         except ImportError:
-            raise UserError("--transcribe pocketsphinx needs pocketsphinx: pip install 'valle-toolkit[segment]'") from None
+            raise UserError("--transcribe pocketsphinx needs pocketsphinx: "
+                            "pip install 'valle-toolkit[segment]'") from None
     try:
         return FasterWhisper(opts.whisper_model, opts.device), f"transcription: faster-whisper {opts.whisper_model}"
     except ImportError:
@@ -174,8 +173,8 @@ def _spans_with_text(info: AudioInfo, probs: np.ndarray, levels: np.ndarray, tex
         except ValueError as e:
             raise AudioError(info.path, "text not aligned", str(e)) from None
         for number, sentence, at in result.missing:
-            reports.append(Rejection(f"{info.path}:{at:.2f}", "not in the audio",
-                                     f"sentence {number} of the text, {sentence[:80]!r}, is not spoken after {at:.2f} s"))
+            reports.append(Rejection(f"{info.path}:{at:.2f}", "not in the audio", f"sentence {number} of the text, "
+                                     f"{sentence[:80]!r}, is not spoken after {at:.2f} s"))
         for start, end in result.extra:
             reports.append(Rejection(f"{info.path}:{start:.2f}-{end:.2f}", "not in the text",
                                      f"speech from {start:.2f} to {end:.2f} s matches no sentence of the text"))
@@ -218,7 +217,8 @@ def segment_recording(recording: Path, out_dir: Path, opts: SegmentOptions, tool
     text = known_text(recording, opts)
     spans = _spans_with_text(info, probs, levels, text, opts, tools, reports)
     if not spans:
-        raise AudioError(recording, "no speech", f"the voice-activity detector found no speech in {info.duration:.1f} s")
+        raise AudioError(recording, "no speech",
+                         f"the voice-activity detector found no speech in {info.duration:.1f} s")
     bounds = pad([s for s, _ in spans], opts.cut, info.duration)
     clips = out_dir / "clips"
     clips.mkdir(parents=True, exist_ok=True)
