@@ -153,6 +153,11 @@ def test_whisper_path_with_stand_in(tmp_path, monkeypatch):
     for s, t in zip(result.segments, truth):
         assert ("low_confidence" in s.flags) == (t.voice == 2) and s.confidence == pytest.approx(
             0.3 if t.voice == 2 else 0.9)
+    # with --keep-speaker, another voice is set aside without asking the ASR
+    kept = segment_recordings([tmp_path / "pod.wav"], tmp_path / "out2", replace(
+        opts, cut=EXACT, keep_speaker=write_reference(tmp_path / "ref.wav")))
+    voices = [min(truth, key=lambda t: abs(t.start - s.start)).voice for s in kept.segments]
+    assert all(bool(s.text) == (v == 0) for s, v in zip(kept.segments, voices)) and 0 in voices and 1 in voices
 
 
 def test_real_whisper_model():

@@ -153,6 +153,13 @@ class _Tools:
                     raise UserError(f"--keep-speaker {self.opts.keep_speaker}: no voice in it (silent or under 0.3 s)")
         return self._encoder
 
+    def is_target(self, wave, sample_rate: int) -> bool:
+        """Whether a waveform (T,) may be the --keep-speaker voice (always, without a reference)."""
+        if not self.opts.keep_speaker:
+            return True
+        score = self.encoder.similarity(self.reference, self.encoder.embed(wave, sample_rate))
+        return not score < self.opts.speaker_threshold  # NaN (no voice to embed): let the filters decide
+
     @property
     def transcriber(self):
         if self._transcriber is None:
@@ -184,7 +191,11 @@ def _spans_with_text(info: AudioInfo, probs: np.ndarray, levels: np.ndarray, tex
         return [(s, []) for s in spans]
     out = []
     for s in spans:
-        words = tools.transcriber.words(read_span(info, s.start, s.end, 16000), 16000, opts.language)
+        wave = read_span(info, s.start, s.end, 16000)  # (T,) at 16 kHz
+        if not tools.is_target(wave, 16000):  # set aside anyway: not worth the ASR's time
+            out.append((s, []))
+            continue
+        words = tools.transcriber.words(wave, 16000, opts.language)
         words = [Word(w.start + s.start, w.end + s.start, w.text, w.probability) for w in words]
         out += split_at_sentences(s, words, o)
     return out
