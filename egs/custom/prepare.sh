@@ -7,7 +7,7 @@
 #   transcript (.txt, .lab or .normalized.txt), speaker = parent folder name (symlinked folders are followed);
 #   or a metadata file of `path|text` / `path|text|speaker` lines (paths relative to the file), or LJSpeech
 #   `id|text|normalized` (an id without extension is read from wavs/ID.wav). A line with a '|' inside its text
-#   is reported as ambiguous in data/rejected.tsv, never cut (see the README).
+#   is reported as ambiguous in data/rejected.tsv, never cut (see docs/data.md).
 # Each stage below is one command you can also run by hand. A stage that finished leaves data/.<stage>.done
 # holding its options; a rerun skips it unless they changed (valle/data/stages.py).
 # Reports: data/rejected.tsv (file<TAB>reason), data/conversions.tsv, data/summary.json.

@@ -5,7 +5,7 @@
 set -euo pipefail
 export VALLE_PROG=${VALLE_PROG:-$0}
 # With --codec-weights (the codec the data was prepared with) the evaluation probe runs every 200 steps:
-# eval/* series in tensorboard and exp/<half>/best-eval.pt (see the README, "Evaluation").
+# eval/* series in tensorboard and exp/<half>/best-eval.pt (see docs/evaluation.md, "During training").
 passed_on=()               # every option goes on to ../shared/train.sh
 . "$(dirname "$0")/../shared/parse_options.sh"
 probe=()
