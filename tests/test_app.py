@@ -444,4 +444,4 @@ def test_long_recordings_segment_edit_and_hand_over_to_prepare(ws, tmp_path):
         long_recordings.apply_table(ws, out_dir, rows)
     result = prepare.run_prepare(ws, prepare.PrepareOptions(metadata, "data", tokenizer="espeak", dev_ratio=0.2,
                                                             test_ratio=0.2, codec_weights="random", device="cpu"))
-    assert result.stages[0].startswith("stage 0 (corpus): done") and "split:" in result.summary_text
+    assert result.stages[0].startswith("stage 0 (scan): done") and "split:" in result.summary_text
