@@ -291,7 +291,6 @@ def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
     assert (project / "hello.wav").stat().st_size > 44
 
 
-@pytest.mark.slow
 def test_custom_recipe_stage_minus_one_segments_then_scans_the_kept_rows(tmp_path):
     """egs/custom/prepare.sh --long-recordings: stage -1 segments (the text is known: aligned), stage 0 scans
     the kept rows; an edit of segments.tsv is kept and scanned again on the next run."""
