@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch torchaudio
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja,segment]'
 	touch $(STAMP)
 
 test: $(STAMP)

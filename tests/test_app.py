@@ -409,3 +409,39 @@ def test_the_cli_refuses_a_missing_workspace(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: --workspace {tmp_path / 'no'}: no such folder; " \
                                                       "create it or pass another one"
+
+
+# ------------------------------------------------------------------------------------------ long recordings
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng makes the recording")
+def test_long_recordings_segment_edit_and_hand_over_to_prepare(ws, tmp_path):
+    from long_recording import write_recording, write_reference
+
+    from valle.app import long_recordings
+
+    truth = write_recording(tmp_path / "talk.wav", 30, seed=4, interrupt=False, gaps=False)
+    ref = write_reference(tmp_path / "ref.wav")
+    out_dir, lines, rows = long_recordings.run_segment(ws, [str(tmp_path / "talk.wav")], "me", str(ref), 0, "none",
+                                                       "en", 15.0)
+    assert out_dir == "segments/me" and len(rows) == len(truth) and "talk.wav" in lines[-1]
+    assert (ws.root / "uploads" / "me_long" / "talk.wav").is_file()
+    others = [r for r in rows if "other_speaker" in r[-1]]
+    assert len(others) == sum(t.voice != 0 for t in truth)
+    target = [r for r in rows if "other_speaker" not in r[-1]]
+    for k, r in enumerate(target):  # the page's edits: text typed in, kept; one row left out
+        r[:2] = ["yes", f"Line {k + 1}, corrected."]
+    target[1][0] = "no"
+    metadata = long_recordings.apply_table(ws, out_dir, rows)
+    assert metadata == "segments/me/metadata.txt"
+    assert (ws.root / metadata).read_text().splitlines() == [
+        f"clips/{r[2]}.wav|{r[1]}|talk" for r in target if r[0] == "yes"]
+    saved = {r[2]: r[:2] for r in long_recordings.table(ws.root / out_dir)}
+    assert all(saved[r[2]] == r[:2] for r in rows)
+    assert long_recordings.clip(ws, out_dir, rows[0][2]).is_file()
+    rows[2][0] = "maybe"
+    with pytest.raises(UserError, match="keep is 'maybe'; write yes or no"):
+        long_recordings.apply_table(ws, out_dir, rows)
+    result = prepare.run_prepare(ws, prepare.PrepareOptions(metadata, "data", tokenizer="espeak", dev_ratio=0.2,
+                                                            test_ratio=0.2, codec_weights="random", device="cpu"))
+    assert result.stages[0].startswith("stage 0 (scan): done") and "split:" in result.summary_text

@@ -15,16 +15,26 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, take_data_lock
 
-stage=0                    # first stage to run: 0 scan, 1 normalize, 2 codes, 3 text, 4 split
+stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 codes, 3 text, 4 split
 stop_stage=4               # last stage to run
 # every preparation option with its default and help (--corpus, --language, --data-dir, ...): valle/data/options.py
 PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell custom)
 eval "$PREPARE_OPTIONS"
 
 help_message="usage: $0 --corpus DIR_OR_METADATA_FILE [--language en] [--codec-weights pretrained|random|PATH] [options]
-Writes --data-dir (default data/) in the folder it is run from; stages: 0 scan, 1 normalize, 2 codes, 3 text, 4 split."
+       $0 --long-recordings DIR_OR_FILE [--keep-speaker ME.wav] [--language en] [options]
+Writes --data-dir (default data/) in the folder it is run from; stages: -1 segment (long recordings only), 0 scan,
+1 normalize, 2 codes, 3 text, 4 split."
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
 
+# long recordings: their segments (data/segments/metadata.txt, the kept rows) are the corpus
+if [ -n "$long_recordings" ]; then
+  if [ -n "$corpus" ]; then
+    echo "$0: give --corpus or --long-recordings, not both (the long recordings' segments are the corpus)" >&2
+    exit 2
+  fi
+  corpus="$data_dir/segments/metadata.txt"
+fi
 # inputs are checked before anything in data_dir changes (markers included)
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus" ]; then
   echo "$0: --corpus is required (a folder of audio + transcripts, or a metadata file); see --help" >&2
@@ -35,6 +45,14 @@ if [[ " ${PREPARE_LANGUAGES[*]} " != *" $language "* ]]; then
   exit 2
 fi
 take_data_lock
+
+if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ] && [ -n "$long_recordings" ]; then
+  # long recordings -> segments at pauses, transcribed or aligned to a same-stem .txt, one voice kept
+  # -> data/segments/{segments.tsv,review.html,metadata.txt}; your edits of segments.tsv are kept on a rerun
+  # (and a changed metadata.txt is scanned again)
+  "$PYTHON" "$VALLE_BIN/segment.py" "$long_recordings" --out "$data_dir/segments" --language "$language" \
+    ${keep_speaker:+--keep-speaker "$keep_speaker"}
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # read the corpus -> data/manifests/entries_all.jsonl

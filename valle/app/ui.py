@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from valle.app import compare, prepare, synthesis, training
+from valle.app import compare, long_recordings, prepare, synthesis, training
 from valle.app.workspace import Workspace
 from valle.config import LANGUAGES
 from valle.errors import UserError
@@ -85,6 +85,27 @@ class App:
         result = prepare.run_prepare(self.ws, opts, lambda fraction, desc: progress(fraction, desc=desc))
         status = f"prepared `{data_dir}` from `{corpus}`: " + "; ".join(result.stages)
         return status, corpus, result.summary_text, result.rejected, result.conversions
+
+    def segment(self, uploads, reference, name, num_speakers, transcribe, language, segment_max,
+                progress=gr.Progress(track_tqdm=True)):
+        out_dir, lines, rows = long_recordings.run_segment(
+            self.ws, [getattr(u, "name", u) for u in uploads or []], name, getattr(reference, "name", reference),
+            num_speakers, transcribe, language, segment_max)
+        kept = sum(r[0] == "yes" for r in rows)
+        status = (f"{len(rows)} segments in `{out_dir}` ({kept} kept): " + "; ".join(lines)
+                  + ". Edit keep/text below, listen by clicking a row, then save.")
+        return status, out_dir, rows
+
+    def save_segments(self, out_dir, rows):
+        rows = rows.values.tolist() if hasattr(rows, "values") else rows
+        metadata = long_recordings.apply_table(self.ws, out_dir, rows)
+        return f"saved; `{metadata}` is the corpus: press Prepare", metadata
+
+    def play_segment(self, out_dir, rows, evt: gr.SelectData):
+        rows = rows.values.tolist() if hasattr(rows, "values") else rows
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        segment_id = rows[row][long_recordings.COLUMNS.index("id")]
+        return self.for_page(long_recordings.clip(self.ws, out_dir, segment_id)), ""
 
     def reports(self, data_dir):
         result = prepare.read_reports(self.ws, self.ws.path(data_dir, "data folder"))
@@ -206,6 +227,7 @@ def _data_tab(app: App) -> dict:
                     dev_ratio = gr.Number(0.05, label="Dev share")
                     test_ratio = gr.Number(0.05, label="Test share")
                     seed = gr.Number(42, label="Split seed", precision=0)
+    _long_recordings(app, corpus)
     run = gr.Button("Prepare", variant="primary", elem_id="data-prepare")
     status = gr.Markdown(elem_id="data-status")
     summary = gr.Textbox(label="Summary", lines=8, interactive=False, elem_id="data-summary")
@@ -218,6 +240,36 @@ def _data_tab(app: App) -> dict:
               [uploads, upload_name, corpus, data_dir, language, tokenizer, codec, min_dur, max_dur, silence_db,
                dev_ratio, test_ratio, seed], [status, corpus, summary, rejected, conversions])
     return {"data_dir": data_dir, "report_outputs": report_outputs}
+
+
+def _long_recordings(app: App, corpus: gr.Textbox) -> None:
+    """Long recordings -> segments (valle.data.segment) -> the table edited here -> the corpus to prepare."""
+    with gr.Accordion("Long recordings: cut at pauses, transcribe or align, keep one voice, review", open=False):
+        gr.Markdown("Upload long recordings (a podcast, an audiobook chapter with a same-name `.txt` of its "
+                    "text, an interview). They are cut at pauses, transcribed (Whisper if installed, else "
+                    "pocketsphinx for English) or aligned to their text; other voices and noise are set aside. "
+                    "Click a row to listen, fix the text or set keep to no, save, then press Prepare.")
+        with gr.Row():
+            recordings = gr.File(label="Long recordings (+ same-name .txt when the text is known)",
+                                 file_count="multiple", type="filepath", height=160, elem_id="long-uploads")
+            reference = gr.File(label="A few seconds of the voice to keep (optional)", type="filepath", height=160)
+        with gr.Row():
+            name = gr.Textbox("my_voice", label="Name (segments/NAME)")
+            num_speakers = gr.Number(0, label="Speakers to separate (0: off)", precision=0)
+            transcribe = gr.Dropdown(["auto", "whisper", "pocketsphinx", "none"], value="auto", label="Transcribe")
+            language = gr.Textbox("en", label="Language (or auto)")
+            segment_max = gr.Number(15.0, label="Longest segment (s)")
+        go = gr.Button("Segment", elem_id="long-segment")
+        status = gr.Markdown(elem_id="long-status")
+        out_dir = gr.Textbox(label="Segments folder", interactive=False)
+        rows = gr.Dataframe(headers=long_recordings.COLUMNS, label="Segments (edit keep and text)",
+                            interactive=True, wrap=True, elem_id="long-table")
+        player = gr.Audio(label="Selected segment", type="filepath", interactive=False)
+        save = gr.Button("Save edits and use the kept segments as the corpus", elem_id="long-save")
+    go.click(guarded(app.segment, outputs=3), [recordings, reference, name, num_speakers, transcribe, language,
+                                               segment_max], [status, out_dir, rows])
+    rows.select(guarded(app.play_segment, status=1, outputs=2), [out_dir, rows], [player, status])
+    save.click(guarded(app.save_segments, outputs=2), [out_dir, rows], [status, corpus])
 
 
 def _train_tab(app: App) -> dict:

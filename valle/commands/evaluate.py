@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speaker-embedding backend for SIM: resemblyzer, or none to skip SIM [resemblyzer]")
     m.add_argument("--asr-model", default="large-v3",
                    help="Whisper model name or local folder for WER/CER (faster-whisper or openai-whisper; "
-                        "downloaded on first use), or none [large-v3]")
+                        "downloaded on first use), pocketsphinx (English, offline, less accurate), or none [large-v3]")
     m.add_argument("--asr-transcripts", default=None,
                    help="a name<TAB>text file of transcripts made elsewhere, instead of --asr-model "
                         "(name: the wav under --output-dir, e.g. wavs/ar-best-valid-loss/utt1.wav)")

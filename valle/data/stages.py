@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -55,8 +56,14 @@ def signature(stage: str, values: dict) -> str:
 
 
 def corpus_signature(corpus: str | Path) -> str:
-    """The scan stage's signature for a folder or metadata file of one's own recordings."""
-    return f"corpus={os.path.realpath(corpus)}"
+    """The scan stage's signature for a folder or metadata file of one's own recordings; a metadata file's also
+    holds a digest of its lines, so that one edited in place (e.g. the segmenter's metadata.txt after a review) is
+    read again."""
+    path = os.path.realpath(corpus)
+    if not os.path.isfile(path):
+        return f"corpus={path}"
+    with open(path, "rb") as f:
+        return f"corpus={path} sha1={hashlib.sha1(f.read()).hexdigest()[:12]}"
 
 
 def libritts_signature(download_dir: str | Path, parts: list[str]) -> str:

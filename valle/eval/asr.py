@@ -1,7 +1,8 @@
 """Intelligibility: transcribe with an ASR backend, normalise, score WER (en) or CER (zh, ja) with jiwer.
 
 Backends (`Transcriber`): Whisper through `faster-whisper` or `openai-whisper` (optional extra `asr`; the
-model is downloaded on first use), or `TranscriptFile`: transcripts made elsewhere, read from a
+model is downloaded on first use), `Pocketsphinx` (English; its model ships inside the `pocketsphinx` wheel, so
+it works offline; much less accurate than Whisper), or `TranscriptFile`: transcripts made elsewhere, read from a
 `name<TAB>text` file (name = the wav's path under the report folder, e.g. `ar-best-valid-loss/utt1.wav`).
 """
 
@@ -11,6 +12,7 @@ import math
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +64,28 @@ def error_rate(references: list[str], hypotheses: list[str], language: str) -> f
     return sum(e for e, _ in counts) / total if total else math.nan
 
 
+@dataclass
+class Word:
+    """A recognised word and where it is, in seconds from the start of the waveform given."""
+
+    start: float
+    end: float
+    text: str
+    probability: float  # the backend's confidence in [0, 1]
+
+
 class Transcriber(ABC):
+    """Shared by the evaluation (`transcribe`: text only) and the segmenter (`words`: with timings)."""
+
     name: str
 
     @abstractmethod
     def transcribe(self, wave: torch.Tensor, sample_rate: int, language: str, key: str) -> str:
         """Transcribe a waveform (T,); `key` names the wav in the report folder (used by TranscriptFile)."""
+
+    def words(self, wave: torch.Tensor, sample_rate: int, language: str) -> list[Word]:
+        """The words of a waveform (T,) with their timings; language "auto" lets the backend detect it."""
+        raise UserError(f"{self.name} gives no word timings: use --transcribe whisper or pocketsphinx")
 
 
 class TranscriptFile(Transcriber):
@@ -113,6 +131,41 @@ class FasterWhisper(Transcriber):
         segments, _ = self.model.transcribe(_to_asr_rate(wave, sample_rate), language=language, beam_size=5)
         return " ".join(s.text.strip() for s in segments)
 
+    def words(self, wave, sample_rate, language):
+        segments, _ = self.model.transcribe(_to_asr_rate(wave, sample_rate), beam_size=5, word_timestamps=True,
+                                            language=None if language == "auto" else language)
+        return [Word(w.start, w.end, w.word.strip(), w.probability) for s in segments for w in s.words]
+
+
+class Pocketsphinx(Transcriber):
+    """CMU PocketSphinx with the US English model inside its wheel: offline, English only, word timings from
+    its best path, each word's posterior probability as its confidence."""
+
+    name = "pocketsphinx"
+    _FRAME_SECONDS = 0.01
+
+    def __init__(self, model: str = "pocketsphinx", device: str = "cpu"):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=ASR_RATE, bestpath=True, loglevel="FATAL")
+
+    def words(self, wave, sample_rate, language):
+        if language not in ("en", "auto"):
+            raise UserError(f"pocketsphinx transcribes English only, not {language!r}: use --transcribe whisper")
+        pcm = (np.clip(_to_asr_rate(wave, sample_rate), -1, 1) * 32767).astype(np.int16).tobytes()
+        d = self.decoder
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        if d.hyp() is None:
+            return []
+        return [Word(s.start_frame * self._FRAME_SECONDS, (s.end_frame + 1) * self._FRAME_SECONDS,
+                     s.word.split("(")[0], float(s.prob))
+                for s in d.seg() if not s.word.startswith(("<", "[", "+"))]  # <s> </s> <sil> [NOISE] +fillers+
+
+    def transcribe(self, wave, sample_rate, language, key):
+        return " ".join(w.text for w in self.words(wave, sample_rate, language))
+
 
 class OpenAIWhisper(Transcriber):
     name = "openai-whisper"
@@ -135,6 +188,11 @@ def get_transcriber(model: str, device: str = "cpu", transcripts: str | None = N
         return TranscriptFile(transcripts), f"intelligibility: transcripts from {transcripts}"
     if model == "none":
         return None, "intelligibility (WER/CER) skipped: --asr-model none"
+    if model == "pocketsphinx":
+        try:
+            return Pocketsphinx(), "intelligibility: pocketsphinx (English, offline; far less accurate than Whisper)"
+        except ImportError:
+            return None, "intelligibility (WER/CER) skipped: pocketsphinx not installed; pip install pocketsphinx"
     errors = []
     for cls in (FasterWhisper, OpenAIWhisper):
         try:
