@@ -16,7 +16,7 @@ import torch
 
 from valle.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, AudioInfo
 from valle.data.files import write_text
-from valle.data.reports import Rejection
+from valle.data.rejections import Rejection
 from valle.data.segment.align import align, split_sentences
 from valle.data.segment.audio import check_recording, read_span, speech_probabilities
 from valle.data.segment.cuts import CutOptions, Span, find_spans, join_runs, pad, speech_runs
