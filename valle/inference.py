@@ -154,6 +154,27 @@ def check_prompt(prompt: Prompt, model: VALLE, where: str = "prompt") -> None:
         raise UserError(f"{where}: language {prompt.language!r}; use one of {', '.join(LANGUAGES)}")
 
 
+def model_inputs(model: VALLE, r: Request) -> tuple[Tensor, Tensor, Tensor, int]:
+    """One request as VALLE.generate takes it: text ids (L,) (prompt text first), their language ids (L,),
+    prompt codes (Tp, Q) (Tp may be 0) and how many of the ids are the prompt's."""
+    device = model.ar_predict_layer.weight.device
+    p = r.prompt
+    if p is not None:
+        check_prompt(p, model)
+    if len(r.languages) != len(r.text_ids):
+        raise ValueError(f"{len(r.text_ids)} text ids but {len(r.languages)} languages")
+    ids = (p.text_ids if p else []) + list(r.text_ids)
+    if not r.text_ids or max(ids) >= model.config.text_vocab_size:
+        raise UserError(f"text ids {r.text_ids[:10]}...: empty or beyond the model's "
+                        f"{model.config.text_vocab_size} text tokens; was the text tokenized for this model?")
+    names = ([p.language] * len(p.text_ids) if p else []) + list(r.languages)
+    ids, names = model.config.frame_text(ids, names)  # prompt and target text are one utterance, as in training
+    codes = p.codes if p is not None else torch.zeros(0, model.config.num_quantizers, dtype=torch.long)
+    has_bos = model.config.text_bos_id >= 0
+    return (torch.tensor(ids, device=device), torch.tensor([LANGUAGE_IDS[n] for n in names], device=device),
+            codes.to(device=device, dtype=torch.long), len(p.text_ids) + has_bos if p else 0)
+
+
 def generate(
     model: VALLE,
     requests: list[Request],
@@ -171,30 +192,13 @@ def generate(
     decode_mode: "eager", "cudagraph" (CUDA) or "inductor": how the AR steps run (valle.models.decoding).
     """
     device = model.ar_predict_layer.weight.device
-    text, langs, prompts, prompt_lens = [], [], [], []
-    for r in requests:
-        p = r.prompt
-        if p is not None:
-            check_prompt(p, model)
-        if len(r.languages) != len(r.text_ids):
-            raise ValueError(f"{len(r.text_ids)} text ids but {len(r.languages)} languages")
-        ids = (p.text_ids if p else []) + list(r.text_ids)
-        if not r.text_ids or max(ids) >= model.config.text_vocab_size:
-            raise UserError(f"text ids {r.text_ids[:10]}...: empty or beyond the model's "
-                            f"{model.config.text_vocab_size} text tokens; was the text tokenized for this model?")
-        names = ([p.language] * len(p.text_ids) if p else []) + list(r.languages)
-        ids, names = model.config.frame_text(ids, names)  # prompt and target text are one utterance, as in training
-        text.append(torch.tensor(ids, device=device))
-        langs.append(torch.tensor([LANGUAGE_IDS[n] for n in names], device=device))
-        codes = p.codes if p is not None else torch.zeros(0, model.config.num_quantizers, dtype=torch.long)
-        prompts.append(codes.to(device=device, dtype=torch.long))
-        has_bos = model.config.text_bos_id >= 0
-        prompt_lens.append(len(p.text_ids) + has_bos if p else 0)
+    text, langs, prompts, prompt_lens = zip(*(model_inputs(model, r) for r in requests))
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    return model.generate(text, langs, prompts, prompt_lens, sampling=sampling, max_frames=max_frames,
-                          min_frames=min_frames, use_cache=use_cache, generator=generator, decode_mode=decode_mode)
+    return model.generate(list(text), list(langs), list(prompts), list(prompt_lens), sampling=sampling,
+                          max_frames=max_frames, min_frames=min_frames, use_cache=use_cache, generator=generator,
+                          decode_mode=decode_mode)
 
 
 class Synthesizer:
