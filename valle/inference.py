@@ -111,13 +111,15 @@ def make_prompt(wave: Tensor, transcript: str, language: str, tokenizer, codec) 
     return Prompt(codes, list(tokenizer.encode(transcript, language).ids), language)
 
 
-def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_TOKENS) -> list[str]:
-    """`text` as pieces of at most `max_tokens` tokens each: whole sentences packed together, a sentence
-    longer than that split at its commas. A clause that still does not fit is a UserError."""
+def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_TOKENS,
+               pack: bool = True) -> list[str]:
+    """`text` as pieces of at most `max_tokens` tokens each: whole sentences packed together (with `pack` False,
+    one sentence per piece), a sentence longer than that split at its commas. A clause that still does not fit
+    is a UserError."""
     def size(piece: str) -> int:
         return len(tokenizer.encode(piece, language).ids)
 
-    if size(text) <= max_tokens:
+    if (pack or language == "mix") and size(text) <= max_tokens:
         return [text]
     if language == "mix":
         raise UserError(f"the text has {size(text)} tokens; mixed-language text is generated in one piece of at "
@@ -131,7 +133,7 @@ def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_T
                 raise UserError(f"{part[:60]!r}... has {size(part)} tokens with no sentence end or comma to split "
                                 f"at; one generation takes at most {max_tokens} (about 15 s): add punctuation")
             joined = f"{pieces[-1]}{gap}{part}" if pieces else part
-            if pieces and size(joined) <= max_tokens:
+            if pack and pieces and size(joined) <= max_tokens:
                 pieces[-1] = joined
             else:
                 pieces.append(part)
