@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import struct
 
-import numpy as np
 import soundfile as sf
 import torch
 
@@ -24,9 +23,10 @@ _SOUNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "mp3": ("MP3
 
 
 def pcm16(wave: torch.Tensor) -> bytes:
-    """wave (T,) float in [-1, 1] -> 16-bit little-endian samples."""
-    x = np.clip(wave.detach().cpu().float().numpy(), -1.0, 1.0)
-    return (np.round(x * 32767.0).astype("<i2")).tobytes()
+    """wave (T,) float in [-1, 1] -> 16-bit little-endian samples (converted as soundfile does for wav)."""
+    buf = io.BytesIO()
+    sf.write(buf, wave.detach().cpu().float().numpy(), SAMPLE_RATE, format="RAW", subtype="PCM_16", endian="LITTLE")
+    return buf.getvalue()
 
 
 def encode(wave: torch.Tensor, fmt: str) -> bytes:
