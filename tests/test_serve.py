@@ -110,20 +110,28 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
     from valle.serve.voices import VoiceBank
     from valle.text import get_tokenizer
 
+    def frames(i: int) -> int:
+        return 40 if i < 3 else 40 + 7 * i
+
     model, tokenizer = tiny_model(), get_tokenizer("vallex")
     reqs = requests(tokenizer, load_prompt(TINY / "prompt.npz"))
     engine = engine_for(model, VoiceBank(None, model, tokenizer, None), max_batch=3)  # some wait, some join late
-    got = Collect()
+    got, nar_batches, nar = Collect(), [], model.generate_nar
+    model.generate_nar = lambda *a: nar_batches.append(len(a[-1])) or nar(*a)
+    jobs = [Job(r, (), sampling, seed=100 + i, max_frames=frames(i), done=got.callback(i)) for i, r in enumerate(reqs)]
+    for job in jobs[:3]:  # these three join together and finish together (one NAR batch)
+        engine.submit(job)
     engine.start()
     try:
-        for i, r in enumerate(reqs):
-            engine.submit(Job(r, (), sampling, seed=100 + i, max_frames=40 + 7 * i, done=got.callback(i)))
-            time.sleep(0.02 * i)
+        for job in jobs[3:]:  # these wait for a row, then join a running batch
+            time.sleep(0.05)
+            engine.submit(job)
         results = got.wait(len(reqs))
     finally:
         engine.stop()
+    assert nar_batches[0] == 3
     for i, r in enumerate(reqs):
-        solo = generate(model, [r], sampling, seed=100 + i, max_frames=40 + 7 * i)[0]
+        solo = generate(model, [r], sampling, seed=100 + i, max_frames=frames(i))[0]
         assert torch.equal(results[i][0], solo), f"request {i}"
     assert engine.metrics.batch_size.sum > engine.metrics.batch_size.count  # some steps ran several rows
 

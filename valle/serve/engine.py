@@ -2,7 +2,7 @@
 
 Continuous batching: at every AR step boundary, waiting jobs join the running batch (after a prefill of their own,
 valle.models.continuous) and finished or cancelled ones leave it; a finished job gets its NAR codebooks and its
-waveform at once. Each job samples with its own settings and its own torch.Generator seeded from its seed, so its
+waveform at once (the jobs that finish at the same step share one NAR batch). Each job samples with its own settings and its own torch.Generator seeded from its seed, so its
 codes are those of generating it alone (valle.inference.generate with the same seed and max_frames).
 
 Voices with LoRA adapters: the batch is grouped by adapter set. A job joins the running batch when its voice uses
@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -159,8 +160,9 @@ class Engine:
     def _step(self) -> None:
         try:
             ids = torch.tensor([job.frames[-1] for job in self._running], device=self.device)  # (n,)
+            start = time.perf_counter()
             logits = self._rows.step(ids)  # (n, V+1)
-            self.metrics.count_step(len(self._running))
+            self.metrics.count_step(len(self._running), time.perf_counter() - start)
             for row, job in enumerate(self._running):
                 self._take(job, int(sample(logits[row : row + 1], job.sampling, job.generator)))
         except Exception as e:  # a bug or out of memory: fail the running jobs, keep serving
@@ -180,17 +182,25 @@ class Engine:
                 self._running.pop()
                 if not job.cancelled:
                     done.append(job)
-        for job in reversed(done):
-            self._finish(job)
+        if done:
+            self._finish(done[::-1])
 
-    def _finish(self, job: Job) -> None:
-        """NAR codebooks and the waveform of a finished job."""
+    def _finish(self, jobs: list[Job]) -> None:
+        """NAR codebooks of the jobs that finished at the same step (one batch), then each one's waveform."""
         try:
-            text, langs, prompt, prompt_len = job.inputs
-            ar = torch.tensor(job.frames, dtype=torch.long, device=self.device)  # (T,)
-            codes = self.model.generate_nar([text], [langs], [prompt], [prompt_len], [ar])[0]  # (T, Q)
-            wave = self.decoder.decode(codes) if len(codes) else torch.zeros(0)  # (T * 320,)
-            job.done((codes.cpu(), wave))
+            text, langs, prompts, prompt_lens = (list(x) for x in zip(*(job.inputs for job in jobs)))
+            ar = [torch.tensor(job.frames, dtype=torch.long, device=self.device) for job in jobs]  # (T_i,)
+            codes = self.model.generate_nar(text, langs, prompts, prompt_lens, ar)  # (T_i, Q)
         except Exception as e:
-            log.exception("finishing a request failed")
-            job.done(e)
+            log.exception("the NAR failed; %d requests fail", len(jobs))
+            for job in jobs:
+                job.done(e)
+            return
+        for job, c in zip(jobs, codes):
+            try:
+                wave = self.decoder.decode(c) if len(c) else torch.zeros(0)  # (T * 320,)
+            except Exception as e:
+                log.exception("decoding a request's audio failed")
+                job.done(e)
+                continue
+            job.done((c.cpu(), wave))

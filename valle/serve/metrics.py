@@ -42,6 +42,7 @@ class Metrics:
         self.first_audio = Histogram(LATENCY_BUCKETS)  # speech requests: until their first audio was sent
         self.batch_size = Histogram(BATCH_BUCKETS)  # rows of each AR step
         self.frames_total = 0
+        self.step_seconds = 0.0  # time in AR steps (prefills and the NAR not counted)
         self._frames: deque[tuple[float, int]] = deque()  # (time, frames) of recent steps
         self.gauges: dict[str, Callable[[], float]] = {}  # name -> current value (queue length, running rows)
 
@@ -53,11 +54,12 @@ class Metrics:
         with self._lock:
             histogram.observe(value)
 
-    def count_step(self, rows: int) -> None:
+    def count_step(self, rows: int, seconds: float) -> None:
         now = time.monotonic()
         with self._lock:
             self.batch_size.observe(rows)
             self.frames_total += rows
+            self.step_seconds += seconds
             self._frames.append((now, rows))
             while self._frames and self._frames[0][0] < now - RATE_WINDOW:
                 self._frames.popleft()
@@ -79,6 +81,9 @@ class Metrics:
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram", *hist.lines(name)]
             lines += ["# HELP valle_ar_frames_total AR frames generated", "# TYPE valle_ar_frames_total counter",
                       f"valle_ar_frames_total {self.frames_total}",
+                      "# HELP valle_ar_step_seconds_total time spent in AR steps",
+                      "# TYPE valle_ar_step_seconds_total counter",
+                      f"valle_ar_step_seconds_total {self.step_seconds:.6f}",
                       f"# HELP valle_ar_frames_per_second AR frames per second over the last {RATE_WINDOW:.0f} s",
                       "# TYPE valle_ar_frames_per_second gauge",
                       f"valle_ar_frames_per_second {self.frames_per_second():.3f}"]
