@@ -1,8 +1,9 @@
 """The generation engine of the speech API: one thread owns the model and decodes every waiting job together.
 
 Continuous batching: at every AR step boundary, waiting jobs join the running batch (after a prefill of their own,
-valle.models.continuous) and finished or cancelled ones leave it; a finished job gets its NAR codebooks and its
-waveform at once (the jobs that finish at the same step share one NAR batch). Each job samples with its own settings and its own torch.Generator seeded from its seed, so its
+valle.models.continuous) and finished or cancelled ones leave it; a finished job gets its NAR codebooks at once and its
+waveform in a second thread (the jobs that finish at the same step share one NAR batch). Each job samples with its
+own settings and its own torch.Generator seeded from its seed, so its
 codes are those of generating it alone (valle.inference.generate with the same seed and max_frames).
 
 Voices with LoRA adapters: the batch is grouped by adapter set. A job joins the running batch when its voice uses
@@ -64,6 +65,7 @@ class Engine:
         self._rows = ARRows(model)
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="valle-engine", daemon=True)
+        self._decoding = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="valle-decode")
 
     @property
     def queued(self) -> int:
@@ -82,6 +84,7 @@ class Engine:
             self._stop = True
             self._cond.notify()
         self._thread.join()
+        self._decoding.shutdown(wait=True)
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -186,7 +189,8 @@ class Engine:
             self._finish(done[::-1])
 
     def _finish(self, jobs: list[Job]) -> None:
-        """NAR codebooks of the jobs that finished at the same step (one batch), then each one's waveform."""
+        """NAR codebooks of the jobs that finished at the same step (one batch); their waveforms are made in the
+        decoding thread, so the next AR steps need not wait for them."""
         try:
             text, langs, prompts, prompt_lens = (list(x) for x in zip(*(job.inputs for job in jobs)))
             ar = [torch.tensor(job.frames, dtype=torch.long, device=self.device) for job in jobs]  # (T_i,)
@@ -197,10 +201,15 @@ class Engine:
                 job.done(e)
             return
         for job, c in zip(jobs, codes):
-            try:
-                wave = self.decoder.decode(c) if len(c) else torch.zeros(0)  # (T * 320,)
-            except Exception as e:
-                log.exception("decoding a request's audio failed")
-                job.done(e)
-                continue
-            job.done((c.cpu(), wave))
+            self._decoding.submit(self._decode, job, c)
+
+    def _decode(self, job: Job, codes: torch.Tensor) -> None:
+        """The waveform of a job's codes (in the decoding thread, while the AR goes on)."""
+        try:
+            with torch.inference_mode():
+                wave = self.decoder.decode(codes) if len(codes) else torch.zeros(0)  # (T * 320,)
+        except Exception as e:
+            log.exception("decoding a request's audio failed")
+            job.done(e)
+            return
+        job.done((codes.cpu(), wave))

@@ -106,10 +106,11 @@ class Service:
         sampling = make_sampling(d.top_k if body.top_k is None else body.top_k,
                                  d.top_p if body.top_p is None else body.top_p,
                                  d.temperature if body.temperature is None else body.temperature)
-        texts = split_text(body.input.strip(), language, self.tokenizer, MAX_TEXT_TOKENS, pack=False)
+        tokenizer = _Memo(self.tokenizer)  # split_text tokenizes each sentence once; not again here
+        texts = split_text(body.input.strip(), language, tokenizer, MAX_TEXT_TOKENS, pack=False)
         pieces = []
         for text in texts:
-            tok = self.tokenizer.encode(text, language)
+            tok = tokenizer.encode(text, language)
             if not tok.ids:
                 raise ApiError(400, f"{text[:40]!r}: nothing to speak in it (no text tokens)", param="input")
             pieces.append(Request(list(tok.ids), list(tok.languages), voice.prompt))
@@ -166,6 +167,19 @@ class Service:
         finally:
             for job in jobs:
                 self.engine.cancel(job)  # no effect on a job that is done
+
+
+class _Memo:
+    """A tokenizer that remembers what it tokenized (for one request)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.seen = tokenizer, {}
+
+    def encode(self, text: str, language: str):
+        key = (text, language)
+        if key not in self.seen:
+            self.seen[key] = self.tokenizer.encode(text, language)
+        return self.seen[key]
 
 
 def check_error(e: BaseException) -> ApiError:
