@@ -11,6 +11,8 @@ Then, one JSON line per figure on stdout (and in --out):
   generate     batch 1 and 16, eager / CUDA graph / inductor AR step, bf16: AR frames/s, step ms, NAR s per audio s,
                RTF, peak memory (bench/generate_speed.py)
   codec        Encodec encoding throughput, seconds of audio per second
+  serve        the speech API under 1 and 16 clients and a streamed 3-sentence input (bench/serve_load.py): AR
+               frames/s, p50/p95 latency, time to first audio
   ddp          a 1-GPU torchrun DDP run of bin/trainer.py on a small prepared corpus
   resume       a CUDA run resumed on the CPU and then on CUDA again
 Every line has "check", "ok" and "seconds"; a failed check has "error" and the script exits 1 after the others ran.
@@ -37,7 +39,7 @@ WHEELS = REPO / ".whl"
 SITE = WHEELS / "site"
 # What the checks import beyond the GPU machine's preinstalled torch, numpy, h5py, tensorboard, safetensors, hub.
 NEEDED = ("lhotse", "urllib3", "encodec", "soundfile", "eng_to_ipa", "inflect", "unidecode", "pypinyin", "jieba",
-          "cn2an", "pytest", "yaml", "tqdm")
+          "cn2an", "pytest", "yaml", "tqdm", "fastapi", "uvicorn", "python_multipart", "httpx")
 PEAK_TFLOPS = {"H200": 989, "H100": 989, "H800": 989, "A100": 312, "A800": 312, "L40S": 362, "L4": 121,
                "A10G": 125, "A10": 125, "RTX 4090": 165, "V100": 125}  # dense bf16/fp16 tensor-core peaks
 
@@ -324,8 +326,20 @@ def check_resume(args) -> list[dict]:
     return [{"legs": " -> ".join(d for d, _, _ in legs), "steps": steps[-1]}]
 
 
+def check_serve(args) -> list[dict]:
+    frames = "24" if args.tiny else "150"
+    cmd = [sys.executable, str(REPO / "bench" / "serve_load.py"), "--model", "tiny" if args.tiny else "full",
+           "--device", args.device, "--work", str(args.work / "serve"), "--scenarios", "throughput", "ttfa",
+           "--clients", "1", "16", "--requests-per-client", "1", "--frames", frames, "--repeats", "1"]
+    proc = run_command(cmd, timeout=420)
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    keep = ("scenario", "clients", "latency_p50_s", "latency_p95_s", "ar_frames_per_s", "ar_speedup_vs_one_client",
+            "first_sentence_alone_s", "three_sentences_streamed_first_audio_s", "ratio")
+    return [{k: r[k] for k in keep if k in r} for r in rows]
+
+
 CHECKS = {"cuda_tests": check_cuda_tests, "train_step": check_train_step, "generate": check_generate,
-          "codec": check_codec, "ddp": check_ddp, "resume": check_resume}
+          "codec": check_codec, "serve": check_serve, "ddp": check_ddp, "resume": check_resume}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -334,7 +348,7 @@ CHECKS = {"cuda_tests": check_cuda_tests, "train_step": check_train_step, "gener
 def summary(records: list[dict]) -> str:
     keys = ("half", "dtype", "compile", "batch", "decode", "step_s", "audio_frames_per_s", "mfu", "ar_frames_per_s",
             "ar_step_ms", "rtf", "peak_cuda_mb", "peak_gpu_mb", "batched", "audio_seconds_per_second", "summary",
-            "legs", "wall_s", "error")
+            "legs", "wall_s", "scenario", "clients", "latency_p50_s", "ratio", "error")
     lines = [f"{'check':<11} {'ok':<4} {'s':>6}  figures"]
     for r in records:
         figures = ", ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None)

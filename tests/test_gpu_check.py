@@ -53,7 +53,7 @@ def test_make_gpu_check_on_cpu_passes_every_check(tmp_path):
     lines = records(out.read_text())
     assert all(r["ok"] for r in lines), [r for r in lines if not r["ok"]]
     checks = {r["check"] for r in lines}
-    assert checks == {"wheels", "machine", "cuda_tests", "train_step", "generate", "codec", "ddp", "resume"}
+    assert checks == {"wheels", "machine", "cuda_tests", "train_step", "generate", "codec", "serve", "ddp", "resume"}
     train = [r for r in lines if r["check"] == "train_step"]
     assert {(r["half"], r["dtype"]) for r in train} == {("ar", "bfloat16"), ("nar", "bfloat16"), ("ar", "float16")}
     assert all(r["step_s"] > 0 and r["padding"] <= 0.1 for r in train)

@@ -254,6 +254,7 @@ def wav_frames(data: bytes) -> int:
     return len(wave) // FRAME
 
 
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_openai_client_speech_and_its_streaming_response(server):
     c = client(server)
     one = c.audio.speech.create(model="tts-1", voice="alice", input="Hello there. How are you?",
@@ -273,6 +274,7 @@ def test_openai_client_speech_and_its_streaming_response(server):
         assert len(data) > 100, fmt
 
 
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_voices_list_and_a_new_voice_from_a_recording(server, tmp_path, write_audio):
     headers = {"Authorization": f"Bearer {KEY}"}
     names = [v["name"] for v in httpx.get(f"{server.url}/v1/voices", headers=headers).json()["data"]]
@@ -308,6 +310,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_bad_input_gets_an_openai_error_and_the_server_stays_up(server, case):
     change, status, words = BAD[case]
     change = dict(change)
@@ -322,6 +325,7 @@ def test_bad_input_gets_an_openai_error_and_the_server_stays_up(server, case):
     assert speak(server, max_frames=5).status_code == 200
 
 
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_body_too_large_and_health_without_key(server):
     r = httpx.post(f"{server.url}/v1/audio/speech", content=b"x" * (17 << 20), timeout=30,
                    headers={"Authorization": f"Bearer {KEY}"})
@@ -334,6 +338,7 @@ def test_body_too_large_and_health_without_key(server):
         assert name in text
 
 
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_a_client_gone_mid_stream_frees_its_row(server):
     body = {"model": "tts-1", "input": "One long sentence. " * 20, "voice": "alice", "response_format": "pcm",
             "stream": True, "max_frames": 1500}
@@ -349,6 +354,7 @@ def test_a_client_gone_mid_stream_frees_its_row(server):
     assert health["active"] == health["running"] == health["queued"] == 0, health
 
 
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_full_queue_answers_429_and_sigterm_drains(tmp_path):
     s = Server(tmp_path, "--max-batch", "1", "--max-waiting", "0")
     try:

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 PREINSTALLED = ("torch", "torchaudio", "numpy", "h5py", "tensorboard", "safetensors", "huggingface_hub")
 # import name -> distribution name, for the modules bench/gpu_check.py needs
-DISTRIBUTIONS = {"yaml": "PyYAML", "eng_to_ipa": "eng-to-ipa", "unidecode": "Unidecode"}
+DISTRIBUTIONS = {"yaml": "PyYAML", "eng_to_ipa": "eng-to-ipa", "unidecode": "Unidecode",
+                 "python_multipart": "python-multipart"}
 
 
 def norm(name: str) -> str:

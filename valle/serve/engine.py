@@ -1,10 +1,10 @@
 """The generation engine of the speech API: one thread owns the model and decodes every waiting job together.
 
 Continuous batching: at every AR step boundary, waiting jobs join the running batch (after a prefill of their own,
-valle.models.continuous) and finished or cancelled ones leave it; a finished job gets its NAR codebooks at once and its
-waveform in a second thread (the jobs that finish at the same step share one NAR batch). Each job samples with its
-own settings and its own torch.Generator seeded from its seed, so its
-codes are those of generating it alone (valle.inference.generate with the same seed and max_frames).
+valle.models.continuous) and finished or cancelled ones leave it. Jobs that finish at the same step get their NAR
+codebooks in one batch at once; their waveforms are made in a second thread while the AR goes on. Each job samples
+with its own settings and its own torch.Generator seeded from its seed, so its codes are those of generating it
+alone (valle.inference.generate with the same seed and max_frames).
 
 Voices with LoRA adapters: the batch is grouped by adapter set. A job joins the running batch when its voice uses
 the same adapters (or none, as the running ones); otherwise it waits at the head of the queue until the batch
