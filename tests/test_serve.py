@@ -303,6 +303,7 @@ BAD = {
     "unknown field": ({"pitch": 3}, 400, "pitch"),
     "top_p 0": ({"top_p": 0.0}, 400, "top_p"),
     "too many frames": ({"max_frames": 5000}, 400, "max_frames"),
+    "zero frames": ({"max_frames": 0}, 400, "max_frames"),
     "flac stream": ({"response_format": "flac", "stream": True}, 400, "cannot be streamed"),
     "aac": ({"response_format": "aac"}, 400, "response_format"),
     "wrong key": ({"key": "nope"}, 401, "API key"),

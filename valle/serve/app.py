@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -199,8 +200,6 @@ async def _speech(service: Service, request: Request) -> Response:
                 waves.append(wave)
         finally:
             service.release()
-        import torch
-
         data = encode(torch.cat(waves), body.response_format)
         service.metrics.observe(service.metrics.latency, time.monotonic() - start)
         service.metrics.observe(service.metrics.first_audio, time.monotonic() - start)

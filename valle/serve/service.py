@@ -98,7 +98,7 @@ class Service:
         language = body.language or voice.language
         if language not in INPUT_LANGUAGES:
             raise ApiError(400, f"language {language!r}: use one of {', '.join(INPUT_LANGUAGES)}", param="language")
-        max_frames = body.max_frames or self.limits.max_frames
+        max_frames = self.limits.max_frames if body.max_frames is None else body.max_frames
         if not 1 <= max_frames <= self.limits.max_frames:
             raise ApiError(400, f"max_frames {max_frames}: must be between 1 and {self.limits.max_frames}",
                            param="max_frames")
