@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-quick demo app bench clean gpu-check gpu-wheels
+.PHONY: setup test test-quick demo app serve bench clean gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch torchaudio
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja,segment]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja,segment,serve]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -41,6 +41,14 @@ demo: $(STAMP)
 WORKSPACE ?= .
 app: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bin/app.py --workspace $(WORKSPACE) $(ARGS)
+
+# The speech API on http://127.0.0.1:8000 (docs/serving.md). CHECKPOINT: the base; VOICES: the voices folder;
+# ARGS: more valle-serve flags (--host 0.0.0.0 needs --api-key KEY)
+CHECKPOINT ?= vallex
+VOICES ?= voices
+serve: $(STAMP)
+	mkdir -p $(VOICES)
+	$(PY) bin/serve.py --checkpoint $(CHECKPOINT) --voices $(VOICES) $(ARGS)
 
 clean:
 	rm -rf $(VENV) egs/*/data egs/*/exp

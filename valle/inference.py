@@ -112,13 +112,15 @@ def make_prompt(wave: Tensor, transcript: str, language: str, tokenizer, codec) 
     return Prompt(codes, list(tokenizer.encode(transcript, language).ids), language)
 
 
-def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_TOKENS) -> list[str]:
-    """`text` as pieces of at most `max_tokens` tokens each: whole sentences packed together, a sentence
-    longer than that split at its commas. A clause that still does not fit is a UserError."""
+def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_TOKENS,
+               pack: bool = True) -> list[str]:
+    """`text` as pieces of at most `max_tokens` tokens each: whole sentences packed together (with `pack` False,
+    one sentence per piece), a sentence longer than that split at its commas. A clause that still does not fit
+    is a UserError."""
     def size(piece: str) -> int:
         return len(tokenizer.encode(piece, language).ids)
 
-    if size(text) <= max_tokens:
+    if (pack or language == "mix") and size(text) <= max_tokens:
         return [text]
     if language == "mix":
         raise UserError(f"the text has {size(text)} tokens; mixed-language text is generated in one piece of at "
@@ -132,7 +134,7 @@ def split_text(text: str, language: str, tokenizer, max_tokens: int = MAX_TEXT_T
                 raise UserError(f"{part[:60]!r}... has {size(part)} tokens with no sentence end or comma to split "
                                 f"at; one generation takes at most {max_tokens} (about 15 s): add punctuation")
             joined = f"{pieces[-1]}{gap}{part}" if pieces else part
-            if pieces and size(joined) <= max_tokens:
+            if pack and pieces and size(joined) <= max_tokens:
                 pieces[-1] = joined
             else:
                 pieces.append(part)
@@ -155,6 +157,27 @@ def check_prompt(prompt: Prompt, model: VALLE, where: str = "prompt") -> None:
         raise UserError(f"{where}: language {prompt.language!r}; use one of {', '.join(LANGUAGES)}")
 
 
+def model_inputs(model: VALLE, r: Request) -> tuple[Tensor, Tensor, Tensor, int]:
+    """One request as VALLE.generate takes it: text ids (L,) (prompt text first), their language ids (L,),
+    prompt codes (Tp, Q) (Tp may be 0) and how many of the ids are the prompt's."""
+    device = model.ar_predict_layer.weight.device
+    p = r.prompt
+    if p is not None:
+        check_prompt(p, model)
+    if len(r.languages) != len(r.text_ids):
+        raise ValueError(f"{len(r.text_ids)} text ids but {len(r.languages)} languages")
+    ids = (p.text_ids if p else []) + list(r.text_ids)
+    if not r.text_ids or max(ids) >= model.config.text_vocab_size:
+        raise UserError(f"text ids {r.text_ids[:10]}...: empty or beyond the model's "
+                        f"{model.config.text_vocab_size} text tokens; was the text tokenized for this model?")
+    names = ([p.language] * len(p.text_ids) if p else []) + list(r.languages)
+    ids, names = model.config.frame_text(ids, names)  # prompt and target text are one utterance, as in training
+    codes = p.codes if p is not None else torch.zeros(0, model.config.num_quantizers, dtype=torch.long)
+    has_bos = model.config.text_bos_id >= 0
+    return (torch.tensor(ids, device=device), torch.tensor([LANGUAGE_IDS[n] for n in names], device=device),
+            codes.to(device=device, dtype=torch.long), len(p.text_ids) + has_bos if p else 0)
+
+
 def generate(
     model: VALLE,
     requests: list[Request],
@@ -172,30 +195,13 @@ def generate(
     decode_mode: "eager", "cudagraph" (CUDA) or "inductor": how the AR steps run (valle.models.decoding).
     """
     device = model.ar_predict_layer.weight.device
-    text, langs, prompts, prompt_lens = [], [], [], []
-    for r in requests:
-        p = r.prompt
-        if p is not None:
-            check_prompt(p, model)
-        if len(r.languages) != len(r.text_ids):
-            raise ValueError(f"{len(r.text_ids)} text ids but {len(r.languages)} languages")
-        ids = (p.text_ids if p else []) + list(r.text_ids)
-        if not r.text_ids or max(ids) >= model.config.text_vocab_size:
-            raise UserError(f"text ids {r.text_ids[:10]}...: empty or beyond the model's "
-                            f"{model.config.text_vocab_size} text tokens; was the text tokenized for this model?")
-        names = ([p.language] * len(p.text_ids) if p else []) + list(r.languages)
-        ids, names = model.config.frame_text(ids, names)  # prompt and target text are one utterance, as in training
-        text.append(torch.tensor(ids, device=device))
-        langs.append(torch.tensor([LANGUAGE_IDS[n] for n in names], device=device))
-        codes = p.codes if p is not None else torch.zeros(0, model.config.num_quantizers, dtype=torch.long)
-        prompts.append(codes.to(device=device, dtype=torch.long))
-        has_bos = model.config.text_bos_id >= 0
-        prompt_lens.append(len(p.text_ids) + has_bos if p else 0)
+    text, langs, prompts, prompt_lens = zip(*(model_inputs(model, r) for r in requests))
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    return model.generate(text, langs, prompts, prompt_lens, sampling=sampling, max_frames=max_frames,
-                          min_frames=min_frames, use_cache=use_cache, generator=generator, decode_mode=decode_mode)
+    return model.generate(list(text), list(langs), list(prompts), list(prompt_lens), sampling=sampling,
+                          max_frames=max_frames, min_frames=min_frames, use_cache=use_cache, generator=generator,
+                          decode_mode=decode_mode)
 
 
 class Synthesizer:

@@ -172,7 +172,14 @@ class LoRA(nn.Module):
             for t in self.targets)
         for t, pair in zip(self.targets, self.pairs):
             pair.to(t.weight.device)  # the adapted half's device (the other half may be in host memory)
-        self._handles = [t.hook.register_forward_hook(_add_delta(pair)) for t, pair in zip(self.targets, self.pairs)]
+        self._handles = []
+        self.add_hooks()
+
+    def add_hooks(self) -> None:
+        """Put the hooks (back) on: the model runs with these adapters until `remove`."""
+        if not self._handles:
+            self._handles = [t.hook.register_forward_hook(_add_delta(pair))
+                             for t, pair in zip(self.targets, self.pairs)]
 
     def named_adapter_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(f"{t.weight_name}.lora_{ab}", getattr(pair, ab))

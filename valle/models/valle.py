@@ -307,26 +307,39 @@ class VALLE(nn.Module):
         or "inductor", and the host checks for the end every `check_every` steps. Without it, the whole sequence
         is recomputed at every step (the baseline the cache is measured against).
         """
+        seq, valid, text_len, next_pos = self.ar_inputs(text, langs, prompts)
+        limits = [max_frames if max_frames is not None else FRAMES_PER_TEXT_TOKEN * t.shape[0] for t in text]
+        if not use_cache:
+            return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, min_frames, generator)
+        logits, state = self.ar_prefill(seq, valid, text_len, next_pos, max(limits))
+        return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), min_frames,
+                      mode=decode_mode, check_every=check_every)
+
+    def ar_inputs(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
+                  ) -> tuple[Tensor, Tensor, int, Tensor]:
+        """The AR's input before the first generated frame: [text | BOS, prompt codes] of every item, both parts
+        padded on the left -> embeddings (B, S0, D), valid (B, S0), the padded text length, and the audio position
+        of each item's next frame (B,)."""
         text_x = [self.embed_text("ar", t[None], lg[None])[0] for t, lg in zip(text, langs)]  # (L_i, D)
         audio_ids = [F.pad(p[:, 0], (1, 0), value=self.bos) for p in prompts]  # (A_i,): BOS, prompt codes
         audio_x = [self.embed_ar_audio(a[None])[0] for a in audio_ids]  # (A_i, D)
         xs, text_valid = pad_items(text_x, left=True)  # (B, Lmax, D)
         ys, audio_valid = pad_items(audio_x, left=True)  # (B, Amax, D)
         seq, valid = torch.cat([xs, ys], dim=1), torch.cat([text_valid, audio_valid], dim=1)  # (B, S0, D), (B, S0)
-        text_len, prompt_len = xs.shape[1], ys.shape[1]
-        sizes = [(t.shape[0], a.shape[0]) for t, a in zip(text, audio_ids)]
-        limits = [max_frames if max_frames is not None else FRAMES_PER_TEXT_TOKEN * n for n, _ in sizes]
-        steps = max(limits)
-        next_pos = torch.tensor([a for _, a in sizes], device=seq.device)  # (B,): position of the next frame
+        next_pos = torch.tensor([a.shape[0] for a in audio_ids], device=seq.device)  # (B,)
+        return seq, valid, xs.shape[1], next_pos
+
+    def ar_prefill(self, seq: Tensor, valid: Tensor, text_len: int, next_pos: Tensor, steps: int
+                   ) -> tuple[Tensor, ARState]:
+        """Run the AR over `ar_inputs` into a KV cache with room for `steps` more frames -> logits (B, V+1) of the
+        first frame, and the state the static steps (valle.models.decoding) continue from."""
+        prompt_len = seq.shape[1] - text_len
         mask = ar_attention_mask(text_len, prompt_len, seq.device) & valid[:, None, None, :]  # (B, 1, S0, S0)
-        if not use_cache:
-            return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, min_frames, generator)
-        cache = self.ar_decoder.new_cache(len(text), seq.shape[1] + steps)
-        self.ar_audio_position.table(prompt_len + steps, like=ys)  # every position a step reads, before capture
+        cache = self.ar_decoder.new_cache(seq.shape[0], seq.shape[1] + steps)
+        self.ar_audio_position.table(prompt_len + steps, like=seq)  # every position a step reads, before capture
         logits = self.ar_predict_layer(self.ar_decoder(seq, mask=mask, cache=cache)[:, -1]).float()  # (B, V+1)
         state = ARState(cache.k, cache.v, valid, next_pos, column=seq.shape[1], num_positions=prompt_len + steps)
-        return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), min_frames,
-                      mode=decode_mode, check_every=check_every)
+        return logits, state
 
     def _ar_recompute(self, seq: Tensor, valid: Tensor, next_pos: Tensor, text_len: int, limits: list[int],
                       sampling: Sampling, min_frames: int, generator: torch.Generator | None) -> list[Tensor]:
