@@ -139,7 +139,8 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
 def test_two_adapter_voices_share_one_base_without_reload(tmp_path, single_thread):
     """alice and bob (different LoRA adapters) interleaved: each equals the base with its adapter merged; the base
     itself is never changed or reloaded."""
-    from valle.models.adapters import fingerprint, merge_adapter_files
+    from valle.models.adapters import fingerprint
+    from valle.models.checkpoint import merge_adapter_files
     from valle.serve.engine import Job
     from valle.serve.voices import VoiceBank
     from valle.text import get_tokenizer
