@@ -120,7 +120,8 @@ def text_of(driver, elem_id: str) -> str:
 
 
 def type_into(driver, elem_id: str, text: str, enter: bool = False) -> None:
-    field = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input")
+    selector = f"#{elem_id} textarea, #{elem_id} input"  # waited for: an accordion renders its fields late
+    field = wait_for(driver, f"the field {elem_id}", lambda: driver.find_elements(By.CSS_SELECTOR, selector), 30)[0]
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.DELETE)
     field.send_keys(text)
