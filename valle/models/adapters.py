@@ -283,16 +283,13 @@ def load_overrides(model: nn.Module, weights: dict[str, Tensor], where: str) -> 
             own[name].copy_(value)
 
 
-def merge_adapter_files(model: nn.Module, paths: Iterable[str | Path], base_name: str,
-                        base_tokenizer: dict | None = None) -> dict | None:
-    """Merge the adapter files (at most one per half) into `model` after checking each against it; returns the
-    adapters' text tokenizer (they must agree with each other and with `base_tokenizer` when given)."""
+def merge_adapter_files(model: nn.Module, paths: Iterable[str | Path], base_name: str) -> list[tuple]:
+    """Merge the adapter files (at most one per half) into `model` after checking each against it; returns
+    (path, LoadedAdapter) of each: their text tokenizers are the loader's to check (valle.inference)."""
     from valle.models.checkpoint import load_adapter
-    from valle.text import check_same_tokenizer
 
     loaded = [(str(p), load_adapter(p)) for p in paths]
     seen: dict[str, str] = {}
-    tokenizer = base_tokenizer
     for where, a in loaded:  # every check before any weight changes
         for half in a.spec.halves:
             if half in seen:
@@ -300,13 +297,9 @@ def merge_adapter_files(model: nn.Module, paths: Iterable[str | Path], base_name
                                 "give one adapter per half")
             seen[half] = where
         check_base(model, a.base, where, base_name)
-        if a.tokenizer is not None:
-            if tokenizer is not None:
-                check_same_tokenizer(a.tokenizer, tokenizer, where=f"{where} vs {base_name}")
-            tokenizer = a.tokenizer
     for where, a in loaded:
         load_overrides(model, a.weights, where)
         lora = LoRA(model, a.spec)
         lora.load_adapter_state_dict(a.weights, where)
         lora.merge(model)
-    return tokenizer
+    return loaded
