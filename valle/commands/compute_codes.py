@@ -1,5 +1,6 @@
 """Encodec 24 kHz (6 kbps, 8 codebooks, 75 frames/s) codes for every normalized cut, stored as int16 in
-DATA/tokenized/codes_<part>.h5. Resumable: a rerun encodes only what is not stored yet."""
+DATA/tokenized/codes_<part>.h5. Resumable: a rerun encodes only what is not stored yet. Skipped when it finished
+before with the same --codec-weights (DATA/.codes.done; valle.data.stages)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import argparse
 import logging
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
-from valle.data.options import add_option
-from valle.locks import folder_lock
+from valle.data.options import add_option, options_of
+from valle.data.stages import run_stages, stage_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,12 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from valle.audio import Codec
-    from valle.data.pipeline import stage_codes
-
-    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
-        codec = Codec.from_weights(args.codec_weights, device=args.device, max_batch_seconds=args.batch_seconds)
-        stage_codes(args.data_dir, codec)
+    # one run per data folder (prepare.sh passes its own lock)
+    run_stages(args.data_dir, [stage_run("codes", args.data_dir, options_of(args))])
 
 
 def entry() -> None:
