@@ -59,13 +59,12 @@ def timed(device: str, fn):
 
 def run(model: VALLE, batch: int, mode: str, args) -> dict:
     text, langs, prompts, plens = inputs(model, batch)
-    gen = torch.Generator(device=args.device).manual_seed(0)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(args.device)
 
     def ar(frames: int):
-        return model.generate_ar(text, langs, prompts, sampling=Sampling(), max_frames=frames, min_frames=frames,
-                                 use_cache=not args.no_cache, generator=gen, decode_mode=mode)
+        return model.generate_ar(text, langs, prompts, sampling=Sampling(seed=0, max_frames=frames, min_frames=frames),
+                                 use_cache=not args.no_cache, decode_mode=mode)
 
     _, first_s = timed(args.device, lambda: ar(args.frames))  # warm-up with the timed shapes (compiles, if any)
     _, prefill_s = timed(args.device, lambda: ar(1))

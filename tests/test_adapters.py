@@ -65,7 +65,7 @@ def losses(model) -> list[float]:
 def greedy_codes(model) -> list[torch.Tensor]:
     ids = torch.randint(5, 70, (12,), generator=torch.Generator().manual_seed(0)).tolist()
     reqs = [Request(ids, ["en"] * 12, load_prompt(TINY / "prompt.npz")), Request(ids, ["en"] * 12)]
-    return generate(model, reqs, Sampling(top_k=1), max_frames=60)
+    return generate(model, reqs, Sampling(top_k=1, max_frames=60))
 
 
 # ---- the model -------------------------------------------------------------------------------
@@ -176,6 +176,60 @@ def test_wrong_base_is_refused_in_one_line(tmp_path):
         merge_adapter_files(bigger, [path], base_name="bigger.pt")
     with pytest.raises(UserError, match="one adapter per half"):
         merge_adapter_files(tiny(), [path, path], base_name="base.pt")
+
+
+def test_load_for_inference_merges_adapters_and_checks_their_tokenizer(tmp_path):
+    from valle.inference import checkpoint_tokenizer, load_for_inference
+
+    base, path, merged = _adapter_file(tmp_path)
+    speaking = load_for_inference(base, [path], device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(greedy_codes(speaking.model), greedy_codes(merged)))
+    espeak = load_adapter(path)
+    espeak.tokenizer = {"name": "espeak", "vocab": {"_": 0, "a": 1}}
+    with pytest.raises(UserError, match="voice.pt vs .*base.pt: text tokenizer mismatch"):
+        checkpoint_tokenizer(None, [(str(path), espeak)], where=str(base))  # the base stores none: vallex
+
+
+def test_evaluation_merges_adapters(tmp_path, random_codec):
+    """bin/evaluate.py --adapter: every checkpoint speaks with the adapters merged, as bin/infer.py --adapter."""
+    import soundfile as sf
+    from lhotse import MonoCut, SupervisionSegment
+
+    from valle.eval.evaluate import Item, Scorer, evaluate_checkpoint
+
+    base, path, merged = _adapter_file(tmp_path)
+    merged_file = save_checkpoint(tmp_path / "merged.pt", merged)
+    sup = SupervisionSegment("s1", "r1", 0.0, 1.0, text="Hello there.", language="en", speaker="spk")
+    items = [Item(MonoCut("u1", 0.0, 1.0, 0, supervisions=[sup]), torch.zeros(24000), None, None, float("nan"))]
+
+    def wave(checkpoint, adapters=()):
+        rows = evaluate_checkpoint(str(checkpoint), "sys", items, Scorer(None, None, distances=False), random_codec,
+                                   tmp_path / "eval", preset_path=None, sampling=Sampling(top_k=1, seed=0, max_frames=40),
+                                   batch_size=1, device="cpu", adapters=adapters)
+        return sf.read(tmp_path / "eval" / rows[0]["wav"])[0]  # (T * 320,)
+
+    adapted = wave(base, [str(path)])
+    assert adapted.size and np.array_equal(adapted, wave(merged_file))
+    assert not np.array_equal(adapted, wave(base))
+
+
+def test_evaluate_takes_an_adapter_run_as_adapters_on_its_base(tmp_path, capsys):
+    """./evaluate.sh after a --adapter lora run passes the run's adapter files as --checkpoint: they become
+    --adapter files on the base they name, one per half; mixed with a checkpoint they are refused in one line."""
+    from valle.commands.evaluate import adapter_runs, build_parser
+
+    base, path, _ = _adapter_file(tmp_path)
+    spare = save_adapter(tmp_path / "spare.pt", *[getattr(load_adapter(path), k) for k in ("spec", "weights", "base")])
+    a = build_parser().parse_args(["--checkpoint", str(path), str(spare)])
+    adapter_runs(a)
+    assert a.checkpoint == [str(base)] and a.adapter == [str(path)]
+    assert f"not evaluated, one per half: {spare}" in capsys.readouterr().out
+    mixed = build_parser().parse_args(["--checkpoint", str(path), str(base)])
+    with pytest.raises(UserError, match="adapter files, not checkpoints: give them with --adapter"):
+        adapter_runs(mixed)
+    plain = build_parser().parse_args(["--checkpoint", str(base), "vallex"])
+    adapter_runs(plain)
+    assert plain.checkpoint == [str(base), "vallex"] and plain.adapter is None
 
 
 def run_cli(script: str, *args: str) -> int:

@@ -66,7 +66,7 @@ def test_best_eval_keeps_the_weights_with_the_best_unflagged_score(mini_data, ti
 
     calls = []
 
-    def stand_in(synth, items, preset, sampling, seed, batch_size, max_frames, label):
+    def stand_in(synth, items, preset, sampling, batch_size, label):
         calls.append(label)
         if len(calls) == 1:
             return [(torch.zeros(1, 8), item.wave, True) for item in items]

@@ -142,8 +142,8 @@ def test_batched_equals_one_by_one(single_thread, model, tokenizer, prompt):
         request(tokenizer, "[EN]Hello[EN][ZH]你好[ZH]", "mix", other),
         request(tokenizer, "The quick brown fox jumps over the lazy dog.", "en"),
     ]
-    together = generate(model, reqs, GREEDY, max_frames=40)
-    alone = [generate(model, [r], GREEDY, max_frames=40)[0] for r in reqs]
+    together = generate(model, reqs, Sampling(top_k=1, max_frames=40))
+    alone = [generate(model, [r], Sampling(top_k=1, max_frames=40))[0] for r in reqs]
     for a, b in zip(together, alone):
         assert a.shape == (40, 8) and torch.equal(a, b)
 
@@ -175,23 +175,23 @@ def test_stops_at_eos_and_batches_items_that_stop_at_different_times(single_thre
     assert len(set(lengths)) > 1
     together = generate(m, reqs, GREEDY)
     assert all(torch.equal(a, b) for a, b in zip(together, alone))
-    held = generate(m, reqs, GREEDY, min_frames=max(lengths) + 3)
+    held = generate(m, reqs, Sampling(top_k=1, min_frames=max(lengths) + 3))
     assert all(len(c) >= max(lengths) + 3 for c in held)  # min_frames holds EOS back
 
 
 def test_kv_cache_gives_the_same_codes_as_recomputing(single_thread, model, tokenizer, prompt):
     reqs = [request(tokenizer, "The quick brown fox.", "en", prompt), request(tokenizer, "Hi.", "en")]
-    cached = generate(model, reqs, GREEDY, max_frames=25)
-    recomputed = generate(model, reqs, GREEDY, max_frames=25, use_cache=False)
+    cached = generate(model, reqs, Sampling(top_k=1, max_frames=25))
+    recomputed = generate(model, reqs, Sampling(top_k=1, max_frames=25), use_cache=False)
     assert all(torch.equal(a, b) for a, b in zip(cached, recomputed))
 
 
 def test_sampling_is_seeded(single_thread, model, tokenizer):
     req = [request(tokenizer, "Hello world.", "en")]
-    s = Sampling(top_k=50, temperature=1.5)
-    a = generate(model, req, s, seed=3, max_frames=30)[0]
-    b = generate(model, req, s, seed=3, max_frames=30)[0]
-    c = generate(model, req, s, seed=4, max_frames=30)[0]
+    s = Sampling(top_k=50, temperature=1.5, seed=3, max_frames=30)
+    a = generate(model, req, s)[0]
+    b = generate(model, req, s)[0]
+    c = generate(model, req, s.for_batch(1))[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -210,9 +210,10 @@ def test_prefix_mode_2_leaves_the_prompt_text_out_of_the_nar(single_thread, prom
 
 def test_synthesizer_returns_codes_and_wave(single_thread, model, tokenizer, prompt, random_codec):
     synth = Synthesizer(model, tokenizer, random_codec)
-    codes, wave = synth.synthesize("Hello.", "en", prompt=prompt, sampling=GREEDY, max_frames=20)
+    codes, wave = synth.synthesize("Hello.", "en", prompt=prompt, sampling=Sampling(top_k=1, max_frames=20))
     assert codes.shape == (20, 8) and wave.shape == (20 * 320,) and torch.isfinite(wave).all()
-    both = synth.synthesize_batch([("Hello.", "en"), ("你好。", "zh")], prompt=prompt, sampling=GREEDY, max_frames=20)
+    both = synth.synthesize_batch([("Hello.", "en"), ("你好。", "zh")], prompt=prompt,
+                                  sampling=Sampling(top_k=1, max_frames=20))
     assert torch.equal(both[0][0], codes)
 
 
@@ -248,7 +249,7 @@ def test_models_with_text_bos_eos_read_prompt_and_text_as_one_framed_utterance(s
     seen = []
     hook = model.ar_text_embedding.register_forward_hook(lambda m, i, o: seen.append(i[0][0].tolist()))
     try:
-        generate(model, [Request([30, 31], ["en", "en"], prompt)], GREEDY, max_frames=3)
+        generate(model, [Request([30, 31], ["en", "en"], prompt)], Sampling(top_k=1, max_frames=3))
     finally:
         hook.remove()
     assert seen[0] == [1, *prompt.text_ids, 30, 31, 2]  # one BOS before the prompt text, one EOS after the target

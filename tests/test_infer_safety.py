@@ -48,6 +48,15 @@ def test_bad_output_is_refused_before_loading_anything(tmp_path, make_output, ex
     assert expected in line
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_output_where_no_file_can_be_made_is_refused_first(tmp_path):
+    """/proc passes the permission-bit checks (root passes them all) yet takes no new file: refused at once, not
+    after synthesis with a soundfile traceback."""
+    line = one_line_error(infer("--checkpoint", str(tmp_path / "missing.pt"), "--text", "Hi.", "--output",
+                                "/proc/x.wav"))
+    assert line.startswith("error: --output /proc/x.wav: cannot write in /proc ("), line
+
+
 def test_bad_codes_path_and_output_dir(tmp_path):
     line = one_line_error(infer("--checkpoint", "missing.pt", "--text", "Hi.", "--output", str(tmp_path / "a.wav"),
                                 "--save-codes", str(tmp_path / "codes.txt")))

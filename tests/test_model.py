@@ -79,7 +79,7 @@ def test_prenet_is_built_only_when_asked():
     model = tiny_model(add_prenet=True)
     assert all(torch.isfinite(model(make_batch(), half)["loss"]) for half in ("ar", "nar"))
     codes = model.eval().generate([torch.arange(20, 25)], [torch.zeros(5, dtype=torch.long)],
-                                  [torch.zeros(0, 8, dtype=torch.long)], [0], Sampling(top_k=1), max_frames=6)
+                                  [torch.zeros(0, 8, dtype=torch.long)], [0], Sampling(top_k=1, max_frames=6))
     assert codes[0].shape == (6, 8)
 
 

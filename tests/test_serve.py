@@ -5,6 +5,7 @@ started and stopped by the tests; every wait is bounded."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -22,7 +23,7 @@ import soundfile as sf
 import torch
 
 from valle.inference import Request, generate, load_prompt
-from valle.models.valle import Sampling
+from valle.config import Sampling
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "vallex_tiny"
@@ -103,7 +104,8 @@ def requests(tokenizer, prompt):
     return out
 
 
-@pytest.mark.parametrize("sampling", [Sampling(top_k=1), Sampling(top_k=20, temperature=0.9)], ids=["greedy", "top20"])
+@pytest.mark.parametrize("sampling", [Sampling(top_k=1), Sampling(top_k=20, temperature=0.9),
+                                      Sampling(top_k=20, min_frames=35)], ids=["greedy", "top20", "min-frames"])
 def test_batched_requests_equal_solo_generation(single_thread, sampling):
     """Jobs joining a running batch at different steps give the codes of generating each alone with its seed."""
     from valle.serve.engine import Job
@@ -118,7 +120,8 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
     engine = engine_for(model, VoiceBank(None, model, tokenizer, None), max_batch=3)  # some wait, some join late
     got, nar_batches, nar = Collect(), [], model.generate_nar
     model.generate_nar = lambda *a: nar_batches.append(len(a[-1])) or nar(*a)
-    jobs = [Job(r, (), sampling, seed=100 + i, max_frames=frames(i), done=got.callback(i)) for i, r in enumerate(reqs)]
+    own = [dataclasses.replace(sampling, seed=100 + i, max_frames=frames(i)) for i in range(len(reqs))]
+    jobs = [Job(r, (), own[i], done=got.callback(i)) for i, r in enumerate(reqs)]
     for job in jobs[:3]:  # these three join together and finish together (one NAR batch)
         engine.submit(job)
     engine.start()
@@ -131,8 +134,9 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
         engine.stop()
     assert nar_batches[0] == 3
     for i, r in enumerate(reqs):
-        solo = generate(model, [r], sampling, seed=100 + i, max_frames=frames(i))[0]
+        solo = generate(model, [r], own[i])[0]
         assert torch.equal(results[i][0], solo), f"request {i}"
+        assert len(solo) >= sampling.min_frames
     assert engine.metrics.batch_size.sum > engine.metrics.batch_size.count  # some steps ran several rows
 
 
@@ -157,8 +161,8 @@ def test_two_adapter_voices_share_one_base_without_reload(tmp_path, single_threa
     try:
         for i, name in enumerate(order):
             v = bank.get(name)
-            engine.submit(Job(Request(r.text_ids, r.languages, v.prompt), v.adapters, Sampling(top_k=1), 0, 60,
-                              got.callback(i)))
+            engine.submit(Job(Request(r.text_ids, r.languages, v.prompt), v.adapters,
+                              Sampling(top_k=1, seed=0, max_frames=60), got.callback(i)))
         results = got.wait(len(order))
     finally:
         engine.stop()
@@ -168,8 +172,8 @@ def test_two_adapter_voices_share_one_base_without_reload(tmp_path, single_threa
         merged = tiny_model()
         v = bank.get(name)
         merge_adapter_files(merged, [tmp_path / "voices" / a for a in v.adapters], base_name="tiny.pt")
-        expected[name] = generate(merged, [Request(r.text_ids, r.languages, v.prompt)], Sampling(top_k=1),
-                                  max_frames=60)[0]
+        expected[name] = generate(merged, [Request(r.text_ids, r.languages, v.prompt)],
+                                  Sampling(top_k=1, seed=0, max_frames=60))[0]
     assert not torch.equal(expected["alice"], expected["bob"])
     for i, name in enumerate(order):
         assert torch.equal(results[i][0], expected[name]), f"{i}: {name}"

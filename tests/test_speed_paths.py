@@ -40,7 +40,7 @@ def items(device: str = "cpu", n: int = 3) -> tuple[list, list, list]:
 def eos_prone(model: VALLE) -> VALLE:
     """EOS made about as likely as a favourite code: items stop at EOS, at different steps."""
     text, langs, prompts = items(str(model.ar_predict_layer.weight.device))
-    first = model.generate_ar(text[:1], langs[:1], prompts[:1], GREEDY, max_frames=40)[0]
+    first = model.generate_ar(text[:1], langs[:1], prompts[:1], Sampling(top_k=1, max_frames=40))[0]
     m = copy.deepcopy(model)
     with torch.no_grad():
         m.ar_predict_layer.weight[m.eos] = m.ar_predict_layer.weight[int(first[8:].mode().values)] * 1.02
@@ -78,26 +78,25 @@ def test_end_check_every_n_steps_gives_the_same_codes(single_thread):
     baseline = m.generate_ar(text, langs, prompts, GREEDY, use_cache=False)
     for codes in [*runs.values(), baseline]:
         assert all(torch.equal(a, b) for a, b in zip(codes, runs[1]))
-    s = Sampling(top_k=20)
-    sampled = [m.generate_ar(text, langs, prompts, s, generator=torch.Generator().manual_seed(5), check_every=n)
-               for n in (1, 8)]
+    s = Sampling(top_k=20, seed=5)
+    sampled = [m.generate_ar(text, langs, prompts, s, check_every=n) for n in (1, 8)]
     assert all(torch.equal(a, b) for a, b in zip(*sampled))
 
 
 def test_min_frames_and_limits_hold_in_the_static_loop(single_thread):
     m = eos_prone(tiny())
     text, langs, prompts = items()
-    held = m.generate_ar(text, langs, prompts, GREEDY, min_frames=30, max_frames=33)
+    held = m.generate_ar(text, langs, prompts, Sampling(top_k=1, min_frames=30, max_frames=33))
     assert all(30 <= len(c) <= 33 for c in held), [len(c) for c in held]
-    assert [len(c) for c in tiny().generate_ar(text, langs, prompts, GREEDY, max_frames=5)] == [5, 5, 5]
+    assert [len(c) for c in tiny().generate_ar(text, langs, prompts, Sampling(top_k=1, max_frames=5))] == [5, 5, 5]
 
 
 def test_cudagraph_mode_needs_cuda(single_thread):
     text, langs, prompts = items()
     with pytest.raises(UserError, match="cudagraph needs a CUDA device"):
-        tiny().generate_ar(text, langs, prompts, GREEDY, max_frames=4, decode_mode="cudagraph")
+        tiny().generate_ar(text, langs, prompts, Sampling(top_k=1, max_frames=4), decode_mode="cudagraph")
     with pytest.raises(UserError, match="decode mode 'fast'"):
-        tiny().generate_ar(text, langs, prompts, GREEDY, max_frames=4, decode_mode="fast")
+        tiny().generate_ar(text, langs, prompts, Sampling(top_k=1, max_frames=4), decode_mode="fast")
 
 
 @pytest.mark.slow
@@ -105,8 +104,8 @@ def test_inductor_step_gives_the_eager_greedy_codes(single_thread):
     """torch.compile of the static step (about 100 s to compile on a 2-core CPU, cold cache)."""
     m = tiny()
     text, langs, prompts = items()
-    eager = m.generate(text, langs, prompts, [0] * 3, GREEDY, max_frames=50)
-    compiled = m.generate(text, langs, prompts, [0] * 3, GREEDY, max_frames=50, decode_mode="inductor")
+    eager = m.generate(text, langs, prompts, [0] * 3, Sampling(top_k=1, max_frames=50))
+    compiled = m.generate(text, langs, prompts, [0] * 3, Sampling(top_k=1, max_frames=50), decode_mode="inductor")
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
 
 
@@ -189,8 +188,8 @@ def test_cuda_graph_decoding_gives_the_eager_greedy_codes(mode):
     model = tiny("cuda")
     for m in (model, eos_prone(model)):
         text, langs, prompts = items("cuda")
-        eager = m.generate(text, langs, prompts, [0] * 3, GREEDY, max_frames=60)
-        fast = m.generate(text, langs, prompts, [0] * 3, GREEDY, max_frames=60, decode_mode=mode)
+        eager = m.generate(text, langs, prompts, [0] * 3, Sampling(top_k=1, max_frames=60))
+        fast = m.generate(text, langs, prompts, [0] * 3, Sampling(top_k=1, max_frames=60), decode_mode=mode)
         assert all(torch.equal(a, b) for a, b in zip(eager, fast)), mode
 
 
@@ -207,7 +206,7 @@ def test_decoding_syncs_with_the_host_only_every_n_steps():
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                model.generate_ar(text, langs, prompts, GREEDY, max_frames=frames, min_frames=frames,
+                model.generate_ar(text, langs, prompts, Sampling(top_k=1, max_frames=frames, min_frames=frames),
                                   decode_mode="cudagraph", check_every=8)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
@@ -223,7 +222,7 @@ def test_decoding_syncs_with_the_host_only_every_n_steps():
 def test_half_precision_inference_on_cuda(dtype):
     model = tiny("cuda").to(dtype)
     text, langs, prompts = items("cuda")
-    codes = model.generate(text, langs, prompts, [0] * 3, GREEDY, max_frames=30, decode_mode="cudagraph")
+    codes = model.generate(text, langs, prompts, [0] * 3, Sampling(top_k=1, max_frames=30), decode_mode="cudagraph")
     assert all(c.shape == (30, 8) and 0 <= int(c.min()) and int(c.max()) < 1024 for c in codes)
 
 

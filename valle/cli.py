@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Callable
 
 from valle.errors import UserError
+from valle.config import MAX_FRAMES, Sampling
 
 
 def run_main(main: Callable[[], int | None]) -> None:
@@ -38,9 +38,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows with it
-
-
 def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampling",
                            seed_help: str = "random seed of the sampling [0]") -> None:
     """--top-k --top-p --temperature --seed --max-frames, shared by bin/infer.py and bin/evaluate.py."""
@@ -55,11 +52,6 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampli
                         "[16 per text token, prompt text included]")
 
 
-def check_sampling(a: argparse.Namespace) -> None:
-    """The sampling flags' ranges, written so that NaN fails every test (NaN compares False with everything)."""
-    if not (a.top_k >= 0 and 0 < a.top_p <= 1 and 0 < a.temperature < math.inf):
-        raise UserError(f"--top-k {a.top_k} --top-p {a.top_p} --temperature {a.temperature}: need top-k >= 0, "
-                        "0 < top-p <= 1 and a finite temperature > 0")
-    if a.max_frames is not None and not 1 <= a.max_frames <= MAX_FRAMES:
-        raise UserError(f"--max-frames {a.max_frames}: must be between 1 and {MAX_FRAMES} "
-                        f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
+def sampling_from_args(a: argparse.Namespace) -> Sampling:
+    """The Sampling the flags of add_sampling_arguments ask for; it checks itself (a UserError names the flag)."""
+    return Sampling(top_k=a.top_k, top_p=a.top_p, temperature=a.temperature, seed=a.seed, max_frames=a.max_frames)

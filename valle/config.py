@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +184,62 @@ CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfi
                    "adapter": AdapterConfig}
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": str2bool, "tuple": str}
+
+
+MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows with it
+
+
+class SamplingError(UserError):
+    """A Sampling value out of range; `field` is the attribute."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the AR picks each code and how long it may run: the one generation config, checked once, here.
+
+    top_k: sample among the k most likely codes; 1 is greedy, 0 switches the filter off.
+    top_p: nucleus threshold in (0, 1]; 1.0 switches it off.  temperature: finite and > 0.
+    seed: seeds the draws (a fresh generator per generation); None draws from torch's global generator.
+    max_frames: stop after this many frames (1..MAX_FRAMES); None: 16 per text token, prompt text included.
+    min_frames: EOS is not allowed before this many frames.
+    A value out of range is a SamplingError naming the command-line flag that sets it (and, in `field`, the
+    attribute: the speech API names that one).
+    """
+
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int | None = None
+    max_frames: int | None = None
+    min_frames: int = 0
+
+    def __post_init__(self):
+        # Written so that NaN fails every test (NaN compares False with everything).
+        if not (_whole(self.top_k) and self.top_k >= 0):
+            raise SamplingError("top_k", f"--top-k {self.top_k}: need a whole number >= 0 (1 = greedy, 0 = no limit)")
+        if not 0 < self.top_p <= 1:
+            raise SamplingError("top_p", f"--top-p {self.top_p}: need 0 < top-p <= 1 (1 = off)")
+        if not 0 < self.temperature < math.inf:
+            raise SamplingError("temperature", f"--temperature {self.temperature}: need a finite temperature > 0")
+        if self.seed is not None and not _whole(self.seed):
+            raise SamplingError("seed", f"--seed {self.seed}: need a whole number")
+        if self.max_frames is not None and not (_whole(self.max_frames) and 1 <= self.max_frames <= MAX_FRAMES):
+            raise SamplingError("max_frames", f"--max-frames {self.max_frames}: must be between 1 and {MAX_FRAMES} "
+                                              f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
+        if not (_whole(self.min_frames) and self.min_frames >= 0):
+            raise SamplingError("min_frames", f"min_frames {self.min_frames}: need a whole number >= 0")
+
+    def for_batch(self, b: int) -> Sampling:
+        """The sampling of batch `b` of a run: seed + b (bin/infer.py and evaluation seed their batches so)."""
+        return self if self.seed is None else dataclasses.replace(self, seed=self.seed + b)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, keep_defaults: bool = True) -> None:

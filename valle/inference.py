@@ -11,6 +11,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,10 @@ from valle.codec import FRAME_RATE
 from valle.errors import UserError
 from valle.config import LANGUAGE_IDS, LANGUAGES
 from valle.models.valle import VALLE, Sampling
+
+if TYPE_CHECKING:
+    from valle.models.checkpoint import LoadedAdapter
+    from valle.text import TextTokenizer
 
 PRESET_LANG_CODES = {"zh": 0, "ja": 1, "en": 2}  # `lang_code` in the released preset .npz (not the model's ids)
 MAX_PROMPT_SECONDS = 15.0  # the reference refuses longer prompts; the model was never trained on more
@@ -178,43 +183,32 @@ def model_inputs(model: VALLE, r: Request) -> tuple[Tensor, Tensor, Tensor, int]
             codes.to(device=device, dtype=torch.long), len(p.text_ids) + has_bos if p else 0)
 
 
-def generate(
-    model: VALLE,
-    requests: list[Request],
-    sampling: Sampling = Sampling(),
-    seed: int | None = None,
-    max_frames: int | None = None,
-    min_frames: int = 0,
-    use_cache: bool = True,
-    decode_mode: str = "eager",
-) -> list[Tensor]:
+def generate(model: VALLE, requests: list[Request], sampling: Sampling = Sampling(), use_cache: bool = True,
+             decode_mode: str = "eager") -> list[Tensor]:
     """Codes (T_i, Q) of the frames generated for each request, all in one batch.
 
-    Stops at EOS or after `max_frames` (default: 16 per text token, prompt text included, as the reference).
-    Greedy (top_k=1) gives the same codes whether requests run together or one by one.
+    Stops at EOS or after `sampling.max_frames` (default: 16 per text token, prompt text included, as the
+    reference). Greedy (top_k=1) gives the same codes whether requests run together or one by one.
     decode_mode: "eager", "cudagraph" (CUDA) or "inductor": how the AR steps run (valle.models.decoding).
     """
-    device = model.ar_predict_layer.weight.device
     text, langs, prompts, prompt_lens = zip(*(model_inputs(model, r) for r in requests))
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
     return model.generate(list(text), list(langs), list(prompts), list(prompt_lens), sampling=sampling,
-                          max_frames=max_frames, min_frames=min_frames, use_cache=use_cache, generator=generator,
-                          decode_mode=decode_mode)
+                          use_cache=use_cache, decode_mode=decode_mode)
 
 
 class Synthesizer:
-    """(model, tokenizer, codec[, decoder]) -> `synthesize(text, language, prompt=...) -> (codes, wave)`.
+    """(model, tokenizer, codec[, decoder]) -> `synthesize(text, language, prompt, sampling) -> (codes, wave)`.
 
     `decoder` turns codes into audio (default: the codec's own decoder; a VocosDecoder also fits).
+    `decode_mode` is how the AR steps run (see `generate`). The tokenizer may be None for `render` alone.
     """
 
-    def __init__(self, model: VALLE, tokenizer, codec, decoder=None):
+    def __init__(self, model: VALLE, tokenizer, codec, decoder=None, decode_mode: str = "eager"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.codec = codec
         self.decoder = decoder or codec
+        self.decode_mode = decode_mode
 
     def request(self, text: str, language: str, prompt: Prompt | None = None) -> Request:
         tok = self.tokenizer.encode(text, language)
@@ -223,17 +217,68 @@ class Synthesizer:
     def prompt_from_audio(self, wave: Tensor, transcript: str, language: str) -> Prompt:
         return make_prompt(wave, transcript, language, self.tokenizer, self.codec)
 
-    def synthesize(self, text: str, language: str, prompt: Prompt | None = None, **kw) -> tuple[Tensor, Tensor]:
-        """-> codes (T, 8) of the generated frames and the waveform (T * 320,) at 24 kHz.
-        kw: sampling, seed, max_frames, min_frames, use_cache, decode_mode (see `generate`)."""
-        return self.synthesize_batch([(text, language)], prompt, **kw)[0]
+    def synthesize(self, text: str, language: str, prompt: Prompt | None = None,
+                   sampling: Sampling = Sampling()) -> tuple[Tensor, Tensor]:
+        """-> codes (T, 8) of the generated frames and the waveform (T * 320,) at 24 kHz."""
+        return self.synthesize_batch([(text, language)], prompt, sampling)[0]
 
     def synthesize_batch(self, items: list[tuple[str, str]], prompt: Prompt | None = None,
-                         **kw) -> list[tuple[Tensor, Tensor]]:
+                         sampling: Sampling = Sampling()) -> list[tuple[Tensor, Tensor]]:
         """Several (text, language) pairs in one batch, all with the same prompt (or none)."""
-        return self.render([self.request(text, language, prompt) for text, language in items], **kw)
+        return self.render([self.request(text, language, prompt) for text, language in items], sampling)
 
-    def render(self, requests: list[Request], **kw) -> list[tuple[Tensor, Tensor]]:
+    def render(self, requests: list[Request], sampling: Sampling = Sampling()) -> list[tuple[Tensor, Tensor]]:
         """Generate a batch of requests and decode each: [(codes (T, 8), wave (T * 320,))]."""
-        codes = generate(self.model, requests, **kw)
+        codes = generate(self.model, requests, sampling, decode_mode=self.decode_mode)
         return [(c.cpu(), self.decoder.decode(c) if len(c) else torch.zeros(0)) for c in codes]
+
+
+# ---- loading a model to speak ------------------------------------------------------------------
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class SpeakingModel:
+    """A model ready to speak: its weights (adapters merged) on `device` in `dtype`, in eval mode, and the text
+    tokenizer it was trained with."""
+
+    model: VALLE
+    tokenizer: TextTokenizer
+    device: str
+    dtype: torch.dtype
+
+
+def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = (), device: str = "auto",
+                       dtype: str | torch.dtype = "float32", nhead: int | None = None) -> SpeakingModel:
+    """The one way to get a model that speaks: the checkpoint (a file, or "vallex" for the released one) built and
+    loaded strictly on `device` ("auto": a GPU when there is one), the adapter files (at most one per half,
+    each checked against the checkpoint) merged into its weights, then cast to `dtype` ("float32", "bfloat16",
+    "float16" or a torch dtype), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention heads for a
+    file that does not store them (the released one)."""
+    from valle.device import resolve_device
+    from valle.models.checkpoint import load_model, merge_adapter_files
+
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise UserError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    device = resolve_device(device)
+    model, loaded = load_model(checkpoint, nhead=nhead, device=device)
+    merged = merge_adapter_files(model, adapters, base_name=str(checkpoint)) if adapters else []
+    tokenizer = checkpoint_tokenizer(loaded.tokenizer, merged, where=str(checkpoint))
+    model.to(dtype)  # after merging: generation then runs at the full model's speed
+    return SpeakingModel(model.eval(), tokenizer, device, dtype)
+
+
+def checkpoint_tokenizer(stored: dict | None, adapters: Sequence[tuple[str, LoadedAdapter]] = (),
+                         where: str = "--checkpoint") -> TextTokenizer:
+    """The text tokenizer a checkpoint speaks with: the one stored in it; a file that stores none (the released
+    checkpoint) speaks with the released `vallex` tokenizer. Adapter files that carry a tokenizer must agree."""
+    from valle.text import check_same_tokenizer, get_tokenizer, tokenizer_from_info
+
+    info = stored or get_tokenizer("vallex").to_dict()
+    for path, adapter in adapters:
+        if adapter.tokenizer is not None:
+            check_same_tokenizer(adapter.tokenizer, info, where=f"{path} vs {where}")
+    return tokenizer_from_info(info, where=where)

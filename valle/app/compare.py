@@ -54,8 +54,8 @@ def _mean(system: dict, metric: str) -> str:
 
 
 def run_compare(ws: Workspace, o: CompareOptions, device: str = "cpu") -> CompareResult:
+    from valle.config import Sampling
     from valle.eval.evaluate import evaluate
-    from valle.models.valle import Sampling
 
     if not o.checkpoints:
         raise UserError("checkpoints: pick one or more to compare")
@@ -66,9 +66,9 @@ def run_compare(ws: Workspace, o: CompareOptions, device: str = "cpu") -> Compar
     codec = o.codec_weights.strip()
     if codec not in ("pretrained", "random"):
         codec = str(ws.path(codec, "codec weights", must_exist=True))
-    if o.num_utterances < 1 or o.max_frames < 0:
-        raise UserError(f"sentences {o.num_utterances}, max frames {o.max_frames}: need at least 1 sentence and "
-                        "max frames >= 0 (0: the model's limit)")
+    if o.num_utterances < 1:
+        raise UserError(f"sentences {o.num_utterances}: need at least 1 sentence")
+    sampling = Sampling(seed=int(o.seed), max_frames=int(o.max_frames) or None)  # max frames 0: the model's limit
     speaker = None
     if o.speaker_model != "none":
         from valle.eval.speaker import get_speaker_encoder
@@ -76,7 +76,7 @@ def run_compare(ws: Workspace, o: CompareOptions, device: str = "cpu") -> Compar
         speaker = get_speaker_encoder(o.speaker_model, device=device)
     out_dir = ws.path(o.output, "report folder")
     paths = evaluate(checkpoints, _cuts(ws, o.data_dir), out_dir, num_utterances=int(o.num_utterances), prompt=prompt,
-                     seed=int(o.seed), sampling=Sampling(), max_frames=int(o.max_frames) or None, device=device,
+                     seed=int(o.seed), sampling=sampling, device=device,
                      codec_weights=codec, speaker=speaker, transcriber=None,
                      asr_line="none in the app (WER/CER: bin/evaluate.py --asr-model)", log=lambda line: None)
     report = json.loads(paths["json"].read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """The Synthesize tab: a checkpoint, a text and an optional voice prompt -> a wav and its codes.
 
-The same steps as bin/infer.py and bin/make_prompt.py (load_model, the checkpoint's tokenizer, Codec,
-Synthesizer, load_prompt/make_prompt/save_prompt). The last model and codec stay loaded between clicks.
+The same steps as bin/infer.py and bin/make_prompt.py (load_for_inference, Codec, Synthesizer,
+load_prompt/make_prompt/save_prompt, Sampling's checks). The last model and codec stay loaded between clicks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import SAMPLE_RATE
 from valle.codec import FRAME_RATE
+from valle.config import Sampling
 from valle.errors import UserError
 from valle.text import INPUT_LANGUAGES
 
@@ -42,6 +43,10 @@ class SynthOptions:
     codec_weights: str = "pretrained"  # pretrained | random | a file in the workspace
     adapters: list[str] = field(default_factory=list)  # LoRA adapter files of the checkpoint (one per half)
 
+    def sampling(self) -> Sampling:
+        """The sampling these options ask for (checked as bin/infer.py's flags)."""
+        return Sampling(self.top_k, self.top_p, self.temperature, seed=self.seed, max_frames=self.max_frames or None)
+
 
 class Synthesis:
     def __init__(self, ws: Workspace, device: str = "auto"):
@@ -60,24 +65,15 @@ class Synthesis:
     def model(self, checkpoint: str, adapters: list[str] = ()):
         """(model, tokenizer) of a checkpoint with its adapters merged in (as bin/infer.py --adapter), kept
         loaded while the files are unchanged."""
-        from valle.models.checkpoint import load_model
-        from valle.text import get_tokenizer, tokenizer_from_info
+        from valle.inference import load_for_inference
 
         path = self.checkpoint_path(checkpoint)
         files = [str(self.ws.path(a, "adapter", must_exist=True)) for a in adapters or ()]
         key = tuple((f, Path(f).stat().st_mtime_ns if f != "vallex" else 0) for f in [path, *files])
         if self._model is None or self._model[0] != key:
             self._model = None  # free the old one first
-            model, loaded = load_model(path, device=self.device)
-            info = loaded.tokenizer
-            if files:
-                from valle.models.checkpoint import merge_adapter_files
-
-                if info is None and loaded.kind == "released":
-                    info = get_tokenizer("vallex").to_dict()
-                info = merge_adapter_files(model, files, base_name=path, base_tokenizer=info)
-            tokenizer = tokenizer_from_info(info, where=path) if info else get_tokenizer("vallex")
-            self._model = (key, model.eval(), tokenizer)
+            speaking = load_for_inference(path, files, device=self.device)
+            self._model = (key, speaking.model, speaking.tokenizer)
         return self._model[1], self._model[2]
 
     def codec(self, weights: str):
@@ -111,10 +107,9 @@ class Synthesis:
     def synthesize(self, o: SynthOptions) -> tuple[Path, Path, str]:
         """-> (wav, codes .npy, a one-line description); both files are kept under the workspace's synth/."""
         from valle.inference import Synthesizer, check_prompt
-        from valle.models.valle import Sampling
         from valle.text import TextError
 
-        check_sampling(o)
+        sampling = check_options(o)
         model, tokenizer = self.model(o.checkpoint, o.adapters)
         codec = self.codec(o.codec_weights)
         prompt = self.prompt(o, tokenizer, codec)
@@ -127,8 +122,7 @@ class Synthesis:
             raise UserError(f"text: {e}; check the text and that its language is right") from None
         start = time.perf_counter()
         with torch.inference_mode():
-            codes, wave = synth.render([request], sampling=Sampling(o.top_k, o.top_p, o.temperature), seed=o.seed,
-                                       max_frames=o.max_frames or None)[0]  # (T, 8), (T * 320,)
+            codes, wave = synth.render([request], sampling)[0]  # (T, 8), (T * 320,)
         out_dir = self.ws.path(OUTPUT_DIR, "output folder")
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = time.strftime("%Y%m%d-%H%M%S") + f"-seed{o.seed}"
@@ -155,15 +149,12 @@ class Synthesis:
                 f"language {prompt.language}")
 
 
-def check_sampling(o: SynthOptions) -> None:
+def check_options(o: SynthOptions) -> Sampling:
+    """The text, language and prompt choice of the options; -> their sampling (which checks itself)."""
     if not o.text.strip():
         raise UserError("text: empty; type the sentence to speak")
     if o.language not in INPUT_LANGUAGES:
         raise UserError(f"language {o.language!r}: use {', '.join(INPUT_LANGUAGES[:-1])} or {INPUT_LANGUAGES[-1]}")
     if o.prompt not in ("none", "preset", "recording"):
         raise UserError(f"voice prompt {o.prompt!r}: use none, preset or recording")
-    if o.top_k < 0 or not 0 < o.top_p <= 1 or o.temperature <= 0:
-        raise UserError(f"top-k {o.top_k}, top-p {o.top_p}, temperature {o.temperature}: need top-k >= 0, "
-                        "0 < top-p <= 1 and temperature > 0")
-    if o.max_frames < 0:
-        raise UserError(f"max frames {o.max_frames}: must be 0 (the model's limit) or more")
+    return o.sampling()

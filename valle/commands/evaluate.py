@@ -12,13 +12,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, add_sampling_arguments, check_sampling, run_main
+from valle.cli import ArgumentParser, UserError, add_sampling_arguments, run_main, sampling_from_args
+from valle.config import Sampling
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", nargs="+", required=True,
                    help="one or more checkpoint files, or 'vallex' (the released one); all are compared")
+    p.add_argument("--adapter", nargs="+", default=None, metavar="FILE",
+                   help="adapter files (at most one per half, e.g. exp/ar/best-valid-loss.pt "
+                        "exp/nar/best-valid-loss.pt of a --adapter lora run) merged into every --checkpoint, "
+                        "as bin/infer.py --adapter")
     p.add_argument("--cuts", default=None,
                    help="cuts to evaluate [data/tokenized/cuts_test.jsonl.gz, else cuts_dev.jsonl.gz]")
     p.add_argument("--num-utterances", type=int, default=20,
@@ -45,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(a: argparse.Namespace) -> str:
-    """-> the prompt: "same-speaker" or the preset's path."""
+def check_args(a: argparse.Namespace) -> tuple[str, Sampling]:
+    """-> the prompt ("same-speaker" or the preset's path) and the sampling."""
     if a.prompt == ["same-speaker"]:
         prompt = "same-speaker"
     elif len(a.prompt) == 2 and a.prompt[0] == "preset":
@@ -58,10 +63,40 @@ def check_args(a: argparse.Namespace) -> str:
     for c in a.checkpoint:
         if c != "vallex" and not Path(c).is_file():
             raise UserError(f"--checkpoint {c}: no such file (train first, or pass 'vallex')")
-    check_sampling(a)
+    for f in a.adapter or ():
+        if not Path(f).is_file():
+            raise UserError(f"--adapter {f}: no such file (train with --adapter lora first)")
+    adapter_runs(a)
+    sampling = sampling_from_args(a)
     if a.num_utterances < 0 or a.batch_size < 1:
         raise UserError("--num-utterances must be >= 0 and --batch-size >= 1")
-    return prompt
+    return prompt, sampling
+
+
+def adapter_runs(a: argparse.Namespace) -> None:
+    """Adapter files given as --checkpoint (what ./evaluate.sh finds after a --adapter lora run) become --adapter
+    files on the base they were trained on: the first of each half is used, the others are named."""
+    from valle.models.checkpoint import is_adapter_file, load_adapter
+
+    files = [c for c in a.checkpoint if c != "vallex" and is_adapter_file(c)]
+    if not files:
+        return
+    if a.adapter or len(files) != len(a.checkpoint):
+        raise UserError(f"--checkpoint {' '.join(files)}: adapter files, not checkpoints: give them with --adapter "
+                        "and their base with --checkpoint (e.g. --checkpoint vallex --adapter A.pt B.pt)")
+    chosen, halves, bases = [], set(), set()
+    for f in files:
+        adapter = load_adapter(f)
+        bases.add(adapter.base["source"])
+        if not halves & set(adapter.spec.halves):
+            chosen.append(f)
+            halves |= set(adapter.spec.halves)
+    if len(bases) > 1:
+        raise UserError(f"--checkpoint {' '.join(files)}: adapters of different bases ({', '.join(sorted(bases))})")
+    a.checkpoint, a.adapter = [bases.pop()], chosen
+    skipped = [f for f in files if f not in chosen]
+    print(f"adapters {' '.join(chosen)} on their base {a.checkpoint[0]}"
+          + (f" (not evaluated, one per half: {' '.join(skipped)})" if skipped else ""))
 
 
 def default_cuts() -> str:
@@ -75,23 +110,22 @@ def default_cuts() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    prompt = check_args(a)
+    prompt, sampling = check_args(a)
     cuts = a.cuts or default_cuts()
 
     from valle.device import resolve_device
     from valle.eval.asr import get_transcriber
     from valle.eval.evaluate import evaluate
     from valle.eval.speaker import get_speaker_encoder
-    from valle.models.valle import Sampling
 
     device = resolve_device(a.device)
     speaker = None if a.speaker_model == "none" else get_speaker_encoder(a.speaker_model, device=device)
     transcriber, asr_line = get_transcriber(a.asr_model, device=device, transcripts=a.asr_transcripts)
     print(asr_line)
     paths = evaluate(a.checkpoint, cuts, a.output_dir, num_utterances=a.num_utterances, prompt=prompt, seed=a.seed,
-                     sampling=Sampling(a.top_k, a.top_p, a.temperature), max_frames=a.max_frames,
-                     batch_size=a.batch_size, device=device, codec_weights=a.codec_weights, speaker=speaker,
-                     transcriber=transcriber, asr_line=asr_line, nhead=a.nhead)
+                     sampling=sampling, batch_size=a.batch_size, device=device, codec_weights=a.codec_weights,
+                     speaker=speaker, transcriber=transcriber, asr_line=asr_line, nhead=a.nhead,
+                     adapters=a.adapter or ())
     print_summary(paths["json"])
     print(f"report: {paths['html'].resolve()}")
 

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     model, loaded = load_model(args.checkpoint, nhead=args.nhead)
     tokenizer = loaded.tokenizer
     if args.adapter:
-        tokenizer = merge_adapter_files(model, args.adapter, base_name=args.checkpoint, base_tokenizer=tokenizer)
+        from valle.inference import checkpoint_tokenizer
+
+        merged = merge_adapter_files(model, args.adapter, base_name=args.checkpoint)
+        tokenizer = checkpoint_tokenizer(tokenizer, merged, where=args.checkpoint).to_dict()
     if args.output.suffix == ".pt":
         export_released(model, args.output)
     else:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, add_sampling_arguments, check_sampling, run_main
-from valle.config import LANGUAGES, or_list
+from valle.cli import ArgumentParser, UserError, add_sampling_arguments, run_main, sampling_from_args
+from valle.config import LANGUAGES, Sampling, or_list
 from valle.text import INPUT_LANGUAGES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
@@ -96,7 +97,8 @@ def read_list(path: str) -> list[tuple[str, str, str]]:
     return items
 
 
-def check_args(a: argparse.Namespace) -> None:
+def check_args(a: argparse.Namespace) -> Sampling:
+    """Every check of the flags alone, before anything loads; -> the sampling they ask for."""
     if (a.text is None) == (a.input is None):
         raise UserError("give either --text TEXT or --input LIST.tsv (with --output-dir DIR)")
     if a.input is not None and not a.output_dir:
@@ -105,7 +107,7 @@ def check_args(a: argparse.Namespace) -> None:
         raise UserError("give either --prompt-preset NPZ or --prompt-audio WAV --prompt-text TEXT, not both")
     if bool(a.prompt_audio) != bool(a.prompt_text):
         raise UserError("--prompt-audio and --prompt-text go together: the recording and what is said in it")
-    check_sampling(a)
+    sampling = sampling_from_args(a)
     if a.batch_size < 1:
         raise UserError(f"--batch-size {a.batch_size}: must be at least 1")
     if a.text is not None:
@@ -114,14 +116,20 @@ def check_args(a: argparse.Namespace) -> None:
             check_output_file(a.save_codes, "--save-codes", (".npy",))
     else:
         check_output_dir(a.output_dir)
+    return sampling
 
 
 def _check_writable_parent(path: Path, flag: str) -> None:
+    """Create (and remove) a file in the nearest existing folder: permission bits say nothing for root, nor
+    for folders such as /proc."""
     parent = next(p for p in path.absolute().parents if p.exists())  # the folder that exists (or will hold it)
     if not parent.is_dir():
         raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: cannot write in {parent} (permission denied); choose another place")
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write in {parent} ({(e.strerror or str(e)).lower()}); "
+                        "choose another place") from None
 
 
 def check_output_file(value: str, flag: str, suffixes: tuple[str, ...]) -> None:
@@ -196,7 +204,7 @@ def save(wave_path: Path, codes_path: Path | None, codes, wave) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    check_args(a)
+    sampling = check_args(a)
     if a.text is not None:
         items = [("", check_language(a.language, "--language"), a.text)]
     else:
@@ -212,25 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     from valle.codec import Codec
     from valle.vocoder import VocosDecoder
     from valle.device import resolve_device
-    from valle.inference import Synthesizer, check_prompt, load_prompt
-    from valle.models.checkpoint import load_model
-    from valle.models.valle import Sampling
-    from valle.text import get_tokenizer, tokenizer_from_info
+    from valle.inference import Synthesizer, check_prompt, load_for_inference, load_prompt
 
     device = resolve_device(a.device)
     if a.compile == "cudagraph" and not device.startswith("cuda"):
         raise UserError(f"--compile cudagraph needs a CUDA device, not {device}: use --compile none or inductor")
-    model, loaded = load_model(a.checkpoint, nhead=a.nhead, device=device)
-    tokenizer_info = loaded.tokenizer
-    if a.adapter:  # merged before any cast: generation then runs at full-model speed
-        from valle.models.checkpoint import merge_adapter_files
-
-        if tokenizer_info is None and loaded.kind == "released":
-            tokenizer_info = get_tokenizer("vallex").to_dict()
-        tokenizer_info = merge_adapter_files(model, a.adapter, base_name=a.checkpoint, base_tokenizer=tokenizer_info)
-    model.to(getattr(torch, a.dtype))
-    tokenizer = (tokenizer_from_info(tokenizer_info, where=a.checkpoint) if tokenizer_info
-                 else get_tokenizer("vallex"))
+    speaking = load_for_inference(a.checkpoint, a.adapter or (), device=device, dtype=a.dtype, nhead=a.nhead)
+    model, tokenizer = speaking.model, speaking.tokenizer
     requests, owners = encode_texts(items, tokenizer, a.input or "--text")
     prompt = load_prompt(a.prompt_preset) if a.prompt_preset else None  # checked before the codec loads
     if prompt is not None:
@@ -241,14 +237,12 @@ def main(argv: list[str] | None = None) -> None:
         check_prompt(prompt, model, where=a.prompt_audio)
     requests = [dataclasses.replace(r, prompt=prompt) for r in requests]
     decoder = VocosDecoder.from_weights(a.vocos_weights, device=device) if a.decoder == "vocos" else codec
-    synth = Synthesizer(model, tokenizer, codec, decoder)
-    sampling = Sampling(top_k=a.top_k, top_p=a.top_p, temperature=a.temperature)
+    synth = Synthesizer(model, tokenizer, codec, decoder, decode_mode=DECODE_MODE[a.compile])
     batches = range(0, len(requests), a.batch_size)
     pieces = []  # (codes, wave) of the requests of the item being finished
     for b, start in enumerate(tqdm(batches, desc="batches", disable=len(batches) < 2)):
         with torch.inference_mode():
-            results = synth.render(requests[start : start + a.batch_size], sampling=sampling, seed=a.seed + b,
-                                   max_frames=a.max_frames, decode_mode=DECODE_MODE[a.compile])
+            results = synth.render(requests[start : start + a.batch_size], sampling.for_batch(b))
         for n, result in enumerate(results, start):
             pieces.append(result)
             if n + 1 < len(owners) and owners[n + 1] == owners[n]:

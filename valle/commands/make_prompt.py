@@ -38,16 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     from valle.audio import load_audio
     from valle.codec import Codec
     from valle.device import resolve_device
-    from valle.inference import make_prompt, save_prompt
-    from valle.text import get_tokenizer, tokenizer_from_info
+    from valle.inference import checkpoint_tokenizer, make_prompt, save_prompt
+    from valle.models.checkpoint import load_checkpoint
 
     wave, info = load_audio(a.audio)
-    tokenizer = get_tokenizer("vallex")
-    if a.checkpoint:
-        from valle.models.checkpoint import load_checkpoint
-
-        stored = load_checkpoint(a.checkpoint).tokenizer
-        tokenizer = tokenizer_from_info(stored, where=a.checkpoint) if stored else tokenizer
+    stored = load_checkpoint(a.checkpoint).tokenizer if a.checkpoint else None
+    tokenizer = checkpoint_tokenizer(stored, where=a.checkpoint or "vallex")
     codec = Codec.from_weights(a.codec_weights, device=resolve_device(a.device))
     prompt = make_prompt(wave, a.text, a.language, tokenizer, codec)
     path = save_prompt(a.output, prompt)

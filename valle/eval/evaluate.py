@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -121,11 +122,14 @@ class Scorer:
         return row
 
 
-def checkpoint_label(spec: str, taken: set[str]) -> str:
-    """A short unique name for a checkpoint: `vallex`, or `<folder>-<file stem>` (exp/ar/best.pt -> ar-best)."""
-    path = Path(spec)
-    label = spec if spec == "vallex" else (f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem)
-    label = re.sub(r"[^\w.-]+", "_", label)
+def checkpoint_label(spec: str, taken: set[str], adapters: Sequence[str] = ()) -> str:
+    """A short unique name for a checkpoint: `vallex`, or `<folder>-<file stem>` (exp/ar/best.pt -> ar-best);
+    with adapters, their names follow after `+` (vallex+ar-best+nar-best)."""
+    def name(spec: str) -> str:
+        path = Path(spec)
+        return spec if spec == "vallex" else (f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem)
+
+    label = re.sub(r"[^\w.+-]+", "_", "+".join(name(str(s)) for s in [spec, *adapters]))
     base, n = label, 2
     while label in taken or label == GROUND_TRUTH:
         label, n = f"{base}-{n}", n + 1
@@ -141,9 +145,10 @@ def frame_limit(model, num_text_ids: int, max_frames: int | None) -> int:
     return FRAMES_PER_TEXT_TOKEN * len(framed)
 
 
-def synthesize_items(synth, items: list[Item], preset, sampling: Sampling, seed: int, batch_size: int,
-                     max_frames: int | None, label: str) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
-    """-> per item (codes (T, 8), wave (T * 320,), stopped at EOS). Batch b uses seed + b, as bin/infer.py."""
+def synthesize_items(synth, items: list[Item], preset, sampling: Sampling, batch_size: int,
+                     label: str) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """-> per item (codes (T, 8), wave (T * 320,), stopped at EOS). Batch b is seeded as bin/infer.py's
+    (Sampling.for_batch)."""
     from valle.inference import Prompt, Request, check_prompt
     from valle.text import TextError
 
@@ -162,13 +167,13 @@ def synthesize_items(synth, items: list[Item], preset, sampling: Sampling, seed:
         if prompt is not None:
             check_prompt(prompt, synth.model, where=f"prompt for {item.id}")
         requests.append(Request(list(tok.ids), list(tok.languages), prompt))
-        limits.append(frame_limit(synth.model, len(prompt.text_ids if prompt else []) + len(tok.ids), max_frames))
+        limits.append(frame_limit(synth.model, len(prompt.text_ids if prompt else []) + len(tok.ids),
+                                  sampling.max_frames))
     out = []
     batches = range(0, len(requests), batch_size)
     for b, start in enumerate(tqdm(batches, desc=f"synthesize {label}", unit="batch", leave=False)):
         with torch.inference_mode():
-            results = synth.render(requests[start:start + batch_size], sampling=sampling, seed=seed + b,
-                                   max_frames=max_frames)
+            results = synth.render(requests[start:start + batch_size], sampling.for_batch(b))
         for (codes, wave), limit in zip(results, limits[start:]):
             out.append((codes, wave, len(codes) < limit))
     return out
@@ -191,18 +196,15 @@ def score_ground_truth(scorer: Scorer, items: list[Item], out_dir: Path) -> list
 
 
 def evaluate_checkpoint(spec: str, label: str, items: list[Item], scorer: Scorer, codec, out_dir: Path, *,
-                        preset_path: str | None, sampling: Sampling, seed: int, batch_size: int,
-                        max_frames: int | None, device: str, nhead: int | None = None) -> list[dict]:
-    """Synthesize every item with one checkpoint, write its wavs and score them."""
-    from valle.inference import Synthesizer, load_prompt
-    from valle.models.checkpoint import load_model
-    from valle.text import get_tokenizer, tokenizer_from_info
+                        preset_path: str | None, sampling: Sampling, batch_size: int, device: str,
+                        nhead: int | None = None, adapters: Sequence[str] = ()) -> list[dict]:
+    """Synthesize every item with one checkpoint (its adapters merged), write its wavs and score them."""
+    from valle.inference import Synthesizer, load_for_inference, load_prompt
 
-    model, loaded = load_model(spec, nhead=nhead, device=device)
-    tokenizer = tokenizer_from_info(loaded.tokenizer, where=spec) if loaded.tokenizer else get_tokenizer("vallex")
+    speaking = load_for_inference(spec, adapters, device=device, nhead=nhead)
     preset = load_prompt(preset_path) if preset_path else None
-    synth = Synthesizer(model, tokenizer, codec)
-    outputs = synthesize_items(synth, items, preset, sampling, seed, batch_size, max_frames, label)
+    synth = Synthesizer(speaking.model, speaking.tokenizer, codec)
+    outputs = synthesize_items(synth, items, preset, sampling, batch_size, label)
     rows = []
     for item, (codes, wave, at_eos) in zip(items, tqdm(outputs, desc=f"score {label}", leave=False)):
         key = f"wavs/{label}/{item.id}.wav"
@@ -236,14 +238,16 @@ def load_pool(cuts_path: Path):
 
 
 def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path, *, num_utterances: int = 20,
-             prompt: str = "same-speaker", seed: int = 0, sampling: Sampling = Sampling(),
-             max_frames: int | None = None, batch_size: int = 8, device: str = "cpu",
-             codec_weights: str = "pretrained", speaker: SpeakerEncoder | None = None,
-             transcriber: Transcriber | None = None, asr_line: str = "", nhead: int | None = None,
-             thresholds: Thresholds = Thresholds(), log=print) -> dict[str, Path]:
+             prompt: str = "same-speaker", seed: int = 0, sampling: Sampling = Sampling(seed=0),
+             batch_size: int = 8, device: str = "cpu", codec_weights: str = "pretrained",
+             speaker: SpeakerEncoder | None = None, transcriber: Transcriber | None = None, asr_line: str = "",
+             nhead: int | None = None, adapters: Sequence[str] = (), thresholds: Thresholds = Thresholds(),
+             log=print) -> dict[str, Path]:
     """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds; write the report.
 
-    prompt: "same-speaker", or the path of a preset .npz used for every utterance.
+    prompt: "same-speaker", or the path of a preset .npz used for every utterance. seed: which utterances and
+    prompts; sampling (its seed included): how every checkpoint speaks. adapters: adapter files merged into
+    every checkpoint (as bin/infer.py --adapter).
     """
     from valle.codec import Codec
     from valle.inference import load_prompt
@@ -258,22 +262,22 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
     scorer = Scorer(speaker, transcriber, thresholds)
     rows = score_ground_truth(scorer, items, out_dir)
     taken: set[str] = set()
-    labels = [checkpoint_label(c, taken) for c in checkpoints]
+    labels = [checkpoint_label(c, taken, adapters) for c in checkpoints]
     for spec, label in zip(checkpoints, labels):
-        log(f"{label}: synthesizing and scoring ({spec})")
+        log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, adapters)])})")
         rows += evaluate_checkpoint(spec, label, items, scorer, codec, out_dir, preset_path=preset_path,
-                                    sampling=sampling, seed=seed, batch_size=batch_size, max_frames=max_frames,
-                                    device=device, nhead=nhead)
+                                    sampling=sampling, batch_size=batch_size, device=device, nhead=nhead,
+                                    adapters=adapters)
     report = {
         "cuts": str(cuts_path), "num_utterances": len(items), "seed": seed,
         "prompt": f"preset {preset_path}" if preset_path else
                   "same-speaker (another utterance of the target's speaker)",
         "sampling": {"top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
-                     "max_frames": max_frames},
+                     "max_frames": sampling.max_frames},
         "codec_weights": codec_weights,
         "speaker_model": speaker.name if speaker else "none (SIM skipped)",
         "asr": asr_line, "error_unit": unit_name(items), "thresholds": asdict(thresholds),
-        "checkpoints": dict(zip(labels, checkpoints)),
+        "checkpoints": dict(zip(labels, checkpoints)), "adapters": [str(a) for a in adapters],
         "systems": [{"name": name, **summarize([r for r in rows if r["system"] == name])}
                     for name in [GROUND_TRUTH, *labels]],
     }

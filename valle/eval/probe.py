@@ -20,10 +20,9 @@ from valle.codec import FRAME_RATE
 from valle.errors import UserError
 from valle.eval.detectors import Thresholds
 from valle.eval.evaluate import Scorer, build_items, synthesize_items
-from valle.models.valle import Sampling
+from valle.config import MAX_FRAMES, Sampling
 
 log = logging.getLogger("valle.trainer")
-SAMPLING = Sampling(top_k=10)  # as the validation audio sample; seeded, so the series moves with the weights only
 
 
 class EvalProbe:
@@ -43,9 +42,10 @@ class EvalProbe:
             speaker = None
         self.items = build_items(dev_cuts, pool_cuts, num_utterances, seed, None)
         self.scorer = Scorer(speaker, None, thresholds, distances=False)
-        self.seed = seed
         longest = max(i.wave.numel() for i in self.items) / SAMPLE_RATE
-        self.max_frames = int(thresholds.max_duration_ratio * longest * FRAME_RATE) + 1  # beyond it: runaway anyway
+        max_frames = int(thresholds.max_duration_ratio * longest * FRAME_RATE) + 1  # beyond it: runaway anyway
+        # top-k 10 as the validation audio sample; seeded, so the series moves with the weights only
+        self.sampling = Sampling(top_k=10, seed=seed, max_frames=min(max_frames, MAX_FRAMES))
 
     @torch.no_grad()
     def run(self, model, tokenizer, writer, step: int) -> float | None:
@@ -55,8 +55,8 @@ class EvalProbe:
         was_training = model.training
         synth = Synthesizer(model, tokenizer, self.codec)
         with torch.random.fork_rng(devices=[]):
-            outputs = synthesize_items(synth, self.items, None, SAMPLING, self.seed, len(self.items),
-                                       self.max_frames, f"eval probe at step {step}")
+            outputs = synthesize_items(synth, self.items, None, self.sampling, len(self.items),
+                                       f"eval probe at step {step}")
         model.train(was_training)
         rows = [self.scorer.score("probe", item, wave, item.id, stopped_at_eos=at_eos)
                 for item, (_, wave, at_eos) in zip(self.items, outputs)]

@@ -12,13 +12,12 @@ The parameter names and shapes are the released checkpoint's. Facts of the relea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from valle.config import NAR_PREFIX_RANGES, ModelConfig
+from valle.config import NAR_PREFIX_RANGES, ModelConfig, Sampling
 from valle.models.decoding import CHECK_EVERY, ARState, decode
 from valle.models.layers import (
     SinePositionalEmbedding,
@@ -31,15 +30,6 @@ from valle.models.layers import (
 IGNORE = -100  # target id left out of the loss
 MAX_PREFIX_FRAMES = 225  # 3 s at 75 Hz: longest NAR training prefix (prefix modes 1 and 2)
 FRAMES_PER_TEXT_TOKEN = 16  # default AR stop: this many generated frames per text token (prompt text included)
-
-
-@dataclass
-class Sampling:
-    """How the AR picks each code. top_k 1 is greedy; top_k 0 and top_p 1.0 switch those filters off."""
-
-    top_k: int = 0
-    top_p: float = 1.0
-    temperature: float = 1.0
 
 
 def sample(logits: Tensor, s: Sampling, generator: torch.Generator | None = None) -> Tensor:
@@ -266,22 +256,17 @@ class VALLE(nn.Module):
         prompts: list[Tensor],
         prompt_text_lens: list[int],
         sampling: Sampling = Sampling(),
-        max_frames: int | None = None,
-        min_frames: int = 0,
         use_cache: bool = True,
-        generator: torch.Generator | None = None,
         decode_mode: str = "eager",
     ) -> list[Tensor]:
         """AR then NAR for a batch of items -> codes (T_i, Q) of the generated frames of each item.
 
         text[i] (L_i,): prompt text ids followed by the target text ids; langs[i] (L_i,): their language ids;
         prompts[i] (Tp_i, Q): prompt codes (Tp_i may be 0); prompt_text_lens[i]: how many ids of text[i] are prompt.
-        decode_mode: how the AR steps run (see generate_ar).
+        sampling: how the AR picks codes and how long it runs; use_cache, decode_mode: how the AR steps run
+        (see generate_ar).
         """
-        c0 = self.generate_ar(
-            text, langs, prompts, sampling=sampling, max_frames=max_frames, min_frames=min_frames,
-            use_cache=use_cache, generator=generator, decode_mode=decode_mode,
-        )
+        c0 = self.generate_ar(text, langs, prompts, sampling=sampling, use_cache=use_cache, decode_mode=decode_mode)
         return self.generate_nar(text, langs, prompts, prompt_text_lens, c0)
 
     @torch.no_grad()
@@ -291,28 +276,27 @@ class VALLE(nn.Module):
         langs: list[Tensor],
         prompts: list[Tensor],
         sampling: Sampling = Sampling(),
-        max_frames: int | None = None,
-        min_frames: int = 0,
         use_cache: bool = True,
-        generator: torch.Generator | None = None,
         decode_mode: str = "eager",
         check_every: int = CHECK_EVERY,
     ) -> list[Tensor]:
         """Codebook 0 of the generated frames, (T_i,) per item.
 
-        Item i stops at EOS or after `max_frames` frames (default 16 x L_i, L_i counting the prompt text);
-        EOS is not allowed before `min_frames`. Items are padded on the left of their text and of their audio part,
-        so every item writes its next frame to the same column of a preallocated KV cache; padding is masked.
+        Item i stops at EOS or after `sampling.max_frames` frames (default 16 x L_i, L_i counting the prompt
+        text); EOS is not allowed before `sampling.min_frames`; the draws use `sampling.seed` when it is set.
+        Items are padded on the left of their text and of their audio part, so every item writes its next frame
+        to the same column of a preallocated KV cache; padding is masked.
         With the cache, every step has static shapes (valle.models.decoding): `decode_mode` "eager", "cudagraph"
         or "inductor", and the host checks for the end every `check_every` steps. Without it, the whole sequence
         is recomputed at every step (the baseline the cache is measured against).
         """
         seq, valid, text_len, next_pos = self.ar_inputs(text, langs, prompts)
-        limits = [max_frames if max_frames is not None else FRAMES_PER_TEXT_TOKEN * t.shape[0] for t in text]
+        limits = [sampling.max_frames or FRAMES_PER_TEXT_TOKEN * t.shape[0] for t in text]
+        generator = None if sampling.seed is None else torch.Generator(seq.device).manual_seed(sampling.seed)
         if not use_cache:
-            return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, min_frames, generator)
+            return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, generator)
         logits, state = self.ar_prefill(seq, valid, text_len, next_pos, max(limits))
-        return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), min_frames,
+        return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), sampling.min_frames,
                       mode=decode_mode, check_every=check_every)
 
     def ar_inputs(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
@@ -342,7 +326,7 @@ class VALLE(nn.Module):
         return logits, state
 
     def _ar_recompute(self, seq: Tensor, valid: Tensor, next_pos: Tensor, text_len: int, limits: list[int],
-                      sampling: Sampling, min_frames: int, generator: torch.Generator | None) -> list[Tensor]:
+                      sampling: Sampling, generator: torch.Generator | None) -> list[Tensor]:
         """AR decoding without a cache: the whole sequence (B, S, D) through the decoder at every step;
         finished items leave the batch."""
         mask = ar_attention_mask(text_len, seq.shape[1] - text_len, seq.device)
@@ -350,7 +334,7 @@ class VALLE(nn.Module):
         out: list[list[int]] = [[] for _ in limits]
         active = list(range(len(limits)))  # batch row r holds item active[r]
         for t in range(max(limits)):
-            if t < min_frames:
+            if t < sampling.min_frames:
                 logits[:, self.eos] = float("-inf")
             ids = sample(logits, sampling, generator)  # (b,)
             keep = []

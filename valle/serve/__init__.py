@@ -18,18 +18,17 @@ def build_service(checkpoint: str, nhead: int | None, voices: str | None, device
                   codec_weights: str, limits: Limits) -> Service:
     """Load the base once, read the voices, make the engine (not started)."""
     from valle.codec import Codec
-    from valle.device import resolve_device
+    from valle.inference import load_for_inference
     from valle.serve.engine import Engine
     from valle.serve.metrics import Metrics
-    from valle.serve.service import load_base
     from valle.serve.voices import VoiceBank
 
-    device = resolve_device(device)
-    model, tokenizer, tokenizer_info = load_base(checkpoint, nhead, device, dtype)
-    codec = Codec.from_weights(codec_weights, device=device)
-    bank = VoiceBank(voices, model, tokenizer, codec, tokenizer_info)
+    speaking = load_for_inference(checkpoint, device=device, dtype=dtype, nhead=nhead)
+    model, tokenizer = speaking.model, speaking.tokenizer
+    codec = Codec.from_weights(codec_weights, device=speaking.device)
+    bank = VoiceBank(voices, model, tokenizer, codec, tokenizer.to_dict())
     metrics = Metrics()
-    engine = Engine(model, bank, codec, metrics, max_batch=limits.max_batch)
+    engine = Engine(model, bank, codec, metrics, max_batch=limits.max_batch, max_frames=limits.max_frames)
     return Service(model, tokenizer, bank, engine, metrics, limits)
 
 

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from valle.config import Sampling
 from valle.errors import UserError
 from valle.serve.formats import MEDIA_TYPES, STREAMABLE, encode, stream_chunk, stream_header
 from valle.serve.service import ApiError, Service, check_error
-from valle.serve.voices import make_sampling
 
 log = logging.getLogger("valle.serve")
 OPEN_PATHS = ("/health",)  # answered without the API key (load balancers)
@@ -192,7 +192,7 @@ async def _speech(service: Service, request: Request) -> Response:
                        param="response_format")
     service.admit()
     deadline = start + service.limits.request_timeout
-    headers = {"X-Seed": str(speech.seed), "X-Pieces": str(len(speech.pieces))}
+    headers = {"X-Seed": str(speech.sampling.seed), "X-Pieces": str(len(speech.pieces))}
     if not body.stream:
         try:
             waves = []
@@ -261,9 +261,9 @@ async def _add_voice(service: Service, request: Request) -> JSONResponse:
         raise ApiError(400, "file: the recording is missing (a wav/flac/mp3/ogg file field)", param="file")
     fields = {k: form.get(k) for k in ("top_k", "top_p", "temperature") if form.get(k) is not None}
     try:
-        sampling = make_sampling(int(fields.get("top_k", 0)), float(fields.get("top_p", 1.0)),
-                                 float(fields.get("temperature", 1.0)))
-    except ValueError as e:
+        sampling = Sampling(int(fields.get("top_k", 0)), float(fields.get("top_p", 1.0)),
+                            float(fields.get("temperature", 1.0)))
+    except (ValueError, UserError) as e:
         raise ApiError(400, f"sampling fields: {e}") from None
     data = await upload.read()
     name, transcript = str(form.get("name", "")), str(form.get("transcript", ""))

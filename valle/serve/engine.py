@@ -3,8 +3,8 @@
 Continuous batching: at every AR step boundary, waiting jobs join the running batch (after a prefill of their own,
 valle.models.continuous) and finished or cancelled ones leave it. Jobs that finish at the same step get their NAR
 codebooks in one batch at once; their waveforms are made in a second thread while the AR goes on. Each job samples
-with its own settings and its own torch.Generator seeded from its seed, so its codes are those of generating it
-alone (valle.inference.generate with the same seed and max_frames).
+with its own Sampling and its own torch.Generator seeded from its seed, so its codes are those of generating it
+alone (valle.inference.generate with the same Sampling), up to the server's frame cap.
 
 Voices with LoRA adapters: the batch is grouped by adapter set. A job joins the running batch when its voice uses
 the same adapters (or none, as the running ones); otherwise it waits at the head of the queue until the batch
@@ -26,7 +26,8 @@ import torch
 
 from valle.inference import Request, model_inputs
 from valle.models.continuous import ARRows
-from valle.models.valle import FRAMES_PER_TEXT_TOKEN, Sampling, sample
+from valle.config import Sampling
+from valle.models.valle import FRAMES_PER_TEXT_TOKEN, sample
 
 log = logging.getLogger("valle.serve")
 
@@ -38,9 +39,7 @@ class Job:
 
     request: Request
     adapters: tuple[str, ...]
-    sampling: Sampling
-    seed: int
-    max_frames: int
+    sampling: Sampling  # with its seed
     done: Callable[[object], None]
     cancelled: bool = False
     # the engine's, while the job runs
@@ -54,9 +53,10 @@ class Job:
 class Engine:
     """`submit(job)`, `cancel(job)`, `call(fn)` (run fn in the engine thread, between steps) -> Future."""
 
-    def __init__(self, model, bank, decoder, metrics, max_batch: int = 16):
+    def __init__(self, model, bank, decoder, metrics, max_batch: int = 16, max_frames: int = 1500):
         self.model, self.bank, self.decoder, self.metrics = model, bank, decoder, metrics
         self.max_batch = max_batch
+        self.max_frames = max_frames  # the cap of every job, whatever its sampling asks
         self.device = model.ar_predict_layer.weight.device
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
@@ -144,14 +144,22 @@ class Engine:
             if self.bank.active != job.adapters:  # only when the batch is empty (see _admit)
                 self.bank.activate(job.adapters)
             job.inputs = model_inputs(self.model, job.request)  # text (L,), langs (L,), prompt (Tp, Q), prompt len
-            job.limit = min(job.max_frames, FRAMES_PER_TEXT_TOKEN * len(job.inputs[0]))
-            job.generator = torch.Generator(device=self.device).manual_seed(job.seed)
+            s = job.sampling
+            job.limit = min(self.max_frames, s.max_frames or FRAMES_PER_TEXT_TOKEN * len(job.inputs[0]))
+            job.generator = torch.Generator(device=self.device).manual_seed(s.seed)
             logits = self._rows.join(*job.inputs[:3], frames=job.limit)  # (1, V+1)
         except Exception as e:
             job.done(e)
             return
         self._running.append(job)
-        self._take(job, int(sample(logits, job.sampling, job.generator)))
+        self._take(job, self._draw(job, logits))
+
+    def _draw(self, job: Job, logits: torch.Tensor) -> int:
+        """The job's next code from its logits (1, V+1); EOS is not allowed before its min_frames."""
+        if len(job.frames) < job.sampling.min_frames:
+            logits = logits.clone()
+            logits[:, self.model.eos] = float("-inf")
+        return int(sample(logits, job.sampling, job.generator))
 
     def _take(self, job: Job, code: int) -> None:
         if code == self.model.eos:
@@ -167,7 +175,7 @@ class Engine:
             logits = self._rows.step(ids)  # (n, V+1)
             self.metrics.count_step(len(self._running), time.perf_counter() - start)
             for row, job in enumerate(self._running):
-                self._take(job, int(sample(logits[row : row + 1], job.sampling, job.generator)))
+                self._take(job, self._draw(job, logits[row : row + 1]))
         except Exception as e:  # a bug or out of memory: fail the running jobs, keep serving
             log.exception("AR step failed; %d running requests fail", len(self._running))
             for job in self._running:

@@ -13,10 +13,10 @@ import torch
 
 from valle.errors import UserError
 from valle.inference import MAX_TEXT_TOKENS, Request, split_text
-from valle.models.valle import Sampling
+from valle.config import Sampling, SamplingError
 from valle.serve.engine import Engine, Job
 from valle.serve.metrics import Metrics
-from valle.serve.voices import Voice, VoiceBank, make_sampling
+from valle.serve.voices import Voice, VoiceBank
 from valle.text import INPUT_LANGUAGES
 
 
@@ -49,25 +49,12 @@ class Limits:
 
 @dataclass
 class Speech:
-    """A checked speech request: its pieces (one per sentence when streamed), in one voice."""
+    """A checked speech request: its pieces (one per sentence when streamed), in one voice; piece i samples
+    with sampling.for_batch(i) (seed + i)."""
 
     pieces: list[Request]
     voice: Voice
     sampling: Sampling
-    seed: int
-    max_frames: int
-
-
-def load_base(checkpoint: str, nhead: int | None, device: str, dtype: str):
-    """The served base model, its tokenizer and the tokenizer's description (checked against adapters)."""
-    from valle.models.checkpoint import load_model
-    from valle.text import get_tokenizer, tokenizer_from_info
-
-    model, loaded = load_model(checkpoint, nhead=nhead, device=device)
-    model.to(getattr(torch, dtype))
-    info = loaded.tokenizer
-    tokenizer = tokenizer_from_info(info, where=checkpoint) if info else get_tokenizer("vallex")
-    return model, tokenizer, info or tokenizer.to_dict()
 
 
 @dataclass
@@ -98,14 +85,18 @@ class Service:
         language = body.language or voice.language
         if language not in INPUT_LANGUAGES:
             raise ApiError(400, f"language {language!r}: use one of {', '.join(INPUT_LANGUAGES)}", param="language")
-        max_frames = self.limits.max_frames if body.max_frames is None else body.max_frames
-        if not 1 <= max_frames <= self.limits.max_frames:
-            raise ApiError(400, f"max_frames {max_frames}: must be between 1 and {self.limits.max_frames}",
+        if body.max_frames is not None and not 1 <= body.max_frames <= self.limits.max_frames:
+            raise ApiError(400, f"max_frames {body.max_frames}: must be between 1 and {self.limits.max_frames}",
                            param="max_frames")
         d = voice.sampling
-        sampling = make_sampling(d.top_k if body.top_k is None else body.top_k,
-                                 d.top_p if body.top_p is None else body.top_p,
-                                 d.temperature if body.temperature is None else body.temperature)
+        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+        try:
+            sampling = Sampling(d.top_k if body.top_k is None else body.top_k,
+                                d.top_p if body.top_p is None else body.top_p,
+                                d.temperature if body.temperature is None else body.temperature,
+                                seed=seed, max_frames=body.max_frames)
+        except SamplingError as e:
+            raise ApiError(400, str(e), param=e.field) from None
         tokenizer = _Memo(self.tokenizer)  # split_text tokenizes each sentence once; not again here
         texts = split_text(body.input.strip(), language, tokenizer, MAX_TEXT_TOKENS, pack=False)
         pieces = []
@@ -114,8 +105,7 @@ class Service:
             if not tok.ids:
                 raise ApiError(400, f"{text[:40]!r}: nothing to speak in it (no text tokens)", param="input")
             pieces.append(Request(list(tok.ids), list(tok.languages), voice.prompt))
-        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-        return Speech(pieces, voice, sampling, seed, max_frames)
+        return Speech(pieces, voice, sampling)
 
     def admit(self) -> None:
         """Count one more speech request in, or answer 429 (the queue is full) or 503 (draining)."""
@@ -136,8 +126,7 @@ class Service:
         def done(result) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (index, result))
 
-        return Job(speech.pieces[index], speech.voice.adapters, speech.sampling, speech.seed + index,
-                   speech.max_frames, done)
+        return Job(speech.pieces[index], speech.voice.adapters, speech.sampling.for_batch(index), done)
 
     async def render(self, speech: Speech, deadline: float, one_by_one: bool) -> AsyncIterator[torch.Tensor]:
         """The wave (T * 320,) of each piece, in order. one_by_one: a piece starts when the one before it is done

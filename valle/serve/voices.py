@@ -13,9 +13,7 @@ being generated are hooked onto it (valle.models.adapters.LoRA) while they run, 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from valle.config import LANGUAGES
+from valle.config import LANGUAGES, Sampling
 from valle.errors import UserError
 from valle.inference import Prompt, check_prompt, load_prompt, make_prompt, save_prompt
-from valle.models.valle import Sampling
 
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+VOICE_SAMPLING_KEYS = ("top_k", "top_p", "temperature")
 VOICE_KEYS = {"prompt", "prompt_text", "prompt_language", "adapters", "language", "sampling"}
 DEFAULT_VOICE = "default"
 
@@ -48,12 +46,9 @@ def check_name(name: object) -> str:
     return name
 
 
-def make_sampling(top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0, where: str = "sampling") -> Sampling:
-    """A Sampling whose values are in range (written so that NaN fails every test)."""
-    if not (isinstance(top_k, int) and top_k >= 0 and 0 < top_p <= 1 and 0 < temperature < math.inf):
-        raise UserError(f"{where}: top_k {top_k}, top_p {top_p}, temperature {temperature}: need an integer "
-                        "top_k >= 0, 0 < top_p <= 1 and a finite temperature > 0")
-    return Sampling(top_k=top_k, top_p=float(top_p), temperature=float(temperature))
+def sampling_defaults(s: Sampling) -> dict:
+    """The sampling a voice file keeps (the voice's defaults; seed and frames are the request's)."""
+    return {key: getattr(s, key) for key in VOICE_SAMPLING_KEYS}
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class Voice:
     def describe(self) -> dict:
         return {"name": self.name, "language": self.language, "adapters": list(self.adapters),
                 "prompt_seconds": round(self.prompt.seconds, 2) if self.prompt else 0.0,
-                "sampling": dataclasses.asdict(self.sampling)}
+                "sampling": sampling_defaults(self.sampling)}
 
 
 class VoiceBank:
@@ -117,7 +112,7 @@ class VoiceBank:
         check_prompt(prompt, self.model, where="the recording")
         voice = Voice(name, prompt, (), language, sampling or Sampling())
         save_prompt(self.folder / f"{name}.npz", prompt)
-        spec = {"prompt": f"{name}.npz", "language": language, "sampling": dataclasses.asdict(voice.sampling)}
+        spec = {"prompt": f"{name}.npz", "language": language, "sampling": sampling_defaults(voice.sampling)}
         tmp = self.folder / f".{name}.json.tmp"
         tmp.write_text(json.dumps(spec, indent=1) + "\n")
         tmp.replace(self.folder / f"{name}.json")
@@ -140,13 +135,17 @@ class VoiceBank:
         if language not in LANGUAGES:
             raise UserError(f"{where}: language {language!r}; use one of {', '.join(LANGUAGES)}")
         sampling = spec.get("sampling", {})
-        if not isinstance(sampling, dict) or set(sampling) - {"top_k", "top_p", "temperature"}:
+        if not isinstance(sampling, dict) or set(sampling) - set(VOICE_SAMPLING_KEYS):
             raise UserError(f"{where}: sampling must be an object with top_k, top_p and/or temperature")
+        try:
+            sampling = Sampling(**sampling)
+        except UserError as e:
+            raise UserError(f"{where}: sampling: {e}") from None
         adapters = spec.get("adapters", [])
         if not isinstance(adapters, list):
             raise UserError(f"{where}: adapters must be a list of file names")
         return Voice(name, self._prompt(spec, language, where), self._load_adapters(adapters, where), language,
-                     make_sampling(**sampling, where=f"{where}: sampling"))
+                     sampling)
 
     def _file(self, value: object, where: str) -> Path:
         """A file named in a voice file: a plain name of a file in the voices folder."""

@@ -42,7 +42,7 @@ from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_d
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
 from valle.training.rng import gather_rng_states, set_rng_state
-from valle.training.samples import AudioSampler
+from valle.training.samples import AudioSampleWriter
 
 log = logging.getLogger("valle.trainer")
 
@@ -120,7 +120,7 @@ class Trainer:
         # A resumed run rewrites the steps after its checkpoint: tensorboard drops the old ones (purge_step).
         purge_step = self.progress.step + 1 if t.resume else None
         self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step) if self.dist.is_main else None
-        self.sampler = AudioSampler(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
+        self.sample_writer = AudioSampleWriter(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
         self.eval_probe = None  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
         if self.dist.is_main and t.eval_interval:
             from valle.eval.probe import EvalProbe
@@ -416,9 +416,9 @@ class Trainer:
             self._append_metrics({"split": "valid", "step": p.step, "epoch": p.epoch, "loss": loss, "top10_acc": acc})
             log.info("validation at step %d: loss %.4f top10 %.3f%s", p.step, loss, acc,
                      " (best)" if improved else "")
-            if self.sampler:
+            if self.sample_writer:
                 with self._whole_model():
-                    self.sampler.write(self.writer, self.model, p.step)
+                    self.sample_writer.write(self.writer, self.model, p.step)
         if improved:
             self._save(self.exp_dir / "best-valid-loss.pt")  # exactly the weights just validated
         if self.cfg.train.eval_interval and (p.eval_probed_at < 0 or

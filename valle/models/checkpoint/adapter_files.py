@@ -20,7 +20,6 @@ from valle.models.checkpoint.export import check_plain
 from valle.models.checkpoint.formats import ADAPTER_TAG, read_safetensors
 from valle.models.checkpoint.layout import layout_report
 from valle.storage import atomic_write
-from valle.text import check_same_tokenizer
 
 
 @dataclass
@@ -94,13 +93,12 @@ def load_pairs(lora: LoRA, weights: Mapping[str, torch.Tensor], where: str) -> N
             p.copy_(weights[name])
 
 
-def merge_adapter_files(model: torch.nn.Module, paths: Iterable[str | os.PathLike], base_name: str,
-                        base_tokenizer: dict | None = None) -> dict | None:
-    """Merge the adapter files (at most one per half) into `model` after checking each against it; returns the
-    adapters' text tokenizer (they must agree with each other and with `base_tokenizer` when given)."""
+def merge_adapter_files(model: torch.nn.Module, paths: Iterable[str | os.PathLike], base_name: str
+                        ) -> list[tuple[str, LoadedAdapter]]:
+    """Merge the adapter files (at most one per half) into `model` after checking each against it; returns
+    (path, LoadedAdapter) of each: their text tokenizers are the loader's to check (valle.inference)."""
     loaded = [(str(p), load_adapter(p)) for p in paths]
     seen: dict[str, str] = {}
-    tokenizer = base_tokenizer
     for where, a in loaded:  # every check before any weight changes
         for half in a.spec.halves:
             if half in seen:
@@ -108,13 +106,9 @@ def merge_adapter_files(model: torch.nn.Module, paths: Iterable[str | os.PathLik
                                 "give one adapter per half")
             seen[half] = where
         check_base(model, a.base, where, base_name)
-        if a.tokenizer is not None:
-            if tokenizer is not None:
-                check_same_tokenizer(a.tokenizer, tokenizer, where=f"{where} vs {base_name}")
-            tokenizer = a.tokenizer
     for where, a in loaded:
         load_overrides(model, a.weights, where)
         lora = LoRA(model, a.spec)
         load_pairs(lora, a.weights, where)
         lora.merge(model)
-    return tokenizer
+    return loaded
