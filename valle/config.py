@@ -100,6 +100,8 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     manifest_dir: str = option("data/tokenized", "folder with cuts_{train,dev}.jsonl.gz and text_tokenizer.json")
+    shar_dir: str = option("", "train and validate from this lhotse Shar folder (prepare.sh --format shar writes "
+                               "data/shar) instead of --manifest-dir's cuts and HDF5 codes")
     max_duration: float = option(40.0, "seconds of audio per batch (per GPU)")
     num_buckets: int = option(10, "duration buckets of the DynamicBucketingSampler")
     quadratic_duration: float = option(0.0, "lhotse quadratic_duration: penalise long cuts in batch size (0 = off)")
