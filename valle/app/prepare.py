@@ -84,7 +84,7 @@ def _stage_runner(name: str, data_dir: Path, corpus: Path, codec: str, opts: Pre
             from valle.audio import Codec
 
             codec_ = Codec.from_weights(codec, device=opts.device, max_batch_seconds=opts.batch_seconds)
-            pipeline.stage_codes(data_dir, codec_)
+            pipeline.stage_codes(data_dir, codec_, opts.num_workers)
         return codes
     if name == "text":
         def text():

@@ -44,6 +44,8 @@ class PrepareOptions:
     symbols: str = option("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
     heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
     num_jobs: int = option(1, "parallel processes for the normalize stage")
+    num_workers: int = option(1, "parallel processes of the codes stage (per GPU under torchrun): the cuts are "
+                                 "split into that many shards, each with its own codes file and done-marker")
     dataset_parts: str = option("dev-clean test-clean train-clean-100", "LibriTTS parts (dev-* -> dev, test-* -> "
                               "test, the rest -> train)", recipes=("libritts",))
     download_dir: str = option("download", "where LibriTTS/ is downloaded and unpacked", type=Path,

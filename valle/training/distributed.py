@@ -20,12 +20,19 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup_distributed(device_type: str) -> DistInfo:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1); nccl on CUDA, gloo on CPU."""
+def dist_env() -> DistInfo:
+    """Who this process is, as torchrun says (RANK, LOCAL_RANK, WORLD_SIZE); one process without it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+    return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+
+
+def setup_distributed(device_type: str) -> DistInfo:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); nccl on CUDA, gloo on CPU."""
+    info = dist_env()
+    if info.world_size == 1:
+        return info
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return info
