@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import warnings
@@ -54,9 +55,14 @@ def padding_ratio(batch: dict) -> float:
     return 1.0 - batch["code_lens"].sum().item() / max(b * t, 1)
 
 
+def _lasts(low: float, high: float, cut) -> bool:
+    return low <= cut.duration <= high
+
+
 def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
-    """Duration filter for training (dev and test are never filtered); lazy when `cuts` is."""
-    kept = cuts.filter(lambda c: cfg.filter_min_duration <= c.duration <= cfg.filter_max_duration)
+    """Duration filter for training (dev and test are never filtered); lazy when `cuts` is (a function, not a
+    lambda: a lazy CutSet is pickled into DataLoader workers)."""
+    kept = cuts.filter(functools.partial(_lasts, cfg.filter_min_duration, cfg.filter_max_duration))
     if next(iter(kept), None) is None:
         raise UserError(
             f"no training cut lasts between {cfg.filter_min_duration} and {cfg.filter_max_duration} s: "
@@ -174,7 +180,7 @@ def _shar_loader(split: Split, cfg: DataConfig, dataset: SpeechDataset, train: b
     after them are those of an uninterrupted run."""
     cuts = shar_cuts(split.source, split_for_dataloading=True, shuffle_shards=train and cfg.shuffle, seed=seed + epoch)
     if train:
-        cuts = cuts.filter(lambda c: cfg.filter_min_duration <= c.duration <= cfg.filter_max_duration)
+        cuts = cuts.filter(functools.partial(_lasts, cfg.filter_min_duration, cfg.filter_max_duration))
     sampler = make_sampler(cuts, cfg, train, bins=split.bins, seed=seed, world_size=1, rank=0)  # shards split already
     sampler.set_epoch(epoch)
     loader = torch.utils.data.DataLoader(IterableDatasetWrapper(dataset, sampler), **loader_args)
