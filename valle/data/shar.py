@@ -54,9 +54,9 @@ def export_shar(tokenized: Path, out: Path, shard_size: int, audio: bool, splits
     return written
 
 
-def check_shar(folder: Path) -> list[Path]:
-    """The cut files of a Shar split folder, after checking that every shard it lists is there, whole: a
-    UserError naming the first missing or truncated one."""
+def check_shar(folder: Path) -> dict[str, list[Path]]:
+    """The shards of a Shar split folder by field ({"cuts": [...], "codes": [...]}), after checking that every
+    shard it lists is there, whole: a UserError naming the first missing or truncated one."""
     index = folder / SHARDS_FILE
     if not index.is_file():
         raise UserError(f"{index} not found: {folder} is not a Shar split written by prepare.sh --format shar "
@@ -69,19 +69,21 @@ def check_shar(folder: Path) -> list[Path]:
         if path.stat().st_size != size or (name.endswith(".tar") and size % TAR_BLOCK):
             raise UserError(f"{path}: Shar shard truncated ({path.stat().st_size} of {size} bytes); export the Shar "
                             "folder again (prepare.sh --format shar)")
-    return sorted(folder / n for n in files if n.startswith("cuts."))
+    fields: dict[str, list[Path]] = {}
+    for name in sorted(files):  # cuts.000000.jsonl.gz, codes.000000.tar, ...
+        fields.setdefault(name.split(".")[0], []).append(folder / name)
+    return fields
 
 
 def shar_cuts(folder: Path, split_for_dataloading: bool = False, shuffle_shards: bool = False, seed: int = 0) -> CutSet:
     """The cuts of a checked Shar split, lazily, with their codes (and audio) read from the shards. With
     `split_for_dataloading` each DDP rank and DataLoader worker reads its own shards (lhotse splits them);
     `shuffle_shards` orders them by `seed`, the same on every rank."""
-    check_shar(folder)
-    return CutSet.from_shar(in_dir=folder, split_for_dataloading=split_for_dataloading,
+    return CutSet.from_shar(fields=check_shar(folder), split_for_dataloading=split_for_dataloading,
                             shuffle_shards=shuffle_shards, stateful_shuffle=False, seed=seed)
 
 
 def shar_manifest_cuts(folder: Path) -> CutSet:
     """The cuts of a Shar split without their fields (only the cut files are read): for duration bins,
     speaker rates and the like."""
-    return CutSet.from_files(check_shar(folder))
+    return CutSet.from_files(check_shar(folder)["cuts"])
