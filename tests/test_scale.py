@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from lhotse import CutSet
 
+from conftest import train_metrics_so_far
+
 from valle.data import pipeline
 from valle.data.codes import shard_path
 from valle.data.normalize import NormalizeOptions
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
 
 @pytest.fixture
@@ -137,3 +147,67 @@ def test_training_from_shar_resumes_exactly(synthetic, tmp_path, single_thread):
     whole, resumed = metrics(tmp_path / "whole", "train"), metrics(tmp_path / "resumed", "train")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in whole], rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------- processes and nodes
+
+def trainer_cli(data, exp, *extra) -> list[str]:
+    return [str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(data), "--exp-dir", str(exp), "--device", "cpu",
+            "--num-workers", "0", "--init-checkpoint", "none", "--d-model", "64", "--nhead", "4", "--num-layers", "2",
+            "--codec-weights", "none", "--num-buckets", "1", "--max-duration", "10", "--log-interval", "1", *extra]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def checksum(exp) -> str:
+    lines = (exp / "log" / "train-rank0.log").read_text().splitlines()
+    return [line.split("checksum ")[1] for line in lines if "parameter checksum" in line][-1]
+
+
+@pytest.mark.slow  # three torchrun launches
+def test_two_nodes_on_localhost_reach_the_parameters_of_one_node_with_two_processes(synthetic, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    steps = ["--max-steps", "3", "--valid-interval", "3"]
+    one = tmp_path / "one"
+    subprocess.run([*TORCHRUN, "--standalone", "--nproc-per-node", "2", *trainer_cli(synthetic, one, *steps)],
+                   env=env, check=True, capture_output=True, timeout=300)
+    two = tmp_path / "two"
+    rdzv = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "scale-test",
+            "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    nodes = [subprocess.Popen([*TORCHRUN, *rdzv, "--node-rank", str(r), *trainer_cli(synthetic, two, *steps)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        errors = [node.communicate(timeout=300)[1] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [n.returncode for n in nodes] == [0, 0], errors
+    assert checksum(two) == checksum(one)
+
+
+@pytest.mark.slow  # two trainer processes
+def test_a_rank_that_dies_stops_the_others_with_a_message(synthetic, tmp_path):
+    exp, port = tmp_path / "exp", free_port()
+    ranks = []
+    for rank in (0, 1):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        ranks.append(subprocess.Popen([sys.executable, *trainer_cli(synthetic, exp, "--max-steps", "1000")], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.time() + 240
+        while not train_metrics_so_far(exp):  # rank 0 has trained a step: both ranks are in the loop
+            assert time.time() < deadline and ranks[0].poll() is None, "training did not start"
+            time.sleep(0.5)
+        ranks[1].kill()
+        stderr = ranks[0].communicate(timeout=120)[1]  # no hang: it stops on its own
+    finally:
+        for r in ranks:
+            r.kill()
+    assert ranks[0].returncode == 2, stderr[-2000:]
+    assert "error: rank 0 of 2: another rank died or stopped answering" in stderr.strip().splitlines()[-1], stderr
+    assert "Traceback" not in stderr

@@ -151,6 +151,8 @@ class TrainConfig:
     device: str = option("auto", "auto | cpu | cuda")
     seed: int = option(42, "random seed (sampler, NAR codebooks, dropout)")
     resume: bool = option(False, "continue from exp_dir/last.pt exactly where it stopped")
+    dist_timeout: float = option(30.0, "several processes (torchrun): minutes a rank waits for the others before the "
+                                     "run stops with a message (a rank that dies stops the others at once)")
     overwrite: bool = option(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
                                   "files are deleted first (without it such a folder is refused)")
     codec_weights: str = option("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")

@@ -36,7 +36,8 @@ from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training import exp_dir as run_folder
-from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_distributed, setup_distributed
+from valle.training.distributed import (all_ranks_true, all_reduce_sum, cleanup_distributed, lost_rank_error,
+                                       setup_distributed)
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
 from valle.training.rng import gather_rng_states, set_rng_state
@@ -71,7 +72,7 @@ class Trainer:
     def _setup(self, cfg: ExperimentConfig, model_overrides: dict) -> None:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
-        self.dist = setup_distributed(device_type(t.device))
+        self.dist = setup_distributed(device_type(t.device), t.dist_timeout)
         self.device = rank_device(t.device, self.dist)
         self.dtype = resolve_dtype(t.dtype, self.device)
         if self.dist.is_main:
@@ -255,6 +256,9 @@ class Trainer:
             if is_disk_full(e):  # a checkpoint, a log line or tensorboard: earlier checkpoints stay intact
                 raise disk_full_error(getattr(e, "filename", None) or self.exp_dir, "training outputs",
                                       "free some space (or lower --keep-last-k), then rerun with --resume true") from None
+            lost = lost_rank_error(e, self.dist, self.exp_dir / "log")
+            if lost is not None:
+                raise lost from None
             raise
         finally:
             if self.writer:
