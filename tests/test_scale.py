@@ -211,3 +211,32 @@ def test_a_rank_that_dies_stops_the_others_with_a_message(synthetic, tmp_path):
     assert ranks[0].returncode == 2, stderr[-2000:]
     assert "error: rank 0 of 2: another rank died or stopped answering" in stderr.strip().splitlines()[-1], stderr
     assert "Traceback" not in stderr
+
+
+# ----------------------------------------------------------------------------------------- the LibriTTS layout
+
+@pytest.mark.slow  # espeak-ng voices, then every stage of egs/libritts
+def test_libritts_layout_corpus_goes_through_every_stage(tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from conftest import speechlike
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(REPO / "egs" / "mini" / "make_corpus.py"), "--layout", "libritts",
+                    "--output", str(tmp_path / "download"), "--per-speaker", "3"], env=env, check=True, timeout=300)
+    chapter = tmp_path / "download" / "LibriTTS" / "train-clean-100" / "300" / "3000"
+    stereo = chapter / "300_3000_000000_000001.wav"
+    sf.write(str(stereo), speechlike(1.5, 44100, channels=2), 44100)  # not as LibriTTS has it: converted
+    proc = subprocess.run([str(REPO / "egs" / "libritts" / "prepare.sh"), "--stage", "0", "--download-dir",
+                           str(tmp_path / "download"), "--data-dir", str(tmp_path / "data"), "--codec-weights",
+                           "random", "--num-jobs", "1"], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "data" / "summary.json").read_text())
+    assert summary["normalize"]["kept"] == 36
+    assert (summary["normalize"]["referenced_files"], summary["normalize"]["converted_files"]) == (35, 1)
+    assert (tmp_path / "data" / "conversions.tsv").read_text().startswith(f"{stereo}\t2 channels at 44100 Hz")
+    assert list((tmp_path / "data" / "audio").glob("*.flac")) == [tmp_path / "data" / "audio" / f"{stereo.stem}.flac"]
+    split = summary["split"]
+    assert split["dev"]["cuts"] == split["test"]["cuts"] == 12 and split["train"]["cuts"] == 12
