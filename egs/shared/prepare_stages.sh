@@ -102,8 +102,10 @@ run_shared_stages() {
   fi
   sig=$(stage_signature 2)
   if stage_todo 2 "$sig" "$codec_weights weights"; then
-    "$PYTHON" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
-      --device "$device" --batch-seconds "$batch_seconds"
+    local launcher=("$PYTHON")  # several GPUs: one torchrun rank each, with --num-workers shards
+    [ "$num_gpus" -gt 1 ] && launcher=("$PYTHON" -m torch.distributed.run --standalone --nproc-per-node "$num_gpus")
+    "${launcher[@]}" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
+      --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
     stage_done 2 "$sig"
   fi
   sig=$(stage_signature 3)
@@ -117,5 +119,10 @@ run_shared_stages() {
     "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
       --seed "$seed" --heldout-speakers "$heldout_speakers"
     stage_done 4 "$sig"
+  fi
+  if [ "$format" = shar ] && [ "$stop_stage" -ge 4 ]; then  # written anew from the splits: no marker of its own
+    log "Shar shards of $shar_shard_size cuts (audio: $shar_audio) -> $data_dir/shar"
+    "$PYTHON" "$VALLE_BIN/export_shar.py" --data-dir "$data_dir" --shar-shard-size "$shar_shard_size" \
+      --shar-audio "$shar_audio"
   fi
 }

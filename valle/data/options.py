@@ -46,6 +46,8 @@ class PrepareOptions:
     num_jobs: int = option(1, "parallel processes for the normalize stage")
     num_workers: int = option(1, "parallel processes of the codes stage (per GPU under torchrun): the cuts are "
                                  "split into that many shards, each with its own codes file and done-marker")
+    num_gpus: int = option(1, "GPUs of this machine for the codes stage: above 1 it runs under torchrun, "
+                              "--num-workers shards on each GPU")
     format: str = option("jsonl", "what training reads: jsonl (cut manifests + HDF5 codes in DATA/tokenized) or "
                               "shar (also lhotse Shar shards in DATA/shar: train with --shar-dir DATA/shar)",
                          choices=("jsonl", "shar"))
