@@ -170,23 +170,29 @@ def checksum(exp) -> str:
 
 @pytest.mark.slow  # three torchrun launches
 def test_two_nodes_on_localhost_reach_the_parameters_of_one_node_with_two_processes(synthetic, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    steps = ["--max-steps", "3", "--valid-interval", "3"]
-    one = tmp_path / "one"
-    subprocess.run([*TORCHRUN, "--standalone", "--nproc-per-node", "2", *trainer_cli(synthetic, one, *steps)],
-                   env=env, check=True, capture_output=True, timeout=300)
-    two = tmp_path / "two"
-    rdzv = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "scale-test",
-            "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
-    nodes = [subprocess.Popen([*TORCHRUN, *rdzv, "--node-rank", str(r), *trainer_cli(synthetic, two, *steps)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    # the recipe's train.sh: --num-gpus 2 (one node, two processes) vs --num-nodes 2 (c10d rendezvous, one each)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    train_sh = str(REPO / "egs" / "libritts" / "train.sh")
+
+    def args(exp, *launch):  # trainer_cli's --exp-dir is train.sh's to set
+        cli = trainer_cli(synthetic, exp, "--max-steps", "3", "--valid-interval", "3")[1:]
+        i = cli.index("--exp-dir")
+        return [train_sh, "--model-name", "ar", "--exp-dir", str(exp), *launch, *cli[:i], *cli[i + 2:]]
+
+    proc = subprocess.run(args(tmp_path / "one", "--num-gpus", "2"), env=env, capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    port = str(free_port())
+    nodes = [subprocess.Popen(args(tmp_path / "two", "--num-nodes", "2", "--node-rank", str(r), "--master-addr",
+                                   "127.0.0.1", "--master-port", port), env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     try:
         errors = [node.communicate(timeout=300)[1] for node in nodes]
     finally:
         for node in nodes:
             node.kill()
     assert [n.returncode for n in nodes] == [0, 0], errors
-    assert checksum(two) == checksum(one)
+    assert checksum(tmp_path / "two" / "ar") == checksum(tmp_path / "one" / "ar")
 
 
 @pytest.mark.slow  # two trainer processes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from torch.nn.utils.rnn import pad_sequence
 from valle.errors import UserError
 from valle.config import DataConfig, ModelConfig
 from valle.data.files import open_cuts, write_text
-from valle.data.shar import shar_cuts, shar_manifest_cuts
+from valle.data.shar import SHARDS_FILE, shar_cuts, shar_manifest_cuts
 
+log = logging.getLogger(__name__)
 BINS_ESTIMATE_CUTS = 10000  # cuts that bucket boundaries are estimated from (lhotse's default)
 
 
@@ -70,13 +72,16 @@ def filter_train_cuts(cuts: CutSet, cfg: DataConfig) -> CutSet:
     return kept
 
 
-def duration_bins(cuts: CutSet, cfg: DataConfig, store: Path | None = None, write: bool = True) -> list[float]:
+def duration_bins(cuts: CutSet, cfg: DataConfig, store: Path | None = None, made_from: Path | None = None,
+                  write: bool = True) -> list[float]:
     """Bucket boundaries of the DynamicBucketingSampler, estimated once (lhotse's estimate_duration_buckets) from
     the first BINS_ESTIMATE_CUTS cuts and kept in `store` (JSON, beside the data) for the next runs with the same
-    manifest and bucket settings. [] when the cuts make fewer than two buckets. Only the rank that `write`s
-    stores them; every rank gets the same values."""
+    manifest (`made_from`: its size and time) and bucket settings. [] when the cuts make fewer than two buckets.
+    Only the process that may `write` stores them (one rank); every rank gets the same values."""
+    stat = made_from.stat() if made_from is not None else None
     key = {"num_buckets": cfg.num_buckets, "quadratic_duration": cfg.quadratic_duration,
-           "filter": [cfg.filter_min_duration, cfg.filter_max_duration], "sample": BINS_ESTIMATE_CUTS}
+           "filter": [cfg.filter_min_duration, cfg.filter_max_duration], "sample": BINS_ESTIMATE_CUTS,
+           "manifest": [stat.st_size, stat.st_mtime_ns] if stat else None}
     if store is not None and store.is_file():
         saved = json.loads(store.read_text())
         if saved.get("key") == key:
@@ -87,7 +92,10 @@ def duration_bins(cuts: CutSet, cfg: DataConfig, store: Path | None = None, writ
         constraint = TimeConstraint(max_duration=cfg.max_duration, quadratic_duration=cfg.quadratic_duration or None)
         bins = estimate_duration_buckets(sample, min(cfg.num_buckets, len(sample)), constraint)
     if store is not None and write:
-        write_text(store, json.dumps({"key": key, "bins": bins}) + "\n", "the duration bins")
+        try:
+            write_text(store, json.dumps({"key": key, "bins": bins}) + "\n", "the duration bins")
+        except OSError as e:  # data on a read-only disk: estimated again next time
+            log.warning("duration bins not stored in %s (%s): estimated again at every start", store, e)
     return bins
 
 
@@ -143,15 +151,16 @@ def open_split(cfg: DataConfig, name: str, write_bins: bool) -> Split:
     process stores the duration bins (one rank does)."""
     if cfg.shar_dir:
         folder = Path(cfg.shar_dir) / name
-        cuts, source, store = shar_manifest_cuts(folder), folder, folder / "duration_bins.json"
+        cuts, source = shar_manifest_cuts(folder), folder
+        store, made_from = folder / "duration_bins.json", folder / SHARDS_FILE
     else:
         path = Path(cfg.manifest_dir) / f"cuts_{name}.jsonl.gz"
         cuts = open_cuts(path, "run the recipe's prepare.sh first (or pass --manifest-dir)")
-        source, store = cuts, path.with_name(f"cuts_{name}.duration_bins.json")
+        source, store, made_from = cuts, path.with_name(f"cuts_{name}.duration_bins.json"), path
     if name == "train":
         cuts = filter_train_cuts(cuts, cfg)
         source = cuts if isinstance(source, CutSet) else source
-    return Split(cuts, source, duration_bins(cuts, cfg, store, write_bins))
+    return Split(cuts, source, duration_bins(cuts, cfg, store, made_from, write_bins))
 
 
 def make_loader(split: Split, cfg: DataConfig, pad_id: int, model_config: ModelConfig, train: bool, seed: int = 0,
