@@ -246,3 +246,25 @@ def test_libritts_layout_corpus_goes_through_every_stage(tmp_path):
     assert list((tmp_path / "data" / "audio").glob("*.flac")) == [tmp_path / "data" / "audio" / f"{stereo.stem}.flac"]
     split = summary["split"]
     assert split["dev"]["cuts"] == split["test"]["cuts"] == 12 and split["train"]["cuts"] == 12
+
+
+def test_training_cuts_are_lazy_and_duration_bins_are_stored_with_the_data(synthetic, tmp_path):
+    import json
+    import shutil
+
+    from valle.config import DataConfig
+    from valle.data.dataset import open_split
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic, data, ignore=shutil.ignore_patterns("shar", "*.duration_bins.json"))
+    cfg = DataConfig(manifest_dir=str(data), num_buckets=3)
+    split = open_split(cfg, "train", write_bins=True)
+    assert split.cuts.is_lazy and len(split.bins) == 2
+    store = data / "cuts_train.duration_bins.json"
+    saved = json.loads(store.read_text())
+    store.write_text(json.dumps({**saved, "bins": [1.5, 2.5]}))
+    assert open_split(cfg, "train", write_bins=True).bins == [1.5, 2.5]  # estimated once, then read
+    assert open_split(DataConfig(manifest_dir=str(data), num_buckets=4), "train", write_bins=False).bins != [1.5, 2.5]
+    manifest = data / "cuts_train.jsonl.gz"
+    os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 10**9))  # prepared again
+    assert open_split(cfg, "train", write_bins=True).bins == split.bins
