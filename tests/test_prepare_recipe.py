@@ -62,7 +62,7 @@ def test_mini_rerun_skips_finished_stages(mini):
     tmp, corpus, _ = mini
     proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
     assert "not regenerated" in proc.stdout
-    for n, name in enumerate(["corpus", "normalize", "codes", "text", "split"]):
+    for n, name in enumerate(["scan", "normalize", "codes", "text", "split"]):
         assert f"stage {n} ({name}): done before with the same options, skipping" in proc.stdout
 
 
@@ -80,7 +80,7 @@ def test_changed_option_reruns_only_its_stage(mini):
 def test_custom_prepare_needs_a_corpus(tmp_path):
     proc = run([REPO / "egs/custom/prepare.sh"], cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "--corpus is required" in proc.stderr
-    markers = [tmp_path / "data" / f".{name}.done" for name in ("corpus", "normalize", "codes", "text", "split")]
+    markers = [tmp_path / "data" / f".{name}.done" for name in ("scan", "normalize", "codes", "text", "split")]
     for marker in markers:  # a prepared data folder
         marker.parent.mkdir(exist_ok=True)
         marker.write_text("done before\n")
@@ -170,28 +170,21 @@ def test_two_concurrent_prepares(tmp_path):
     assert len(cuts) == 4 and all(c.load_audio().shape[1] > 0 for c in cuts)
 
 
-def test_stages_and_defaults_have_one_source(tmp_path):
-    """prepare.sh takes the stage list, the option defaults and the marker signatures from valle.data.stages
-    (one Python call without torch); the stage CLIs take their defaults from the same PrepareOptions."""
+def test_defaults_have_one_source_and_a_skipped_stage_is_fast(tmp_path):
+    """prepare.sh takes the option defaults from valle.data.options (one Python call without torch) and sets only
+    those that differ on purpose; the stage CLIs take theirs from the same PrepareOptions, and decide to skip a
+    finished stage without importing torch."""
     from valle.commands import compute_codes, compute_text_tokens, prepare_corpus, split_cuts
-    from valle.data.options import PrepareOptions
-    from valle.data.stages import STAGE_NAMES, STAGES, signature
+    from valle.data.options import PrepareOptions, recipe_fields
 
     script = tmp_path / "s.sh"
-    script.write_text(f". {REPO}/egs/shared/prepare_stages.sh custom\n"
-                      'echo "${STAGE_NAMES[*]}"; for n in 1 2 3 4; do stage_signature $n; done\n'
-                      'echo "$corpus|$num_jobs|$language|$data_dir"; language=xx; check_language\n')
-    proc = run([script], cwd=tmp_path, check=False)
+    script.write_text('eval "$(python -m valle.data.options --shell custom)"\n'
+                      'echo "$corpus|$num_jobs|$language|$data_dir|$min_duration|${PREPARE_LANGUAGES[*]}"\n')
+    assert run([script], cwd=tmp_path).stdout.strip() == "|1|en|data|0.5|en zh ja"
+    for recipe, own in [("custom", set()), ("libritts", {"num_jobs"})]:  # libritts: more jobs, LibriTTS is large
+        text = (REPO / "egs" / recipe / "prepare.sh").read_text()
+        assert {f.name for f in recipe_fields(recipe) if f"\n{f.name}=" in text} == own, recipe
     defaults = PrepareOptions()
-    assert proc.stdout.splitlines() == [" ".join(STAGE_NAMES)] + [signature(s, vars(defaults)) for s in STAGES[1:]] \
-        + ["|1|en|data"]
-    assert proc.returncode == 2 and proc.stderr.strip().endswith("--language xx: the corpus language must be en, zh or ja")
-    assert signature(STAGES[1], vars(defaults)) == "min_duration=0.5 max_duration=20 silence_db=-60"  # as markers hold it
-    no_torch = subprocess.run([sys.executable, "-c", "import runpy, sys; sys.argv[1:] = ['--shell']; "
-                               "runpy.run_module('valle.data.stages', run_name='__main__'); "
-                               "assert 'torch' not in sys.modules and 'lhotse' not in sys.modules"],
-                              capture_output=True, text=True, env=ENV)
-    assert no_torch.returncode == 0 and "STAGE_NAMES=(" in no_torch.stdout, no_torch.stderr
     parsed = [prepare_corpus.parse_args(["normalize"]), compute_codes.parse_args([]),
               compute_text_tokens.parse_args([]), split_cuts.parse_args([])]
     for args in parsed:
@@ -200,6 +193,43 @@ def test_stages_and_defaults_have_one_source(tmp_path):
                 assert str(value) == defaults.data_dir
             elif name in vars(defaults) and name != "symbols":
                 assert value == getattr(defaults, name), name
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / ".codes.done").write_text("codec_weights=random\n")
+    skip = subprocess.run([sys.executable, "-c", "import sys; from valle.commands import compute_codes; "
+                           f"compute_codes.main(['--data-dir', {str(data)!r}, '--codec-weights', 'random']); "
+                           "assert 'torch' not in sys.modules and 'lhotse' not in sys.modules"],
+                          capture_output=True, text=True, env=ENV)
+    assert skip.returncode == 0 and "stage 2 (codes): done before with the same options, skipping" in skip.stdout, \
+        skip.stderr
+
+
+def test_each_prepare_sh_shows_every_stage_as_a_guarded_block():
+    """A reader finds each numbered stage of prepare.sh, and the command it runs, in the file itself."""
+    from valle.data.stages import STAGE_NAMES
+
+    for recipe, first in [("custom", 0), ("libritts", -1), ("mini", -1)]:
+        text = (REPO / "egs" / recipe / "prepare.sh").read_text()
+        last = len(STAGE_NAMES) - 1 if recipe != "mini" else -1  # mini: its corpus, then the custom recipe's
+        for n in range(first, last + 1):
+            guard = f'if [ "$stage" -le {n} ] && [ "$stop_stage" -ge {n} ]; then\n'
+            assert text.count(guard) == 1, (recipe, n)
+            block = text.split(guard)[1].split("\nfi\n")[0]
+            assert "$PYTHON" in block, (recipe, n)  # one command a reader can copy
+        assert "prepare_stages.sh" not in text and ".done" not in text.split("set -euo pipefail")[1]
+    assert not (REPO / "egs/shared/prepare_stages.sh").exists()
+    assert "../custom/prepare.sh" in (REPO / "egs/mini/prepare.sh").read_text()
+
+
+def test_every_recipe_script_parses_options_one_way():
+    """No script has its own option loop or `case " $* "` match: each sources egs/shared/parse_options.sh, or
+    hands "$@" as it is to a script that does."""
+    for script in sorted((REPO / "egs").glob("*/*.sh")):
+        text = script.read_text()
+        if script.name in ("parse_options.sh", "env.sh"):
+            continue
+        assert 'case " $* "' not in text and "while [ $# -gt 0 ]" not in text, script
+        assert "parse_options.sh" in text or '"$@"' in text, script
 
 
 def test_parse_options(tmp_path):
@@ -209,6 +239,8 @@ def test_parse_options(tmp_path):
                       'echo "stage=$stage some_name=$some_name rest=$*"\n')
     assert run([script, "--stage", "3", "--some-name=a b", "x"], cwd=tmp_path).stdout.strip() == \
         "stage=3 some_name=a b rest=x"
+    assert run([script, "--stage=-1", "--some-name", "--x=y"], cwd=tmp_path).stdout.strip() == \
+        "stage=-1 some_name=--x=y rest="
     bad = run([script, "--stgae", "3"], cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "unknown option --stgae" in bad.stderr
     missing = run([script, "--stage"], cwd=tmp_path, check=False)
@@ -217,11 +249,44 @@ def test_parse_options(tmp_path):
     assert "--stage" in helped and "--some-name" in helped and "default" in helped
 
 
+def test_parse_options_passes_the_others_on(tmp_path):
+    """A script with passed_on=() keeps what it does not know, in order, and reads any of it in either spelling."""
+    script = tmp_path / "wrap.sh"
+    script.write_text("model_name=ar\npassed_on=()\n"
+                      f". {REPO}/egs/shared/parse_options.sh\n"
+                      'printf "%s|" "$model_name" "${passed_on[@]}"; echo\n'
+                      'for name in --codec-weights --checkpoint --help --adapter; do\n'
+                      '  passed_on_value $name || echo "$name: not given"\n'
+                      'done\n')
+    out = run([script, "--codec-weights=none", "--model-name=nar", "--checkpoint", "a.pt", "vallex", "--help"],
+              cwd=tmp_path).stdout.splitlines()
+    assert out == ["nar|--codec-weights=none|--checkpoint|a.pt|vallex|--help|", "none", "a.pt", "", "--adapter: not given"]
+    again = run([script, "--codec-weights", "random", "--codec-weights=none"], cwd=tmp_path).stdout.splitlines()
+    assert again[1] == "none"  # the last one wins, as in argparse
+
+
+def test_custom_train_sh_reads_codec_weights_in_both_spellings(tmp_path):
+    """--codec-weights turns the evaluation probe on (every 200 steps), except --codec-weights none or =none."""
+    for args, interval in [(["--codec-weights=random"], "200"), (["--codec-weights=none"], "0"),
+                           (["--codec-weights", "none"], "0")]:
+        out = run([REPO / "egs/custom/train.sh", *args, "--help"], cwd=tmp_path).stdout
+        shown = " ".join(out.split("--eval-interval EVAL_INTERVAL")[1].split("--eval-utterances")[0].split())
+        assert shown.endswith(f"(default: {interval})"), (args, shown)
+
+
 def test_libritts_prepare_manifest_stage_offline(tmp_path, fake_libritts):
     fake_libritts(tmp_path / "download" / "LibriTTS", {"dev-clean": "84", "train-clean-5": "19"})
-    proc = run([REPO / "egs/libritts/prepare.sh", "--dataset-parts", "dev-clean train-clean-5",
-                "--stop-stage", "0", "--num-jobs", "1"], cwd=tmp_path)
+    proc = run([REPO / "egs/libritts/prepare.sh", "--dataset-parts=dev-clean train-clean-5",
+                "--stop-stage=0", "--num-jobs", "1"], cwd=tmp_path)  # both spellings
     assert "every part is in download/LibriTTS, skipping" in proc.stdout
     for part, speaker in [("dev-clean", "84"), ("train-clean-5", "19")]:
         lines = (tmp_path / "data/manifests" / f"entries_{part}.jsonl").read_text().splitlines()
         assert len(lines) == 2 and f'"speaker": "{speaker}"' in lines[0] and f'"part": "{part}"' in lines[0]
+
+
+def test_libritts_stage_0_checks_the_parts_before_changing_anything(tmp_path):
+    proc = run([REPO / "egs/libritts/prepare.sh", "--stage", "0", "--dataset-parts", "dev-clean"], cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "download/LibriTTS/dev-clean not found: run stage -1 (download)" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".lock"]

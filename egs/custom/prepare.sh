@@ -7,38 +7,67 @@
 #   transcript (.txt, .lab or .normalized.txt), speaker = parent folder name (symlinked folders are followed);
 #   or a metadata file of `path|text` / `path|text|speaker` lines (paths relative to the file), or LJSpeech
 #   `id|text|normalized` (an id without extension is read from wavs/ID.wav). A line with a '|' inside its text
-#   is reported as ambiguous in data/rejected.tsv, never cut (see the README).
-# Stages: 0 read the corpus, then normalize, Encodec codes, text tokens, train/dev/test split (--help lists them).
-# Options and their defaults: valle/data/options.py (--help lists them all).
+#   is reported as ambiguous in data/rejected.tsv, never cut (see docs/data.md).
+# Each stage below is one command you can also run by hand. A stage that finished leaves data/.<stage>.done
+# holding its options; a rerun skips it unless they changed (valle/data/stages.py).
 # Reports: data/rejected.tsv (file<TAB>reason), data/conversions.tsv, data/summary.json.
 # One run at a time per data folder: a second one refuses, naming the run that holds it.
 set -euo pipefail
-# the stage list, every preparation option with its default (--corpus, --language, --data-dir, ...) and the stages
-. "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh" custom
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, take_data_lock
 
-stage=0                    # first stage to run (see the stages above)
+stage=0                    # first stage to run: 0 scan, 1 normalize, 2 codes, 3 text, 4 split
 stop_stage=4               # last stage to run
+# every preparation option with its default and help (--corpus, --language, --data-dir, ...): valle/data/options.py
+PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell custom)
+eval "$PREPARE_OPTIONS"
 
 help_message="usage: $0 --corpus DIR_OR_METADATA_FILE [--language en] [--codec-weights pretrained|random|PATH] [options]
-Writes --data-dir (default data/) in the folder it is run from; stages: $(stage_list)."
+Writes --data-dir (default data/) in the folder it is run from; stages: 0 scan, 1 normalize, 2 codes, 3 text, 4 split."
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
-check_language
+
 # inputs are checked before anything in data_dir changes (markers included)
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if [ -z "$corpus" ]; then
-    echo "$0: --corpus is required (a folder of audio + transcripts, or a metadata file); see --help" >&2
-    exit 1
-  elif [ ! -e "$corpus" ]; then
-    echo "error: --corpus $corpus: no such folder or metadata file (nothing in $data_dir was changed)" >&2
-    exit 2
-  fi
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus" ]; then
+  echo "$0: --corpus is required (a folder of audio + transcripts, or a metadata file); see --help" >&2
+  exit 1
+fi
+if [[ " ${PREPARE_LANGUAGES[*]} " != *" $language "* ]]; then
+  echo "$0: --language $language: the corpus language must be $PREPARE_LANGUAGES_TEXT" >&2
+  exit 2
 fi
 take_data_lock
 
-sig="corpus=$(realpath -m "${corpus:-none}")"  # the corpus stage's signature is the recipe's own
-if stage_todo 0 "$sig" "$corpus"; then
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  # read the corpus -> data/manifests/entries_all.jsonl
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" scan --corpus "$corpus" --data-dir "$data_dir"
-  stage_done 0 "$sig"
 fi
-run_shared_stages
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  # check every file, downmix to mono, resample to 24 kHz -> data/manifests/cuts_all.jsonl.gz, rejected.tsv
+  "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
+    --max-duration "$max_duration" --silence-db "$silence_db" --num-jobs "$num_jobs"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  # Encodec 24 kHz codes (resumable) -> data/tokenized/codes_all.h5
+  # (--num-workers shards in parallel; --num-gpus > 1: under torchrun, --num-workers shards per GPU)
+  per_gpu "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
+    --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  # text tokens (g2p failures -> rejected.tsv) -> data/tokenized/cuts_all_text.jsonl.gz
+  "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" \
+    --language "$language" ${symbols:+--symbols "$symbols"}
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  # train/dev/test split -> data/tokenized/cuts_{train,dev,test}.jsonl.gz
+  "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
+    --seed "$seed" --heldout-speakers "$heldout_speakers"
+  if [ "$format" = shar ]; then
+    # lhotse Shar shards of the splits (rewritten from them) -> data/shar/<split>/; train with --shar-dir data/shar
+    "$PYTHON" "$VALLE_BIN/export_shar.py" --data-dir "$data_dir" --shar-shard-size "$shar_shard_size" \
+      --shar-audio "$shar_audio"
+  fi
+fi
 log "done: $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"

@@ -5,11 +5,12 @@
 set -euo pipefail
 export VALLE_PROG=${VALLE_PROG:-$0}
 # With --codec-weights (the codec the data was prepared with) the evaluation probe runs every 200 steps:
-# eval/* series in tensorboard and exp/<half>/best-eval.pt (see the README, "Evaluation").
+# eval/* series in tensorboard and exp/<half>/best-eval.pt (see docs/evaluation.md, "During training").
+passed_on=()               # every option goes on to ../shared/train.sh
+. "$(dirname "$0")/../shared/parse_options.sh"
 probe=()
-case " $* " in
-  *" --codec-weights none "*) ;;
-  *" --codec-weights "*) probe=(--eval-interval 200) ;;
-esac
+if codec=$(passed_on_value --codec-weights) && [ "$codec" != none ]; then
+  probe=(--eval-interval 200)
+fi
 exec "$(dirname "$0")/../shared/train.sh" --manifest-dir data/tokenized --max-duration 40 --valid-interval 200 \
-  --early-stop-patience 5 "${probe[@]}" "$@"
+  --early-stop-patience 5 "${probe[@]}" "${passed_on[@]}"

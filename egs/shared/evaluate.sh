@@ -7,19 +7,21 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-case " $* " in
-  *" -h "*|*" --help "*) exec "$PYTHON" "$VALLE_BIN/evaluate.py" --help ;;
-  *" --checkpoint "*) checkpoints=() ;;
-  *)
-    checkpoints=()
-    for f in exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt exp/ar/best-eval.pt exp/nar/best-eval.pt; do
-      [ -f "$f" ] && checkpoints+=("$f")
-    done
-    if [ ${#checkpoints[@]} -eq 0 ]; then
-      echo "error: no checkpoint in $(pwd)/exp (exp/ar/best-valid-loss.pt, exp/nar/best-valid-loss.pt): run ./train.sh first, or pass --checkpoint PATH|vallex" >&2
-      exit 2
-    fi
-    checkpoints=(--checkpoint "${checkpoints[@]}") ;;
-esac
+passed_on=()               # every option goes on to bin/evaluate.py
+. "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
+if passed_on_value --help >/dev/null; then
+  exec "$PYTHON" "$VALLE_BIN/evaluate.py" --help
+fi
+checkpoints=()
+if ! passed_on_value --checkpoint >/dev/null; then  # the trained checkpoints
+  for f in exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt exp/ar/best-eval.pt exp/nar/best-eval.pt; do
+    [ -f "$f" ] && checkpoints+=("$f")
+  done
+  if [ ${#checkpoints[@]} -eq 0 ]; then
+    echo "error: no checkpoint in $(pwd)/exp (exp/ar/best-valid-loss.pt, exp/nar/best-valid-loss.pt): run ./train.sh first, or pass --checkpoint PATH|vallex" >&2
+    exit 2
+  fi
+  checkpoints=(--checkpoint "${checkpoints[@]}")
+fi
 echo "$(date '+%F %T') (evaluate.sh) evaluating in $(pwd)"
-exec "$PYTHON" "$VALLE_BIN/evaluate.py" --output-dir exp/eval "${checkpoints[@]}" "$@"
+exec "$PYTHON" "$VALLE_BIN/evaluate.py" --output-dir exp/eval "${checkpoints[@]}" "${passed_on[@]}"

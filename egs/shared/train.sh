@@ -10,29 +10,20 @@ set -euo pipefail
 TRAINER="$VALLE_BIN/trainer.py"
 export VALLE_PROG=${VALLE_PROG:-$0}  # the name the trainer's --help and errors use
 
-model_name=ar
-num_gpus=1
-num_nodes=1
-node_rank=0
-master_addr=127.0.0.1
-master_port=29500
-exp_dir=exp
-init_checkpoint=""
-default_init=auto
-ignore_ar_run=false
-show_help=false
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --model-name|--num-gpus|--num-nodes|--node-rank|--master-addr|--master-port|--exp-dir|--init-checkpoint|--default-init|--ignore-ar-run)
-      if [ $# -lt 2 ]; then echo "$VALLE_PROG: error: $1 needs a value (see $VALLE_PROG --help)" >&2; exit 2; fi
-      name=${1#--}; printf -v "${name//-/_}" '%s' "$2"; shift 2 ;;
-    -h|--help) show_help=true; shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
+model_name=ar              # the half to train: ar, nar or both
+num_gpus=1                 # GPUs of this node; above 1 the trainer runs under torchrun with DDP
+num_nodes=1                # machines; above 1 torchrun's c10d rendezvous at master_addr:master_port joins them
+node_rank=0                # this machine's number, 0 .. num_nodes-1
+master_addr=127.0.0.1      # the machine of node 0, reachable from every node
+master_port=29500          # a free TCP port there, for the rendezvous
+exp_dir=exp                # experiments folder; each half goes to EXP_DIR/<model-name>
+init_checkpoint=""         # vallex | PATH | none | auto; empty: the AR run for the NAR, else default_init
+default_init=auto          # the recipe's starting checkpoint
+ignore_ar_run=false        # let a NAR run start elsewhere although EXP_DIR/ar/best-valid-loss.pt exists
+passed_on=()               # the trainer's options
+. "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
-if $show_help; then
+if passed_on_value --help >/dev/null; then
   cat <<HELP
 usage: $VALLE_PROG --model-name ar|nar|both [--num-gpus N] [--num-nodes N --node-rank R --master-addr HOST
        --master-port P] [--exp-dir DIR] [--init-checkpoint X] [trainer options]
@@ -53,12 +44,11 @@ Recipe options (values in effect):
 
 Trainer options (defaults shown are the values this recipe passes):
 HELP
-  "$PYTHON" "$TRAINER" "${args[@]}" --help | sed -n '/^options:/,$p'
+  "$PYTHON" "$TRAINER" "${passed_on[@]}" | sed -n '/^options:/,$p'
   exit 0
 fi
 
-adapter=none
-for ((i = 0; i + 1 < ${#args[@]}; i++)); do [ "${args[i]}" = --adapter ] && adapter=${args[i+1]}; done
+adapter=$(passed_on_value --adapter) || adapter=none
 ar_best="$exp_dir/ar/best-valid-loss.pt"
 if [ "$adapter" != none ]; then  # adapters: every half on the base (the AR run's file holds adapters only)
   init_checkpoint=${init_checkpoint:-$default_init}
@@ -84,4 +74,4 @@ else
   launcher=("$PYTHON")
 fi
 exec "${launcher[@]}" "$TRAINER" --model-name "$model_name" --exp-dir "$exp_dir/$model_name" \
-  --init-checkpoint "$init_checkpoint" "${args[@]}"
+  --init-checkpoint "$init_checkpoint" "${passed_on[@]}"

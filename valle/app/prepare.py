@@ -1,17 +1,16 @@
 """The Data tab: uploaded files -> a corpus folder in the workspace -> the valle.data stages -> reports.
 
-The stages are the ones egs/custom/prepare.sh runs (valle.data.stages: corpus, normalize, codes, text, split),
-called directly, with the same options and defaults (valle.data.options.PrepareOptions).
-A finished stage leaves the same `DATA/.<stage>.done` marker, holding the same option signature, as
-egs/shared/prepare_stages.sh: a rerun with the same options skips it (the page and the recipe resume each
-other), and a stage that finishes invalidates the markers after it. The codes stage also resumes inside itself.
+The stages are the ones egs/custom/prepare.sh runs (valle.data.stages: scan, normalize, codes, text, split),
+called directly, with the same options and defaults (valle.data.options.PrepareOptions), through the same
+runner as the recipe's stage CLIs (valle.data.stages.run_stages): the same `DATA/.<stage>.done` markers and
+signatures, so a rerun with the same options skips a stage (the page and the recipe resume each other), and the
+same data lock. The codes stage also resumes inside itself.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,10 +20,9 @@ from valle.config import LANGUAGES, or_list
 from valle.data import stages
 from valle.data.options import PrepareOptions
 from valle.errors import UserError
-from valle.locks import folder_lock
 from valle.text import TOKENIZER_NAMES
 
-STAGES = stages.STAGE_NAMES  # the marker names of prepare_stages.sh, in order
+STAGES = stages.STAGE_NAMES  # in order
 METADATA_SUFFIXES = (".csv", ".tsv", ".list", ".txt")
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 CODEC_CHOICES = ("pretrained", "random")
@@ -64,39 +62,6 @@ def _codec_spec(ws: Workspace, weights: str) -> str:
     return str(ws.path(weights, "codec weights", must_exist=True))
 
 
-def plan_stages(opts: PrepareOptions, corpus: Path, codec: str) -> list[tuple[str, str]]:
-    """(stage, signature) in order; the signatures are prepare_stages.sh's for the same options (the corpus
-    stage's is the custom recipe's)."""
-    values = {**asdict(opts), "codec_weights": codec}
-    return [("corpus", f"corpus={corpus}")] + [(stage.name, stages.signature(stage, values)) for stage in stages.STAGES[1:]]
-
-
-def _stage_runner(name: str, data_dir: Path, corpus: Path, codec: str, opts: PrepareOptions) -> Callable[[], None]:
-    from valle.data import pipeline
-    from valle.data.normalize import NormalizeOptions
-
-    if name == "corpus":
-        return lambda: pipeline.stage_scan(corpus, data_dir)
-    if name == "normalize":
-        return lambda: pipeline.stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
-    if name == "codes":
-        def codes():
-            from valle.audio import Codec
-
-            codec_ = Codec.from_weights(codec, device=opts.device, max_batch_seconds=opts.batch_seconds)
-            pipeline.stage_codes(data_dir, codec_, opts.num_workers)
-        return codes
-    if name == "text":
-        def text():
-            from valle.text import get_tokenizer
-
-            symbols = {"symbols": Path(opts.symbols)} if opts.symbols else {}
-            pipeline.stage_text(data_dir, get_tokenizer(opts.tokenizer, **symbols), opts.language)
-        return text
-    return lambda: pipeline.stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed,
-                                        opts.heldout_speakers.split())
-
-
 def check_options(opts: PrepareOptions) -> None:
     if not opts.corpus.strip():
         raise UserError("corpus: give a folder of audio + transcripts, or a metadata file")
@@ -115,23 +80,8 @@ def run_prepare(ws: Workspace, opts: PrepareOptions,
     corpus = ws.path(opts.corpus, "corpus", must_exist=True)
     data_dir = ws.path(opts.data_dir, "data folder")
     codec = _codec_spec(ws, opts.codec_weights)
-    lines = []
-    with folder_lock(data_dir, "data preparation"):
-        plan = plan_stages(opts, corpus, codec)
-        for i, (name, signature) in enumerate(plan):
-            marker = data_dir / f".{name}.done"
-            if marker.is_file() and marker.read_text(encoding="utf-8").rstrip("\n") == signature:
-                lines.append(f"stage {i} ({name}): done before with the same options, skipped")
-                continue
-            progress(i / len(plan), f"stage {i} ({name})")
-            marker.unlink(missing_ok=True)
-            start = time.perf_counter()
-            _stage_runner(name, data_dir, corpus, codec, opts)()
-            for later, _ in plan[i + 1:]:  # a finished stage makes the later ones stale
-                (data_dir / f".{later}.done").unlink(missing_ok=True)
-            marker.write_text(signature + "\n", encoding="utf-8")
-            lines.append(f"stage {i} ({name}): done in {time.perf_counter() - start:.1f} s")
-        progress(1.0, "done")
+    resolved = replace(opts, corpus=str(corpus), codec_weights=codec)
+    lines = stages.run_stages(data_dir, [stages.stage_run(name, data_dir, resolved) for name in STAGES], progress)
     result = read_reports(ws, data_dir)
     result.stages = lines
     return result

@@ -1,5 +1,6 @@
 """Encodec 24 kHz (6 kbps, 8 codebooks, 75 frames/s) codes for every normalized cut, stored as int16 in
-DATA/tokenized/codes_<part>.h5. Resumable: a rerun encodes only what is not stored yet.
+DATA/tokenized/codes_<part>.h5. Resumable: a rerun encodes only what is not stored yet. Skipped when it finished
+before with the same --codec-weights (DATA/.codes.done; valle.data.stages).
 
 Sharded: --num-workers N processes, each encoding its own shard (codes_<part>.<k>-of-<N>.h5 + a .done marker);
 under torchrun (--nproc-per-node G, --nnodes) every rank runs N shards on its own GPU and rank 0 writes the
@@ -8,13 +9,13 @@ manifests once every shard is done. The codes are those of one process."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
+import os
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
-from valle.data.options import add_option
+from valle.data.options import add_option, options_of
+from valle.data.stages import run_stages, stage_run
 from valle.errors import UserError
-from valle.locks import folder_lock
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,23 +28,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from valle.audio import Codec
-    from valle.data.pipeline import stage_codes
-    from valle.device import resolve_device
-    from valle.training.distributed import dist_env
-
     if args.num_workers < 1:
         raise UserError(f"--num-workers {args.num_workers}: use 1 or more processes")
-    me = dist_env()
-    device = resolve_device(args.device)
-    if device == "cuda" and me.world_size > 1:
-        device = f"cuda:{me.local_rank}"  # torchrun: one GPU per rank
-    # One run per data folder (prepare.sh passes its own lock). The ranks of one torchrun are one run: they work
-    # on shards of their own, and only a single process takes the lock.
-    lock = folder_lock(args.data_dir, "data preparation") if me.world_size == 1 else contextlib.nullcontext()
-    with lock:
-        codec = Codec.from_weights(args.codec_weights, device=device, max_batch_seconds=args.batch_seconds)
-        stage_codes(args.data_dir, codec, args.num_workers, me.rank, me.world_size)
+    run = stage_run("codes", args.data_dir, options_of(args))
+    if int(os.environ.get("RANK", "0")) > 0:
+        # torchrun's other ranks: their shards only. Rank 0 holds the folder's lock and the stage marker (one run
+        # per data folder; prepare.sh passes its own lock) and writes the manifests.
+        run.work()
+    else:
+        run_stages(args.data_dir, [run])
 
 
 def entry() -> None:

@@ -1,5 +1,6 @@
 """Text tokens for every cut (phonemes, ids, per-token language ids on the supervision); text the g2p
-cannot handle goes to DATA/rejected.tsv; writes DATA/tokenized/text_tokenizer.json."""
+cannot handle goes to DATA/rejected.tsv; writes DATA/tokenized/text_tokenizer.json. Skipped when it finished
+before with the same options (DATA/.text.done; valle.data.stages)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import argparse
 import logging
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, UserError, run_main
-from valle.data.options import FIELDS, add_option
-from valle.locks import folder_lock
+from valle.data.options import FIELDS, add_option, options_of
+from valle.data.stages import run_stages, stage_run
 from valle.text import INPUT_LANGUAGES
 
 
@@ -26,14 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from valle.data.pipeline import stage_text
-    from valle.text import get_tokenizer
-
     if args.symbols and args.tokenizer != "espeak":
         raise UserError("--symbols is for --tokenizer espeak (the vallex vocabulary is fixed)")
-    tokenizer = get_tokenizer(args.tokenizer, symbols=args.symbols) if args.symbols else get_tokenizer(args.tokenizer)
-    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
-        stage_text(args.data_dir, tokenizer, args.language)
+    # one run per data folder (prepare.sh passes its own lock)
+    run_stages(args.data_dir, [stage_run("text", args.data_dir, options_of(args))])
 
 
 def entry() -> None:

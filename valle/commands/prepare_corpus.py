@@ -4,6 +4,7 @@
   prepare_corpus.py download-libritts --download-dir download --parts dev-clean ...
   prepare_corpus.py libritts --corpus-dir download/LibriTTS --parts dev-clean ... --data-dir data
   prepare_corpus.py normalize --data-dir data [--min-duration 0.5 --max-duration 20 --silence-db -60]
+A stage that finished before with the same options is skipped (DATA/.<stage>.done; valle.data.stages).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import logging
 from pathlib import Path
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
-from valle.data.options import PrepareOptions, add_option
-from valle.locks import folder_lock
+from valle.data import stages
+from valle.data.options import PrepareOptions, add_option, options_of
+from valle.data.stages import StageRun, run_stages, stage_run
+from valle.errors import UserError
 
 LIBRITTS_PARTS = PrepareOptions.dataset_parts.split()
 LIBRITTS_NUM_JOBS = 4  # lhotse's manifest workers: LibriTTS is large (the libritts recipe's --num-jobs too)
@@ -31,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     download = sub.add_parser("download-libritts", help="download LibriTTS parts with lhotse (needs internet)",
                               formatter_class=DefaultsHelpFormatter)
     add_option(download, "download_dir")
-    download.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS, help="LibriTTS parts to download")
+    download.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS,
+                          help="LibriTTS parts to download (those already in DOWNLOAD_DIR/LibriTTS are skipped)")
 
     libritts = sub.add_parser("libritts", help="lhotse LibriTTS manifests -> entries", formatter_class=DefaultsHelpFormatter)
     libritts.add_argument("--corpus-dir", type=Path, default=Path(PrepareOptions.download_dir) / "LibriTTS",
@@ -50,30 +54,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def download(download_dir: Path, parts: list[str]) -> None:
+    """The LibriTTS parts not already unpacked in download_dir/LibriTTS (lhotse; needs internet)."""
+    missing = [part for part in parts if not (download_dir / "LibriTTS" / part).is_dir()]
+    if not missing:
+        print(f"every part is in {download_dir / 'LibriTTS'}, skipping", flush=True)
+        return
+    print(f"downloading LibriTTS {' '.join(missing)} -> {download_dir / 'LibriTTS'}", flush=True)
+    from lhotse.recipes import download_libritts
+
+    download_libritts(download_dir, dataset_parts=missing)
+
+
+def subcommand_run(args: argparse.Namespace) -> StageRun:
+    """The stage a subcommand runs, with its signature; its inputs are checked before anything changes. The
+    work imports torch only when it runs: a skipped stage costs a fraction of a second."""
+    if args.command == "scan":
+        if not Path(args.corpus).exists():
+            raise UserError(f"--corpus {args.corpus}: no such folder or metadata file "
+                            f"(nothing in {args.data_dir} was changed)")
+        return stage_run("scan", args.data_dir, options_of(args))
+    if args.command == "libritts":
+        missing = [part for part in args.parts if not (args.corpus_dir / part).is_dir()]
+        if missing:
+            raise UserError(f"{args.corpus_dir / missing[0]} not found: run stage -1 (download) or pass the "
+                            f"--download-dir that holds LibriTTS/ (nothing in {args.data_dir} was changed)")
+        return StageRun("scan", stages.libritts_signature(args.corpus_dir.parent, args.parts),
+                        lambda: scan_libritts(args), f"lhotse manifests of LibriTTS {' '.join(args.parts)}")
+    return stage_run("normalize", args.data_dir, options_of(args))
+
+
+def scan_libritts(args: argparse.Namespace) -> None:
+    from lhotse.recipes import prepare_libritts
+
+    from valle.data import pipeline
+
+    lhotse_dir = args.data_dir / "manifests" / "lhotse"
+    prepare_libritts(args.corpus_dir, dataset_parts=args.parts, output_dir=lhotse_dir, num_jobs=args.num_jobs)
+    pipeline.stage_lhotse_manifests(lhotse_dir, "libritts", args.parts, args.data_dir)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "download-libritts":
-        from lhotse.recipes import download_libritts
-
-        download_libritts(args.download_dir, dataset_parts=args.parts)
-        return
-    from valle.data import pipeline
-
-    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
-        if args.command == "scan":
-            pipeline.stage_scan(args.corpus, args.data_dir)
-        elif args.command == "libritts":
-            from lhotse.recipes import prepare_libritts
-
-            lhotse_dir = args.data_dir / "manifests" / "lhotse"
-            prepare_libritts(args.corpus_dir, dataset_parts=args.parts, output_dir=lhotse_dir, num_jobs=args.num_jobs)
-            pipeline.stage_lhotse_manifests(lhotse_dir, "libritts", args.parts, args.data_dir)
-        else:
-            from valle.data.normalize import NormalizeOptions
-
-            opts = NormalizeOptions(args.min_duration, args.max_duration, args.silence_db)
-            pipeline.stage_normalize(args.data_dir, opts, args.num_jobs)
+        download(args.download_dir, args.parts)
+    else:  # one run per data folder (prepare.sh passes its own lock)
+        run_stages(args.data_dir, [subcommand_run(args)])
 
 
 def entry() -> None:

@@ -1,6 +1,7 @@
 """Write DATA/tokenized/cuts_{train,dev,test}.jsonl.gz. A custom corpus is split at random (seeded, so the
 same data always splits the same way; a tiny corpus still gets a dev cut); LibriTTS dev-*/test-* parts are
-the dev/test sets. Held-out speakers go to test. Prints the final summary."""
+the dev/test sets. Held-out speakers go to test. Prints the final summary. Skipped when it finished before with
+the same options (DATA/.split.done; valle.data.stages)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import argparse
 import logging
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
-from valle.data.options import add_option
-from valle.locks import folder_lock
+from valle.data.options import add_option, options_of
+from valle.data.stages import run_stages, stage_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,10 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from valle.data.pipeline import stage_split
-
-    with folder_lock(args.data_dir, "data preparation"):  # one run per data folder (prepare.sh passes its own)
-        stage_split(args.data_dir, args.dev_ratio, args.test_ratio, args.seed, args.heldout_speakers.split())
+    # one run per data folder (prepare.sh passes its own lock)
+    run_stages(args.data_dir, [stage_run("split", args.data_dir, options_of(args))])
 
 
 def entry() -> None:

@@ -2,6 +2,7 @@
 
 sources (folder, metadata, LJSpeech, lhotse manifests) -> normalize (mono 24 kHz cuts) -> codes (Encodec, HDF5)
 -> text_tokens -> split; reports (rejected.tsv, summary.json), files (whole-file writes, cut manifests);
-stages (the stage list) and options (their options and defaults); pipeline (the stage functions);
+stages (the stage list and the one runner: markers, signatures, the lock) and options (their options and
+defaults); pipeline (the stage functions);
 dataset (the training Dataset, collate and samplers).
 """

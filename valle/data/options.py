@@ -1,14 +1,15 @@
 """The options of data preparation, with their defaults and help: the one place of both.
 
 `PrepareOptions` is what the web app fills in; the stage CLIs (valle.commands) build their flags from its fields
-(`add_option`), and the recipes' prepare.sh get the same defaults and help from `python -m valle.data.stages
---shell` (they only pass the values on). Torch-free: the recipes read it in a fraction of a second.
+(`add_option`), and the recipes' prepare.sh get the same defaults and help from `python -m valle.data.options
+--shell RECIPE` (they only pass the values on). Torch-free: the recipes read it in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,11 @@ def add_option(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
     parser.add_argument("--" + name.replace("_", "-"), **kw)
 
 
+def options_of(args: argparse.Namespace) -> PrepareOptions:
+    """The preparation options a stage CLI was given; the others keep their defaults."""
+    return PrepareOptions(**{name: value for name, value in vars(args).items() if name in FIELDS})
+
+
 def shell_value(value) -> str:
     """A value as the recipes write it (and as the .done markers' signatures hold it): 20, 0.5, -60, en."""
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -82,3 +88,27 @@ def shell_value(value) -> str:
 def recipe_fields(recipe: str = "") -> list[dataclasses.Field]:
     """The options a recipe has: the shared ones, and those of `recipe` (custom: --corpus)."""
     return [f for f in FIELDS.values() if recipe in f.metadata.get("recipes", (recipe,))]
+
+
+def shell_script(recipe: str = "") -> str:
+    """Bash assignments for a recipe's prepare.sh: each option's default, their help (OPTION_HELP, lines of
+    NAME<TAB>TEXT for --help) and the corpus languages (PREPARE_LANGUAGES, PREPARE_LANGUAGES_TEXT)."""
+    fields = recipe_fields(recipe)
+    lines = [f"{f.name}={shlex.quote(shell_value(f.default))}" for f in fields]
+    lines.append("OPTION_HELP=" + shlex.quote("".join(f"{f.name}\t{f.metadata['help']}\n" for f in fields)))
+    lines.append(f"PREPARE_LANGUAGES=({' '.join(LANGUAGES)})")
+    lines.append(f"PREPARE_LANGUAGES_TEXT={shlex.quote(or_list(LANGUAGES))}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m valle.data.options",
+                                     description="Print the preparation options' defaults as bash assignments.")
+    parser.add_argument("--shell", action="store_true", required=True, help="print the bash assignments to eval")
+    parser.add_argument("recipe", nargs="?", default="", help="the recipe (custom adds --corpus, libritts "
+                        "--dataset-parts and --download-dir)")
+    print(shell_script(parser.parse_args(argv).recipe), end="")
+
+
+if __name__ == "__main__":
+    main()

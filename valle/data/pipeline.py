@@ -37,8 +37,15 @@ def stage_scan(corpus: str | Path, data_dir: Path) -> list[Entry]:
     update_summary(data_dir, "scan", {"corpus": str(corpus), "found": len(entries), "rejected": len(rejections)})
     log.info("corpus %s: %d utterances found, %d rejected while reading", corpus, len(entries), len(rejections))
     require_some(len(entries), len(entries) + len(rejections), rejections, str(corpus))
+    _remove_entries(data_dir)
     save_entries(entries, data_dir / "manifests" / "entries_all.jsonl")
     return entries
+
+
+def _remove_entries(data_dir: Path) -> None:
+    """The entries of an earlier scan: its parts may not be this one's."""
+    for path in (data_dir / "manifests").glob("entries_*.jsonl"):
+        path.unlink()
 
 
 def stage_lhotse_manifests(manifest_dir: Path, prefix: str, parts: list[str], data_dir: Path) -> list[Entry]:
@@ -47,6 +54,7 @@ def stage_lhotse_manifests(manifest_dir: Path, prefix: str, parts: list[str], da
 
     write_rejections(data_dir, "scan", [])
     update_summary(data_dir, "scan", {"corpus": str(manifest_dir), "parts": parts})
+    _remove_entries(data_dir)
     entries = []
     for part in parts:
         found = [manifest_dir / f"{prefix}_{kind}_{part}.jsonl.gz" for kind in ("recordings", "supervisions")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from valle.audio import AUDIO_EXTENSIONS
 from valle.data.files import write_text
-from valle.data.stages import REPORT_STAGES
+from valle.data.stages import STAGE_NAMES
 from valle.errors import UserError
 
 
@@ -30,11 +30,11 @@ def write_rejections(data_dir: Path, stage: str, rejections: list[Rejection]) ->
     """Store one stage's rejections and rebuild data_dir/rejected.tsv (path<TAB>reason) from all stages."""
     reports = data_dir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    for later in REPORT_STAGES[REPORT_STAGES.index(stage) + 1:]:
+    for later in STAGE_NAMES[STAGE_NAMES.index(stage) + 1:]:
         (reports / f"rejected_{later}.tsv").unlink(missing_ok=True)
     write_text(reports / f"rejected_{stage}.tsv", "".join(r.line() for r in rejections))
     merged = "".join((reports / f"rejected_{s}.tsv").read_text(encoding="utf-8")
-                     for s in REPORT_STAGES if (reports / f"rejected_{s}.tsv").is_file())
+                     for s in STAGE_NAMES if (reports / f"rejected_{s}.tsv").is_file())
     out = data_dir / "rejected.tsv"
     write_text(out, merged)
     return out
@@ -52,7 +52,7 @@ def update_summary(data_dir: Path, stage: str, values: dict) -> dict:
     """Set one stage's figures in data_dir/summary.json (dropping those of later stages); return the summary."""
     path = data_dir / "summary.json"
     summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    for later in REPORT_STAGES[REPORT_STAGES.index(stage) + 1:]:
+    for later in STAGE_NAMES[STAGE_NAMES.index(stage) + 1:]:
         summary.pop(later, None)
     summary[stage] = values
     write_text(path, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -1,78 +1,180 @@
-"""The preparation stages, in order: the one list for egs/shared/prepare_stages.sh, the web app and the reports.
+"""The preparation stages, in order, and the one runner that decides whether a stage runs.
 
-Each stage has a name (its marker DATA/.<name>.done), a report name (its key in summary.json and its
-reports/rejected_<report>.tsv), what it does and writes, and the options its marker's signature holds: a stage
-that finished with the same values of those options is skipped when the preparation runs again.
+Each stage has a name (its marker DATA/.<name>.done, its key in summary.json, its reports/rejected_<name>.tsv and
+its name in the logs), what it does and writes, and the options its marker's signature holds. `run_stages` is
+used by every stage CLI (which egs/*/prepare.sh call, one guarded block per stage) and by the web app's Data tab:
+under the data folder's lock, a stage that finished before with the same signature is skipped; one that runs
+removes its marker first, and once it has finished, those of the stages after it (so a run that fails early,
+e.g. on a mistyped path, leaves the later markers alone), then writes its own.
 
-`python -m valle.data.stages --shell [RECIPE]` prints, for a recipe to `eval`, the stage list (STAGE_NAMES,
-STAGE_DOES, STAGE_WRITES, STAGE_OPTIONS), the option defaults (valle.data.options), their help (OPTION_HELP)
-and the corpus languages (PREPARE_LANGUAGES). Torch-free, so that it takes a fraction of a second.
+`stage_run(name, data_dir, opts)` is how every caller gets a stage's signature and work from the preparation
+options. Adding a stage: a `Stage` and its work here, its function in valle.data.pipeline, a CLI that runs
+`run_stages(data_dir, [stage_run(...)])`, and a guarded block in each egs/<recipe>/prepare.sh.
+Torch-free: the work imports torch only when it runs, so a stage that is skipped costs a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
+import dataclasses
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-from valle.config import LANGUAGES, or_list
-from valle.data.options import recipe_fields, shell_value
+from valle.data.options import PrepareOptions, shell_value
+from valle.locks import folder_lock
 
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # the marker DATA/.<name>.done and the name in the logs
-    report: str  # the key in summary.json, reports/rejected_<report>.tsv
-    does: str  # what it does (logs, --help)
+    name: str  # the marker DATA/.<name>.done, the key in summary.json and the name in the logs
+    does: str  # what it does (logs)
     writes: str  # what it writes, relative to the data folder
-    options: tuple[str, ...]  # the options of its signature (the corpus stage's is the recipe's own)
+    options: tuple[str, ...]  # the options of its signature (the scan stage's is the corpus it read)
+    formerly: tuple[str, ...] = ()  # older marker names an existing data folder may hold, read as this stage's
 
 
 STAGES = (
-    Stage("corpus", "scan", "read the corpus", "manifests/entries_*.jsonl", ()),
-    Stage("normalize", "normalize", "validate, downmix to mono, resample to 24 kHz", "manifests/cuts_*.jsonl.gz",
+    Stage("scan", "read the corpus", "manifests/entries_*.jsonl", (), formerly=("corpus",)),
+    Stage("normalize", "validate, downmix to mono, resample to 24 kHz", "manifests/cuts_*.jsonl.gz",
           ("min_duration", "max_duration", "silence_db")),
-    Stage("codes", "codes", "Encodec codes", "tokenized/codes_*.h5", ("codec_weights",)),
-    Stage("text", "text", "text tokens", "tokenized/text_tokenizer.json", ("tokenizer", "language", "symbols")),
-    Stage("split", "split", "split", "tokenized/cuts_{train,dev,test}.jsonl.gz",
+    Stage("codes", "Encodec codes", "tokenized/codes_*.h5", ("codec_weights",)),
+    Stage("text", "text tokens", "tokenized/text_tokenizer.json", ("tokenizer", "language", "symbols")),
+    Stage("split", "split", "tokenized/cuts_{train,dev,test}.jsonl.gz",
           ("dev_ratio", "test_ratio", "seed", "heldout_speakers")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
-REPORT_STAGES = tuple(s.report for s in STAGES)  # a stage's report replaces its own and drops the later ones'
 
 
-def signature(stage: Stage, values: dict) -> str:
-    """What the stage's marker holds: `name=value` of its options, as prepare_stages.sh writes it."""
-    return " ".join(f"{name}={shell_value(values[name])}" for name in stage.options)
+def signature(stage: str, values: dict) -> str:
+    """What the stage's marker holds: `name=value` of its options (None is written as nothing)."""
+    options = STAGES[STAGE_NAMES.index(stage)].options
+    return " ".join(f"{name}={'' if values[name] is None else shell_value(values[name])}" for name in options)
 
 
-def _array(name: str, items) -> str:
-    return f"{name}=({' '.join(shlex.quote(str(i)) for i in items)})"
+def corpus_signature(corpus: str | Path) -> str:
+    """The scan stage's signature for a folder or metadata file of one's own recordings."""
+    return f"corpus={os.path.realpath(corpus)}"
 
 
-def shell_script(recipe: str = "") -> str:
-    """Bash assignments: the stage list, the option defaults and help, the corpus languages."""
-    fields = recipe_fields(recipe)
-    lines = [_array("STAGE_NAMES", STAGE_NAMES), _array("STAGE_DOES", (s.does for s in STAGES)),
-             _array("STAGE_WRITES", (s.writes for s in STAGES)),
-             _array("STAGE_OPTIONS", (" ".join(s.options) for s in STAGES))]
-    lines += [f"{f.name}={shlex.quote(shell_value(f.default))}" for f in fields]
-    lines.append("OPTION_HELP=" + shlex.quote("".join(f"{f.name}\t{f.metadata['help']}\n" for f in fields)))
-    lines += [_array("PREPARE_LANGUAGES", LANGUAGES), f"PREPARE_LANGUAGES_TEXT={shlex.quote(or_list(LANGUAGES))}"]
-    return "\n".join(lines) + "\n"
+def libritts_signature(download_dir: str | Path, parts: list[str]) -> str:
+    """The scan stage's signature for LibriTTS parts unpacked in download_dir/LibriTTS."""
+    return f"libritts={os.path.realpath(download_dir)} parts={' '.join(parts)}"
+
+
+def _markers(data_dir: Path, stage: Stage) -> list[Path]:
+    return [data_dir / f".{name}.done" for name in (stage.name, *stage.formerly)]
+
+
+@dataclass
+class StageRun:
+    """One stage to run: its name, the signature of the options it runs with, and the work itself."""
+
+    name: str
+    signature: str
+    work: Callable[[], object]
+    detail: str = ""  # shown in the log line, e.g. the codec weights
+
+
+def _scan(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.pipeline import stage_scan
+
+    stage_scan(opts.corpus, data_dir)
+
+
+def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.normalize import NormalizeOptions
+    from valle.data.pipeline import stage_normalize
+
+    stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
+
+
+def _codes(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.audio import Codec
+    from valle.data.pipeline import stage_codes
+    from valle.device import resolve_device
+    from valle.training.distributed import dist_env
+
+    me = dist_env()  # under torchrun: this rank's shards, on its own GPU
+    device = resolve_device(opts.device)
+    if device == "cuda" and me.world_size > 1:
+        device = f"cuda:{me.local_rank}"
+    codec = Codec.from_weights(opts.codec_weights, device=device, max_batch_seconds=opts.batch_seconds)
+    stage_codes(data_dir, codec, opts.num_workers, me.rank, me.world_size)
+
+
+def _text(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.pipeline import stage_text
+    from valle.text import get_tokenizer
+
+    symbols = {"symbols": Path(opts.symbols)} if opts.symbols else {}  # none: the corpus makes the table
+    stage_text(data_dir, get_tokenizer(opts.tokenizer, **symbols), opts.language)
+
+
+def _split(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.pipeline import stage_split
+
+    stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed, opts.heldout_speakers.split())
+
+
+WORK = {"scan": _scan, "normalize": _normalize, "codes": _codes, "text": _text, "split": _split}
+
+
+def stage_run(name: str, data_dir: Path, opts: PrepareOptions) -> StageRun:
+    """Stage `name` of data_dir with `opts`: its signature (the scan stage's is opts.corpus) and its work."""
+    if name == "scan":
+        sig, detail = corpus_signature(opts.corpus), str(opts.corpus)
+    else:
+        sig = signature(name, dataclasses.asdict(opts))
+        detail = {"codes": f"{opts.codec_weights} weights", "text": f"{opts.tokenizer}, {opts.language}"}.get(name, "")
+    return StageRun(name, sig, lambda: WORK[name](data_dir, opts), detail)
+
+
+def _run_one(data_dir: Path, run: StageRun) -> str:
+    n = STAGE_NAMES.index(run.name)
+    stage, head = STAGES[n], f"stage {n} ({run.name})"
+    done = [p for p in _markers(data_dir, stage) if p.is_file()]
+    if done and done[0].read_text(encoding="utf-8").rstrip("\n") == run.signature:
+        _log(f"{head}: done before with the same options, skipping (delete {done[0]} to redo)")
+        return f"{head}: done before with the same options, skipped"
+    _log(f"{head}: {stage.does}{f' ({run.detail})' if run.detail else ''} -> {data_dir / stage.writes}")
+    for path in done:
+        path.unlink()
+    start = time.perf_counter()
+    run.work()
+    for later in STAGES[n + 1:]:  # a finished stage makes the later ones stale
+        for path in _markers(data_dir, later):
+            path.unlink(missing_ok=True)
+    (data_dir / f".{stage.name}.done").write_text(run.signature + "\n", encoding="utf-8")
+    return f"{head}: done in {time.perf_counter() - start:.1f} s"
+
+
+def run_stages(data_dir: str | Path, runs: list[StageRun],
+               progress: Callable[[float, str], None] = lambda fraction, desc: None) -> list[str]:
+    """Under the data folder's lock (a UserError naming the holder when another run has it), each of `runs`
+    that did not finish before with its signature. Returns one line per stage: skipped, or done in how long."""
+    data_dir = Path(data_dir)
+    lines = []
+    with folder_lock(data_dir, "data preparation"):
+        for i, run in enumerate(runs):
+            progress(i / len(runs), f"stage {STAGE_NAMES.index(run.name)} ({run.name})")
+            lines.append(_run_one(data_dir, run))
+    progress(1.0, "done")
+    return lines
+
+
+def _log(line: str) -> None:
+    """On stdout, as the recipe's other lines: prepare.sh shows each stage's decision in order."""
+    print(f"{time.strftime('%F %T')} {line}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m valle.data.stages", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shell", action="store_true", help="print the bash assignments for a recipe to eval")
-    parser.add_argument("recipe", nargs="?", default="", help="the recipe (custom adds --corpus)")
-    args = parser.parse_args(argv)
-    if args.shell:
-        print(shell_script(args.recipe), end="")
-    else:
-        for n, s in enumerate(STAGES):
-            print(f"{n} {s.name}: {s.does} -> {s.writes} ({' '.join(s.options) or 'the recipe`s corpus'})")
+    parser = argparse.ArgumentParser(prog="python -m valle.data.stages", description="List the preparation stages.")
+    parser.parse_args(argv)
+    for n, s in enumerate(STAGES):
+        print(f"{n} {s.name}: {s.does} -> {s.writes} ({' '.join(s.options) or 'the corpus it read'})")
 
 
 if __name__ == "__main__":

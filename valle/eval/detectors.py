@@ -29,7 +29,7 @@ FLAGS = ("runaway", "too_short", "silent", "noise")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When an utterance is flagged. Every value is documented in the README section "Evaluation"."""
+    """When an utterance is flagged. Every value is documented in docs/evaluation.md, "Flags"."""
 
     min_seconds: float = 0.3  # too_short: shorter than this, whatever the text
     min_duration_ratio: float = 0.4  # too_short: shorter than 0.4 x the expected duration

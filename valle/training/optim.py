@@ -1,21 +1,9 @@
 """ScaledAdam, AdamW with clipping, and the builders of the optimizer and the schedule (schedule.py) the trainer uses.
 
-The algorithms are icefall's ScaledAdam/Eden (egs/librispeech/ASR/zipformer/optim.py), re-implemented
-per tensor (icefall batches same-shaped tensors; the arithmetic is the same): tests/test_optim.py holds
-our trajectories to ones recorded with icefall's code, step for step.
-
-* ScaledAdam: Adam second moments, but each non-scalar tensor's update is multiplied by the
-  tensor's RMS (at least ``param_min_rms``), so every tensor changes by about ``lr``
-  *relative* to its size.  The tensor's overall scale is learned separately (Adam-like stats on
-  the gradient w.r.t. a log-scale, applied every ``size_update_period`` steps) and may not grow
-  past ``param_max_rms``.  Scalars get plain Adam with ``lr * scalar_lr_scale``, clamped to
-  ``[-scalar_max, scalar_max]``.  Momentum is applied to the combined update.  The second moment is
-  bias-corrected only while the correction is below 0.99 (as icefall).  Gradients are clipped to
-  ``clipping_scale`` times the median of recent (RMS-weighted) gradient norms, re-estimated every
-  ``clipping_update_period`` steps and early at steps 10, 20 and 40 (twice the median then).
-* Eden (schedule.py): the learning rate decays with steps and epochs after a linear warmup.
-
-All counts are optimizer steps (after gradient accumulation), never micro-batches.
+ScaledAdam and Eden are icefall's (egs/librispeech/ASR/zipformer/optim.py), re-implemented per tensor;
+tests/test_optim.py holds our trajectories to ones recorded with icefall's code, step for step. What the
+update, the clipping and the schedule do, and where they differ from icefall and the VALL-E forks:
+docs/training.md, "Optimizer: ScaledAdam and Eden". All counts are optimizer steps, never micro-batches.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 RELEASED_REPO = "Plachta/VALL-E-X"
 RELEASED_FILENAME = "vallex-checkpoint.pt"
-# Environment variables (documented in the README) for mirrors and the cache.
+# Environment variables (documented in docs/checkpoints.md) for mirrors and the cache.
 ENV_CACHE_DIR = "VALLE_CACHE_DIR"
 ENV_REPO = "VALLE_CHECKPOINT_REPO"
 ENV_FILENAME = "VALLE_CHECKPOINT_FILENAME"
