@@ -222,7 +222,7 @@ def test_a_rank_that_dies_stops_the_others_with_a_message(synthetic, tmp_path):
 # ----------------------------------------------------------------------------------------- the LibriTTS layout
 
 @pytest.mark.slow  # espeak-ng voices, then every stage of egs/libritts
-def test_libritts_layout_corpus_goes_through_every_stage(tmp_path):
+def test_libritts_layout_corpus_goes_through_every_stage_sharded_and_into_shar(tmp_path):
     import json
 
     import soundfile as sf
@@ -237,7 +237,8 @@ def test_libritts_layout_corpus_goes_through_every_stage(tmp_path):
     sf.write(str(stereo), speechlike(1.5, 44100, channels=2), 44100)  # not as LibriTTS has it: converted
     proc = subprocess.run([str(REPO / "egs" / "libritts" / "prepare.sh"), "--stage", "0", "--download-dir",
                            str(tmp_path / "download"), "--data-dir", str(tmp_path / "data"), "--codec-weights",
-                           "random", "--num-jobs", "1"], env=env, capture_output=True, text=True, timeout=900)
+                           "random", "--num-jobs", "1", "--num-workers", "2", "--format", "shar"],
+                          env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "data" / "summary.json").read_text())
     assert summary["normalize"]["kept"] == 36
@@ -246,6 +247,10 @@ def test_libritts_layout_corpus_goes_through_every_stage(tmp_path):
     assert list((tmp_path / "data" / "audio").glob("*.flac")) == [tmp_path / "data" / "audio" / f"{stereo.stem}.flac"]
     split = summary["split"]
     assert split["dev"]["cuts"] == split["test"]["cuts"] == 12 and split["train"]["cuts"] == 12
+    tokenized = tmp_path / "data" / "tokenized"
+    assert len(list(tokenized.glob("codes_train-clean-100.*-of-00002.h5.done"))) == 2  # two shards, both done
+    for name in ("train", "dev", "test"):
+        assert (tmp_path / "data" / "shar" / name / "codes.000000.tar").is_file()
 
 
 def test_training_cuts_are_lazy_and_duration_bins_are_stored_with_the_data(synthetic, tmp_path):

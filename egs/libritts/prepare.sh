@@ -43,8 +43,10 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # Encodec 24 kHz codes (resumable) -> data/tokenized/codes_<part>.h5
-  # (--num-workers shards in parallel; --num-gpus > 1: under torchrun, --num-workers shards per GPU)
-  per_gpu "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
+  # in --num-workers shards at once; with --num-gpus > 1 under torchrun, one process per GPU running as many
+  torchrun=()
+  if [ "$num_gpus" -gt 1 ]; then torchrun=(-m torch.distributed.run --standalone --nproc-per-node "$num_gpus"); fi
+  "$PYTHON" "${torchrun[@]}" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
     --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
 fi
 

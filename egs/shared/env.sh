@@ -33,16 +33,6 @@ log() {
   echo "$(date '+%F %T') ($(basename "$0")) $*"
 }
 
-# per_gpu PROGRAM ARGS...: "$PYTHON" PROGRAM ARGS, or under torchrun with one process per GPU when $num_gpus > 1
-# (the codes stage: each process encodes its own shards on its own GPU)
-per_gpu() {
-  if [ "${num_gpus:-1}" -gt 1 ]; then
-    "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node "$num_gpus" "$@"
-  else
-    "$PYTHON" "$@"
-  fi
-}
-
 # take_data_lock: one preparation at a time per data folder (valle/locks.py: a flock on $data_dir/.lock, which the
 # kernel releases when the last process holding it ends, however it ends). This shell opens the lock file as
 # descriptor 9 and a short Python helper locks that open file; every command the script runs inherits it, and
