@@ -20,7 +20,7 @@ ENV = {**{k: v for k, v in os.environ.items() if k != "VALLE_PROG"}, "OMP_NUM_TH
 
 def test_every_bin_script_is_a_console_script():
     modules = {BIN_NAMES.get(p.stem, p.stem) for p in (REPO / "bin").glob("*.py")}
-    assert len(modules) == 15
+    assert len(modules) == 16
     assert SCRIPTS == {"valle-" + m.replace("_", "-"): f"valle.commands.{m}:entry" for m in modules}
 
 

@@ -7,6 +7,7 @@ Reading audio files is audio.py's job; the Vocos decoder is in vocoder.py.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import urllib.error
@@ -95,6 +96,13 @@ class Codec:
         self.device = device
         self.max_batch_seconds = max_batch_seconds or (120.0 if device.startswith("cuda") else 15.0)
         self.weights = weights  # what from_weights was given: codes made with other weights are not reused
+
+    def __reduce__(self):
+        """Another process (a shard of the codes stage) builds its copy from the weights again: Encodec's
+        weight-norm tensors do not cross process boundaries."""
+        if self.weights == "custom":
+            raise TypeError("a Codec built from a model object cannot be sent to another process")
+        return functools.partial(Codec.from_weights, max_batch_seconds=self.max_batch_seconds), (self.weights, self.device)
 
     @classmethod
     def from_weights(cls, spec: str = "pretrained", device: str = "cpu", **kw) -> "Codec":

@@ -103,6 +103,8 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     manifest_dir: str = option("data/tokenized", "folder with cuts_{train,dev}.jsonl.gz and text_tokenizer.json")
+    shar_dir: str = option("", "train and validate from this lhotse Shar folder (prepare.sh --format shar writes "
+                               "data/shar) instead of --manifest-dir's cuts and HDF5 codes")
     max_duration: float = option(40.0, "seconds of audio per batch (per GPU)")
     num_buckets: int = option(10, "duration buckets of the DynamicBucketingSampler")
     quadratic_duration: float = option(0.0, "lhotse quadratic_duration: penalise long cuts in batch size (0 = off)")
@@ -152,6 +154,8 @@ class TrainConfig:
     device: str = option("auto", "auto | cpu | cuda")
     seed: int = option(42, "random seed (sampler, NAR codebooks, dropout)")
     resume: bool = option(False, "continue from exp_dir/last.pt exactly where it stopped")
+    dist_timeout: float = option(30.0, "several processes (torchrun): minutes a rank waits for the others before the "
+                                     "run stops with a message (a rank that dies stops the others at once)")
     overwrite: bool = option(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
                                   "files are deleted first (without it such a folder is refused)")
     codec_weights: str = option("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")

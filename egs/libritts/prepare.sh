@@ -43,8 +43,11 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # Encodec 24 kHz codes (resumable) -> data/tokenized/codes_<part>.h5
-  "$PYTHON" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
-    --device "$device" --batch-seconds "$batch_seconds"
+  # in --num-workers shards at once; with --num-gpus > 1 under torchrun, one process per GPU running as many
+  torchrun=()
+  if [ "$num_gpus" -gt 1 ]; then torchrun=(-m torch.distributed.run --standalone --nproc-per-node "$num_gpus"); fi
+  "$PYTHON" "${torchrun[@]}" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
+    --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -57,5 +60,10 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # dev-* parts -> dev, test-* -> test, the rest -> train: data/tokenized/cuts_{train,dev,test}.jsonl.gz
   "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
     --seed "$seed" --heldout-speakers "$heldout_speakers"
+  if [ "$format" = shar ]; then
+    # lhotse Shar shards of the splits (rewritten from them) -> data/shar/<split>/; train with --shar-dir data/shar
+    "$PYTHON" "$VALLE_BIN/export_shar.py" --data-dir "$data_dir" --shar-shard-size "$shar_shard_size" \
+      --shar-audio "$shar_audio"
+  fi
 fi
 log "done: $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Generate the mini demo corpus offline with espeak-ng: a folder per voice, one audio file and one
-transcript per utterance, in the formats users really have.
+transcript per utterance, in the formats users really have. With --layout libritts: a corpus in LibriTTS's
+layout instead (for egs/libritts and the scale benchmark; see make_libritts).
 
 Files cycle through mono/stereo, 8/16/22.05/24/44.1/48 kHz, 8-bit, 16-bit, 24-bit and float WAV, FLAC,
 MP3 and OGG, and through .txt/.lab/.normalized.txt transcripts, so the custom recipe has something to
@@ -127,13 +128,59 @@ def make_corpus(out: Path, per_speaker: int, bad_examples: bool) -> int:
     return n
 
 
+LIBRITTS_PARTS = ("dev-clean", "test-clean", "train-clean-100")
+
+
+def make_libritts(out: Path, parts: list[str], per_speaker: int) -> float:
+    """LibriTTS's layout, as lhotse's prepare_libritts reads it: out/LibriTTS/<part>/<speaker>/<chapter>/ with
+    <speaker>_<chapter>_<paragraph>_<sentence>.wav (mono 24 kHz 16-bit, like LibriTTS: referenced, not copied),
+    .normalized.txt and .original.txt per utterance, and the chapter's .trans.tsv and .book.tsv. Every part has
+    the 4 voices as speakers of its own (numbered by part). An utterance is one or two sentences. Returns hours."""
+    if shutil.which("espeak-ng") is None:
+        sys.exit("espeak-ng is missing: sudo apt-get install espeak-ng (or brew install espeak-ng)")
+    root = out / "LibriTTS"
+    if root.exists():
+        shutil.rmtree(root)
+    seconds = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for p, part in enumerate(parts):
+            for s, voice in enumerate(VOICES.values()):
+                speaker, chapter = str(100 * (p + 1) + s), str(1000 * (p + 1) + s)
+                folder = root / part / speaker / chapter
+                folder.mkdir(parents=True)
+                rows = []
+                for i in range(per_speaker):
+                    n = len(SENTENCES)
+                    text = " ".join(SENTENCES[(i + k * 7 + s) % n] for k in range(1 + i % 2))
+                    wave, native = synthesize(text, voice, Path(tmp))
+                    utt = f"{speaker}_{chapter}_{i // 10:06d}_{i % 10:06d}"
+                    sf.write(str(folder / f"{utt}.wav"), convert(wave, native, 24000, 1), 24000, subtype="PCM_16")
+                    seconds += len(wave) / native
+                    (folder / f"{utt}.normalized.txt").write_text(text)
+                    (folder / f"{utt}.original.txt").write_text(text.upper())
+                    rows.append(f"{utt}\t{text.upper()}\t{text}")
+                (folder / f"{speaker}_{chapter}.trans.tsv").write_text("\n".join(rows) + "\n")
+                (folder / f"{speaker}_{chapter}.book.tsv").write_text(
+                    "\n".join(f"{r}\t0\t0\t0\t20.0" for r in rows) + "\n")
+    return seconds / 3600
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("corpus"), help="corpus folder to (re)create")
     parser.add_argument("--per-speaker", type=int, default=10, help=f"utterances per voice ({len(VOICES)} voices)")
     parser.add_argument("--bad-examples", type=str2bool, default=True,
                         help="add a file without transcript and a silent file (true/false)")
+    parser.add_argument("--layout", choices=("mini", "libritts"), default="mini",
+                        help="mini: a folder per voice, mixed formats (the custom recipe's input); libritts: "
+                             "OUTPUT/LibriTTS/<part>/<speaker>/<chapter>/ as LibriTTS is laid out (egs/libritts)")
+    parser.add_argument("--parts", nargs="+", default=list(LIBRITTS_PARTS), help="--layout libritts: the parts")
     args = parser.parse_args()
+    if args.layout == "libritts":
+        hours = make_libritts(args.output, args.parts, args.per_speaker)
+        print(f"LibriTTS-layout corpus: {len(args.parts)} parts x {len(VOICES)} speakers x {args.per_speaker} "
+              f"utterances, {hours:.3f} h, in {args.output / 'LibriTTS'}")
+        return
     n = make_corpus(args.output, args.per_speaker, args.bad_examples)
     print(f"mini corpus: {n} utterances by {len(VOICES)} voices in {args.output}")
 

@@ -12,6 +12,10 @@ export VALLE_PROG=${VALLE_PROG:-$0}  # the name the trainer's --help and errors 
 
 model_name=ar              # the half to train: ar, nar or both
 num_gpus=1                 # GPUs of this node; above 1 the trainer runs under torchrun with DDP
+num_nodes=1                # machines; above 1 torchrun's c10d rendezvous at master_addr:master_port joins them
+node_rank=0                # this machine's number, 0 .. num_nodes-1
+master_addr=127.0.0.1      # the machine of node 0, reachable from every node
+master_port=29500          # a free TCP port there, for the rendezvous
 exp_dir=exp                # experiments folder; each half goes to EXP_DIR/<model-name>
 init_checkpoint=""         # vallex | PATH | none | auto; empty: the AR run for the NAR, else default_init
 default_init=auto          # the recipe's starting checkpoint
@@ -21,12 +25,18 @@ passed_on=()               # the trainer's options
 
 if passed_on_value --help >/dev/null; then
   cat <<HELP
-usage: $VALLE_PROG --model-name ar|nar|both [--num-gpus N] [--exp-dir DIR] [--init-checkpoint X] [trainer options]
+usage: $VALLE_PROG --model-name ar|nar|both [--num-gpus N] [--num-nodes N --node-rank R --master-addr HOST
+       --master-port P] [--exp-dir DIR] [--init-checkpoint X] [trainer options]
 
 Run it from the folder where ./prepare.sh wrote data/: it reads data/tokenized there and writes DIR/<model-name>.
 Recipe options (values in effect):
   --model-name ar|nar|both   the half to train (now: $model_name)
   --num-gpus N               GPUs of this node; above 1 the trainer runs under torchrun with DDP (now: $num_gpus)
+  --num-nodes N              machines; above 1 run this script on each, with the same --master-addr/--master-port,
+                             --exp-dir on a shared disk, and torchrun's c10d rendezvous starts them (now: $num_nodes)
+  --node-rank R              this machine's number, 0 .. N-1 (now: $node_rank)
+  --master-addr HOST         the machine of node 0, reachable from every node (now: $master_addr)
+  --master-port P            a free TCP port there, for the rendezvous (now: $master_port)
   --exp-dir DIR              experiments folder; each half goes to DIR/<model-name> (now: $exp_dir)
   --init-checkpoint X        vallex | PATH | none | auto (now: ${init_checkpoint:-not given: for the NAR DIR/ar/best-valid-loss.pt
                              when it exists, else $default_init})
@@ -53,8 +63,12 @@ elif [ "$model_name" = nar ] && [ -f "$ar_best" ] && [ "$init_checkpoint" != "$a
   exit 2
 fi
 
-echo "$(date '+%F %T') training $model_name from $init_checkpoint into $exp_dir/$model_name on $num_gpus process(es)"
-if [ "$num_gpus" -gt 1 ]; then
+echo "$(date '+%F %T') training $model_name from $init_checkpoint into $exp_dir/$model_name on $num_nodes node(s) x $num_gpus process(es)"
+if [ "$num_nodes" -gt 1 ]; then  # every node runs this; the c10d rendezvous at master-addr:master-port joins them
+  launcher=("$PYTHON" -m torch.distributed.run --nnodes "$num_nodes" --node-rank "$node_rank"
+            --nproc-per-node "$num_gpus" --rdzv-backend c10d --rdzv-endpoint "$master_addr:$master_port"
+            --rdzv-id "valle-$model_name")
+elif [ "$num_gpus" -gt 1 ]; then
   launcher=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$num_gpus")
 else
   launcher=("$PYTHON")

@@ -1,15 +1,24 @@
 """Audio codes: Encodec 24 kHz codes of every cut, int16 (frames, 8) under the cut id in an HDF5 store that lhotse
 reads back (NumpyHdf5Writer layout, DATA/tokenized/codes_<part>.h5). The store is resumable and never half-written:
-a rerun encodes only what is missing or changed; a full disk or a kill loses at most one piece of work."""
+a rerun encodes only what is missing or changed; a full disk or a kill loses at most one piece of work.
+
+Sharded (`compute_codes_sharded`): the cuts are dealt to N shards that run in parallel (worker processes, torchrun
+ranks, nodes), each with its own store codes_<part>.<k>-of-<N>.h5 and done-marker (.done), so that a killed shard
+resumes alone; the codes are those of one process (every cut is encoded in the same codec batch)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import logging
+import multiprocessing
 import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -23,7 +32,7 @@ from tqdm import tqdm
 from valle.audio import SAMPLE_RATE
 from valle.codec import FRAME_RATE, Codec, code_frames, length_batches
 from valle.config import NUM_QUANTIZERS
-from valle.data.files import write_whole
+from valle.data.files import write_text, write_whole
 from valle.storage import check_free_space, remove_partials
 
 log = logging.getLogger(__name__)
@@ -136,7 +145,7 @@ def _codes_array(h5_path: Path, key: str, shape) -> TemporalArray:
     return TemporalArray(array=array, temporal_dim=0, frame_shift=1 / FRAME_RATE, start=0)
 
 
-def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
+def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec, progress: str = "encodec") -> CutSet:
     """Encode every cut's audio and store int16 codes (frames, 8) under the cut id in h5_path.
 
     Resumable: codes already stored for the same audio file (path, size, mtime) with the right number of
@@ -152,13 +161,14 @@ def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec) -> CutSet:
     log.info("codes: %d cuts, %d already in %s, %d to encode", len(cuts), len(cuts) - len(todo), h5_path, len(todo))
     if todo:
         _check_space(h5_path, todo, cuts, expected)
-        _encode_to_pieces(todo, h5_path, codec, expected, stored)
+        _encode_to_pieces(todo, h5_path, codec, expected, stored, progress)
     if todo or _pieces_dir(h5_path).is_dir():
         _merge(h5_path, cuts, stored, codec.weights)
     return CutSet.from_cuts(_with_codes(c, h5_path, expected[c.id]) for c in cuts)
 
 
-def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, stored: dict) -> None:
+def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, stored: dict,
+                      progress: str) -> None:
     """Encode `todo` group by group; write a piece every PIECE_SECONDS of audio, at the end and on Ctrl-C.
     Adds what it wrote to `stored`."""
     pieces = _pieces_dir(h5_path)
@@ -172,7 +182,7 @@ def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, s
             stored.update({key: (piece, codes.shape, source) for key, codes, source in pending})
             pending.clear()
 
-    with tqdm(total=round(sum(c.duration for c in todo)), desc="encodec", unit="s audio") as bar:
+    with tqdm(total=round(sum(c.duration for c in todo)), desc=progress, unit="s audio") as bar:
         try:
             # One codec batch at a time, grouped by the codec's own rule (encode() then sees one batch): lhotse's
             # samplers bound the sum of durations, not count x longest, the padded audio the encoder runs on.
@@ -194,3 +204,93 @@ def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, s
 def _with_codes(cut, h5_path: Path, shape):
     cut.codes = _codes_array(h5_path, cut.id, shape)
     return cut
+
+
+# ---- shards ----------------------------------------------------------------------------------------------------
+
+def shard_path(h5_path: Path, shard: int, num_shards: int) -> Path:
+    """The store of one shard (one shard: the store itself)."""
+    return h5_path if num_shards == 1 else h5_path.with_name(f"{h5_path.stem}.{shard:05d}-of-{num_shards:05d}.h5")
+
+
+def assign_shards(cuts: list, max_batch_seconds: float, num_shards: int) -> list[int]:
+    """The shard of every cut: the codec batches one process would make (`length_batches` over all cuts), dealt
+    round-robin. Each shard regroups its cuts into exactly those batches (the grouping depends only on the count and
+    the first length of a batch), so every cut is encoded with the same neighbours: the codes are one process's."""
+    shards = [0] * len(cuts)
+    batches = length_batches([c.num_samples for c in cuts], int(max_batch_seconds * SAMPLE_RATE))
+    for b, batch in enumerate(batches):
+        for i in batch:
+            shards[i] = b % num_shards
+    return shards
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".done")
+
+
+def _signature(path: Path, cuts: list, weights: str) -> str:
+    """What a shard's done-marker holds: its cuts, their audio files as they are, the codec weights and the size of
+    its store (a store cut short or replaced later no longer matches, and is checked again by `compute_codes`)."""
+    digest = hashlib.sha1("\n".join(f"{c.id} {_fingerprint(c)}" for c in cuts).encode()).hexdigest()
+    return json.dumps({"codec_weights": weights, "cuts": len(cuts), "sha1": digest,
+                       "store_bytes": path.stat().st_size}) + "\n"
+
+
+def _shard_done(path: Path, cuts: list, weights: str) -> bool:
+    marker = _marker(path)
+    return path.is_file() and marker.is_file() and marker.read_text() == _signature(path, cuts, weights)
+
+
+def _run_shard(cuts: list, path: Path, codec: Codec, threads: int) -> None:
+    """One shard (in a process of its own when there are several): encode (`compute_codes`, resumable), then
+    write its done-marker."""
+    torch.set_num_threads(threads)
+    compute_codes(cuts, path, codec, progress=f"encodec {path.name}")
+    write_text(_marker(path), _signature(path, cuts, codec.weights), "a done-marker")
+
+
+def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers: int = 1, rank: int = 0,
+                          world_size: int = 1, poll_seconds: float = 2.0) -> CutSet | None:
+    """Codes of `cuts` in world_size x num_workers shards: this process (torchrun rank `rank` of `world_size`)
+    runs shards rank * num_workers ... in `num_workers` processes (each gets a copy of `codec`), skipping those
+    whose done-marker is there. Rank 0 then waits for every shard's marker and returns the cuts with `cut.codes`
+    (the other ranks: None)."""
+    h5_path = h5_path.resolve()
+    h5_path.parent.mkdir(parents=True, exist_ok=True)
+    cuts = list(cuts)
+    num_shards = world_size * num_workers
+    shard_of = assign_shards(cuts, codec.max_batch_seconds, num_shards)
+    members = [[c for c, s in zip(cuts, shard_of) if s == k] for k in range(num_shards)]
+    paths = [shard_path(h5_path, k, num_shards) for k in range(num_shards)]
+    todo = [k for k in range(rank * num_workers, (rank + 1) * num_workers)
+            if members[k] and not _shard_done(paths[k], members[k], codec.weights)]
+    log.info("codes: %d cuts in %d shard(s); %d to run here", len(cuts), num_shards, len(todo))
+    if num_workers == 1:
+        for k in todo:
+            _run_shard(members[k], paths[k], codec, torch.get_num_threads())
+    elif todo:
+        threads = max(1, torch.get_num_threads() // len(todo))
+        with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(_run_shard, members[k], paths[k], codec, threads) for k in todo]:
+                done.result()  # a shard's error is raised here; the other shards finish first
+    if rank != 0:
+        return None
+    waiting = [k for k in range(num_shards) if members[k] and not _shard_done(paths[k], members[k], codec.weights)]
+    if waiting:
+        log.info("codes: waiting for %d shard(s) of the other ranks", len(waiting))
+    while waiting:
+        time.sleep(poll_seconds)
+        waiting = [k for k in waiting if not _shard_done(paths[k], members[k], codec.weights)]
+    _remove_other_layouts(h5_path, set(paths))
+    return CutSet.from_cuts(_with_codes(c, paths[s], (code_frames(c.duration), NUM_QUANTIZERS))
+                            for c, s in zip(cuts, shard_of))
+
+
+def _remove_other_layouts(h5_path: Path, keep: set[Path]) -> None:
+    """Stores (and markers) of this part made with another number of shards: their codes are in `keep` now."""
+    for old in [h5_path, *h5_path.parent.glob(f"{h5_path.stem}.*-of-*.h5")]:
+        if old not in keep and old.is_file():
+            old.unlink()
+            _marker(old).unlink(missing_ok=True)
+            shutil.rmtree(_pieces_dir(old), ignore_errors=True)

@@ -26,13 +26,18 @@ def save_cuts(cuts, path: Path) -> None:
     write_whole(path, lambda tmp: CutSet.from_cuts(cuts).to_file(tmp), "cut manifests")
 
 
-def load_cuts(path: str | Path, missing: str = "run the earlier stages of prepare.sh first") -> CutSet:
-    """The cuts of a manifest, in memory. A missing file is a UserError ending in `missing` (what to do);
-    so is an empty one: no stage and no training can use it."""
+def open_cuts(path: str | Path, missing: str = "run the earlier stages of prepare.sh first") -> CutSet:
+    """The cuts of a manifest, read lazily (one line at a time, whatever its size). A missing file is a UserError
+    ending in `missing` (what to do); so is an empty one: no stage and no training can use it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found: {missing}")
-    cuts = CutSet.from_file(path).to_eager()
-    if len(cuts) == 0:
+    cuts = CutSet.from_jsonl_lazy(path)
+    if next(iter(cuts), None) is None:
         raise UserError(f"{path} holds no cuts: prepare the corpus again with more data")
     return cuts
+
+
+def load_cuts(path: str | Path, missing: str = "run the earlier stages of prepare.sh first") -> CutSet:
+    """The cuts of a manifest, in memory (`open_cuts`, read whole)."""
+    return open_cuts(path, missing).to_eager()

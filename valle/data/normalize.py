@@ -146,7 +146,8 @@ def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOpti
 
 
 def normalize_summary(result: Normalized) -> dict:
-    """Kept / hours / speakers and what was converted (counts by kind)."""
+    """Kept / hours / speakers, how many files are referenced where they are and how many converted (counts by
+    kind)."""
     conv = collections.Counter()
     for info in result.infos:
         if info["channels"] > 1:
@@ -157,4 +158,5 @@ def normalize_summary(result: Normalized) -> dict:
             conv[f"decoded {info['kind']}"] += 1
     return {"kept": len(result.cuts), "hours": round(sum(c.duration for c in result.cuts) / 3600, 4),
             "speakers": len({c.supervisions[0].speaker for c in result.cuts}),
+            "referenced_files": len(result.cuts) - len(result.conversions),  # mono 24 kHz WAV/FLAC, used where they are
             "converted_files": len(result.conversions), "conversions": dict(sorted(conv.items()))}

@@ -45,6 +45,16 @@ class PrepareOptions:
     symbols: str = option("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
     heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
     num_jobs: int = option(1, "parallel processes for the normalize stage")
+    num_workers: int = option(1, "parallel processes of the codes stage (per GPU under torchrun): the cuts are "
+                                 "split into that many shards, each with its own codes file and done-marker")
+    num_gpus: int = option(1, "GPUs of this machine for the codes stage: above 1 it runs under torchrun, "
+                              "--num-workers shards on each GPU")
+    format: str = option("jsonl", "what training reads: jsonl (cut manifests + HDF5 codes in DATA/tokenized) or "
+                              "shar (also lhotse Shar shards in DATA/shar: train with --shar-dir DATA/shar)",
+                         choices=("jsonl", "shar"))
+    shar_shard_size: int = option(1000, "cuts per Shar shard (--format shar)")
+    shar_audio: str = option("none", "audio in the Shar shards: none (the cuts point at the prepared files) or "
+                                     "flac (copied in, for machines without the data folder)", choices=("none", "flac"))
     dataset_parts: str = option("dev-clean test-clean train-clean-100", "LibriTTS parts (dev-* -> dev, test-* -> "
                               "test, the rest -> train)", recipes=("libritts",))
     download_dir: str = option("download", "where LibriTTS/ is downloaded and unpacked", type=Path,

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from valle.codec import Codec
-from valle.data.codes import compute_codes
+from valle.data.codes import compute_codes_sharded
 from valle.data.files import load_cuts, save_cuts, write_text
 from valle.data.normalize import NormalizeOptions, Normalized, normalize_entries, normalize_summary
 from valle.data.rejections import format_summary, read_rejections, require_some, update_summary, write_rejections
@@ -108,15 +108,19 @@ def _remove_stale(folder: Path, suffix: str, parts: list[str]) -> None:
             path.unlink()
 
 
-def stage_codes(data_dir: Path, codec: Codec) -> None:
-    """manifests/cuts_<part> -> tokenized/codes_<part>.h5 + tokenized/cuts_<part>_codes.jsonl.gz (resumable)."""
+def stage_codes(data_dir: Path, codec: Codec, num_workers: int = 1, rank: int = 0, world_size: int = 1) -> None:
+    """manifests/cuts_<part> -> tokenized/codes_<part>[.<k>-of-<N>].h5 + tokenized/cuts_<part>_codes.jsonl.gz
+    (resumable), in world_size x num_workers shards (`compute_codes_sharded`); rank 0 writes the manifests."""
     out = data_dir / "tokenized"
     parts = _parts(data_dir / "manifests", "cuts_", ".jsonl.gz")
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out, "_codes.jsonl.gz", parts)
+    if rank == 0:
+        _remove_stale(out, "_codes.jsonl.gz", parts)
     for part in parts:
-        cuts = compute_codes(load_cuts(data_dir / "manifests" / f"cuts_{part}.jsonl.gz"), out / f"codes_{part}.h5", codec)
-        save_cuts(cuts, out / f"cuts_{part}_codes.jsonl.gz")
+        cuts = compute_codes_sharded(load_cuts(data_dir / "manifests" / f"cuts_{part}.jsonl.gz"),
+                                     out / f"codes_{part}.h5", codec, num_workers, rank, world_size)
+        if cuts is not None:
+            save_cuts(cuts, out / f"cuts_{part}_codes.jsonl.gz")
 
 
 def stage_text(data_dir: Path, tokenizer, language: str) -> dict:

@@ -69,6 +69,8 @@ def format_summary(summary: dict, rejected: list[tuple[str, str]], data_dir: Pat
     lines.append(f"rejected: {sum(reasons.values())} (details: {data_dir / 'rejected.tsv'})")
     lines += [f"  {n:5d}  {kind}" for kind, n in reasons.most_common()]
     conversions = norm.get("conversions", {})
+    lines.append(f"referenced: {norm.get('referenced_files', 0)} files already mono 24 kHz WAV/FLAC, used where "
+                 "they are (not copied)")
     lines.append(f"converted: {norm.get('converted_files', 0)} files to mono 24 kHz "
                  f"(details: {data_dir / 'conversions.tsv'})")
     lines += [f"  {n:5d}  {what}" for what, n in conversions.items()]

@@ -101,9 +101,15 @@ def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
 def _codes(data_dir: Path, opts: PrepareOptions) -> None:
     from valle.codec import Codec
     from valle.data.pipeline import stage_codes
+    from valle.device import resolve_device
+    from valle.training.distributed import dist_env
 
-    stage_codes(data_dir, Codec.from_weights(opts.codec_weights, device=opts.device,
-                                             max_batch_seconds=opts.batch_seconds))
+    me = dist_env()  # under torchrun: this rank's shards, on its own GPU
+    device = resolve_device(opts.device)
+    if device == "cuda" and me.world_size > 1:
+        device = f"cuda:{me.local_rank}"
+    codec = Codec.from_weights(opts.codec_weights, device=device, max_batch_seconds=opts.batch_seconds)
+    stage_codes(data_dir, codec, opts.num_workers, me.rank, me.world_size)
 
 
 def _text(data_dir: Path, opts: PrepareOptions) -> None:

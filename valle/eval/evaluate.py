@@ -60,10 +60,14 @@ def mono(cut) -> torch.Tensor:
 
 
 def build_items(cuts, pool, num_utterances: int, seed: int, preset_wave: torch.Tensor | None) -> list[Item]:
-    """The chosen targets with their prompts (`preset_wave`: every target uses the preset)."""
+    """The chosen targets with their prompts (`preset_wave`: every target uses the preset). `cuts` and `pool` may
+    be lazy manifests of any size: one pass over `pool` keeps only the cuts of the targets' speakers."""
+    targets = select_utterances(cuts, num_utterances, seed)
+    speakers = {speaker_of(cut) for cut in targets}
+    pool = [c for c in pool if speaker_of(c) in speakers]
     rates = speaker_rates(pool)
     items = []
-    for cut in select_utterances(cuts, num_utterances, seed):
+    for cut in targets:
         prompt_cut = None if preset_wave is not None else choose_prompt(cut, pool, seed)
         ids = (cut.supervisions[0].custom or {}).get("text_ids") or []
         rate = rates.get(speaker_of(cut))
@@ -222,19 +226,16 @@ def unit_name(items: list[Item]) -> str:
 
 
 def load_pool(cuts_path: Path):
-    """The cuts to evaluate and every cut of the corpus (all cuts_*.jsonl.gz next to them), for prompts."""
-    from lhotse import CutSet
+    """The cuts to evaluate and every cut of the corpus (them and the other splits next to them), for prompts;
+    both read lazily."""
+    from valle.data.files import open_cuts
 
-    if not cuts_path.is_file():
-        raise UserError(f"--cuts {cuts_path}: no such file; run the recipe's prepare.sh first")
-    cuts = CutSet.from_file(cuts_path).to_eager()
-    if len(cuts) == 0:
-        raise UserError(f"--cuts {cuts_path}: no cuts in it")
-    pool = {c.id: c for c in cuts}
+    cuts = open_cuts(cuts_path, "pass --cuts a prepared cuts_*.jsonl.gz (run the recipe's prepare.sh first)")
+    pool = cuts
     for other in sorted(cuts_path.parent.glob("cuts_*.jsonl.gz")):
-        if other.name.startswith(("cuts_train", "cuts_dev", "cuts_test")) and other != cuts_path:
-            pool.update({c.id: c for c in CutSet.from_file(other) if c.id not in pool})
-    return cuts, list(pool.values())
+        if other.name.startswith(("cuts_train.", "cuts_dev.", "cuts_test.")) and other != cuts_path:
+            pool = pool + open_cuts(other)  # the splits hold no cut twice
+    return cuts, pool
 
 
 def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path, *, num_utterances: int = 20,

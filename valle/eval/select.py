@@ -8,6 +8,7 @@ choice does not depend on the order of the files.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import statistics
 from collections import defaultdict
 
@@ -21,8 +22,10 @@ def _key(seed: int, *names: str) -> str:
 
 
 def select_utterances(cuts, n: int, seed: int) -> list:
-    """Up to `n` cuts (0 = all), chosen by a seeded hash of their ids, returned sorted by id."""
-    chosen = sorted(cuts, key=lambda c: _key(seed, c.id))[: n or None]
+    """Up to `n` cuts (0 = all), chosen by a seeded hash of their ids, returned sorted by id. With `n`, only the
+    chosen ones are held (a lazy manifest of any size streams)."""
+    key = lambda c: _key(seed, c.id)  # noqa: E731
+    chosen = heapq.nsmallest(n, cuts, key=key) if n else sorted(cuts, key=key)
     return sorted(chosen, key=lambda c: c.id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -32,15 +33,39 @@ class DistInfo:
         return torch.device("cpu")
 
 
-def setup_distributed(kind: str) -> DistInfo:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1): nccl when `kind` is "cuda", else gloo."""
+def dist_env() -> DistInfo:
+    """Who this process is, as torchrun says (RANK, LOCAL_RANK, WORLD_SIZE); one process without it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+    return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+
+
+def setup_distributed(kind: str, timeout_minutes: float = 30.0) -> DistInfo:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): nccl when `kind` is "cuda", else gloo.
+    A collective that waits longer than `timeout_minutes` for another rank fails (`lost_rank_error` says so)."""
+    info = dist_env()
+    if info.world_size == 1:
+        return info
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
     return info
+
+
+# How the backends word a peer that died (its connection closed) or stopped answering (a timeout)
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out", "NCCL", "Gloo", "gloo")
+
+
+def lost_rank_error(error: BaseException, info: DistInfo, log_dir) -> UserError | None:
+    """One line for a collective that failed because another rank (or node) died or stopped answering, so that
+    every surviving rank stops with a message instead of a traceback or a hang; None for any other error."""
+    if not dist.is_initialized():
+        return None
+    if not (isinstance(error, dist.DistError) or any(k in str(error) for k in _LOST_PEER)):
+        return None
+    what = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return UserError(f"rank {info.rank} of {info.world_size}: another rank died or stopped answering ({what}); "
+                     f"its own error is in {log_dir}/train-rank*.log on its machine. Rerun with --resume true")
 
 
 def all_ranks_true(flag: bool, device: torch.device) -> bool:

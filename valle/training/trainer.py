@@ -28,8 +28,7 @@ from valle.errors import UserError
 from valle.locks import folder_lock
 from valle.storage import check_free_space, disk_full_error, is_disk_full, remove_partials
 from valle.config import ExperimentConfig, ModelConfig
-from valle.data.files import load_cuts
-from valle.data.dataset import filter_train_cuts, make_loader, padding_ratio
+from valle.data.dataset import make_loader, open_split, padding_ratio
 from valle.models.adapters import (SCALED_ADAM_MIN_RMS, AdapterSpec, LoRA, attach, base_identity, check_base,
                                    load_overrides, parse_targets)
 from valle.models.checkpoint import (LoadedAdapter, load_adapter, load_model, load_pairs, save_adapter,
@@ -38,7 +37,8 @@ from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training import run_folder
-from valle.training.distributed import all_ranks_true, all_reduce_sum, cleanup_distributed, setup_distributed
+from valle.training.distributed import (all_ranks_true, all_reduce_sum, cleanup_distributed, lost_rank_error,
+                                       setup_distributed)
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
 from valle.training.rng import gather_rng_states, set_rng_state
@@ -73,7 +73,7 @@ class Trainer:
     def _setup(self, cfg: ExperimentConfig, model_overrides: dict) -> None:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
-        self.dist = setup_distributed(device_type(t.device))
+        self.dist = setup_distributed(device_type(t.device), t.dist_timeout)
         self.device = self.dist.device(t.device)
         self.dtype = resolve_dtype(t.dtype, self.device)
         if self.dist.is_main:
@@ -83,8 +83,9 @@ class Trainer:
         self._setup_logging()
         torch.manual_seed(t.seed + self.dist.rank)
         random.seed(t.seed + self.dist.rank)
-        self.tokenizer = load_tokenizer_info(cfg.data.manifest_dir)  # name + vocabulary, saved in checkpoints
-        self.text_tokenizer = tokenizer_from_info(self.tokenizer, where=cfg.data.manifest_dir)
+        data_dir = cfg.data.shar_dir or cfg.data.manifest_dir
+        self.tokenizer = load_tokenizer_info(data_dir)  # name + vocabulary, saved in checkpoints
+        self.text_tokenizer = tokenizer_from_info(self.tokenizer, where=data_dir)
         self.model, resume_state = self._build_model(model_overrides)
         self.halves = trained_halves(t.model_name)
         # Before the optimizer exists, so resumed optimizer state lands there too. The half that is not
@@ -114,25 +115,24 @@ class Trainer:
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=t.model_name != "ar")
-        manifests, hint = Path(cfg.data.manifest_dir), "run the recipe's prepare.sh first (or pass --manifest-dir)"
-        self.train_cuts = filter_train_cuts(load_cuts(manifests / "cuts_train.jsonl.gz", hint), cfg.data)
-        self.dev_cuts = load_cuts(manifests / "cuts_dev.jsonl.gz", hint)
+        # Read lazily, never whole: a manifest of any size starts in the same time and memory
+        self.train_data = open_split(cfg.data, "train", write_bins=self.dist.is_main)
+        self.dev_data = open_split(cfg.data, "dev", write_bins=self.dist.is_main)
         # A resumed run rewrites the steps after its checkpoint: tensorboard drops the old ones (purge_step).
         purge_step = self.progress.step + 1 if t.resume else None
         self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step) if self.dist.is_main else None
-        self.sample_writer = AudioSampleWriter(cfg, self.dev_cuts, self.device) if self.dist.is_main else None
+        self.sample_writer = AudioSampleWriter(cfg, self.dev_data.cuts, self.device) if self.dist.is_main else None
         self.eval_probe = None  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
         if self.dist.is_main and t.eval_interval:
             from valle.eval.probe import EvalProbe
-            self.eval_probe = EvalProbe(self.dev_cuts, [*self.train_cuts, *self.dev_cuts], t.codec_weights, self.device,
-                                        num_utterances=t.eval_utterances, seed=t.seed)
+            self.eval_probe = EvalProbe(self.dev_data.cuts, self.train_data.cuts + self.dev_data.cuts, t.codec_weights,
+                                        self.device, num_utterances=t.eval_utterances, seed=t.seed)
         if self.dist.is_main:
             remove_partials(self.exp_dir)  # a write cut short by a crash (the file itself is intact)
             cfg.save_yaml(self.exp_dir / "config.yaml")
             n = sum(p.numel() for _, p in self.trainable)
-            log.info("training %s: %d tensors, %.2fM parameters; %d train cuts, %d dev cuts; device %s, %s",
-                     t.model_name, len(self.trainable), n / 1e6, len(self.train_cuts), len(self.dev_cuts),
-                     self.device, self.dtype)
+            log.info("training %s: %d tensors, %.2fM parameters; cuts from %s; device %s, %s", t.model_name,
+                     len(self.trainable), n / 1e6, data_dir, self.device, self.dtype)
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -255,6 +255,9 @@ class Trainer:
             if is_disk_full(e):  # a checkpoint, a log line or tensorboard: earlier checkpoints stay intact
                 raise disk_full_error(getattr(e, "filename", None) or self.exp_dir, "training outputs",
                                       "free some space (or lower --keep-last-k), then rerun with --resume true") from None
+            lost = lost_rank_error(e, self.dist, self.exp_dir / "log")
+            if lost is not None:
+                raise lost from None
             raise
         finally:
             if self.writer:
@@ -298,7 +301,7 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         t, p = self.cfg.train, self.progress
-        loader = self._loader(self.train_cuts, train=True, seed=t.seed, epoch=p.epoch,
+        loader = self._loader(self.train_data, train=True, seed=t.seed, epoch=p.epoch,
                               skip_batches=p.batches_in_epoch)
         batches = iter(loader)
         bar = tqdm(desc=f"epoch {p.epoch}", unit="step", disable=not self.dist.is_main, leave=False)
@@ -318,13 +321,13 @@ class Trainer:
                 self._prune("checkpoint")
         bar.close()
         if p.step == steps_before and p.batches_in_epoch == 0 and self._stop_signal is None:
-            hours = sum(c.duration for c in self.train_cuts) / 3600
+            hours = sum(c.duration for c in self.train_data.cuts) / 3600
             raise UserError(f"epoch {p.epoch} produced no training batch: the train set ({hours:.3f} h) is "
                             "smaller than one batch; lower --max-duration or pass --drop-last false")
 
-    def _loader(self, cuts, train: bool, **kw) -> torch.utils.data.DataLoader:
-        """This rank's batches of `cuts` (kw: seed, epoch, skip_batches for training)."""
-        return make_loader(cuts, self.cfg.data, self.text_tokenizer.pad_id, self.model.config, train=train,
+    def _loader(self, split, train: bool, **kw):
+        """This rank's batches of `split` (kw: seed, epoch, skip_batches for training)."""
+        return make_loader(split, self.cfg.data, self.text_tokenizer.pad_id, self.model.config, train=train,
                            world_size=self.dist.world_size, rank=self.dist.rank, **kw)
 
     def _optimizer_step(self, micro: list[dict]) -> None:
@@ -394,7 +397,7 @@ class Trainer:
         objective = self.objective.module if isinstance(self.objective, DistributedDataParallel) else self.objective
         objective.eval()
         loss_sum = acc_sum = frames = 0.0
-        loader = self._loader(self.dev_cuts, train=False)
+        loader = self._loader(self.dev_data, train=False)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.train.seed)  # the same NAR codebooks and prefixes at every validation
             for batch in loader:
