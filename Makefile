@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-quick demo app serve bench clean gpu-check gpu-wheels
+.PHONY: setup lint test test-quick demo app serve bench clean gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja,segment,serve]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# pycodestyle, pyflakes, import order, pyupgrade and bugbear ([tool.ruff] in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -n auto --maxprocesses 4 --durations=15
 
 # The quick loop while editing: everything but the tests marked slow (the mini corpus, trainer runs).
-test-quick: $(STAMP)
+test-quick: lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests -n auto --maxprocesses 4 -m "not slow" --durations=10
 
 # GPU machine (torch preinstalled, no index): copy the repo with .whl/ there, then `make gpu-check` (JSON lines, < 10 min).

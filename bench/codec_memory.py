@@ -30,7 +30,8 @@ def measure(seconds: float, mode: str, batch_seconds: float) -> dict:
     wall = time.perf_counter() - start
     return {"bench": "codec_memory", "mode": mode, "clip_seconds": seconds,
             "chunk_seconds": None if mode == "one call" else batch_seconds, "frames": codes.shape[0],
-            "peak_rss_mb_before": round(before), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_mb_before": round(before),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "encode_seconds": round(wall, 1), "machine": machine("cpu")}
 
 

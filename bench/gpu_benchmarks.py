@@ -56,8 +56,8 @@ def train_step(args, half: str, dtype_name: str, compile: bool) -> dict:
 
     from valle.config import ModelConfig, OptimConfig
     from valle.models.valle import VALLE
-    from valle.training.optim import build_optimizer
     from valle.training.objective import Objective
+    from valle.training.optim import build_optimizer
 
     dev, dtype = args.device, getattr(torch, dtype_name)
     torch.manual_seed(0)

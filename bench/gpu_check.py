@@ -11,6 +11,9 @@ Then, one JSON line per figure on stdout (and in --out):
   generate     batch 1 and 16, eager / CUDA graph / inductor AR step, bf16: AR frames/s, step ms, NAR s per audio s,
                RTF, peak memory (bench/generate_speed.py)
   codec        Encodec encoding throughput, seconds of audio per second
+  codes_sharded  bin/compute_codes.py under torchrun, 2 worker processes on one device: the codes of one process
+  serve        the speech API under 1 and 16 clients and a streamed 3-sentence input (bench/serve_load.py): AR
+               frames/s, p50/p95 latency, time to first audio
   ddp          a 1-GPU torchrun DDP run of bin/trainer.py on a small prepared corpus
   resume       a CUDA run resumed on the CPU and then on CUDA again
 Every line has "check", "ok" and "seconds"; a failed check has "error" and the script exits 1 after the others ran.
@@ -33,22 +36,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.gpu_benchmarks import check_codec, check_generate, check_train_step  # noqa: E402
-from bench.gpu_runs import check_ddp, check_resume  # noqa: E402
+from bench.gpu_runs import check_codes_sharded, check_ddp, check_resume, check_serve  # noqa: E402
 from tools.gpu_setup import ensure_dependencies, run_cuda_tests  # noqa: E402
 
-
 CHECKS = {"cuda_tests": lambda args: run_cuda_tests(), "train_step": check_train_step, "generate": check_generate,
-          "codec": check_codec, "ddp": check_ddp, "resume": check_resume}
+          "codec": check_codec, "codes_sharded": check_codes_sharded, "serve": check_serve, "ddp": check_ddp,
+          "resume": check_resume}
 
 
 def summary(records: list[dict]) -> str:
     keys = ("half", "dtype", "compile", "batch", "decode", "step_s", "audio_frames_per_s", "mfu", "ar_frames_per_s",
             "ar_step_ms", "rtf", "peak_cuda_mb", "peak_gpu_mb", "batched", "audio_seconds_per_second", "summary",
-            "legs", "wall_s", "error")
-    lines = [f"{'check':<11} {'ok':<4} {'s':>6}  figures"]
+            "legs", "wall_s", "shards", "identical", "scenario", "clients", "latency_p50_s", "ratio", "error")
+    lines = [f"{'check':<13} {'ok':<4} {'s':>6}  figures"]
     for r in records:
         figures = ", ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None)
-        lines.append(f"{r['check']:<11} {'ok' if r['ok'] else 'FAIL':<4} {r['seconds']:>6}  {figures[:200]}")
+        lines.append(f"{r['check']:<13} {'ok' if r['ok'] else 'FAIL':<4} {r['seconds']:>6}  {figures[:200]}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
-"""The trainer end to end on the device, for bench/gpu_check.py: a small corpus prepared by the custom recipe
-(random Encodec), then `ddp` (a 1-GPU torchrun run of bin/trainer.py) and `resume` (a run resumed on the CPU, then on
-the device again). Each `check_*(args)` returns its rows or raises with what went wrong.
+"""The toolkit's programs end to end on the device, for bench/gpu_check.py: a small corpus prepared by the custom
+recipe (random Encodec), then `codes_sharded` (bin/compute_codes.py under torchrun with 2 worker processes on one
+device: the codes of one process?), `ddp` (a 1-GPU torchrun run of bin/trainer.py), `resume` (a run resumed on the CPU,
+then on the device again) and `serve` (bench/serve_load.py: 1 and 16 clients, a streamed 3-sentence input). Each
+`check_*(args)` returns its rows or raises with what went wrong.
 """
 
 from __future__ import annotations
@@ -70,6 +72,47 @@ def steps_logged(exp: Path) -> list[int]:
 def fresh(folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     return folder
+
+
+def stored_codes(tokenized: Path) -> dict:
+    """cut id -> its codes (frames, 8), over every part's codes manifest of a tokenized folder."""
+    from lhotse import CutSet
+
+    return {c.id: c.load_codes() for m in sorted(tokenized.glob("cuts_*_codes.jsonl.gz")) for c in CutSet.from_file(m)}
+
+
+def check_codes_sharded(args) -> list[dict]:
+    """The codes stage again on a copy of the prepared data, under torchrun with --num-workers 2 on the device:
+    every cut's codes must equal those of the one-process run of prepare_data."""
+    data = prepare_data(args, args.work).parent
+    copy = fresh(args.work / "data-sharded")
+    shutil.copytree(data, copy, ignore=shutil.ignore_patterns("tokenized", ".codes.done", ".text.done", ".split.done",
+                                                              ".lock"))
+    t0 = time.perf_counter()
+    run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
+                 str(REPO / "bin" / "compute_codes.py"), "--data-dir", str(copy), "--num-workers", "2",
+                 "--device", args.device.split(":")[0], "--codec-weights", "random"], timeout=300)
+    seconds = time.perf_counter() - t0
+    one, sharded = stored_codes(data / "tokenized"), stored_codes(copy / "tokenized")
+    if one.keys() != sharded.keys():
+        raise RuntimeError(f"sharded codes for {len(sharded)} cuts, one process for {len(one)}")
+    differ = [k for k in one if not (one[k] == sharded[k]).all()]
+    if differ:
+        raise RuntimeError(f"{len(differ)} of {len(one)} cuts have other codes than one process's, e.g. {differ[0]}")
+    shards = sorted(p.name for p in (copy / "tokenized").glob("codes_*-of-*.h5"))
+    return [{"cuts": len(one), "shards": len(shards), "identical": True, "wall_s": round(seconds, 1)}]
+
+
+def check_serve(args) -> list[dict]:
+    """bench/serve_load.py on the device: throughput at 1 and 16 clients, time to first audio of a streamed input."""
+    frames = "24" if args.tiny else "150"
+    cmd = [sys.executable, str(REPO / "bench" / "serve_load.py"), "--model", "tiny" if args.tiny else "full",
+           "--device", args.device, "--work", str(fresh(args.work / "serve")), "--scenarios", "throughput", "ttfa",
+           "--clients", "1", "16", "--requests-per-client", "1", "--frames", frames, "--repeats", "1"]
+    rows = [json.loads(line) for line in run_command(cmd, timeout=420).stdout.splitlines() if line.startswith("{")]
+    keep = ("scenario", "clients", "latency_p50_s", "latency_p95_s", "ar_frames_per_s", "ar_speedup_vs_one_client",
+            "first_sentence_alone_s", "three_sentences_streamed_first_audio_s", "ratio")
+    return [{k: r[k] for k in keep if k in r} for r in rows]
 
 
 def check_ddp(args) -> list[dict]:

@@ -21,8 +21,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+from long_recording import RATE, SENTENCES, VOICES, speak, write_recording, write_reference  # noqa: E402
+
 from bench.machine import machine  # noqa: E402
-from long_recording import SENTENCES, VOICES, RATE, speak, write_recording, write_reference  # noqa: E402
 
 
 def _peak_mb() -> int:

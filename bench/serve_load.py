@@ -163,7 +163,7 @@ def throughput(a, server: Server, base: dict) -> None:
         before = server.metrics()
         latencies, frames = [], []
 
-        def client(c: int) -> None:
+        def client(c: int, latencies: list = latencies, frames: list = frames) -> None:
             for k in range(a.requests_per_client):
                 status, data, _, seconds = speak(server.url, SENTENCES[(c + k) % len(SENTENCES)], a.timeout,
                                                  max_frames=a.frames)

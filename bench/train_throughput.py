@@ -21,8 +21,8 @@ import json
 import subprocess
 import sys
 import time
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -119,7 +119,8 @@ def run(args, half: str, adapter: str, checkpointing: bool, untrained_half: str)
            "lora_rank": args.lora_rank if adapter == "lora" else None,
            "lora_dropout": args.lora_dropout if adapter == "lora" else None, "activation_checkpointing": checkpointing,
            "untrained_half": untrained_half,
-           "trained_params": sum(p.numel() for _, p in trained), "step_s": round(fb + os_, 4), "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
+           "trained_params": sum(p.numel() for _, p in trained), "step_s": round(fb + os_, 4),
+           "fwd_bwd_s": round(fb, 4), "optimizer_s": round(os_, 4),
            "frames_per_s": round(frames / (fb + os_), 1), "fwd_bwd_frames_per_s": round(frames / fb, 1),
            "peak_rss_mb": round(peak_rss_mb()), "peak_rss_since": "steps" if steps_only else "start",
            "machine": machine(str(device))}
@@ -159,7 +160,8 @@ def main() -> None:
                    help="lora: time LoRA adapter training next to full fine-tuning of the same half")
     p.add_argument("--lora-rank", type=int, default=8, help="rank of the adapters (alpha 2 x rank)")
     p.add_argument("--lora-targets", default=AdapterConfig.lora_targets, help="adapted weights: attn, ffn, predict")
-    p.add_argument("--lora-dropout", type=float, default=AdapterConfig.lora_dropout, help="dropout on the adapters' input")
+    p.add_argument("--lora-dropout", type=float, default=AdapterConfig.lora_dropout,
+                   help="dropout on the adapters' input")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="time every configuration without and with activation checkpointing")
     p.add_argument("--untrained-half", choices=("host", "device", "both"), default="host",

@@ -26,7 +26,8 @@ SHAPES = {"w1": (8, 6), "b1": (8,), "w2": (8, 8), "b2": (8,), "w3": (3, 8), "b3"
 
 def initial_params() -> dict[str, list[float]]:
     g = torch.Generator().manual_seed(0)
-    init = {name: (torch.randn(shape, generator=g) * (0.5 if len(shape) == 2 else 0.1)) for name, shape in SHAPES.items()}
+    init = {name: (torch.randn(shape, generator=g) * (0.5 if len(shape) == 2 else 0.1))
+            for name, shape in SHAPES.items()}
     init["gain"], init["scale"] = torch.tensor(0.5), torch.ones(1)
     return {name: [float(f"{v:.9g}") for v in t.reshape(-1).tolist()] for name, t in init.items()}  # exact
 

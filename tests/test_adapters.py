@@ -13,14 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import metrics, train_metrics_so_far
+
 from valle.config import AdapterConfig, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.inference import Request, generate, load_prompt
 from valle.models.adapters import AdapterSpec, attach, base_identity
-from valle.models.checkpoint import (CheckpointError, load_adapter, load_checkpoint, load_model,
-                                     merge_adapter_files, save_adapter, save_checkpoint)
+from valle.models.checkpoint import (
+    CheckpointError,
+    load_adapter,
+    load_checkpoint,
+    load_model,
+    merge_adapter_files,
+    save_adapter,
+    save_checkpoint,
+)
 from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import Sampling
 
@@ -204,7 +211,8 @@ def test_evaluation_merges_adapters(tmp_path, random_codec):
 
     def wave(checkpoint, adapters=()):
         rows = evaluate_checkpoint(str(checkpoint), "sys", items, Scorer(None, None, distances=False), random_codec,
-                                   tmp_path / "eval", preset_path=None, sampling=Sampling(top_k=1, seed=0, max_frames=40),
+                                   tmp_path / "eval", preset_path=None,
+                                   sampling=Sampling(top_k=1, seed=0, max_frames=40),
                                    batch_size=1, device="cpu", adapters=adapters)
         return sf.read(tmp_path / "eval" / rows[0]["wav"])[0]  # (T * 320,)
 

@@ -63,7 +63,8 @@ def test_uploads_have_a_size_limit_and_plain_names(tmp_path):
     small.write_text("hello")
     big.write_bytes(b"\0" * 2048)
     assert ws.take_upload(small, root / "up").read_text() == "hello"
-    with pytest.raises(UserError, match=r"upload big.wav: 0.0 MB is over the limit of 0 MB \(valle-app --max-upload-mb\)"):
+    with pytest.raises(UserError,
+                       match=r"upload big.wav: 0.0 MB is over the limit of 0 MB \(valle-app --max-upload-mb\)"):
         ws.take_upload(big, root / "up")
     assert safe_name("../../etc/passwd") == "passwd" and safe_name("a\\b.wav") == "b.wav"
     for bad in (".hidden", "..", ""):
@@ -140,7 +141,8 @@ def test_trainer_command_line(ws):
     with pytest.raises(UserError, match="data folder 'data': .* does not exist"):
         training.trainer_argv(ws, opts)
     (ws.root / "data" / "tokenized").mkdir(parents=True)
-    with pytest.raises(UserError, match="data/tokenized/cuts_train.jsonl.gz not found: prepare the data in the Data tab"):
+    with pytest.raises(UserError,
+                       match="data/tokenized/cuts_train.jsonl.gz not found: prepare the data in the Data tab"):
         training.trainer_argv(ws, opts)
     (ws.root / "data" / "tokenized" / "cuts_train.jsonl.gz").touch()
     argv = training.trainer_argv(ws, opts, resume=True)
@@ -361,7 +363,7 @@ def test_compare_two_checkpoints_on_the_same_sentences(mini_data, tiny_ws, singl
     assert all(len(row) == len(SUMMARY_HEADERS) and row[4] == "–" for row in result.summary)  # no SIM asked for
     assert [p.name for p in result.files] == ["report.html", "report.json", "utterances.tsv"] and result.chart.is_file()
     assert len(result.grid) == 2
-    for utterance, text, systems in result.grid:
+    for _utterance, text, systems in result.grid:
         assert text and [name for name, _ in systems] == ["ground_truth", "ws-tiny", "ws-other"]
         assert all(wav.is_file() and wav.parent.parent.parent == tiny_ws.root / "eval" for _, wav in systems)
     # the same weights, prompt and seed: the two checkpoints say exactly the same

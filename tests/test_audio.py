@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import speechlike
+
 from valle.audio import SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_audio
 from valle.errors import UserError
 
@@ -25,7 +25,8 @@ CONVERSIONS = [  # (file name, rate, channels, subtype, expected conversions, ex
 
 
 @pytest.mark.parametrize("name,rate,channels,subtype,conversions,kind", CONVERSIONS)
-def test_load_audio_any_format_becomes_mono_24k(tmp_path, write_audio, name, rate, channels, subtype, conversions, kind):
+def test_load_audio_any_format_becomes_mono_24k(tmp_path, write_audio, name, rate, channels, subtype, conversions,
+                                                kind):
     path = write_audio(tmp_path / name, seconds=1.0, rate=rate, channels=channels, subtype=subtype)
     wave, info = load_audio(path)
     assert wave.dtype == torch.float32 and wave.dim() == 1

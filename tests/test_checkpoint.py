@@ -15,17 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from valle.errors import UserError
-from valle.config import ModelConfig
-from valle.models import checkpoint as ckpt
-from valle.models.checkpoint import build, formats, hub
 from valle import safe_load
+from valle.config import ModelConfig
+from valle.errors import UserError
+from valle.models import checkpoint as ckpt
 from valle.models.checkpoint import (
     FORMAT_TAG,
     CheckpointError,
+    build,
     expected_layout,
     export_released,
     export_safetensors,
+    formats,
+    hub,
     layout_report,
     load_checkpoint,
     load_model,

@@ -6,8 +6,8 @@ import urllib.error
 
 import pytest
 import torch
-
 from conftest import speechlike
+
 from valle import codec
 from valle.audio import SAMPLE_RATE
 from valle.codec import Codec, num_frames
@@ -55,7 +55,8 @@ def test_long_waves_are_encoded_in_chunks_with_the_codes_of_one_call(random_code
     and the last conv's frames carried over). The encoder output is that of one Encodec call over the whole wave
     up to float rounding, so the codes agree except where two codebook entries are equally near (here 1 of 2,224)."""
     g = torch.Generator().manual_seed(1)
-    wave = torch.from_numpy(speechlike(seconds, SAMPLE_RATE, f0=130)) + 0.02 * torch.randn(int(seconds * 24000), generator=g)
+    wave = (torch.from_numpy(speechlike(seconds, SAMPLE_RATE, f0=130))
+            + 0.02 * torch.randn(int(seconds * 24000), generator=g))
     x = torch.zeros(1, 1, num_frames(wave.shape[0]) * 320)  # (1, 1, frames * 320)
     x[0, 0, : wave.shape[0]] = wave
     chunked = Codec(random_codec.model, max_batch_seconds=1.0, weights="random")
@@ -161,7 +162,8 @@ def test_vocos_decoder_from_a_folder(tmp_path, monkeypatch):
         "  init_args: {encodec_model: encodec_24khz, bandwidths: [1.5, 3.0, 6.0, 12.0]}\n"
         "backbone:\n  class_path: vocos.models.VocosBackbone\n"
         "  init_args: {input_channels: 128, dim: 32, intermediate_dim: 64, num_layers: 1, adanorm_num_embeddings: 4}\n"
-        "head:\n  class_path: vocos.heads.ISTFTHead\n  init_args: {dim: 32, n_fft: 1280, hop_length: 320, padding: same}\n")
+        "head:\n  class_path: vocos.heads.ISTFTHead\n"
+        "  init_args: {dim: 32, n_fft: 1280, hop_length: 320, padding: same}\n")
     model = vocos.Vocos.from_hparams(str(tmp_path / "config.yaml"))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("feature_extractor.encodec.")}
     torch.save(state, tmp_path / "pytorch_model.bin")
@@ -172,7 +174,8 @@ def test_vocos_decoder_from_a_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("part, entry", [
     ("feature_extractor", "  class_path: subprocess.Popen\n  init_args: {args: [touch, MARKER]}\n"),
     ("backbone", "  class_path: vocos.models.VocosBackbone\n  init_args: {input_channels: 128, dim: 32, "
-                 "intermediate_dim: 64, num_layers: {class_path: subprocess.Popen, init_args: {args: [touch, MARKER]}}}\n"),
+                 "intermediate_dim: 64, num_layers: {class_path: subprocess.Popen, "
+                 "init_args: {args: [touch, MARKER]}}}\n"),
 ])
 def test_a_crafted_vocos_config_runs_nothing(tmp_path, part, entry):
     """class_path entries are checked against the Encodec Vocos classes before anything is imported or built

@@ -1,5 +1,6 @@
 """valle.data (sources, normalisation, codes, text tokens, split): every bad input is fixed and reported or
-rejected with its reason; codes, text tokens and splits round-trip; the codes stage resumes; the split is deterministic."""
+rejected with its reason; codes, text tokens and splits round-trip; the codes stage resumes; the split is
+deterministic."""
 
 import json
 import shutil
@@ -12,12 +13,12 @@ from lhotse import CutSet
 
 from valle.audio import SAMPLE_RATE
 from valle.codec import code_frames, num_frames
-from valle.errors import UserError
 from valle.data import codes, pipeline
 from valle.data.normalize import NormalizeOptions, normalize_entries
 from valle.data.sources import looks_like_speaker, read_corpus
 from valle.data.split import SPLITS, random_split, split_by_parts
 from valle.data.text_tokens import attach_text_tokens
+from valle.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 OPTS = NormalizeOptions(min_duration=0.3, max_duration=3.0, silence_db=-60.0)
@@ -257,7 +258,7 @@ def test_speaker_names():
 def test_metadata_line_that_is_not_utf8(tmp_path, write_audio):
     write_audio(tmp_path / "a.wav")
     meta = tmp_path / "list.txt"
-    meta.write_bytes("a.wav|Fine.\n".encode() + "a.wav|Déjà vu.\n".encode("latin-1"))
+    meta.write_bytes(b"a.wav|Fine.\n" + "a.wav|Déjà vu.\n".encode("latin-1"))
     entries, rejected = read_corpus(meta)
     assert len(entries) == 1 and [(r.path, r.kind) for r in rejected] == [(f"{meta}:2", "transcript not UTF-8")]
 
@@ -485,7 +486,8 @@ def test_libritts_layout_through_lhotse(tmp_path, fake_libritts, random_codec):
     parts = ["train-clean-5", "dev-clean", "test-clean"]
     prepare_libritts(root, dataset_parts=parts, output_dir=data / "manifests" / "lhotse")
     entries = pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
-    assert {(e.part, e.speaker) for e in entries} == {("train-clean-5", "19"), ("dev-clean", "84"), ("test-clean", "121")}
+    assert {(e.part, e.speaker) for e in entries} == {("train-clean-5", "19"), ("dev-clean", "84"),
+                                                      ("test-clean", "121")}
     pipeline.stage_normalize(data, NormalizeOptions())
     pipeline.stage_codes(data, random_codec)
     pipeline.stage_text(data, get_tokenizer("vallex"), "en")

@@ -108,7 +108,8 @@ def normalized_on(tmp_path, write_audio):
 def test_codes_stage_on_a_full_disk(small_disk, normalized_on, random_codec, monkeypatch):
     data = normalized_on(small_disk(512))
     filler = fill(data, leave_kb=8)
-    with pytest.raises(UserError, match=r"not enough disk space for the codes of 5 cut\(s\) at .*tokenized: needs about"):
+    with pytest.raises(UserError,
+                       match=r"not enough disk space for the codes of 5 cut\(s\) at .*tokenized: needs about"):
         pipeline.stage_codes(data, random_codec)
     with monkeypatch.context() as m:  # the disk fills while encoding: HDF5 must not crash the process
         m.setattr(codes, "check_free_space", lambda *a, **k: None)

@@ -71,7 +71,8 @@ def test_error_rates_on_known_pairs():
     assert asr.error_counts("The cat sat.", "", "en") == (3, 3)
     assert asr.error_counts("It cost 5 dollars.", "it cost five dollars", "en") == (0, 4)
     assert asr.error_counts("我有三个苹果", "我有3个梨", "zh") == (2, 6)  # 3 -> 三 matches; 苹果 -> 梨
-    assert asr.error_counts("東京駅で、友達に会いました。", "東京駅で友だちに会いました", "ja") == (2, 12)  # 達 -> だ + ち inserted
+    assert asr.error_counts("東京駅で、友達に会いました。",
+                            "東京駅で友だちに会いました", "ja") == (2, 12)  # 達 -> だ + ち inserted
     # corpus-level: all errors over all reference words, not the mean of per-utterance rates
     assert asr.error_rate(["a b c d", "e f"], ["a b c d", "x"], "en") == pytest.approx(2 / 6)
     with pytest.raises(asr.UserError, match="empty after normalisation"):

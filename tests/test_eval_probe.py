@@ -88,9 +88,10 @@ def test_best_eval_keeps_the_weights_with_the_best_unflagged_score(mini_data, ti
 
 
 def test_eval_interval_needs_a_codec(mini_data, tiny_init, tmp_path):
+    from lhotse import CutSet
+
     from valle.errors import UserError
     from valle.eval.probe import EvalProbe
-    from lhotse import CutSet
 
     cuts = CutSet.from_file(mini_data / "cuts_dev.jsonl.gz").to_eager()
     with pytest.raises(UserError, match="--eval-interval needs a codec"):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from valle.errors import UserError
 from valle.config import LANGUAGE_IDS, ModelConfig
+from valle.errors import UserError
 from valle.inference import Prompt, Request, Synthesizer, check_prompt, generate, load_prompt, save_prompt
 from valle.models import VALLE
 from valle.models.valle import Sampling, ar_attention_mask

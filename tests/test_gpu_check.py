@@ -31,7 +31,7 @@ def test_generation_check_writes_json_lines_and_a_summary(tmp_path):
     assert {r["batch"] for r in gen} == {1, 4} and all(r["ok"] and r["decode"] == "eager" for r in gen)
     for key in ("ar_frames_per_s", "ar_step_ms", "nar_s_per_audio_s", "rtf", "seconds"):
         assert all(r[key] > 0 for r in gen), key
-    assert "check       ok" in proc.stderr and "total" in proc.stderr.splitlines()[-1]
+    assert "check         ok" in proc.stderr and "total" in proc.stderr.splitlines()[-1]
 
 
 def test_cuda_without_a_gpu_is_a_clear_error():
@@ -53,8 +53,13 @@ def test_make_gpu_check_on_cpu_passes_every_check(tmp_path):
     lines = records(out.read_text())
     assert all(r["ok"] for r in lines), [r for r in lines if not r["ok"]]
     checks = {r["check"] for r in lines}
-    assert checks == {"wheels", "machine", "cuda_tests", "train_step", "generate", "codec", "ddp", "resume"}
+    assert checks == {"wheels", "machine", "cuda_tests", "train_step", "generate", "codec", "codes_sharded", "serve",
+                      "ddp", "resume"}
     train = [r for r in lines if r["check"] == "train_step"]
     assert {(r["half"], r["dtype"]) for r in train} == {("ar", "bfloat16"), ("nar", "bfloat16"), ("ar", "float16")}
     assert all(r["step_s"] > 0 and r["padding"] <= 0.1 for r in train)
     assert next(r for r in lines if r["check"] == "resume")["steps"] == 6
+    sharded = next(r for r in lines if r["check"] == "codes_sharded")
+    assert sharded["identical"] and sharded["shards"] == 2 and sharded["cuts"] == 24
+    serve = {(r.get("scenario"), r.get("clients")) for r in lines if r["check"] == "serve"}
+    assert {("throughput", 1), ("throughput", 16)} <= serve and any(s == "ttfa" for s, _ in serve)

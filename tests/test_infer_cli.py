@@ -72,7 +72,8 @@ def test_one_text_with_prompt_preset_and_save_codes(tmp_path, api_codes):
 @pytest.mark.parametrize("with_prompt", [False, True], ids=["no-prompt", "prompt"])
 def test_every_reference_case_in_batch_mode(tmp_path, api_codes, with_prompt):
     chosen = [i for i, c in enumerate(CASES) if c["prompt"] == with_prompt]
-    lines = ["# name<TAB>language<TAB>text", ""] + [f"case{i}\t{CASES[i]['language']}\t{CASES[i]['text']}" for i in chosen]
+    lines = ["# name<TAB>language<TAB>text", ""] + [f"case{i}\t{CASES[i]['language']}\t{CASES[i]['text']}"
+                                                    for i in chosen]
     (tmp_path / "list.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     prompt = ["--prompt-preset", str(TINY / "prompt.npz")] if with_prompt else []
     r = infer(*BASE, *prompt, "--input", str(tmp_path / "list.tsv"), "--output-dir", str(tmp_path / "out"),
@@ -105,11 +106,13 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("case, args, message", [
-    ("unknown language", ["--text", "Bonjour.", "--language", "fr"], "unknown language 'fr'; use one of en, zh, ja, mix"),
+    ("unknown language", ["--text", "Bonjour.", "--language", "fr"],
+     "unknown language 'fr'; use one of en, zh, ja, mix"),
     ("empty text", ["--text", "  ", "--language", "en"], "the text is empty"),
     ("no phonemes", ["--text", "@@@ ###", "--language", "en"], "no phonemes"),
     ("prompt too long", ["--text", "Hi.", "--prompt-preset", "{long}"], "longer than the 15 s the model takes"),
-    ("npz without arrays", ["--text", "Hi.", "--prompt-preset", "{partial}"], "missing arrays ['lang_code', 'text_tokens']"),
+    ("npz without arrays", ["--text", "Hi.", "--prompt-preset", "{partial}"],
+     "missing arrays ['lang_code', 'text_tokens']"),
     ("npz missing", ["--text", "Hi.", "--prompt-preset", "{tmp}/none.npz"], "prompt preset not found"),
     ("corrupt checkpoint", ["--text", "Hi.", "--checkpoint", "{corrupt}"], "corrupt.pt"),
     ("missing checkpoint", ["--text", "Hi.", "--checkpoint", "{tmp}/none.pt"], "none.pt"),

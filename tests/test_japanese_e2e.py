@@ -23,7 +23,8 @@ from valle.text import get_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCES = [
-    "こんにちは、げんきですか。", "今日は雨が降っています。", "東京駅で友達に会いました。", "日本語を勉強するのは楽しいです。",
+    "こんにちは、げんきですか。", "今日は雨が降っています。", "東京駅で友達に会いました。",
+    "日本語を勉強するのは楽しいです。",
     "明日の会議は午後三時からです。", "りんごを3個とみかんを10個ください。", "コーヒーとサンドイッチをお願いします。",
     "AIの研究をしています。", "富士山の頂上から日の出を見た。", "この本はとても面白かった。",
     "ちょっとまってください。", "昨日、新しい靴を買いました。",
@@ -85,8 +86,9 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     preset = np.load(project / "ja.npz")
     assert int(preset["lang_code"]) == 1  # the released presets' code for Japanese
     assert preset["text_tokens"].tolist() == [tok.encode(prompt_text, "ja").ids]
-    run([sys.executable, bin_ / "infer.py", "--checkpoint", checkpoint, "--text", "ありがとうございます。", "--language",
-         "ja", "--prompt-preset", "ja.npz", "--codec-weights", "random", "--max-frames", "30", "--output", "out.wav"],
+    run([sys.executable, bin_ / "infer.py", "--checkpoint", checkpoint, "--text", "ありがとうございます。",
+         "--language", "ja", "--prompt-preset", "ja.npz", "--codec-weights", "random", "--max-frames", "30",
+         "--output", "out.wav"],
         project)
     assert (project / "out.wav").stat().st_size > 44
 

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 
 import pytest
+import scaled_adam_problem
 import torch
 
-import scaled_adam_problem
 from valle.config import OptimConfig
 from valle.errors import UserError
 from valle.training.optim import ClippedAdamW, ScaledAdam, build_optimizer, build_scheduler

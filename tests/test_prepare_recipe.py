@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 from lhotse import CutSet
 
-from conftest import REPO
 from valle.audio import SAMPLE_RATE
 from valle.codec import code_frames, num_frames
 from valle.config import LANGUAGE_IDS
@@ -40,7 +40,8 @@ def mini(mini_data, tmp_path_factory):
 def test_mini_prepare_end_to_end(mini):
     tmp, _, output = mini
     data = tmp / "data"
-    splits = {s: CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager() for s in ("train", "dev", "test")}
+    splits = {s: CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager()
+              for s in ("train", "dev", "test")}
     assert [len(splits[s]) for s in ("train", "dev", "test")] == [34, 4, 2]
     for cuts in splits.values():
         for cut in cuts:
@@ -108,7 +109,6 @@ def test_prepare_help_describes_every_option_with_its_default(tmp_path):
 def small_corpus(root, n=3):
     """n mono 24 kHz clips with transcripts (no conversion needed)."""
     import soundfile as sf
-
     from conftest import speechlike
 
     for i in range(n):
@@ -261,7 +261,8 @@ def test_parse_options_passes_the_others_on(tmp_path):
                       'done\n')
     out = run([script, "--codec-weights=none", "--model-name=nar", "--checkpoint", "a.pt", "vallex", "--help"],
               cwd=tmp_path).stdout.splitlines()
-    assert out == ["nar|--codec-weights=none|--checkpoint|a.pt|vallex|--help|", "none", "a.pt", "", "--adapter: not given"]
+    assert out == ["nar|--codec-weights=none|--checkpoint|a.pt|vallex|--help|", "none", "a.pt", "",
+                   "--adapter: not given"]
     again = run([script, "--codec-weights", "random", "--codec-weights=none"], cwd=tmp_path).stdout.splitlines()
     assert again[1] == "none"  # the last one wins, as in argparse
 

@@ -28,7 +28,8 @@ def test_help_names_the_recipe_and_shows_the_values_it_passes(tmp_path):
     out = " ".join(proc.stdout.split())  # argparse wraps lines
     assert out.startswith(f"usage: {CUSTOM_TRAIN} --model-name ar|nar|both")
     assert "--num-gpus N" in out and "trainer.py" not in out
-    assert "--valid-interval VALID_INTERVAL validate every N optimizer steps (and at every epoch end) (default: 200)" in out
+    assert ("--valid-interval VALID_INTERVAL validate every N optimizer steps (and at every epoch end) "
+            "(default: 200)") in out
     assert "(default: 5)" in out.split("--early-stop-patience EARLY_STOP_PATIENCE")[1][:200]
     assert "training" not in proc.stdout.splitlines()[-1] and not (tmp_path / "exp").exists()  # nothing started
 
@@ -52,7 +53,8 @@ def test_nar_run_that_would_drop_the_ar_run_is_refused(tmp_path):
 
 
 def test_heads_must_divide_the_width():
-    with pytest.raises(UserError, match=r"--nhead 5 does not divide the model width 1024 .*use one of \[1, 2, 4, 8, 16, 32\]"):
+    with pytest.raises(UserError,
+                       match=r"--nhead 5 does not divide the model width 1024 .*use one of \[1, 2, 4, 8, 16, 32\]"):
         ModelConfig(nhead=5)
     assert ModelConfig(d_model=64, nhead=4).nhead == 4
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lhotse import CutSet
-
 from conftest import train_metrics_so_far
+from lhotse import CutSet
 
 from valle.data import pipeline
 from valle.data.codes import shard_path
@@ -100,6 +99,7 @@ def synthetic(tmp_path_factory):
 
 def test_training_from_shar_gives_the_losses_of_jsonl_and_hdf5(synthetic, tmp_path, single_thread):
     from conftest import metrics
+
     from valle.training.trainer import Trainer
 
     Trainer(tiny_config(tmp_path, synthetic, "jsonl"), {}).fit()
@@ -134,6 +134,7 @@ def test_training_from_shar_resumes_exactly(synthetic, tmp_path, single_thread):
     # a resume restores model, optimizer, scheduler, RNG and the position in the epoch: the epoch's shards are
     # read again in the same (seeded) order and the batches already trained on are dropped
     from conftest import metrics
+
     from valle.training.trainer import Trainer
 
     def run(exp: str, steps: int, resume: bool = False):
@@ -226,7 +227,6 @@ def test_libritts_layout_corpus_goes_through_every_stage_sharded_and_into_shar(t
     import json
 
     import soundfile as sf
-
     from conftest import speechlike
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}

@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
-
 from long_recording import RATE, SENTENCES, VOICES, speak, write_recording, write_reference
+
 from valle.data.segment.cuts import CutOptions
 from valle.data.segment.pipeline import SegmentOptions, segment_recordings
 from valle.data.segment.review import read_tsv, write_tsv

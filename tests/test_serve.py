@@ -22,8 +22,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from valle.inference import Request, generate, load_prompt
 from valle.config import Sampling
+from valle.inference import Request, generate, load_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "vallex_tiny"

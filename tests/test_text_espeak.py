@@ -4,8 +4,14 @@ import pytest
 
 import valle.text.espeak as espeak
 from valle.errors import UserError
-from valle.text import (TextError, check_same_tokenizer, get_tokenizer, load_tokenizer_info, save_tokenizer_info,
-                        tokenizer_from_info)
+from valle.text import (
+    TextError,
+    check_same_tokenizer,
+    get_tokenizer,
+    load_tokenizer_info,
+    save_tokenizer_info,
+    tokenizer_from_info,
+)
 from valle.text.espeak import EspeakTokenizer, phonemize, split_phones
 from valle.text.symbols import read_k2_symbols, write_k2_symbols
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import metrics, train_metrics_so_far
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,8 +157,8 @@ def test_early_stopping_when_valid_loss_stalls(mini_data, init_ckpt, tmp_path):
 
 
 def test_nan_losses_skip_steps_then_stop_with_a_message(mini_data, init_ckpt, tmp_path, monkeypatch):
-    from valle.errors import UserError
     from valle.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
+    from valle.errors import UserError
     from valle.models.valle import VALLE
     from valle.training.trainer import Trainer
 

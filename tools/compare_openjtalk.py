@@ -62,7 +62,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="write the g2p output of every sentence with this environment's pyopenjtalk")
     d.add_argument("out", type=Path, help="the JSON file to write")
-    d.add_argument("--vanilla", action="store_true", help="pyopenjtalk-plus only: extract_fullcontext(use_vanilla=True)")
+    d.add_argument("--vanilla", action="store_true",
+                   help="pyopenjtalk-plus only: extract_fullcontext(use_vanilla=True)")
     c = sub.add_parser("diff", help="print the sentences whose phonemes differ between two dumps")
     c.add_argument("a", type=Path, help="a dump (the reference)")
     c.add_argument("b", type=Path, help="another dump")

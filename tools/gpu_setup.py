@@ -17,7 +17,7 @@ WHEELS = REPO / ".whl"
 SITE = WHEELS / "site"
 # What the checks import beyond the GPU machine's preinstalled torch, numpy, h5py, tensorboard, safetensors, hub.
 NEEDED = ("lhotse", "urllib3", "encodec", "soundfile", "eng_to_ipa", "inflect", "unidecode", "pypinyin", "jieba",
-          "cn2an", "pytest", "yaml", "tqdm")
+          "cn2an", "pytest", "yaml", "tqdm", "fastapi", "uvicorn", "python_multipart", "httpx")
 
 
 def _use_site() -> None:

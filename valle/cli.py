@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from valle.errors import UserError
 from valle.config import MAX_FRAMES, Sampling
+from valle.errors import UserError
 
 
 def run_main(main: Callable[[], int | None]) -> None:
@@ -36,6 +36,20 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -> argparse._ArgumentGroup:
+    """The "model" group of the commands that speak (bin/infer.py, bin/serve.py): --checkpoint, --nhead, --device,
+    --dtype; returns the group for a command's own model flags."""
+    m = parser.add_argument_group("model")
+    m.add_argument("--checkpoint", default="vallex", help=checkpoint_help)
+    m.add_argument("--nhead", type=int, default=None,
+                   help="attention heads; the released file does not store it [checkpoint's config, else 16]")
+    m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
+    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="weights and activations of the model (the codec stays float32); bfloat16/float16 halve "
+                        "memory and speed up GPUs [float32]")
+    return m
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampling",

@@ -102,10 +102,11 @@ class Codec:
         weight-norm tensors do not cross process boundaries."""
         if self.weights == "custom":
             raise TypeError("a Codec built from a model object cannot be sent to another process")
-        return functools.partial(Codec.from_weights, max_batch_seconds=self.max_batch_seconds), (self.weights, self.device)
+        return (functools.partial(Codec.from_weights, max_batch_seconds=self.max_batch_seconds),
+                (self.weights, self.device))
 
     @classmethod
-    def from_weights(cls, spec: str = "pretrained", device: str = "cpu", **kw) -> "Codec":
+    def from_weights(cls, spec: str = "pretrained", device: str = "cpu", **kw) -> Codec:
         """spec: "pretrained" (encodec's download, cached by torch hub), "random" (seeded, tests and demo only),
         or a path to the Encodec 24 kHz state_dict file."""
         device = resolve_device(device)
@@ -161,7 +162,8 @@ class Codec:
 
         layers = list(self.model.encoder.model)
         split = next(i for i, layer in enumerate(layers) if isinstance(layer, SLSTM))
-        convs, lstm, tail = torch.nn.Sequential(*layers[:split]), layers[split], torch.nn.Sequential(*layers[split + 1:])
+        convs, lstm, tail = (torch.nn.Sequential(*layers[:split]), layers[split],
+                             torch.nn.Sequential(*layers[split + 1:]))
         last_conv = layers[-1].conv.conv
         tail_context = (last_conv.kernel_size[0] - 1) * last_conv.dilation[0]  # 6 frames
         state, previous, codes = None, None, []
@@ -201,7 +203,8 @@ def _pretrained_state() -> dict:
     except (urllib.error.URLError, OSError, RuntimeError) as e:
         cache = Path(torch.hub.get_dir()) / "checkpoints" / ENCODEC_CHECKPOINT
         raise UserError(f"cannot download the Encodec 24 kHz weights ({e}); fetch {ENCODEC_URL} on a machine with "
-                        f"internet and put it at {cache}, or pass --codec-weights PATH_TO_{ENCODEC_CHECKPOINT}") from None
+                        f"internet and put it at {cache}, or pass --codec-weights "
+                        f"PATH_TO_{ENCODEC_CHECKPOINT}") from None
 
 
 def _state_from_file(path: str) -> dict:

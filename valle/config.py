@@ -89,7 +89,7 @@ class ModelConfig:
         return [self.text_bos_id, *ids, self.text_eos_id], [langs[0], *langs, langs[-1]]
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -144,8 +144,9 @@ class TrainConfig:
     accum_grad: int = option(1, "micro-batches per optimizer step")
     valid_interval: int = option(500, "validate every N optimizer steps (and at every epoch end)")
     save_every_n: int = option(1000, "write checkpoint-<step>.pt every N optimizer steps")
-    keep_last_k: int = option(3, "keep this many checkpoint-<step>.pt and this many epoch-<n>.pt files (best-valid-loss.pt "
-                               "and last.pt are always kept; only last.pt holds the optimizer state)")
+    keep_last_k: int = option(3, "keep this many checkpoint-<step>.pt and this many epoch-<n>.pt files "
+                               "(best-valid-loss.pt and last.pt are always kept; only last.pt holds the optimizer "
+                               "state)")
     early_stop_patience: int = option(0, "stop after N validations without a better valid loss (0 = off)")
     max_bad_steps: int = option(20, "stop when this many optimizer steps in a row had a NaN/inf loss")
     log_interval: int = option(10, "log train metrics every N optimizer steps")
@@ -158,9 +159,10 @@ class TrainConfig:
                                      "run stops with a message (a rank that dies stops the others at once)")
     overwrite: bool = option(False, "start over in an exp_dir that holds a run: its checkpoints, logs and tensorboard "
                                   "files are deleted first (without it such a folder is refused)")
-    codec_weights: str = option("none", "codec for an audio sample at each validation: none | pretrained | random | PATH")
-    eval_interval: int = option(0, "evaluation probe at a validation at most every N optimizer steps: a few dev sentences "
-                                 "with same-speaker prompts -> eval/sim, eval/eos_rate, eval/duration_ratio, "
+    codec_weights: str = option("none", "codec for an audio sample at each validation: none | pretrained | random "
+                                        "| PATH")
+    eval_interval: int = option(0, "evaluation probe at a validation at most every N optimizer steps: a few dev "
+                                 "sentences with same-speaker prompts -> eval/sim, eval/eos_rate, eval/duration_ratio, "
                                  "eval/flagged and best-eval.pt (needs --codec-weights; 0 = off)")
     eval_utterances: int = option(4, "dev sentences the evaluation probe speaks")
     activation_checkpointing: bool = option(False, "recompute each transformer layer in the backward pass instead of "
@@ -286,7 +288,7 @@ class ExperimentConfig:
         atomic_write(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
-    def load_yaml(cls, path: Path) -> "ExperimentConfig":
+    def load_yaml(cls, path: Path) -> ExperimentConfig:
         d = yaml.safe_load(Path(path).read_text())
         d["train"]["trainable"] = tuple(d["train"]["trainable"])
         return cls(**{name: CONFIG_SECTIONS[name](**d.get(name, {})) for name in CONFIG_SECTIONS})  # older: no adapter

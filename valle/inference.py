@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,8 +20,8 @@ from torch import Tensor
 
 from valle.audio import SAMPLE_RATE, level_dbfs
 from valle.codec import FRAME_RATE
-from valle.errors import UserError
 from valle.config import LANGUAGE_IDS, LANGUAGES
+from valle.errors import UserError
 from valle.models.valle import VALLE, Sampling
 
 if TYPE_CHECKING:

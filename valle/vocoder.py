@@ -53,7 +53,8 @@ def build_vocos(config_path: Path, weights_path: Path):
 
     config = yaml.safe_load(Path(config_path).read_text())
     if not isinstance(config, dict):
-        raise UserError(f"{config_path}: not a Vocos config (expected a mapping with feature_extractor, backbone, head)")
+        raise UserError(f"{config_path}: not a Vocos config (expected a mapping with feature_extractor, backbone, "
+                        "head)")
     parts = {part: _vocos_part(config, part, str(config_path)) for part in _VOCOS_CLASSES}  # all checked first
     model = Vocos(**{part: cls(**args) for part, (cls, args) in parts.items()})
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
@@ -72,7 +73,7 @@ class VocosDecoder:
         self.device = device
 
     @classmethod
-    def from_weights(cls, spec: str = "pretrained", device: str = "cpu") -> "VocosDecoder":
+    def from_weights(cls, spec: str = "pretrained", device: str = "cpu") -> VocosDecoder:
         """spec: "pretrained" (Hugging Face charactr/vocos-encodec-24khz) or a folder holding its
         config.yaml and pytorch_model.bin. Vocos also needs the Encodec 24 kHz weights (torch hub cache)."""
         try:

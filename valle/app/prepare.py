@@ -10,9 +10,9 @@ same data lock. The codes stage also resumes inside itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import AUDIO_EXTENSIONS

@@ -305,7 +305,8 @@ def _train_tab(app: App) -> dict:
         acc = gr.LinePlot(x="step", y="top10_acc", color="split", title="top-10 accuracy", height=260)
     with gr.Row():
         tail = gr.Textbox(label="Log (last lines)", lines=12, max_lines=24, interactive=False, elem_id="train-log")
-        sample = gr.Audio(label="Validation sample (latest)", type="filepath", interactive=False, elem_id="train-sample")
+        sample = gr.Audio(label="Validation sample (latest)", type="filepath", interactive=False,
+                          elem_id="train-sample")
     seen = gr.State(None)
     options = [data_dir, exp_dir, model_name, init, base_lr, max_steps, num_epochs, max_duration, patience,
                valid_interval, codec, adapter, lora_rank, extra]
@@ -355,7 +356,8 @@ def _synth_tab(app: App) -> dict:
                 preset_name = gr.Textbox("voice", label="Preset name", scale=3)
                 save = gr.Button("Save the recording as a preset", scale=2)
     recording = [prompt_audio, prompt_text, prompt_language]
-    prompt.change(lambda choice: [gr.update(visible=choice == "preset")] + [gr.update(visible=choice == "recording")] * 3,
+    prompt.change(lambda choice: ([gr.update(visible=choice == "preset")]
+                                  + [gr.update(visible=choice == "recording")] * 3),
                   prompt, [preset, *recording])
     options = [checkpoint, text, language, prompt, preset, prompt_audio, prompt_text, prompt_language, top_k, top_p,
                temperature, seed, max_frames, codec, adapters]

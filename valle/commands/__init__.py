@@ -1,1 +1,2 @@
-"""The command-line programs: each module has main(argv) and entry() (bin/*.py and the valle-* console scripts call entry)."""
+"""The command-line programs: each module has main(argv) and entry() (bin/*.py and the valle-* console scripts
+call entry)."""

@@ -22,8 +22,16 @@ def main(argv: list[str] | None = None) -> None:
                              "into the checkpoint, which must be the base they were trained on")
     args = parser.parse_args(argv)
 
-    from valle.models.checkpoint import (export_released, export_safetensors, is_adapter_file, load_adapter,
-                                         load_model, merge_adapter_files, resolve_checkpoint, save_adapter)
+    from valle.models.checkpoint import (
+        export_released,
+        export_safetensors,
+        is_adapter_file,
+        load_adapter,
+        load_model,
+        merge_adapter_files,
+        resolve_checkpoint,
+        save_adapter,
+    )
 
     if args.output.suffix not in (".pt", ".safetensors"):
         raise UserError(f"{args.output}: the output must end in .pt (released layout) or .safetensors")

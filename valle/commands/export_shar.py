@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
         written = export_shar(args.data_dir / "tokenized", args.data_dir / "shar", args.shar_shard_size,
                               audio=args.shar_audio == "flac")
     for split, info in written.items():
-        print(f"shar {split}: {info['shards']} shard(s), {info['bytes'] / 1e6:.1f} MB in {args.data_dir / 'shar' / split}")
+        print(f"shar {split}: {info['shards']} shard(s), {info['bytes'] / 1e6:.1f} MB in "
+              f"{args.data_dir / 'shar' / split}")
 
 
 def entry() -> None:

@@ -12,7 +12,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, add_sampling_arguments, run_main, sampling_from_args
+from valle.cli import (
+    ArgumentParser,
+    UserError,
+    add_model_arguments,
+    add_sampling_arguments,
+    run_main,
+    sampling_from_args,
+)
 from valle.config import LANGUAGES, Sampling, or_list
 from valle.text import INPUT_LANGUAGES
 
@@ -22,18 +29,10 @@ DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    m = p.add_argument_group("model")
-    m.add_argument("--checkpoint", default="vallex",
-                   help="checkpoint file, or 'vallex' for the released one (cached, downloaded once) [vallex]")
-    m.add_argument("--nhead", type=int, default=None,
-                   help="attention heads; the released file does not store it [checkpoint's config, else 16]")
+    m = add_model_arguments(p, "checkpoint file, or 'vallex' for the released one (cached, downloaded once) [vallex]")
     m.add_argument("--adapter", nargs="+", default=None, metavar="FILE",
                    help="adapter files of --checkpoint (at most one per half, e.g. exp/ar/best-valid-loss.pt "
                         "exp/nar/best-valid-loss.pt), merged into the weights once at load")
-    m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="weights and activations of the model (the codec stays float32); bfloat16/float16 halve "
-                        "memory and speed up GPUs [float32]")
     m.add_argument("--compile", choices=("none", "cudagraph", "inductor"), default="none",
                    help="AR decoding step: none (eager), cudagraph (captured once as a CUDA graph and replayed; "
                         "CUDA only), inductor (torch.compile: slow first call; needs a C++ compiler on CPU, "
@@ -218,9 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     from valle.codec import Codec
-    from valle.vocoder import VocosDecoder
     from valle.device import resolve_device
     from valle.inference import Synthesizer, check_prompt, load_for_inference, load_prompt
+    from valle.vocoder import VocosDecoder
 
     device = resolve_device(a.device)
     if a.compile == "cudagraph" and not device.startswith("cuda"):

@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     download.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS,
                           help="LibriTTS parts to download (those already in DOWNLOAD_DIR/LibriTTS are skipped)")
 
-    libritts = sub.add_parser("libritts", help="lhotse LibriTTS manifests -> entries", formatter_class=DefaultsHelpFormatter)
+    libritts = sub.add_parser("libritts", help="lhotse LibriTTS manifests -> entries",
+                              formatter_class=DefaultsHelpFormatter)
     libritts.add_argument("--corpus-dir", type=Path, default=Path(PrepareOptions.download_dir) / "LibriTTS",
                           help="the unpacked LibriTTS folder")
     libritts.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS,

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import os
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, UserError, add_model_arguments, run_main
 from valle.serve.service import Limits
 
 _LIMITS = Limits()
@@ -20,17 +20,10 @@ _LIMITS = Limits()
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    m = p.add_argument_group("model")
-    m.add_argument("--checkpoint", default="vallex",
-                   help="the base checkpoint every voice shares, or 'vallex' for the released one [vallex]")
-    m.add_argument("--nhead", type=int, default=None,
-                   help="attention heads; the released file does not store it [checkpoint's config, else 16]")
+    m = add_model_arguments(p, "the base checkpoint every voice shares, or 'vallex' for the released one [vallex]")
     m.add_argument("--voices", default=None,
                    help="folder of voice files (NAME.json, see docs/serving.md); new voices are saved there "
                         "[none: only the voice 'default']")
-    m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="weights and activations of the model (the codec stays float32) [float32]")
     m.add_argument("--codec-weights", default="pretrained",
                    help="Encodec 24 kHz weights: pretrained, random (tests only: noise) or a file [pretrained]")
     n = p.add_argument_group("network")

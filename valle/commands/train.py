@@ -6,8 +6,16 @@ import os
 import sys
 
 from valle.cli import ArgumentParser, run_main
-from valle.config import (AdapterConfig, DataConfig, ExperimentConfig, ModelConfig, OptimConfig,
-                          TrainConfig, add_config_arguments, given_arguments)
+from valle.config import (
+    AdapterConfig,
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    add_config_arguments,
+    given_arguments,
+)
 
 
 def parse_args(argv=None) -> tuple[ExperimentConfig, dict]:

@@ -46,9 +46,10 @@ def _fingerprint(cut) -> str:
 
 
 # Codes are stored so that no file is ever half-written (a full disk, a kill): DATA/tokenized/codes_<part>.h5 is
-# only ever replaced whole (written to a temporary file, synced, renamed). New codes go to pieces, codes_<part>.h5.pieces/N.h5
-# (each also written whole), at least every PIECE_SECONDS of audio and on Ctrl-C; the end of the stage merges the
-# store and the pieces into a new store. A rerun after any interruption finds the store and the pieces intact.
+# only ever replaced whole (written to a temporary file, synced, renamed). New codes go to pieces,
+# codes_<part>.h5.pieces/N.h5 (each also written whole), at least every PIECE_SECONDS of audio and on Ctrl-C;
+# the end of the stage merges the store and the pieces into a new store. A rerun after any interruption finds the
+# store and the pieces intact.
 PIECE_SECONDS = 600.0  # audio between two pieces: what a SIGKILL or a power cut can cost
 H5_BYTES_PER_CUT = 1024  # HDF5 header, name and attributes of one stored array (measured: about 520)
 

@@ -19,10 +19,10 @@ from lhotse.dataset.sampling.base import CutSampler, TimeConstraint
 from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 from torch.nn.utils.rnn import pad_sequence
 
-from valle.errors import UserError
 from valle.config import DataConfig, ModelConfig
 from valle.data.files import open_cuts, write_text
 from valle.data.shar import SHARDS_FILE, shar_cuts, shar_manifest_cuts
+from valle.errors import UserError
 
 log = logging.getLogger(__name__)
 BINS_ESTIMATE_CUTS = 10000  # cuts that bucket boundaries are estimated from (lhotse's default)

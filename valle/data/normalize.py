@@ -33,7 +33,7 @@ class NormalizeOptions:
     silence_db: float = PrepareOptions.silence_db  # RMS level in dBFS below which a file counts as silence
 
     @classmethod
-    def of(cls, opts: PrepareOptions) -> "NormalizeOptions":
+    def of(cls, opts: PrepareOptions) -> NormalizeOptions:
         return cls(opts.min_duration, opts.max_duration, opts.silence_db)
 
 
@@ -116,7 +116,8 @@ def copies_size(entries: list[Entry], audio_dir: Path, opts: NormalizeOptions) -
             continue
         if _needs_copy(info) and info.duration <= opts.max_duration:
             earlier = audio_dir / f"{entry.id}.flac"
-            total += max(0, round(info.duration * SAMPLE_RATE) * 2 - (earlier.stat().st_size if earlier.is_file() else 0))
+            total += max(0, round(info.duration * SAMPLE_RATE) * 2
+                         - (earlier.stat().st_size if earlier.is_file() else 0))
     return total
 
 

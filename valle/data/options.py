@@ -73,7 +73,8 @@ def add_option(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
     """--name-with-dashes for the field `name`: its default, help, type and choices, unless `overrides` says
     otherwise (a CLI that differs on purpose, e.g. --symbols whose 'none' is None)."""
     f = FIELDS[name]
-    kw = {"default": f.default, "type": f.metadata.get("type", type(f.default)), "help": f.metadata["help"].replace("%", "%%")}
+    kw = {"default": f.default, "type": f.metadata.get("type", type(f.default)),
+          "help": f.metadata["help"].replace("%", "%%")}
     if "choices" in f.metadata:
         kw["choices"] = f.metadata["choices"]
     kw.update(overrides)

@@ -20,7 +20,7 @@ from pathlib import Path
 from valle.codec import Codec
 from valle.data.codes import compute_codes_sharded
 from valle.data.files import load_cuts, save_cuts, write_text
-from valle.data.normalize import NormalizeOptions, Normalized, normalize_entries, normalize_summary
+from valle.data.normalize import Normalized, NormalizeOptions, normalize_entries, normalize_summary
 from valle.data.rejections import format_summary, read_rejections, require_some, update_summary, write_rejections
 from valle.data.sources import Entry, entries_from_manifests, load_entries, read_corpus, save_entries
 from valle.data.split import split_by_parts, split_stats
@@ -146,14 +146,16 @@ def stage_text(data_dir: Path, tokenizer, language: str) -> dict:
         tokenizer.save_k2symbols(out / "unique_text_tokens.k2symbols")
     write_rejections(data_dir, "text", rejections)
     summary = update_summary(data_dir, "text", {"tokenizer": tokenizer.name, "language": language, "kept": kept,
-                                                "rejected": len(rejections), "unknown_symbols": dict(unknown.most_common())})
+                                                "rejected": len(rejections),
+                                                "unknown_symbols": dict(unknown.most_common())})
     log.info("text tokens: %d kept, %d rejected, %d unknown symbol occurrence(s) %s",
              kept, len(rejections), sum(unknown.values()), dict(unknown.most_common(20)))
     require_some(kept, total, rejections, f"{out} (text stage)")
     return summary
 
 
-def stage_split(data_dir: Path, dev_ratio: float, test_ratio: float, seed: int, heldout_speakers: list[str] = ()) -> dict:
+def stage_split(data_dir: Path, dev_ratio: float, test_ratio: float, seed: int,
+                heldout_speakers: list[str] = ()) -> dict:
     """tokenized/cuts_<part>_text -> tokenized/cuts_{train,dev,test}.jsonl.gz; prints the final summary."""
 
     out = data_dir / "tokenized"

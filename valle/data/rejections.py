@@ -62,7 +62,8 @@ def update_summary(data_dir: Path, stage: str, values: dict) -> dict:
 def format_summary(summary: dict, rejected: list[tuple[str, str]], data_dir: Path) -> str:
     """The human-readable report printed at the end of the normalize and split stages."""
     norm = summary.get("normalize", {})
-    lines = [f"kept: {norm.get('kept', 0)} utterances, {norm.get('hours', 0):.3f} h, {norm.get('speakers', 0)} speakers"]
+    lines = [f"kept: {norm.get('kept', 0)} utterances, {norm.get('hours', 0):.3f} h, "
+             f"{norm.get('speakers', 0)} speakers"]
     if "text" in summary:
         lines[0] += f"; {summary['text']['kept']} after text tokenization"
     reasons = collections.Counter(reason.split(":", 1)[0] for _, reason in rejected)

@@ -41,7 +41,8 @@ def export_shar(tokenized: Path, out: Path, shard_size: int, audio: bool, splits
         tmp.mkdir(parents=True)
         paths = open_cuts(manifest).to_shar(tmp, fields=fields, shard_size=shard_size, warn_unused_fields=False)
         sizes = {Path(p).name: Path(p).stat().st_size for files in paths.values() for p in files}
-        write_text(tmp / SHARDS_FILE, json.dumps({"fields": sorted(paths), "files": sizes}, indent=1) + "\n", "Shar index")
+        write_text(tmp / SHARDS_FILE, json.dumps({"fields": sorted(paths), "files": sizes}, indent=1) + "\n",
+                   "Shar index")
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         written[split] = {"shards": len(paths["cuts"]), "bytes": sum(sizes.values())}

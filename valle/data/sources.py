@@ -102,8 +102,9 @@ def walk_files(root: Path) -> tuple[list[Path], list[Rejection]]:
     for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
         stat = os.stat(folder)
         if (stat.st_dev, stat.st_ino) in seen:
-            skipped.append(Rejection(folder, "folder reached twice", f"the same folder as {seen[stat.st_dev, stat.st_ino]} "
-                                                                     "(a symlink loop or a second link): read once"))
+            skipped.append(Rejection(folder, "folder reached twice",
+                                     f"the same folder as {seen[stat.st_dev, stat.st_ino]} "
+                                     "(a symlink loop or a second link): read once"))
             dirs.clear()
             continue
         seen[stat.st_dev, stat.st_ino] = folder
@@ -190,7 +191,8 @@ def _ambiguity(fields: list[str], layout: int) -> str | None:
     3: path|text|speaker or LJSpeech id|text|normalized) whose speaker looks like a name is read."""
     fix = "remove the '|' from the text (or give every line a speaker); the line is left out"
     if len(fields) > layout:
-        return f"{len(fields)} '|'-separated fields where this file's lines have {layout}: is '|' part of the text? {fix}"
+        return (f"{len(fields)} '|'-separated fields where this file's lines have {layout}: "
+                f"is '|' part of the text? {fix}")
     if len(fields) == 3 and Path(fields[0]).suffix and not looks_like_speaker(fields[2]):
         return f"the third field {fields[2][:40]!r} does not look like a speaker name: is '|' part of the text? {fix}"
     return None

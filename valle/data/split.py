@@ -30,14 +30,16 @@ def random_split(cuts: CutSet, dev_ratio: float, test_ratio: float, seed: int,
     heldout = set(heldout_speakers)
     known = {c.supervisions[0].speaker for c in cuts}
     if heldout - known:
-        raise UserError(f"--heldout-speakers: {sorted(heldout - known)} not in the corpus; speakers: {sorted(known)[:20]}")
+        raise UserError(f"--heldout-speakers: {sorted(heldout - known)} not in the corpus; "
+                        f"speakers: {sorted(known)[:20]}")
     rest = sorted((c for c in cuts if c.supervisions[0].speaker not in heldout), key=lambda c: c.id)
     if not rest:
         raise UserError("--heldout-speakers holds out every speaker: nothing is left for training")
     random.Random(seed).shuffle(rest)
     n_dev, n_test = _split_sizes(len(rest), dev_ratio, test_ratio)
     return {"dev": CutSet.from_cuts(rest[:n_dev]),
-            "test": CutSet.from_cuts(rest[n_dev:n_dev + n_test] + [c for c in cuts if c.supervisions[0].speaker in heldout]),
+            "test": CutSet.from_cuts(rest[n_dev:n_dev + n_test]
+                                     + [c for c in cuts if c.supervisions[0].speaker in heldout]),
             "train": CutSet.from_cuts(rest[n_dev + n_test:])}
 
 

@@ -20,9 +20,9 @@ import dataclasses
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from valle.data.options import PrepareOptions, shell_value
 from valle.locks import folder_lock

@@ -12,7 +12,7 @@ modulation) and flags. The thresholds below were checked on espeak-ng speech of 
 
 Known blind spot: babble that varies like speech (garbage codes through the real Encodec) passes these two;
 the model-based metrics (WER, SIM) catch it.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

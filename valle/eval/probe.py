@@ -17,10 +17,10 @@ import torch
 
 from valle.audio import SAMPLE_RATE
 from valle.codec import FRAME_RATE
+from valle.config import MAX_FRAMES, Sampling
 from valle.errors import UserError
 from valle.eval.detectors import Thresholds
 from valle.eval.evaluate import Scorer, build_items, synthesize_items
-from valle.config import MAX_FRAMES, Sampling
 
 log = logging.getLogger("valle.trainer")
 

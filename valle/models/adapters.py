@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,7 @@ class AdapterSpec:
         return {**d, "targets": list(self.targets), "halves": list(self.halves)}
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "adapter") -> "AdapterSpec":
+    def from_dict(cls, d: dict, where: str = "adapter") -> AdapterSpec:
         try:
             d = dict(d)
             halves = d.pop("stages", None) or d.pop("halves")  # "stages": files written before the rename

@@ -13,7 +13,7 @@ Modes: "eager" runs the step as plain PyTorch; "cudagraph" (CUDA only) captures 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -75,14 +75,16 @@ class SinePositionalEmbedding(nn.Module):
 
 
 class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm that accepts (and ignores) a conditioning tensor, so plain and adaptive norms are interchangeable."""
+    """nn.LayerNorm that accepts (and ignores) a conditioning tensor, so plain and adaptive norms are
+    interchangeable."""
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         return super().forward(x)
 
 
 class AdaptiveLayerNorm(nn.Module):
-    """`w * LayerNorm(x) + b` with `(w, b) = project_layer(cond)` split in halves (cond: the NAR's codebook embedding)."""
+    """`w * LayerNorm(x) + b` with `(w, b) = project_layer(cond)` split in halves (cond: the NAR's codebook
+    embedding)."""
 
     def __init__(self, dim: int):
         super().__init__()

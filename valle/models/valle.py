@@ -12,7 +12,6 @@ The parameter names and shapes are the released checkpoint's. Facts of the relea
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

@@ -19,14 +19,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
+from valle.config import Sampling
 from valle.inference import Request, model_inputs
 from valle.models.continuous import ARRows
-from valle.config import Sampling
 from valle.models.valle import FRAMES_PER_TEXT_TOKEN, sample
 
 log = logging.getLogger("valle.serve")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 import torch
 
+from valle.config import Sampling, SamplingError
 from valle.errors import UserError
 from valle.inference import MAX_TEXT_TOKENS, Request, split_text
-from valle.config import Sampling, SamplingError
 from valle.serve.engine import Engine, Job
 from valle.serve.metrics import Metrics
 from valle.serve.voices import Voice, VoiceBank

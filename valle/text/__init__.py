@@ -50,7 +50,8 @@ def load_tokenizer_info(dir: str | Path) -> dict:
     """Read `dir/text_tokenizer.json`."""
     path = Path(dir) / INFO_FILE
     if not path.is_file():
-        raise UserError(f"{path} not found; the data was not prepared by this toolkit or the preparation did not finish")
+        raise UserError(f"{path} not found; the data was not prepared by this toolkit or the preparation did not "
+                        "finish")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -65,7 +66,8 @@ def _vocab_diff(a: dict[str, int], b: dict[str, int]) -> list[str]:
     changed = sorted(s for s in set(a) & set(b) if a[s] != b[s])
     diff = [f"{len(only_a)} symbols only in the first {only_a[:5]}"] if only_a else []
     diff += [f"{len(only_b)} symbols only in the second {only_b[:5]}"] if only_b else []
-    diff += [f"{len(changed)} ids differ, e.g. " + ", ".join(f"{s!r}: {a[s]} vs {b[s]}" for s in changed[:5])] if changed else []
+    diff += ([f"{len(changed)} ids differ, e.g. " + ", ".join(f"{s!r}: {a[s]} vs {b[s]}" for s in changed[:5])]
+             if changed else [])
     return diff
 
 

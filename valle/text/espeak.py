@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from phonemizer.backend import EspeakBackend
 from phonemizer.backend.espeak.wrapper import EspeakWrapper
@@ -48,7 +48,7 @@ def ensure_espeak_library() -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _backend(language: str) -> EspeakBackend:
     ensure_espeak_library()
     return EspeakBackend(
@@ -108,17 +108,18 @@ class EspeakTokenizer(TextTokenizer):
         return [s for s in self.vocab if s not in SPECIALS and s != EPS]
 
     @classmethod
-    def from_k2symbols(cls, path: str | Path) -> "EspeakTokenizer":
+    def from_k2symbols(cls, path: str | Path) -> EspeakTokenizer:
         return cls(s for s in read_k2_symbols(path) if s not in SPECIALS)
 
     @classmethod
-    def from_vocab(cls, vocab: dict[str, int]) -> "EspeakTokenizer":
+    def from_vocab(cls, vocab: dict[str, int]) -> EspeakTokenizer:
         tokenizer = cls(s for s in vocab if s not in SPECIALS and s != EPS)
         if tokenizer.vocab != vocab:
-            raise UserError("not an espeak tokenizer vocabulary: expected <pad> 0, <bos> 1, <eos> 2, then sorted symbols")
+            raise UserError("not an espeak tokenizer vocabulary: expected <pad> 0, <bos> 1, <eos> 2, "
+                            "then sorted symbols")
         return tokenizer
 
-    def build_vocab(self, phone_sequences: Iterable[list[str]]) -> "EspeakTokenizer":
+    def build_vocab(self, phone_sequences: Iterable[list[str]]) -> EspeakTokenizer:
         """Fix the symbol table from the phones of a corpus (once; the table never changes afterwards)."""
         if self.phones:
             raise ValueError("the espeak symbol table is already built; it is fixed once made")

@@ -26,7 +26,7 @@ def _segment_to_ipa(segment: str) -> str:
     """One `[XX]...[XX]` span -> phonemes, ending with punctuation (a `.` is added when missing)."""
     for lang, g2p in _G2P.items():
         if MARKS[lang] in segment:
-            segment = MARKED[lang].sub(lambda m: g2p(m.group(1)) + " ", segment)
+            segment = MARKED[lang].sub(lambda m, g2p=g2p: g2p(m.group(1)) + " ", segment)
     return _SEGMENT_END.sub(r"\1.", segment.rstrip())
 
 

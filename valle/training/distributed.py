@@ -48,7 +48,8 @@ def setup_distributed(kind: str, timeout_minutes: float = 30.0) -> DistInfo:
     if info.world_size == 1:
         return info
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=timeout_minutes))
     return info
 
 

@@ -23,22 +23,34 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from valle.config import ExperimentConfig, ModelConfig
+from valle.data.dataset import make_loader, open_split, padding_ratio
 from valle.device import device_type, resolve_dtype
 from valle.errors import UserError
 from valle.locks import folder_lock
-from valle.storage import check_free_space, disk_full_error, is_disk_full, remove_partials
-from valle.config import ExperimentConfig, ModelConfig
-from valle.data.dataset import make_loader, open_split, padding_ratio
-from valle.models.adapters import (SCALED_ADAM_MIN_RMS, AdapterSpec, LoRA, attach, base_identity, check_base,
-                                   load_overrides, parse_targets)
-from valle.models.checkpoint import (LoadedAdapter, load_adapter, load_model, load_pairs, save_adapter,
-                                     save_checkpoint)
+from valle.models.adapters import (
+    SCALED_ADAM_MIN_RMS,
+    AdapterSpec,
+    LoRA,
+    attach,
+    base_identity,
+    check_base,
+    load_overrides,
+    parse_targets,
+)
+from valle.models.checkpoint import LoadedAdapter, load_adapter, load_model, load_pairs, save_adapter, save_checkpoint
 from valle.models.layers import set_activation_checkpointing
 from valle.models.valle import VALLE
+from valle.storage import check_free_space, disk_full_error, is_disk_full, remove_partials
 from valle.text import check_same_tokenizer, get_tokenizer, load_tokenizer_info, tokenizer_from_info
 from valle.training import run_folder
-from valle.training.distributed import (all_ranks_true, all_reduce_sum, cleanup_distributed, lost_rank_error,
-                                       setup_distributed)
+from valle.training.distributed import (
+    all_ranks_true,
+    all_reduce_sum,
+    cleanup_distributed,
+    lost_rank_error,
+    setup_distributed,
+)
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
 from valle.training.rng import gather_rng_states, set_rng_state
@@ -120,7 +132,8 @@ class Trainer:
         self.dev_data = open_split(cfg.data, "dev", write_bins=self.dist.is_main)
         # A resumed run rewrites the steps after its checkpoint: tensorboard drops the old ones (purge_step).
         purge_step = self.progress.step + 1 if t.resume else None
-        self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step) if self.dist.is_main else None
+        self.writer = (SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step)
+                       if self.dist.is_main else None)
         self.sample_writer = AudioSampleWriter(cfg, self.dev_data.cuts, self.device) if self.dist.is_main else None
         self.eval_probe = None  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
         if self.dist.is_main and t.eval_interval:
@@ -254,7 +267,8 @@ class Trainer:
         except Exception as e:
             if is_disk_full(e):  # a checkpoint, a log line or tensorboard: earlier checkpoints stay intact
                 raise disk_full_error(getattr(e, "filename", None) or self.exp_dir, "training outputs",
-                                      "free some space (or lower --keep-last-k), then rerun with --resume true") from None
+                                      "free some space (or lower --keep-last-k), then rerun with "
+                                      "--resume true") from None
             lost = lost_rank_error(e, self.dist, self.exp_dir / "log")
             if lost is not None:
                 raise lost from None
@@ -405,7 +419,8 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                     out = objective(batch)
                 n = int(out["num_frames"])
-                loss_sum, acc_sum, frames = loss_sum + out["loss"].item() * n, acc_sum + float(out["top10_acc"]) * n, frames + n
+                loss_sum, acc_sum, frames = (loss_sum + out["loss"].item() * n, acc_sum + float(out["top10_acc"]) * n,
+                                             frames + n)
         loss_sum, acc_sum, frames = all_reduce_sum([loss_sum, acc_sum, frames], self.device)
         loss, acc = loss_sum / max(frames, 1), acc_sum / max(frames, 1)
         improved = loss < p.best_valid_loss

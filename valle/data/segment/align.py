@@ -18,7 +18,6 @@ import numpy as np
 
 from valle.data.segment.cuts import Span
 
-
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+")
 MAX_RUNS = 12  # runs one sentence may cover (pauses inside a sentence: commas, breaths)
 SIGMA = 0.25  # spread of log(duration / expected) for a matching sentence

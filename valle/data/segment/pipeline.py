@@ -21,9 +21,9 @@ from valle.data.segment.align import align, split_sentences
 from valle.data.segment.audio import check_recording, read_span, speech_probabilities
 from valle.data.segment.cuts import CutOptions, Span, find_spans, join_runs, pad, speech_runs
 from valle.data.segment.review import Segment, read_tsv, write_html, write_tsv
+from valle.errors import UserError
 from valle.eval.asr import Transcriber, Word
 from valle.eval.detectors import detect
-from valle.errors import UserError
 
 TRANSCRIBE = ("auto", "whisper", "pocketsphinx", "none")
 CLIPPED = 0.999  # a sample this loud is clipped

@@ -11,17 +11,37 @@
 Callers import from here (`from valle.models.checkpoint import load_model`).
 """
 
-from valle.safe_load import CheckpointError
-from valle.models.checkpoint.formats import (ADAPTER_TAG, DEFAULT_NHEAD, FORMAT_TAG, RELEASED_NAME,
-                                             LoadedCheckpoint, config_from_state_dict, load_checkpoint)
-from valle.models.checkpoint.layout import (expected_layout, layout_report, load_state_dict_strict,
-                                            verify_layout)
-from valle.models.checkpoint.hub import (ENV_CACHE_DIR, ENV_FILENAME, ENV_REPO, ENV_URL, RELEASED_FILENAME,
-                                         RELEASED_REPO, cache_dir, resolve_checkpoint)
+from valle.models.checkpoint.adapter_files import (
+                                             LoadedAdapter,
+                                             is_adapter_file,
+                                             load_adapter,
+                                             load_pairs,
+                                             merge_adapter_files,
+                                             save_adapter,
+)
 from valle.models.checkpoint.build import load_model
 from valle.models.checkpoint.export import export_released, export_safetensors, save_checkpoint
-from valle.models.checkpoint.adapter_files import (LoadedAdapter, is_adapter_file, load_adapter, load_pairs,
-                                                  merge_adapter_files, save_adapter)
+from valle.models.checkpoint.formats import (
+                                             ADAPTER_TAG,
+                                             DEFAULT_NHEAD,
+                                             FORMAT_TAG,
+                                             RELEASED_NAME,
+                                             LoadedCheckpoint,
+                                             config_from_state_dict,
+                                             load_checkpoint,
+)
+from valle.models.checkpoint.hub import (
+                                             ENV_CACHE_DIR,
+                                             ENV_FILENAME,
+                                             ENV_REPO,
+                                             ENV_URL,
+                                             RELEASED_FILENAME,
+                                             RELEASED_REPO,
+                                             cache_dir,
+                                             resolve_checkpoint,
+)
+from valle.models.checkpoint.layout import expected_layout, layout_report, load_state_dict_strict, verify_layout
+from valle.safe_load import CheckpointError
 
 __all__ = [
     "ADAPTER_TAG", "DEFAULT_NHEAD", "FORMAT_TAG", "RELEASED_NAME", "RELEASED_REPO", "RELEASED_FILENAME",

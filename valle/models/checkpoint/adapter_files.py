@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 
 from valle.errors import UserError
-from valle.safe_load import CheckpointError, torch_load as _torch_load
 from valle.models.adapters import AdapterSpec, LoRA, check_base, load_overrides
 from valle.models.checkpoint.export import check_plain
 from valle.models.checkpoint.formats import ADAPTER_TAG, read_safetensors
 from valle.models.checkpoint.layout import layout_report
+from valle.safe_load import CheckpointError
+from valle.safe_load import torch_load as _torch_load
 from valle.storage import atomic_write
 
 

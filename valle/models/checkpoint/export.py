@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Mapping
 
 import numpy as np
 import torch

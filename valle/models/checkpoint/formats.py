@@ -13,14 +13,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
 from valle.config import ModelConfig
-from valle.safe_load import CheckpointError, first_line as _first_line, torch_load as _torch_load
+from valle.safe_load import CheckpointError
+from valle.safe_load import first_line as _first_line
+from valle.safe_load import torch_load as _torch_load
 
 FORMAT_TAG = "valle-toolkit/1"
 ADAPTER_TAG = "valle-toolkit-adapter/1"  # adapter files (LoRA): valle/models/adapters.py

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from valle.config import ModelConfig
-from valle.safe_load import CheckpointError, first_line as _first_line
 from valle.models.checkpoint.formats import RELEASED_NAME, check_file, load_checkpoint
 from valle.models.checkpoint.layout import verify_layout
+from valle.safe_load import CheckpointError
+from valle.safe_load import first_line as _first_line
 from valle.storage import atomic_write
 
 log = logging.getLogger(__name__)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
 from valle.config import ModelConfig
+from valle.models.checkpoint.formats import same_tensor, strip_wrappers
 from valle.models.valle import VALLE
 from valle.safe_load import CheckpointError
-from valle.models.checkpoint.formats import same_tensor, strip_wrappers
 
 _FIRST_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
 _MAX_SHAPE_LINES = 12
