@@ -196,11 +196,13 @@ MAX_FRAMES = 75 * 120  # two minutes per generation at most: the KV cache grows 
 
 
 class SamplingError(UserError):
-    """A Sampling value out of range; `field` is the attribute."""
+    """A Sampling value out of range: `field` is the attribute. The message names the command-line flag
+    (`--top-p 0.0: ...`); `api_message` names the field as the speech API's JSON spells it (`top_p 0.0: ...`)."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+    def __init__(self, field: str, value, need: str):
+        flag = field if field == "min_frames" else "--" + field.replace("_", "-")  # min_frames has no flag
+        super().__init__(f"{flag} {value}: {need}")
+        self.field, self.api_message = field, f"{field} {value}: {need}"
 
 
 @dataclass(frozen=True)
@@ -226,18 +228,18 @@ class Sampling:
     def __post_init__(self):
         # Written so that NaN fails every test (NaN compares False with everything).
         if not (_whole(self.top_k) and self.top_k >= 0):
-            raise SamplingError("top_k", f"--top-k {self.top_k}: need a whole number >= 0 (1 = greedy, 0 = no limit)")
+            raise SamplingError("top_k", self.top_k, "need a whole number >= 0 (1 = greedy, 0 = no limit)")
         if not 0 < self.top_p <= 1:
-            raise SamplingError("top_p", f"--top-p {self.top_p}: need 0 < top-p <= 1 (1 = off)")
+            raise SamplingError("top_p", self.top_p, "need a value in (0, 1] (1 = off)")
         if not 0 < self.temperature < math.inf:
-            raise SamplingError("temperature", f"--temperature {self.temperature}: need a finite temperature > 0")
+            raise SamplingError("temperature", self.temperature, "need a finite temperature > 0")
         if self.seed is not None and not _whole(self.seed):
-            raise SamplingError("seed", f"--seed {self.seed}: need a whole number")
+            raise SamplingError("seed", self.seed, "need a whole number")
         if self.max_frames is not None and not (_whole(self.max_frames) and 1 <= self.max_frames <= MAX_FRAMES):
-            raise SamplingError("max_frames", f"--max-frames {self.max_frames}: must be between 1 and {MAX_FRAMES} "
-                                              f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
+            raise SamplingError("max_frames", self.max_frames, f"must be between 1 and {MAX_FRAMES} "
+                                f"({MAX_FRAMES // 75} s; longer text is split into sentences)")
         if not (_whole(self.min_frames) and self.min_frames >= 0):
-            raise SamplingError("min_frames", f"min_frames {self.min_frames}: need a whole number >= 0")
+            raise SamplingError("min_frames", self.min_frames, "need a whole number >= 0")
 
     def for_batch(self, b: int) -> Sampling:
         """The sampling of batch `b` of a run: seed + b (bin/infer.py and evaluation seed their batches so)."""

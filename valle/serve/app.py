@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from valle.config import Sampling
+from valle.config import Sampling, SamplingError
 from valle.errors import UserError
 from valle.serve.formats import MEDIA_TYPES, STREAMABLE, encode, stream_chunk, stream_header
 from valle.serve.service import ApiError, Service, check_error
@@ -263,8 +263,10 @@ async def _add_voice(service: Service, request: Request) -> JSONResponse:
     try:
         sampling = Sampling(int(fields.get("top_k", 0)), float(fields.get("top_p", 1.0)),
                             float(fields.get("temperature", 1.0)))
-    except (ValueError, UserError) as e:
+    except ValueError as e:
         raise ApiError(400, f"sampling fields: {e}") from None
+    except SamplingError as e:
+        raise ApiError(400, e.api_message, param=e.field) from None
     data = await upload.read()
     name, transcript = str(form.get("name", "")), str(form.get("transcript", ""))
     language = str(form.get("language", "en"))

@@ -96,7 +96,7 @@ class Service:
                                 d.temperature if body.temperature is None else body.temperature,
                                 seed=seed, max_frames=body.max_frames)
         except SamplingError as e:
-            raise ApiError(400, str(e), param=e.field) from None
+            raise ApiError(400, e.api_message, param=e.field) from None
         tokenizer = _Memo(self.tokenizer)  # split_text tokenizes each sentence once; not again here
         texts = split_text(body.input.strip(), language, tokenizer, MAX_TEXT_TOKENS, pack=False)
         pieces = []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from valle.config import LANGUAGES, Sampling
+from valle.config import LANGUAGES, Sampling, SamplingError
 from valle.errors import UserError
 from valle.inference import Prompt, check_prompt, load_prompt, make_prompt, save_prompt
 
@@ -139,8 +139,8 @@ class VoiceBank:
             raise UserError(f"{where}: sampling must be an object with top_k, top_p and/or temperature")
         try:
             sampling = Sampling(**sampling)
-        except UserError as e:
-            raise UserError(f"{where}: sampling: {e}") from None
+        except SamplingError as e:
+            raise UserError(f"{where}: sampling: {e.api_message}") from None
         adapters = spec.get("adapters", [])
         if not isinstance(adapters, list):
             raise UserError(f"{where}: adapters must be a list of file names")
