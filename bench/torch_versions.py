@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Two torch versions on the same machine, in the same run: generation at batch 1 and 16 and the training step.
+"""Two torch versions on the same machine, in the same run: generation at batch 1 and 16, the training step and
+Encodec encoding (the codes stage).
 
 Each interpreter (a venv with the toolkit's dependencies and one torch/torchaudio pair) runs
-bench/generate_speed.py and bench/train_throughput.py; the versions alternate, --rounds times, so that a change
-of machine load touches both alike. Prints every JSON line the benchmarks print, tagged with "python" and
-"round", then one summary line per version (medians over rounds). Asserts nothing.
+bench/generate_speed.py, bench/train_throughput.py and bench/codec_throughput.py; the versions alternate,
+--rounds times, so that a change of machine load touches both alike. Prints every JSON line the benchmarks print,
+tagged with "python" and "round", then one summary line per version (medians over rounds). Asserts nothing.
 
     python bench/torch_versions.py --python .venv/bin/python /tmp/venv-t211/bin/python
 """
@@ -25,6 +26,8 @@ CASES = (
     ("generate_b16", "generate_speed.py", ["--batch", "16", "--frames", "150"], "ar_frames_per_s"),
     ("train_ar", "train_throughput.py", ["--half", "ar", "--batch", "4", "--frames", "300", "--steps", "4",
                                          "--untrained-half", "device"], "frames_per_s"),
+    ("codec", "codec_throughput.py", ["--num-utterances", "12", "--batch-seconds", "15", "--threads", "1"],
+     "audio_seconds_per_second"),
 )
 
 
