@@ -1,8 +1,8 @@
 """The toolkit's programs end to end on the device, for bench/gpu_check.py: a small corpus prepared by the custom
 recipe (random Encodec), then `codes_sharded` (bin/compute_codes.py under torchrun with 2 worker processes on one
-device: the codes of one process?), `ddp` (a 1-GPU torchrun run of bin/trainer.py), `resume` (a run resumed on the CPU,
-then on the device again) and `serve` (bench/serve_load.py: 1 and 16 clients, a streamed 3-sentence input). Each
-`check_*(args)` returns its rows or raises with what went wrong.
+device, compared with one process's codes), `ddp` (a 1-GPU torchrun run of bin/trainer.py), `resume` (a run resumed
+on the CPU, then on the device again) and `serve` (bench/serve_load.py: 1 and 16 clients, a streamed 3-sentence
+input). Each `check_*(args)` returns its rows or raises with what went wrong.
 """
 
 from __future__ import annotations

@@ -230,25 +230,29 @@ def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".done")
 
 
-def _signature(path: Path, cuts: list, weights: str) -> str:
-    """What a shard's done-marker holds: its cuts, their audio files as they are, the codec weights and the size of
-    its store (a store cut short or replaced later no longer matches, and is checked again by `compute_codes`)."""
-    digest = hashlib.sha1("\n".join(f"{c.id} {_fingerprint(c)}" for c in cuts).encode()).hexdigest()
-    return json.dumps({"codec_weights": weights, "cuts": len(cuts), "sha1": digest,
-                       "store_bytes": path.stat().st_size}) + "\n"
+def _digest(cuts: list) -> dict:
+    """A shard's cuts and their audio files as they are when the run starts (one stat per file, once per run)."""
+    listing = "\n".join(f"{c.id} {_fingerprint(c)}" for c in cuts)
+    return {"cuts": len(cuts), "sha1": hashlib.sha1(listing.encode()).hexdigest()}
 
 
-def _shard_done(path: Path, cuts: list, weights: str) -> bool:
+def _signature(path: Path, digest: dict, weights: str) -> str:
+    """What a shard's done-marker holds: the codec weights, its cuts' `_digest` and the size of its store (a store cut
+    short or replaced later no longer matches, and is checked again by `compute_codes`)."""
+    return json.dumps({"codec_weights": weights, **digest, "store_bytes": path.stat().st_size}) + "\n"
+
+
+def _shard_done(path: Path, digest: dict, weights: str) -> bool:
     marker = _marker(path)
-    return path.is_file() and marker.is_file() and marker.read_text() == _signature(path, cuts, weights)
+    return path.is_file() and marker.is_file() and marker.read_text() == _signature(path, digest, weights)
 
 
-def _run_shard(cuts: list, path: Path, codec: Codec, threads: int) -> None:
+def _run_shard(cuts: list, digest: dict, path: Path, codec: Codec, threads: int) -> None:
     """One shard (in a process of its own when there are several): encode (`compute_codes`, resumable), then
-    write its done-marker."""
+    write its done-marker with the `digest` rank 0 waits for."""
     torch.set_num_threads(threads)
     compute_codes(cuts, path, codec, progress=f"encodec {path.name}")
-    write_text(_marker(path), _signature(path, cuts, codec.weights), "a done-marker")
+    write_text(_marker(path), _signature(path, digest, codec.weights), "a done-marker")
 
 
 def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers: int = 1, rank: int = 0,
@@ -264,25 +268,29 @@ def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers
     shard_of = assign_shards(cuts, codec.max_batch_seconds, num_shards)
     members = [[c for c, s in zip(cuts, shard_of) if s == k] for k in range(num_shards)]
     paths = [shard_path(h5_path, k, num_shards) for k in range(num_shards)]
-    todo = [k for k in range(rank * num_workers, (rank + 1) * num_workers)
-            if members[k] and not _shard_done(paths[k], members[k], codec.weights)]
+    digests = [_digest(m) for m in members]  # rank 0 polls the other ranks' shards with these, not a stat per cut
+
+    def done(k: int) -> bool:
+        return _shard_done(paths[k], digests[k], codec.weights)
+
+    todo = [k for k in range(rank * num_workers, (rank + 1) * num_workers) if members[k] and not done(k)]
     log.info("codes: %d cuts in %d shard(s); %d to run here", len(cuts), num_shards, len(todo))
     if num_workers == 1:
         for k in todo:
-            _run_shard(members[k], paths[k], codec, torch.get_num_threads())
+            _run_shard(members[k], digests[k], paths[k], codec, torch.get_num_threads())
     elif todo:
         threads = max(1, torch.get_num_threads() // len(todo))
         with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(_run_shard, members[k], paths[k], codec, threads) for k in todo]:
-                done.result()  # a shard's error is raised here; the other shards finish first
+            for future in [pool.submit(_run_shard, members[k], digests[k], paths[k], codec, threads) for k in todo]:
+                future.result()  # a shard's error is raised here; the other shards finish first
     if rank != 0:
         return None
-    waiting = [k for k in range(num_shards) if members[k] and not _shard_done(paths[k], members[k], codec.weights)]
+    waiting = [k for k in range(num_shards) if members[k] and not done(k)]
     if waiting:
         log.info("codes: waiting for %d shard(s) of the other ranks", len(waiting))
     while waiting:
         time.sleep(poll_seconds)
-        waiting = [k for k in waiting if not _shard_done(paths[k], members[k], codec.weights)]
+        waiting = [k for k in waiting if not done(k)]
     _remove_other_layouts(h5_path, set(paths))
     return CutSet.from_cuts(_with_codes(c, paths[s], (code_frames(c.duration), NUM_QUANTIZERS))
                             for c, s in zip(cuts, shard_of))

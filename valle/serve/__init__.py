@@ -26,7 +26,7 @@ def build_service(checkpoint: str, nhead: int | None, voices: str | None, device
     speaking = load_for_inference(checkpoint, device=device, dtype=dtype, nhead=nhead)
     model, tokenizer = speaking.model, speaking.tokenizer
     codec = Codec.from_weights(codec_weights, device=speaking.device)
-    bank = VoiceBank(voices, model, tokenizer, codec, tokenizer.to_dict())
+    bank = VoiceBank(voices, model, tokenizer, codec)
     metrics = Metrics()
     engine = Engine(model, bank, codec, metrics, max_batch=limits.max_batch, max_frames=limits.max_frames)
     return Service(model, tokenizer, bank, engine, metrics, limits)

@@ -68,10 +68,10 @@ class Voice:
 class VoiceBank:
     """The voices of a folder on one base `model`; `activate(adapters)` hooks a voice's adapters on."""
 
-    def __init__(self, folder: str | os.PathLike | None, model, tokenizer, codec, tokenizer_info: dict | None = None):
+    def __init__(self, folder: str | os.PathLike | None, model, tokenizer, codec):
         self.folder = Path(folder) if folder is not None else None
         self.model, self.tokenizer, self.codec = model, tokenizer, codec
-        self.tokenizer_info = tokenizer_info
+        self.tokenizer_info = tokenizer.to_dict() if tokenizer is not None else None  # what adapters must match
         self.voices: dict[str, Voice] = {DEFAULT_VOICE: Voice(DEFAULT_VOICE)}
         self._loras: dict[str, object] = {}  # adapter file name -> LoRA (hooks off unless active)
         self.active: tuple[str, ...] = ()
