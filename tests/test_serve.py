@@ -1,6 +1,7 @@
-"""The speech API (valle-serve): batched equals solo, adapter voices on one base, the official openai client,
-streaming, bad input, a client gone mid-stream, 429, SIGTERM draining. Servers run on 127.0.0.1 with a free port,
-started and stopped by the tests; every wait is bounded."""
+"""The speech API (valle-serve): batched equals solo, adapter voices on one base, cancelled work stops, the official
+openai client, every format decoded, streams that decode whole or are visibly cut, hostile bodies, a client gone
+mid-stream, timeouts, 429, SIGTERM draining, the limits' checks. Servers run on 127.0.0.1 with a free port, started
+and stopped by the tests; every wait is bounded."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import torch
 
 from valle.config import Sampling
 from valle.inference import Request, generate, load_prompt
+from valle.serve.formats import STREAMABLE
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "vallex_tiny"
@@ -84,15 +87,23 @@ class Collect:
         return self.results
 
 
-def engine_for(model, bank, max_batch=8):
+class CodesOnly:
+    """The waveform is the codec's business; codes are compared here. Counts the waveforms made."""
+
+    def __init__(self):
+        self.made = 0
+
+    def decode(self, codes):
+        self.made += 1
+        return torch.zeros(len(codes) * FRAME)
+
+
+def engine_for(model, bank, max_batch=8, decoder=None):
     from valle.serve.engine import Engine
+    from valle.serve.limits import Limits
     from valle.serve.metrics import Metrics
 
-    class CodesOnly:  # the waveform is the codec's business; codes are compared here
-        def decode(self, codes):
-            return torch.zeros(len(codes) * FRAME)
-
-    return Engine(model, bank, CodesOnly(), Metrics(), max_batch=max_batch)
+    return Engine(model, bank, decoder or CodesOnly(), Metrics(), Limits(max_batch=max_batch))
 
 
 def requests(tokenizer, prompt):
@@ -116,6 +127,10 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
         return 40 if i < 3 else 40 + 7 * i
 
     model, tokenizer = tiny_model(), get_tokenizer("vallex")
+    if sampling.min_frames:  # EOS made likely (the tiny model's random weights never stop), so that the rule works
+        boost = torch.zeros(model.ar_predict_layer.out_features)
+        boost[model.eos] = 15.0
+        model.ar_predict_layer.register_forward_hook(lambda layer, inputs, logits: logits + boost)
     reqs = requests(tokenizer, load_prompt(TINY / "prompt.npz"))
     engine = engine_for(model, VoiceBank(None, model, tokenizer, None), max_batch=3)  # some wait, some join late
     got, nar_batches, nar = Collect(), [], model.generate_nar
@@ -137,6 +152,9 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
         solo = generate(model, [r], own[i])[0]
         assert torch.equal(results[i][0], solo), f"request {i}"
         assert len(solo) >= sampling.min_frames
+    if sampling.min_frames:  # without the rule, some requests stop earlier
+        free = [len(generate(model, [r], dataclasses.replace(own[i], min_frames=0))[0]) for i, r in enumerate(reqs)]
+        assert min(free) < sampling.min_frames, free
     assert engine.metrics.batch_size.sum > engine.metrics.batch_size.count  # some steps ran several rows
 
 
@@ -177,6 +195,71 @@ def test_two_adapter_voices_share_one_base_without_reload(tmp_path, single_threa
     assert not torch.equal(expected["alice"], expected["bob"])
     for i, name in enumerate(order):
         assert torch.equal(results[i][0], expected[name]), f"{i}: {name}"
+
+
+def test_a_cancelled_job_costs_nothing_from_its_next_step(single_thread):
+    """Cancelled while its waveform waits for the decoding thread, a job gets none; cancelled in the AR batch, it runs
+    at most the step already under way."""
+    from valle.serve.engine import Job
+    from valle.serve.voices import VoiceBank
+    from valle.text import get_tokenizer
+
+    class Gated(CodesOnly):  # the first waveform holds the decoding thread until the test opens the gate
+        def __init__(self):
+            super().__init__()
+            self.started, self.gate = threading.Event(), threading.Event()
+
+        def decode(self, codes):
+            self.started.set()
+            assert self.gate.wait(60)
+            return super().decode(codes)
+
+    model, tokenizer = tiny_model(), get_tokenizer("vallex")
+    decoder, got = Gated(), Collect()
+    engine = engine_for(model, VoiceBank(None, model, tokenizer, None), max_batch=4, decoder=decoder)
+    r = requests(tokenizer, None)[0]
+    short = [Job(r, (), Sampling(top_k=1, seed=i, max_frames=20), got.callback(i)) for i in range(3)]
+    long = Job(r, (), Sampling(top_k=1, seed=9, max_frames=1500), got.callback("long"))
+    for job in short:  # they finish together: the first waveform is made, the other two wait for the thread
+        engine.submit(job)
+    engine.start()
+    try:
+        assert decoder.started.wait(60)
+        for job in short[1:]:
+            engine.cancel(job)
+        engine.submit(long)
+        end = time.monotonic() + 60
+        while len(long.frames) < 10 and time.monotonic() < end:
+            time.sleep(0.01)
+        engine.cancel(long)
+        at_cancel = len(long.frames)
+        decoder.gate.set()
+        got.wait(1)
+    finally:
+        decoder.gate.set()
+        engine.stop()
+    assert decoder.made == 1 and list(got.results) == [0]
+    assert 10 <= len(long.frames) <= at_cancel + 1 and engine.running == 0
+
+
+def test_a_draw_that_fails_fails_its_job_alone(single_thread):
+    """Sampling that makes a row's probabilities NaN (a temperature that overflows the scores) fails that job; the
+    engine thread lives on and the job beside it is served."""
+    from valle.serve.engine import Job
+    from valle.serve.voices import VoiceBank
+    from valle.text import get_tokenizer
+
+    model, tokenizer = tiny_model(), get_tokenizer("vallex")
+    engine, got = engine_for(model, VoiceBank(None, model, tokenizer, None)), Collect()
+    r = requests(tokenizer, None)[0]
+    engine.submit(Job(r, (), Sampling(temperature=5e-324, seed=0, max_frames=10), got.callback("bad")))
+    engine.submit(Job(r, (), Sampling(top_k=1, seed=0, max_frames=10), got.callback("good")))
+    engine.start()
+    try:
+        results = got.wait(2)
+    finally:
+        engine.stop()
+    assert isinstance(results["bad"], RuntimeError) and len(results["good"][0]) == 10
 
 
 def test_voice_names_are_names(tmp_path):
@@ -259,6 +342,21 @@ def wav_frames(data: bytes) -> int:
     return len(wave) // FRAME
 
 
+def below(wave: np.ndarray, hz: float) -> np.ndarray:
+    """The part of a 24 kHz wave below `hz`."""
+    spectrum = np.fft.rfft(wave)
+    spectrum[int(hz / 12000 * len(spectrum)):] = 0
+    return np.fft.irfft(spectrum, len(wave))
+
+
+# Each lossy format against the wav answer, within what its codec keeps of the (noise-like) random-codec audio:
+# flac is exact to the 16-bit sample; opus keeps the wave (correlation 0.97-0.99 measured); mp3 at 24 kHz keeps
+# the band below about 8 kHz (below 4 kHz: correlation 0.997 measured, the whole band only 0.16).
+CLOSE = {"flac": lambda x, ref: np.abs(x - ref).max() <= 1 / 32768,
+         "opus": lambda x, ref: np.corrcoef(x, ref)[0, 1] > 0.9,
+         "mp3": lambda x, ref: np.corrcoef(below(x, 4000), below(ref, 4000))[0, 1] > 0.98}
+
+
 @pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_openai_client_speech_and_its_streaming_response(server):
     c = client(server)
@@ -273,10 +371,48 @@ def test_openai_client_speech_and_its_streaming_response(server):
     pcm = c.audio.speech.create(model="tts-1", voice="bob", input="Hi.", response_format="pcm",
                                 extra_body={"max_frames": 10})
     assert len(pcm.content) == 10 * FRAME * 2
-    for fmt in ("mp3", "flac", "opus"):
+    wav = sf.read(io.BytesIO(speak(server, voice="plain", input="Hi.", max_frames=10, seed=4).content))[0]
+    for fmt, close in CLOSE.items():
         data = c.audio.speech.create(model="tts-1", voice="plain", input="Hi.", response_format=fmt,
-                                     extra_body={"max_frames": 10}).content
-        assert len(data) > 100, fmt
+                                     extra_body={"max_frames": 10, "seed": 4}).content
+        decoded, rate = sf.read(io.BytesIO(data))
+        assert rate == 24000 and len(decoded) == len(wav) == 10 * FRAME, fmt
+        assert close(decoded, wav), fmt
+
+
+def decode_ffmpeg(data: bytes, fmt: str) -> np.ndarray:
+    raw = ["-f", "s16le", "-ar", "24000", "-ac", "1"] if fmt == "pcm" else []
+    out = subprocess.run(["ffmpeg", "-v", "error", *raw, "-i", "pipe:0", "-f", "s16le", "-ac", "1", "pipe:1"],
+                         input=data, capture_output=True, check=True).stdout
+    return np.frombuffer(out, "<i2")
+
+
+def decode_soundfile(data: bytes, fmt: str) -> np.ndarray:
+    raw = {"format": "RAW", "samplerate": 24000, "channels": 1, "subtype": "PCM_16", "endian": "LITTLE"}
+    return sf.read(io.BytesIO(data), dtype="int16", **(raw if fmt == "pcm" else {}))[0]
+
+
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
+def test_every_streamed_format_decodes_whole_from_the_bytes_as_they_arrive(server):
+    """Three sentences streamed: the bytes concatenated as they came decode, with libsndfile and with ffmpeg, to
+    every sample of the answer sent whole; formats that cannot stream are refused."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (tools/install_system_deps.sh)")
+    body = {"input": "Hello there. How are you? Fine.", "max_frames": 20, "seed": 5}
+    whole = sf.read(io.BytesIO(speak(server, **body).content), dtype="int16")[0]
+    assert len(whole) == 3 * 20 * FRAME
+    for fmt in STREAMABLE:
+        request = {"model": "tts-1", "voice": "alice", "response_format": fmt, "stream": True, **body}
+        with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=request, timeout=60,
+                          headers={"Authorization": f"Bearer {KEY}"}) as r:
+            assert r.status_code == 200
+            chunks = list(r.iter_raw())
+        assert len(chunks) > 1, fmt  # it came in pieces
+        for decode in (decode_soundfile, decode_ffmpeg):
+            assert np.array_equal(decode(b"".join(chunks), fmt), whole), (fmt, decode.__name__)
+    for fmt in sorted(set(CLOSE) - set(STREAMABLE)):
+        r = speak(server, response_format=fmt, stream=True, **body)
+        assert r.status_code == 400 and "cannot be streamed" in r.json()["error"]["message"], fmt
 
 
 @pytest.mark.slow  # starts a server (~15 s on 2 cores)
@@ -310,6 +446,7 @@ BAD = {
     "too many frames": ({"max_frames": 5000}, 400, "max_frames"),
     "zero frames": ({"max_frames": 0}, 400, "max_frames"),
     "flac stream": ({"response_format": "flac", "stream": True}, 400, "cannot be streamed"),
+    "mp3 stream": ({"response_format": "mp3", "stream": True}, 400, "stream wav or pcm"),
     "aac": ({"response_format": "aac"}, 400, "response_format"),
     "wrong key": ({"key": "nope"}, 401, "API key"),
 }
@@ -331,6 +468,59 @@ def test_bad_input_gets_an_openai_error_and_the_server_stays_up(server, case):
     assert speak(server, max_frames=5).status_code == 200
 
 
+def hostile_bodies() -> dict[str, tuple[bytes, str]]:
+    """Bodies that are not valid requests, as (body, content type): whatever the parser makes of them, a 4xx."""
+    good = {"model": "tts-1", "input": "Hi.", "voice": "plain", "response_format": "wav", "max_frames": 5}
+    js = "application/json"
+    out = {
+        "5000-digit seed": (b'{"model": "tts-1", "input": "Hi.", "voice": "alice", "seed": ' + b"9" * 5000 + b"}",
+                            js),
+        "5000-digit top_k": (b'{"model": "tts-1", "input": "Hi.", "voice": "alice", "top_k": ' + b"9" * 5000 + b"}",
+                             js),
+        "huge seed": (json.dumps({**good, "seed": 2**70}).encode(), js),
+        "negative seed": (json.dumps({**good, "seed": -1}).encode(), js),
+        "1e400 temperature": (json.dumps(good)[:-1].encode() + b', "temperature": 1e400}', js),
+        "tiny temperature": (json.dumps({**good, "temperature": 5e-324}).encode(), js),
+        "nested 100000 deep": (b"[" * 100000 + b"]" * 100000, js),
+        "input nested 100000 deep": (b'{"input": ' + b"[" * 100000 + b"]" * 100000 + b"}", js),
+        "input nested 500 deep": (json.dumps({**good, "input": [[[[]]]]}).replace("[[[[]]]]", "[" * 500 + "]" * 500)
+                                  .encode(), js),
+        "bad UTF-8": (b'{"model": "tts-1", "input": "\xff\xfe", "voice": "alice"}', js),
+        "empty body": (b"", js),
+        "form body": (b"model=tts-1&input=Hi&voice=alice", "application/x-www-form-urlencoded"),
+        "JSON as text/plain": (json.dumps(good).encode(), "text/plain"),
+        "JSON without a content type": (json.dumps(good).encode(), ""),
+    }
+    for value in ([], {}, "x", 1, 1.5, True, None):
+        out[f"body {value!r}"] = (json.dumps(value).encode(), js)
+    strings = ("model", "input", "voice", "response_format", "instructions", "stream_format", "language")
+    for name in (*strings, "speed", "stream", "seed", "top_k", "top_p", "temperature", "max_frames"):
+        scalar = 1.5 if name in strings else "true" if name == "stream" else "1"  # of the wrong kind
+        for value in ([1], {"a": 1}, scalar, None if name == "stream" else True):
+            out[f"{name}={value!r}"] = (json.dumps({**good, name: value}).encode(), js)
+    return out
+
+
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
+def test_hostile_bodies_all_get_a_4xx_error_object(server):
+    """Huge numbers, deep nesting, every field with wrong types, non-objects, bad UTF-8, wrong content types: each a
+    4xx with OpenAI's error object (a 5xx would mean the server failed), and the server serves on."""
+    bodies = hostile_bodies()
+    wrong = {}
+    for case, (content, content_type) in bodies.items():
+        headers = {"Authorization": f"Bearer {KEY}", **({"Content-Type": content_type} if content_type else {})}
+        r = httpx.post(f"{server.url}/v1/audio/speech", content=content, headers=headers, timeout=60)
+        error = r.json().get("error", {}) if r.headers.get("content-type") == "application/json" else {}
+        if not (400 <= r.status_code < 500 and error.get("message") and error.get("type")):
+            wrong[case] = (r.status_code, r.text[:200])
+    assert not wrong, wrong
+    r = httpx.post(f"{server.url}/v1/audio/speech", content=bodies["JSON as text/plain"][0], timeout=30,
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]["message"]
+    assert "text/plain" in r.json()["error"]["message"]
+    assert speak(server, max_frames=5).status_code == 200
+
+
 @pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_body_too_large_and_health_without_key(server):
     r = httpx.post(f"{server.url}/v1/audio/speech", content=b"x" * (17 << 20), timeout=30,
@@ -344,13 +534,20 @@ def test_body_too_large_and_health_without_key(server):
         assert name in text
 
 
+def ar_frames(server) -> int:
+    text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("valle_ar_frames_total ")))
+
+
 @pytest.mark.slow  # starts a server (~15 s on 2 cores)
 def test_a_client_gone_mid_stream_frees_its_row(server):
+    """The second sentence stops when the client goes, not when it is done (1500 frames)."""
     body = {"model": "tts-1", "input": "One long sentence. " * 20, "voice": "alice", "response_format": "pcm",
             "stream": True, "max_frames": 1500}
+    before = ar_frames(server)
     with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=body, timeout=60,
                       headers={"Authorization": f"Bearer {KEY}"}) as r:
-        next(r.iter_bytes())  # the first sentence arrived; the rest is being made
+        next(r.iter_raw())  # the first sentence arrived; the second is being made
     end = time.monotonic() + 30
     while time.monotonic() < end:
         health = httpx.get(f"{server.url}/health").json()
@@ -358,6 +555,58 @@ def test_a_client_gone_mid_stream_frees_its_row(server):
             break
         time.sleep(0.1)
     assert health["active"] == health["running"] == health["queued"] == 0, health
+    assert 1500 <= ar_frames(server) - before < 2 * 1500
+
+
+LONG = {"model": "tts-1", "input": "A sentence to speak. " * 16, "voice": "default", "response_format": "wav",
+        "max_frames": 300, "seed": 1}  # 16 rows of 300 frames, then 16 waveforms of 4 s: some seconds each
+SMALL = {"model": "tts-1", "input": "Hi.", "voice": "default", "response_format": "wav", "max_frames": 5}
+
+
+@pytest.fixture(scope="module")
+def hurried(tmp_path_factory):
+    """A server that gives each request 2.5 s."""
+    s = Server(tmp_path_factory.mktemp("hurried"), "--request-timeout", "2.5")
+    yield s
+    assert s.stop() == 0, s.output()[-3000:]
+    assert "Traceback" not in s.output()
+
+
+def small_seconds(server) -> float:
+    start = time.monotonic()
+    assert httpx.post(f"{server.url}/v1/audio/speech", json=SMALL, timeout=60).status_code == 200
+    return time.monotonic() - start
+
+
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
+def test_a_timed_out_or_abandoned_request_leaves_no_work_behind(hurried):
+    """After a 504 and after a client that gave up, a small request is served as fast as alone: the long one's
+    rows, NAR and waveforms were dropped (before, the decoding thread went on with its 16 waveforms)."""
+    alone = min(small_seconds(hurried) for _ in range(2))
+    r = httpx.post(f"{hurried.url}/v1/audio/speech", json=LONG, timeout=60)
+    assert r.status_code == 504 and "2.5 s" in r.json()["error"]["message"], r.text
+    after_timeout = small_seconds(hurried)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{hurried.url}/v1/audio/speech", json=LONG, timeout=2.0)  # the client gives up first
+    after_abandon = small_seconds(hurried)
+    assert max(after_timeout, after_abandon) < alone + 2.0, (alone, after_timeout, after_abandon)
+
+
+@pytest.mark.slow  # starts a server (~15 s on 2 cores)
+def test_a_stream_cut_by_the_timeout_does_not_look_whole(hurried):
+    """The status is sent already: the server closes the connection without the last chunk, which every HTTP
+    client reports as an error (httpx: RemoteProtocolError), and counts the request as a 504."""
+    body = {**LONG, "input": "A sentence to speak. " * 4, "max_frames": 600, "stream": True}
+    got = []
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+        with httpx.stream("POST", f"{hurried.url}/v1/audio/speech", json=body, timeout=60) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_raw():
+                got.append(chunk)
+    assert len(b"".join(got)) < 44 + 4 * 600 * FRAME * 2
+    metrics = httpx.get(f"{hurried.url}/metrics").text
+    assert 'valle_requests_total{path="/v1/audio/speech",status="504"} 2' in metrics, metrics
+    assert "stream cut after" in hurried.output()
 
 
 @pytest.mark.slow  # starts a server (~15 s on 2 cores)
@@ -391,6 +640,33 @@ def test_full_queue_answers_429_and_sigterm_drains(tmp_path):
         assert s.proc.returncode == 0 and "Traceback" not in s.output()
     finally:
         s.stop()
+
+
+def test_the_limits_check_themselves_and_make_the_flags(capsys):
+    from valle.commands import serve
+    from valle.serve.limits import LimitError, Limits
+
+    for bad, flag in (({"max_batch": 0}, "--max-batch 0"), ({"max_waiting": -1}, "--max-waiting -1"),
+                      ({"request_timeout": float("nan")}, "--request-timeout nan"),
+                      ({"max_frames": 1.5}, "--max-frames 1.5: need a whole"), ({"max_frames": 10**6}, "at most 9000"),
+                      ({"max_body_mb": float("inf")}, "--max-body-mb inf")):
+        with pytest.raises(LimitError, match=flag):
+            Limits(**bad)
+    assert Limits(max_waiting=0).max_body_bytes == 16 << 20
+    limits = serve.check_args(serve.build_parser().parse_args(["--max-frames", "300", "--drain-timeout", "5"]))
+    assert limits == Limits(max_frames=300, drain_timeout=5.0)
+    with pytest.raises(SystemExit) as e:
+        serve.run_main(lambda: serve.main(["--max-batch", "0"]))
+    assert e.value.code == 2 and capsys.readouterr().err == "error: --max-batch 0: must be positive and finite\n"
+
+
+def test_the_voices_import_without_the_http_server():
+    """valle.serve's library (voices, engine, service) needs neither uvicorn nor fastapi; only server/app do."""
+    code = ("import sys; sys.modules['uvicorn'] = sys.modules['fastapi'] = sys.modules['starlette'] = None\n"
+            "import valle.serve.voices, valle.serve.service\n"
+            "print(valle.serve.voices.VOICE_NAME.pattern)")
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "A-Za-z0-9" in out.stdout, out.stderr[-2000:]
 
 
 def test_other_addresses_need_an_api_key(monkeypatch, capsys):

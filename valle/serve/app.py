@@ -1,6 +1,8 @@
 """The HTTP face of the speech API (FastAPI): OpenAI's `POST /v1/audio/speech` and error objects, voices, health
 and metrics. Every answer that is not audio is JSON `{"error": {"message", "type", "param", "code"}}`; no
-traceback ever leaves the server (it goes to the log)."""
+traceback ever leaves the server (it goes to the log). A body the server cannot take is a 4xx whatever the parser
+raises; a 5xx only ever means the server itself failed. A streamed answer that cannot be finished (timeout, failure)
+is cut: the connection closes without the chunked encoding's last chunk, so no client takes it for a whole one."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from valle.config import Sampling, SamplingError
 from valle.errors import UserError
-from valle.serve.formats import MEDIA_TYPES, STREAMABLE, encode, stream_chunk, stream_header
+from valle.serve.formats import MEDIA_TYPES, STREAMABLE, encode, pcm16, stream_header
+from valle.serve.limits import Limits
 from valle.serve.service import ApiError, Service, check_error
 
 log = logging.getLogger("valle.serve")
@@ -31,7 +34,7 @@ OPEN_PATHS = ("/health",)  # answered without the API key (load balancers)
 class SpeechRequest(BaseModel):
     """OpenAI's request, and this server's extensions (stream, language, seed, sampling, max_frames)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)  # JSON types as written
     model: str = Field(min_length=1)
     input: str
     voice: str
@@ -53,14 +56,23 @@ def error_response(e: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=e.status, headers=e.headers)
 
 
-def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
+def parse(model: type[BaseModel], content_type: str | None, raw: bytes) -> BaseModel:
+    """A JSON body sent as application/json -> `model`, or an ApiError 4xx whatever is wrong with it."""
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, f"send the body as JSON with the header Content-Type: application/json (this one came as "
+                            f"{content_type or 'no content type'})", code="unsupported_media_type")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ApiError(400, f"the body is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a number too long to convert, nesting too deep
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise ApiError(400, f"the body is not valid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the body is JSON {type(data).__name__}; send a JSON object (model, input, voice, ...)")
     try:
         return model.model_validate(data)
-    except ValidationError as e:
+    except (ValidationError, RecursionError) as e:
+        if isinstance(e, RecursionError):
+            raise ApiError(400, "the body is nested too deeply") from None
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "body"
         raise ApiError(400, f"{where}: {first['msg']}", param=where) from None
@@ -68,6 +80,18 @@ def parse(model: type[BaseModel], raw: bytes) -> BaseModel:
 
 class BodyTooLarge(Exception):
     pass
+
+
+class StreamCut(Exception):
+    """A streamed answer that cannot be finished; the Guard ends its connection without the last chunk."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def too_large(limits: Limits) -> ApiError:
+    return ApiError(413, f"the body is larger than the {limits.max_body_bytes} bytes allowed (--max-body-mb)")
 
 
 class Guard:
@@ -91,6 +115,8 @@ class Guard:
             if error is not None:
                 return await error_response(error)(scope, receive, counted_send)
             await self.app(scope, self._limited(receive), counted_send)
+        except StreamCut as e:  # returning with the response unfinished makes the server close the connection
+            status[0] = e.status
         finally:
             self.service.metrics.count_request(path if path.startswith(("/v1/", "/health", "/metrics")) else "other",
                                                status[0])
@@ -104,11 +130,8 @@ class Guard:
                                 code="invalid_api_key")
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.service.limits.max_body_bytes):
-            return self._too_large()
+            return too_large(self.service.limits)
         return None
-
-    def _too_large(self) -> ApiError:
-        return ApiError(413, f"the body is larger than the {self.service.limits.max_body_bytes} bytes allowed")
 
     def _limited(self, receive):
         seen = 0
@@ -140,9 +163,8 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
         return error_response(check_error(e))
 
     @app.exception_handler(BodyTooLarge)
-    async def too_large(request, e):
-        return error_response(ApiError(413, f"the body is larger than the {service.limits.max_body_bytes} "
-                                            "bytes allowed"))
+    async def body_too_large(request, e):
+        return error_response(too_large(service.limits))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
@@ -185,38 +207,39 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
 
 async def _speech(service: Service, request: Request) -> Response:
     start = time.monotonic()
-    body = parse(SpeechRequest, await request.body())
+    body = parse(SpeechRequest, request.headers.get("content-type"), await request.body())
     speech = service.check(body)
     if body.stream and body.response_format not in STREAMABLE:
-        raise ApiError(400, f"response_format {body.response_format} cannot be streamed; stream wav, pcm or mp3",
+        raise ApiError(400, f"response_format {body.response_format} cannot be streamed (its file has one header for "
+                            f"the whole answer); stream {' or '.join(STREAMABLE)}, or ask without stream",
                        param="response_format")
     service.admit()
     deadline = start + service.limits.request_timeout
     headers = {"X-Seed": str(speech.sampling.seed), "X-Pieces": str(len(speech.pieces))}
+    pieces = _watching(request, service.render(speech, deadline, one_by_one=body.stream))
     if not body.stream:
         try:
-            waves = []
-            async for wave in _watching(request, service.render(speech, deadline, one_by_one=False)):
-                waves.append(wave)
+            waves = [wave async for wave in pieces]
         finally:
             service.release()
-        data = encode(torch.cat(waves), body.response_format)
+        data = await asyncio.to_thread(encode, torch.cat(waves), body.response_format)
         service.metrics.observe(service.metrics.latency, time.monotonic() - start)
-        service.metrics.observe(service.metrics.first_audio, time.monotonic() - start)
         return Response(data, media_type=MEDIA_TYPES[body.response_format], headers=headers)
 
     async def chunks():
+        sent = 0
         try:
             yield stream_header(body.response_format)
-            first = True
-            async for wave in service.render(speech, deadline, one_by_one=True):
-                if first:
+            async for wave in pieces:
+                if not sent:
                     service.metrics.observe(service.metrics.first_audio, time.monotonic() - start)
-                    first = False
-                yield stream_chunk(wave, body.response_format)
+                yield pcm16(wave)
+                sent += 1
             service.metrics.observe(service.metrics.latency, time.monotonic() - start)
-        except Exception as e:  # the status is sent already: end the stream, log why
-            log.warning("stream ended early: %s", check_error(e).message)
+        except Exception as e:  # the status is sent already: cut the stream, so that it does not look whole
+            error = check_error(e)
+            log.warning("stream cut after %d of %d sentences: %s", sent, len(speech.pieces), error.message)
+            raise StreamCut(error.status) from None
         finally:
             service.release()
 
@@ -224,29 +247,27 @@ async def _speech(service: Service, request: Request) -> Response:
 
 
 async def _watching(request: Request, pieces):
-    """The pieces of a non-streamed request, given up when the client disconnects while they are made."""
-    task = asyncio.ensure_future(_collect(pieces))
+    """The pieces as they come, given up (499) as soon as the client disconnects while one is made: the request's
+    jobs are cancelled then (Service.render), not when the next piece would have been sent."""
     try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.25)
-            if not task.done() and await request.is_disconnected():
-                task.cancel()
-                raise ApiError(499, "the client disconnected")
-        for wave in task.result():
+        while True:
+            step = asyncio.ensure_future(anext(pieces))
+            try:
+                while not step.done():
+                    await asyncio.wait({step}, timeout=0.25)
+                    if not step.done() and await request.is_disconnected():
+                        raise ApiError(499, "the client disconnected")
+            finally:
+                if not step.done():
+                    step.cancel()
+                    await asyncio.wait({step})
+            try:
+                wave = step.result()
+            except StopAsyncIteration:
+                return
             yield wave
     finally:
-        if not task.done():
-            task.cancel()
-
-
-async def _collect(pieces) -> list:
-    out = []
-    try:
-        async for wave in pieces:
-            out.append(wave)
-    finally:
         await pieces.aclose()
-    return out
 
 
 async def _add_voice(service: Service, request: Request) -> JSONResponse:

@@ -28,14 +28,17 @@ from valle.config import Sampling
 from valle.inference import Request, model_inputs
 from valle.models.continuous import ARRows
 from valle.models.valle import FRAMES_PER_TEXT_TOKEN, sample
+from valle.serve.limits import Limits
 
 log = logging.getLogger("valle.serve")
 
 
 @dataclass(eq=False)
 class Job:
-    """One piece of text (a sentence or a few) in one voice. `done` is called once, from the engine thread, with
-    (codes (T, Q), wave (T * 320,)) or an exception; a cancelled job is dropped at the next step, silently."""
+    """One piece of text (a sentence or a few) in one voice. `done` is called once, from the engine or the decoding
+    thread, with (codes (T, Q), wave (T * 320,)) or an exception. A cancelled job costs nothing from its next step
+    on, silently: it leaves the queue or the AR batch there, and its NAR and waveform are not made (a waveform being
+    made when it is cancelled is finished, then dropped)."""
 
     request: Request
     adapters: tuple[str, ...]
@@ -53,10 +56,10 @@ class Job:
 class Engine:
     """`submit(job)`, `cancel(job)`, `call(fn)` (run fn in the engine thread, between steps) -> Future."""
 
-    def __init__(self, model, bank, decoder, metrics, max_batch: int = 16, max_frames: int = 1500):
+    def __init__(self, model, bank, decoder, metrics, limits: Limits):
         self.model, self.bank, self.decoder, self.metrics = model, bank, decoder, metrics
-        self.max_batch = max_batch
-        self.max_frames = max_frames  # the cap of every job, whatever its sampling asks
+        self.max_batch = limits.max_batch
+        self.max_frames = limits.max_frames  # the cap of every job, whatever its sampling asks
         self.device = model.ar_predict_layer.weight.device
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
@@ -79,7 +82,7 @@ class Engine:
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish what runs and waits, then end the thread."""
+        """Finish what runs and waits (cancelled jobs excepted), then end the thread."""
         with self._cond:
             self._stop = True
             self._cond.notify()
@@ -152,16 +155,21 @@ class Engine:
             job.done(e)
             return
         self._running.append(job)
-        self._take(job, self._draw(job, logits))
+        self._next(job, logits)
 
-    def _draw(self, job: Job, logits: torch.Tensor) -> int:
-        """The job's next code from its logits (1, V+1); EOS is not allowed before its min_frames."""
+    def _next(self, job: Job, logits: torch.Tensor) -> None:
+        """The job's next code from its logits (1, V+1); EOS is not allowed before its min_frames. A draw that fails
+        (sampling that turns these logits into NaN) fails this job alone: it leaves the batch at the next step."""
         if len(job.frames) < job.sampling.min_frames:
             logits = logits.clone()
             logits[:, self.model.eos] = float("-inf")
-        return int(sample(logits, job.sampling, job.generator))
-
-    def _take(self, job: Job, code: int) -> None:
+        try:
+            code = int(sample(logits, job.sampling, job.generator))
+        except RuntimeError as e:
+            log.warning("a request's sampling (%s) failed: %s", job.sampling, e)
+            job.cancelled = True
+            job.done(e)
+            return
         if code == self.model.eos:
             job.finished = True
         else:
@@ -175,7 +183,7 @@ class Engine:
             logits = self._rows.step(ids)  # (n, V+1)
             self.metrics.count_step(len(self._running), time.perf_counter() - start)
             for row, job in enumerate(self._running):
-                self._take(job, self._draw(job, logits[row : row + 1]))
+                self._next(job, logits[row : row + 1])
         except Exception as e:  # a bug or out of memory: fail the running jobs, keep serving
             log.exception("AR step failed; %d running requests fail", len(self._running))
             for job in self._running:
@@ -212,7 +220,9 @@ class Engine:
             self._decoding.submit(self._decode, job, c)
 
     def _decode(self, job: Job, codes: torch.Tensor) -> None:
-        """The waveform of a job's codes (in the decoding thread, while the AR goes on)."""
+        """The waveform of a job's codes (in the decoding thread, while the AR goes on); none for a cancelled job."""
+        if job.cancelled:
+            return
         try:
             with torch.inference_mode():
                 wave = self.decoder.decode(codes) if len(codes) else torch.zeros(0)  # (T * 320,)

@@ -1,8 +1,10 @@
 """The audio formats of the speech API (OpenAI's response_format), all mono 24 kHz, through soundfile.
 
-pcm is raw 16-bit signed little-endian samples, as OpenAI sends it. Streamed, a response is one header (wav: a
-header whose sizes say "unknown length", as streaming WAV servers write it) and then one chunk per sentence;
-flac and opus are files with one header and cannot be cut into independent chunks, so they are not streamed.
+pcm is raw 16-bit signed little-endian samples, as OpenAI sends it. Only wav and pcm stream: a streamed answer is
+one header (wav: a header whose sizes say "unknown length", as streaming WAV servers write it) and then each
+sentence's samples, so the bytes as they arrive, concatenated, are the whole answer's file. An mp3, flac or opus
+file written by soundfile has one header (and, for mp3, the encoder's delay and length tag) for the whole answer:
+files made sentence by sentence would not decode as one, so those formats are only sent whole.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from valle.audio import SAMPLE_RATE
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg",
                "pcm": "audio/pcm"}
-STREAMABLE = ("wav", "pcm", "mp3")
+STREAMABLE = ("wav", "pcm")
 _SOUNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III"),
               "opus": ("OGG", "OPUS")}
 
@@ -47,8 +49,3 @@ def stream_header(fmt: str) -> bytes:
     fmt_chunk = struct.pack("<HHIIHH", 1, 1, rate, rate * bits // 8, bits // 8, bits)
     return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt_chunk
             + b"data" + struct.pack("<I", 0xFFFFFFFF))
-
-
-def stream_chunk(wave: torch.Tensor, fmt: str) -> bytes:
-    """One sentence of a streamed response."""
-    return pcm16(wave) if fmt in ("wav", "pcm") else encode(wave, fmt)

@@ -39,7 +39,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, int], int] = {}  # (path, status) -> count
         self.latency = Histogram(LATENCY_BUCKETS)  # whole speech requests
-        self.first_audio = Histogram(LATENCY_BUCKETS)  # speech requests: until their first audio was sent
+        self.first_audio = Histogram(LATENCY_BUCKETS)  # streamed speech requests: until their first audio was sent
         self.batch_size = Histogram(BATCH_BUCKETS)  # rows of each AR step
         self.frames_total = 0
         self.step_seconds = 0.0  # time in AR steps (prefills and the NAR not counted)
@@ -76,7 +76,8 @@ class Metrics:
                       for (p, s), n in sorted(self.requests.items())]
             for name, help_text, hist in (
                     ("valle_request_seconds", "speech requests, arrival to last byte", self.latency),
-                    ("valle_first_audio_seconds", "speech requests, arrival to first audio", self.first_audio),
+                    ("valle_first_audio_seconds", "streamed speech requests, arrival to first audio",
+                     self.first_audio),
                     ("valle_batch_rows", "rows generated together in each AR step", self.batch_size)):
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram", *hist.lines(name)]
             lines += ["# HELP valle_ar_frames_total AR frames generated", "# TYPE valle_ar_frames_total counter",

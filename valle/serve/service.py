@@ -1,5 +1,5 @@
-"""What the speech API does, apart from HTTP: load the base, check a speech request, cut it into sentences, run its
-pieces on the engine and hand back their audio."""
+"""What the speech API does, apart from HTTP: check a speech request, cut it into sentences, run its pieces on the
+engine and hand back their audio; count the requests in flight (429, draining)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from valle.config import Sampling, SamplingError
 from valle.errors import UserError
 from valle.inference import MAX_TEXT_TOKENS, Request, split_text
 from valle.serve.engine import Engine, Job
+from valle.serve.limits import Limits
 from valle.serve.metrics import Metrics
 from valle.serve.voices import Voice, VoiceBank
 from valle.text import INPUT_LANGUAGES
+
+MIN_TEMPERATURE = 0.01  # scores divided by less can overflow float32 (NaN probabilities)
 
 
 class ApiError(Exception):
@@ -34,17 +37,6 @@ class ApiError(Exception):
     @property
     def type(self) -> str:
         return self.TYPES.get(self.status, "invalid_request_error" if self.status < 500 else "server_error")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_batch: int = 16  # rows generated together
-    max_waiting: int = 32  # speech requests waiting for a row beyond those running; more get 429
-    max_input_chars: int = 4096  # as OpenAI's
-    max_frames: int = 1500  # per piece (a sentence or a few): 20 s at 75 frames/s
-    max_body_bytes: int = 16 << 20  # a voice recording upload fits
-    request_timeout: float = 300.0  # seconds from arrival to the last byte
-    retry_after: int = 2  # seconds a 429 asks the client to wait
 
 
 @dataclass
@@ -67,7 +59,6 @@ class Service:
     limits: Limits = field(default_factory=Limits)
     draining: bool = False
     active: int = 0  # speech requests admitted and not yet answered
-    _lock: asyncio.Lock | None = field(default=None, repr=False)
 
     def check(self, body) -> Speech:
         """A SpeechRequest (valle.serve.app) -> Speech, or an ApiError/UserError naming what is wrong."""
@@ -97,6 +88,9 @@ class Service:
                                 seed=seed, max_frames=body.max_frames)
         except SamplingError as e:
             raise ApiError(400, e.api_message, param=e.field) from None
+        if sampling.temperature < MIN_TEMPERATURE and sampling.top_k != 1:
+            raise ApiError(400, f"temperature {sampling.temperature}: at least {MIN_TEMPERATURE} (lower overflows "
+                                "the scores; top_k 1 is greedy)", param="temperature")
         tokenizer = _Memo(self.tokenizer)  # split_text tokenizes each sentence once; not again here
         texts = split_text(body.input.strip(), language, tokenizer, MAX_TEXT_TOKENS, pack=False)
         pieces = []

@@ -24,6 +24,7 @@ import torch
 from valle.config import LANGUAGES, Sampling, SamplingError
 from valle.errors import UserError
 from valle.inference import Prompt, check_prompt, load_prompt, make_prompt, save_prompt
+from valle.storage import atomic_write, is_partial
 
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 VOICE_SAMPLING_KEYS = ("top_k", "top_p", "temperature")
@@ -78,7 +79,7 @@ class VoiceBank:
         if self.folder is not None:
             if not self.folder.is_dir():
                 raise UserError(f"--voices {self.folder}: no such folder; make it (it may start empty)")
-            for path in sorted(self.folder.glob("*.json")):
+            for path in sorted(p for p in self.folder.glob("*.json") if not is_partial(p)):  # not a killed write
                 voice = self._read(path)
                 self.voices[voice.name] = voice
 
@@ -111,11 +112,11 @@ class VoiceBank:
         prompt = make_prompt(wave, transcript, language, self.tokenizer, self.codec)
         check_prompt(prompt, self.model, where="the recording")
         voice = Voice(name, prompt, (), language, sampling or Sampling())
-        save_prompt(self.folder / f"{name}.npz", prompt)
         spec = {"prompt": f"{name}.npz", "language": language, "sampling": sampling_defaults(voice.sampling)}
-        tmp = self.folder / f".{name}.json.tmp"
-        tmp.write_text(json.dumps(spec, indent=1) + "\n")
-        tmp.replace(self.folder / f"{name}.json")
+        fix = "free some space in the voices folder"
+        atomic_write(self.folder / f"{name}.npz", lambda tmp: save_prompt(tmp, prompt), f"voice {name}", fix)
+        atomic_write(self.folder / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(spec, indent=1) + "\n"),
+                     f"voice {name}", fix)
         self.voices[name] = voice
         return voice
 
