@@ -138,7 +138,7 @@ class Service:
                     try:
                         index, result = await asyncio.wait_for(queue.get(), timeout=max(left, 0.001))
                     except asyncio.TimeoutError:
-                        raise ApiError(504, f"the request took longer than the {self.limits.request_timeout:.0f} s "
+                        raise ApiError(504, f"the request took longer than the {self.limits.request_timeout:g} s "
                                             "allowed; send shorter text") from None
                     results[index] = result
                 result = results.pop(i)
