@@ -265,6 +265,7 @@ def test_a_draw_that_fails_fails_its_job_alone(single_thread):
 def test_voice_names_are_names(tmp_path):
     from valle.errors import UserError
     from valle.serve.voices import BadVoiceName, VoiceBank
+    from valle.storage import partial_path
 
     model = tiny_model()
     bank = VoiceBank(None, model, None, None)
@@ -276,6 +277,10 @@ def test_voice_names_are_names(tmp_path):
     (folder / "evil.json").write_text(json.dumps({"prompt": "../prompt.npz"}))
     with pytest.raises(UserError, match="must be the name of a file"):
         VoiceBank(folder, model, None, None)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    partial_path(kept / "kim.json").write_text('{"langu')  # a voice write killed half way (atomic_write's file)
+    assert sorted(VoiceBank(kept, model, None, None).voices) == ["default"]
 
 
 # ---- a real server

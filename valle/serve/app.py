@@ -70,9 +70,7 @@ def parse(model: type[BaseModel], content_type: str | None, raw: bytes) -> BaseM
         raise ApiError(400, f"the body is JSON {type(data).__name__}; send a JSON object (model, input, voice, ...)")
     try:
         return model.model_validate(data)
-    except (ValidationError, RecursionError) as e:
-        if isinstance(e, RecursionError):
-            raise ApiError(400, "the body is nested too deeply") from None
+    except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "body"
         raise ApiError(400, f"{where}: {first['msg']}", param=where) from None
