@@ -80,3 +80,64 @@ def test_a_given_flag_wins_and_the_rest_follow_from_it():
 def test_nothing_to_plan_for_is_one_line(minutes, speakers):
     with pytest.raises(UserError, match="prepare the data first"):
         choose_settings(minutes, speakers)
+
+
+# ------------------------------------------------------------------- the trainer's side: valle/commands/train.py
+
+def tiny_manifest(folder, seconds_by_speaker: dict) -> None:
+    """cuts_train.jsonl.gz with one cut per (speaker, seconds) and the tokenizer file; no audio is needed."""
+    import json
+
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+
+    cuts = [MonoCut(f"{spk}-{i}", 0, s, 0, supervisions=[SupervisionSegment(f"{spk}-{i}", f"{spk}-{i}", 0, s,
+                                                                             speaker=spk)])
+            for spk, durations in seconds_by_speaker.items() for i, s in enumerate(durations)]
+    folder.mkdir(parents=True)
+    CutSet.from_cuts(cuts).to_file(folder / "cuts_train.jsonl.gz")
+    (folder / "text_tokenizer.json").write_text(json.dumps({"name": "vallex", "vocab": {}}))
+
+
+def parsed(tokenized, exp, *flags):
+    from valle.commands.train import parse_args
+
+    return parse_args(["--manifest-dir", str(tokenized), "--exp-dir", str(exp), "--init-checkpoint", "vallex",
+                       *flags])
+
+
+def test_trainer_plans_from_the_cuts_and_keeps_the_flags_given(tmp_path):
+    from valle.commands.train import settle
+
+    tiny_manifest(tmp_path / "data" / "tokenized", {"a": [6.0] * 50, "b": [6.0] * 50})  # 10 min, 2 speakers
+    cfg, _, given = parsed(tmp_path / "data" / "tokenized", tmp_path / "exp", "--max-steps", "50", "--shuffle", "no")
+    assert given == {"max_steps": 50}
+    plan, source = settle(cfg, given)
+    assert (plan.minutes, plan.num_speakers) == (pytest.approx(10.0), 2)
+    assert source == f"the training cuts in {tmp_path / 'data' / 'tokenized'}"
+    assert (cfg.adapter.adapter, cfg.optim.base_lr, cfg.train.max_steps, cfg.train.valid_interval) == \
+        ("lora", 0.01, 50, 10)
+    assert cfg.train.eval_interval == 0  # no --codec-weights: no probe
+
+    # the data check's usable minutes win over the cuts' sum
+    (tmp_path / "data" / "check.json").write_text('{"usable_minutes": 90.5}')
+    cfg, _, given = parsed(tmp_path / "data" / "tokenized", tmp_path / "exp", "--codec-weights", "random")
+    plan, source = settle(cfg, given)
+    assert plan.minutes == 90.5 and source == f"usable minutes from {tmp_path / 'data' / 'check.json'}"
+    assert (cfg.adapter.adapter, cfg.train.eval_interval) == ("none", 2 * cfg.train.valid_interval)
+
+
+def test_resumed_run_keeps_its_plan_and_scratch_runs_have_none(tmp_path):
+    from valle.commands.train import plan_record, settle
+    from valle.training import run_folder
+
+    tokenized, exp = tmp_path / "data" / "tokenized", tmp_path / "exp"
+    tiny_manifest(tokenized, {"a": [6.0] * 10})
+    exp.mkdir()
+    run_folder.write_json(exp / "plan.json", plan_record(choose_settings(33, 1), "earlier"))
+    cfg, _, given = parsed(tokenized, exp, "--resume", "true", "--base-lr", "0.02")
+    plan, source = settle(cfg, given)
+    assert plan.minutes == 33 and source == f"this run's {exp / 'plan.json'}"
+    assert (cfg.train.max_steps, cfg.optim.base_lr, plan.base_lr.reason) == (1500, 0.02, "(your flag)")
+
+    cfg, _, given = parsed(tokenized, tmp_path / "scratch", "--init-checkpoint", "none")
+    assert settle(cfg, given) is None and cfg.train.valid_interval == 500  # the flags' defaults

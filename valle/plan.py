@@ -68,7 +68,8 @@ class TrainingPlan:
         speakers = f"{self.num_speakers} speaker" + ("s" if self.num_speakers != 1 else "")
         head = f"settings from the data: {self.minutes:.1f} min of speech from {speakers}"
         lines = [head + (f" ({source})" if source else "") + ":"]
-        lines += [f"  --{name.replace('_', '-')} {c.value:<8} {c.reason}" for name, c in self.flags().items()]
+        lines += [f"  {'--' + name.replace('_', '-') + ' ' + str(c.value):<22} {c.reason}"
+                  for name, c in self.flags().items()]
         return "\n".join(lines)
 
 
