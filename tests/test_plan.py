@@ -106,6 +106,8 @@ def parsed(tokenized, exp, *flags):
 
 
 def test_trainer_plans_from_the_cuts_and_keeps_the_flags_given(tmp_path):
+    import json
+
     from valle.commands.train import settle
 
     tiny_manifest(tmp_path / "data" / "tokenized", {"a": [6.0] * 50, "b": [6.0] * 50})  # 10 min, 2 speakers
@@ -118,11 +120,14 @@ def test_trainer_plans_from_the_cuts_and_keeps_the_flags_given(tmp_path):
         ("lora", 0.01, 50, 10)
     assert cfg.train.eval_interval == 0  # no --codec-weights: no probe
 
-    # the data check's usable minutes win over the cuts' sum
-    (tmp_path / "data" / "check.json").write_text('{"usable_minutes": 90.5}')
+    # the data check's usable minutes and the speakers who have any win over the cuts
+    speakers = {"a": {"minutes": 70.0, "usable_minutes": 60.5}, "b": {"minutes": 30.0, "usable_minutes": 30.0},
+                "c": {"minutes": 2.0, "usable_minutes": 0.0}}
+    (tmp_path / "data" / "check.json").write_text(json.dumps({"verdict": "...", "speakers": speakers}))
     cfg, _, given = parsed(tmp_path / "data" / "tokenized", tmp_path / "exp", "--codec-weights", "random")
     plan, source = settle(cfg, given)
-    assert plan.minutes == 90.5 and source == f"usable minutes from {tmp_path / 'data' / 'check.json'}"
+    assert (plan.minutes, plan.num_speakers) == (90.5, 2)
+    assert source == f"usable speech in {tmp_path / 'data' / 'check.json'}"
     assert (cfg.adapter.adapter, cfg.train.eval_interval) == ("none", 2 * cfg.train.valid_interval)
 
 

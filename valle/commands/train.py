@@ -25,7 +25,7 @@ from valle.config import (
 )
 from valle.plan import YOUR_FLAG, Choice, TrainingPlan, choose_settings
 
-CHECK_REPORT = "check.json"  # beside tokenized/ (or shar/): the data check's report, with the usable minutes
+CHECK_REPORT = "check.json"  # beside tokenized/ (or shar/): the data check's report (valle/data/check.py)
 
 
 def parse_args(argv=None) -> tuple[ExperimentConfig, dict, dict]:
@@ -55,31 +55,32 @@ def parse_args(argv=None) -> tuple[ExperimentConfig, dict, dict]:
 
 
 def speech_in(data: DataConfig) -> tuple[float, int, str]:
-    """-> minutes of training speech, speakers, and where the minutes come from: the data check's usable
-    minutes (check.json beside the cuts) when there is one, else the training cuts' durations (read lazily)."""
+    """-> minutes of speech, speakers, and where they come from: the data check's report (check.json beside the
+    cuts: the usable minutes, the speakers who have any) when there is one, else the training cuts (read lazily)."""
     from valle.data.files import open_cuts
     from valle.data.shar import shar_manifest_cuts
 
     folder = Path(data.shar_dir or data.manifest_dir)
+    checked = _checked(folder.parent / CHECK_REPORT)
+    if checked is not None:
+        return (*checked, f"usable speech in {folder.parent / CHECK_REPORT}")
     cuts = (shar_manifest_cuts(folder / "train") if data.shar_dir else
             open_cuts(folder / "cuts_train.jsonl.gz", "run the recipe's prepare.sh first (or pass --manifest-dir)"))
     seconds, speakers = 0.0, set()
     for cut in cuts:
         seconds += cut.duration
         speakers.add(cut.supervisions[0].speaker if cut.supervisions else None)
-    check = folder.parent / CHECK_REPORT
-    usable = _usable_minutes(check)
-    if usable is not None:
-        return usable, len(speakers), f"usable minutes from {check}"
     return seconds / 60, len(speakers), f"the training cuts in {folder}"
 
 
-def _usable_minutes(check: Path) -> float | None:
+def _checked(report: Path) -> tuple[float, int] | None:
+    """(usable minutes, speakers with any) of the data check's report; None without one (or nothing usable)."""
     try:
-        minutes = float(json.loads(check.read_text(encoding="utf-8"))["usable_minutes"])
-    except (OSError, ValueError, KeyError, TypeError):
+        usable = [float(s["usable_minutes"]) for s in json.loads(report.read_text(encoding="utf-8"))["speakers"]
+                  .values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return minutes if minutes > 0 else None
+    return (sum(usable), sum(1 for m in usable if m > 0)) if sum(usable) > 0 else None
 
 
 def settle(cfg: ExperimentConfig, given: dict) -> tuple[TrainingPlan, str] | None:
