@@ -146,7 +146,7 @@ def test_a_run_that_never_beats_its_start_says_so_and_keeps_it(mini_data, tiny_i
 
     exp = tmp_path / "exp"
     trainer, start = probed_run(mini_data, tiny_init, exp, [(0.63, 0.0), (0.61, 0.0), (0.60, 0.0)])
-    line = ("fine-tuning did not beat init-tiny.pt on your voice: SIM 0.61 vs 0.63; keep init-tiny.pt with a prompt "
+    line = (f"fine-tuning did not beat {tiny_init} on your voice: SIM 0.61 vs 0.63; keep {tiny_init} with a prompt "
             "(best-eval.pt is it)")
     assert line in (exp / "log" / "train-rank0.log").read_text()
     assert json.loads((exp / "verdict.json").read_text())["verdict"] == line
@@ -167,7 +167,7 @@ def test_a_run_that_beats_its_start_keeps_its_best_step(mini_data, tiny_init, tm
     assert same_weights(exp / "best-eval.pt", trainer.model.state_dict())
     assert not same_weights(exp / "best-eval.pt", start)
     assert json.loads((exp / "verdict.json").read_text())["verdict"] == (
-        "fine-tuning beat init-tiny.pt on your voice: SIM 0.60 vs 0.50, flagged 0% vs 0% (step 2, best-eval.pt)")
+        f"fine-tuning beat {tiny_init} on your voice: SIM 0.60 vs 0.50, flagged 0% vs 0% (step 2, best-eval.pt)")
     capsys.readouterr()
     export_checkpoint.main([str(exp / "best-eval.pt"), str(tmp_path / "voice.safetensors")])
     assert "warning" not in capsys.readouterr().err

@@ -27,7 +27,6 @@ from valle.config import ExperimentConfig, ModelConfig
 from valle.data.dataset import make_loader, open_split, padding_ratio
 from valle.device import device_type, resolve_dtype
 from valle.errors import UserError
-from valle.eval.probe import ProbeResult, verdict
 from valle.locks import folder_lock
 from valle.models.adapters import (
     SCALED_ADAM_MIN_RMS,
@@ -453,6 +452,8 @@ class Trainer:
 
     def _run_eval_probe(self) -> None:
         """Rank 0 speaks and scores the probe sentences; every rank joins the save of best-eval.pt."""
+        from valle.eval.probe import ProbeResult
+
         p = self.progress
         p.eval_probed_at = p.step
         better = False
@@ -473,10 +474,12 @@ class Trainer:
 
     def _conclude_eval(self) -> None:
         """The probe's verdict, in the log and EXP_DIR/verdict.json: did fine-tuning beat its start?"""
+        from valle.eval.probe import ProbeResult, verdict
+
         p, init = self.progress, self.cfg.train.init_checkpoint
         if not (self.dist.is_main and p.baseline_eval):
             return
-        start = "the released model" if init == "vallex" else Path(init).name
+        start = "the released model" if init == "vallex" else init
         baseline, best = ProbeResult(**p.baseline_eval), ProbeResult(**p.best_eval)
         line = verdict(baseline, best, ProbeResult(**p.closest_eval) if p.closest_eval else None, start)
         log.info(line)
