@@ -107,12 +107,12 @@ def test_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_pa
 def test_boolean_flags_reach_the_model_and_trainer(tmp_path):
     from valle.commands.train import parse_args
 
-    cfg, model = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
+    cfg, model, _ = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
                              "--drop-last", "yes", "--resume", "1"])
     assert model == {"add_prenet": False, "share_embedding": False}
     assert (cfg.data.shuffle, cfg.data.drop_last, cfg.train.resume) == (False, True, True)
-    cfg, model = parse_args([])
-    assert model == {} and cfg.data.shuffle is True and cfg.train.resume is False
+    cfg, model, given = parse_args([])
+    assert model == given == {} and cfg.data.shuffle is True and cfg.train.resume is False
     with pytest.raises(SystemExit):
         parse_args(["--add-prenet", "maybe"])
 
