@@ -108,7 +108,7 @@ def test_boolean_flags_reach_the_model_and_trainer(tmp_path):
     from valle.commands.train import parse_args
 
     cfg, model, _ = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
-                             "--drop-last", "yes", "--resume", "1"])
+                                "--drop-last", "yes", "--resume", "1"])
     assert model == {"add_prenet": False, "share_embedding": False}
     assert (cfg.data.shuffle, cfg.data.drop_last, cfg.train.resume) == (False, True, True)
     cfg, model, given = parse_args([])
