@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from valle.config import DEFAULT_LR
+from valle.config import DEFAULT_LR, OptimConfig
 from valle.errors import UserError
 
 FULL_FROM_MINUTES = 60.0  # an hour of speech or more: full fine-tuning; less: LoRA
@@ -28,7 +28,7 @@ MIN_STEPS = {"lora": 100, "full": 200, "large": 200}
 MAX_LORA_STEPS = 2000
 VALIDATIONS_PER_RUN = 10
 MAX_VALID_INTERVAL = 1000
-DEFAULT_WARMUP = 200  # OptimConfig.warmup_steps
+DEFAULT_WARMUP = OptimConfig.warmup_steps  # 200
 
 
 @dataclass(frozen=True)
