@@ -105,7 +105,7 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     (project / "heard.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = run([sys.executable, bin_ / "evaluate.py", "--checkpoint", checkpoint, "--prompt", "preset", "ja.npz",
                "--num-utterances", "0", "--codec-weights", "random", "--device", "cpu", "--speaker-model", "none",
-               "--asr-transcripts", "heard.tsv", "--max-frames", "30"], project)
+               "--asr-transcripts", "heard.tsv", "--max-frames", "30", "--baseline", "none"], project)
     report = json.loads((project / "exp" / "eval" / "report.json").read_text())
     assert report["error_unit"] == "CER", out.stdout
     truth, synthesis = report["systems"]
