@@ -271,6 +271,11 @@ def test_train_tab_views(tmp_path):
     text = training.summary(exp, read, "running")
     assert text == ("**running** · step 3 (epoch 2): train loss 5.5000, top-10 acc 0.400 · valid loss 6.2000 at "
                     "step 4; best 6.0000 at step 2 · best checkpoint: `best-valid-loss.pt` in this folder")
+    line = "fine-tuning did not beat the released model on your voice: SIM 0.61 vs 0.63; keep the released model ..."
+    (exp / "verdict.json").write_text(json.dumps({"beaten": False, "verdict": line}))
+    assert training.summary(exp, read, "finished").endswith(f"in this folder · ⚠ {line}")
+    (exp / "verdict.json").write_text(json.dumps({"beaten": True, "verdict": "fine-tuning beat ..."}))
+    assert training.summary(exp, read, "finished").endswith("in this folder")  # nothing to warn about
     (exp / training.CONSOLE).write_text("start\nepoch 1: 0step [00:00, ?step/s]\rINFO step 1\n\nepoch 1: 3step "
                                         "[00:01,  2.5step/s]   \nerror: boom\n")
     assert training.log_tail(exp) == "start\nINFO step 1\nerror: boom"

@@ -99,3 +99,57 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "no data/tokenized/cuts_test.jsonl.gz" in r.stderr
     r = run([str(REPO / "egs" / "mini" / "evaluate.sh")], tmp_path)
     assert r.returncode == 2 and "no checkpoint in" in r.stderr
+
+
+def _system(name, sim, wer, flagged, duration_ratio=1.0):
+    metric = lambda v: {"mean": v, "ci95": [v, v], "n": 4}  # noqa: E731
+    return {"name": name, "utterances": 4, "flagged": flagged, "flags": {}, "eos_rate": 1.0,
+            "metrics": {"sim_target": metric(sim), "error_rate": metric(wer), "duration_ratio": metric(duration_ratio)}}
+
+
+def test_each_column_says_better_or_worse_than_the_baseline(tmp_path, capsys):
+    from valle.commands.evaluate import print_summary
+    from valle.eval.results import versus, write_html
+
+    base, tuned = _system("vallex", 0.63, 0.10, 1, 1.0), _system("ar-best-eval", 0.61, 0.05, 1, 1.2)
+    assert versus(tuned, base) == {"sim_target": "worse", "error_rate": "better", "duration_ratio": "worse",
+                                   "flagged": "same"}
+    tuned["versus_baseline"] = versus(tuned, base)
+    report = {"baseline": "vallex", "systems": [_system("ground_truth", 1.0, 0.0, 0), base, tuned],
+              "num_utterances": 4, "cuts": "c", "prompt": "p", "seed": 0, "sampling": {}, "codec_weights": "x",
+              "speaker_model": "s", "asr": "a", "thresholds": {"max_duration_ratio": 3.0}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    print_summary(tmp_path / "report.json")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  vallex (baseline): ") and "| vs" not in lines[1]
+    assert lines[2].endswith("| vs vallex: better error_rate; worse sim_target, duration_ratio")
+    write_html(report, [], tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "vallex (baseline)" in page and page.count('class="better"') == 1 and page.count('class="worse"') == 2
+
+
+def test_the_baseline_is_where_the_runs_started(tmp_path):
+    import argparse
+
+    from valle.commands.evaluate import find_baseline, starting_model
+    from valle.config import ModelConfig
+    from valle.models.checkpoint import save_checkpoint
+    from valle.models.valle import VALLE
+
+    model = VALLE(ModelConfig(d_model=16, nhead=2, num_layers=1))
+
+    def trained_from(path, init):
+        return save_checkpoint(tmp_path / path, model,
+                               train_state={"experiment": {"train": {"init_checkpoint": str(init)}}})
+
+    init = save_checkpoint(tmp_path / "init.pt", model)  # no training made it: where the runs start
+    ar = trained_from("ar.pt", init)
+    nar = trained_from("nar.pt", ar)  # the NAR run started from the AR run
+    assert starting_model(str(nar)) == starting_model(str(ar)) == str(init)
+    assert starting_model(str(trained_from("r.pt", "vallex"))) == "vallex"
+    assert starting_model(str(trained_from("s.pt", "none"))) is None  # from scratch: nothing to compare with
+    assert starting_model(str(init)) is None
+    args = argparse.Namespace(baseline="auto", adapter=None, checkpoint=[str(init), str(nar)])
+    assert find_baseline(args) == str(init)
+    assert find_baseline(argparse.Namespace(baseline="none", adapter=None, checkpoint=[str(nar)])) is None
+    assert find_baseline(argparse.Namespace(baseline="auto", adapter=["a.pt"], checkpoint=["vallex"])) == "vallex"

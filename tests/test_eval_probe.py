@@ -3,6 +3,7 @@ best-eval.pt only for outputs that pass the detectors."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def test_random_codec_run_logs_flagged_series_and_no_best_eval(mini_data, tiny_i
                            "--exp-dir", str(exp), "--device", "cpu", "--num-workers", "0", "--max-duration", "12",
                            "--num-buckets", "2", "--init-checkpoint", str(tiny_init), "--max-steps", "2",
                            "--valid-interval", "1", "--eval-interval", "2", "--eval-utterances", "2",
+                           "--adapter", "none",
                            "--codec-weights", "random"], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     acc = EventAccumulator(str(exp / "tensorboard"), size_guidance={"scalars": 0, "audio": 0})
@@ -50,7 +52,11 @@ def test_random_codec_run_logs_flagged_series_and_no_best_eval(mini_data, tiny_i
     assert all(e.value == 1.0 for e in flagged)  # random Encodec: noise
     assert {"eval/eos_rate", "eval/duration_ratio"} <= set(acc.Tags()["scalars"])
     assert len([t for t in acc.Tags()["audio"] if t.startswith("eval/")]) == 2
-    assert not (exp / "best-eval.pt").exists() and (exp / "best-valid-loss.pt").exists()
+    assert (exp / "best-valid-loss.pt").exists()
+    from valle.models.checkpoint import load_checkpoint  # noise never beats the start: best-eval.pt stays it
+
+    assert load_checkpoint(exp / "best-eval.pt").train_state["progress"]["step"] == 0
+    assert json.loads((exp / "verdict.json").read_text())["beaten"] is False
     out = subprocess.run([sys.executable, str(REPO / "bin" / "plot_curves.py"), str(exp)], capture_output=True,
                          text=True, cwd=REPO)
     assert out.returncode == 0 and (exp / "curves.png").stat().st_size > 20_000
@@ -78,7 +84,8 @@ def test_best_eval_keeps_the_weights_with_the_best_unflagged_score(mini_data, ti
     start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     assert len(calls) == 3  # steps 0, 1, 2
-    assert trainer.progress.best_eval_score == pytest.approx(1.0, abs=1e-4)
+    assert trainer.progress.best_eval["step"] == 0
+    assert trainer.progress.best_eval["sim"] == pytest.approx(1.0, abs=1e-4)
     from valle.models.checkpoint import load_checkpoint
 
     best = load_checkpoint(tmp_path / "exp" / "best-eval.pt").state_dict
@@ -96,3 +103,81 @@ def test_eval_interval_needs_a_codec(mini_data, tiny_init, tmp_path):
     cuts = CutSet.from_file(mini_data / "cuts_dev.jsonl.gz").to_eager()
     with pytest.raises(UserError, match="--eval-interval needs a codec"):
         EvalProbe(cuts, list(cuts), "none", torch.device("cpu"))
+
+
+class ScriptedProbe:
+    """A stand-in for EvalProbe (the offline codec is random: every real output is noise): the SIM and flagged
+    share of each probe, in order."""
+
+    def __init__(self, results):
+        self.results, self.steps = list(results), []
+
+    def run(self, model, tokenizer, writer, step):
+        from valle.eval.probe import ProbeResult
+
+        sim, flagged = self.results[len(self.steps)]
+        self.steps.append(step)
+        return ProbeResult(step, sim, flagged)
+
+
+def probed_run(mini_data, tiny_init, exp, results):
+    """A 2-step run probed at steps 0, 1 and 2 -> the trainer and the weights it started from."""
+    from valle.training.trainer import Trainer
+
+    cfg = config(mini_data, exp, tiny_init, max_steps=2, valid_interval=1, eval_interval=1)
+    cfg.train.codec_weights = "none"  # no validation audio sample: the scripted probe needs no codec
+    probe = ScriptedProbe(results)
+    trainer = Trainer(cfg, {}, eval_probe=probe)
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    assert probe.steps == [0, 1, 2]
+    return trainer, start
+
+
+def same_weights(path, weights) -> bool:
+    from valle.models.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(path).state_dict
+    return all(torch.equal(saved[k].cpu(), v.cpu()) for k, v in weights.items())
+
+
+def test_a_run_that_never_beats_its_start_says_so_and_keeps_it(mini_data, tiny_init, tmp_path, capsys):
+    from valle.commands import export_checkpoint
+
+    exp = tmp_path / "exp"
+    trainer, start = probed_run(mini_data, tiny_init, exp, [(0.63, 0.0), (0.61, 0.0), (0.60, 0.0)])
+    line = (f"fine-tuning did not beat {tiny_init} on your voice: SIM 0.61 vs 0.63; keep {tiny_init} with a prompt "
+            "(best-eval.pt is it)")
+    assert line in (exp / "log" / "train-rank0.log").read_text()
+    assert json.loads((exp / "verdict.json").read_text())["verdict"] == line
+    assert same_weights(exp / "best-eval.pt", start)  # the baseline, bit for bit
+    capsys.readouterr()
+    export_checkpoint.main([str(exp / "best-valid-loss.pt"), str(tmp_path / "voice.safetensors")])
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {exp}: {line}") and (tmp_path / "voice.safetensors").is_file()
+
+
+def test_a_run_that_beats_its_start_keeps_its_best_step(mini_data, tiny_init, tmp_path, capsys):
+    from valle.commands import export_checkpoint
+
+    exp = tmp_path / "exp"
+    trainer, start = probed_run(mini_data, tiny_init, exp, [(0.50, 0.0), (0.70, 0.5), (0.60, 0.0)])
+    # step 1 sounds more like the voice but flags half its outputs: step 2 wins
+    assert trainer.progress.best_eval["step"] == 2
+    assert same_weights(exp / "best-eval.pt", trainer.model.state_dict())
+    assert not same_weights(exp / "best-eval.pt", start)
+    assert json.loads((exp / "verdict.json").read_text())["verdict"] == (
+        f"fine-tuning beat {tiny_init} on your voice: SIM 0.60 vs 0.50, flagged 0% vs 0% (step 2, best-eval.pt)")
+    capsys.readouterr()
+    export_checkpoint.main([str(exp / "best-eval.pt"), str(tmp_path / "voice.safetensors")])
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("other, beaten", [((0.7, 0.0, 0.10), True), ((0.7, 0.25, 0.10), False),
+                                           ((0.6, 0.0, 0.10), False), ((0.7, 0.0, 0.30), False),
+                                           ((float("nan"), 0.0, 0.10), False)])
+def test_beating_needs_a_higher_sim_and_nothing_worse(other, beaten):
+    from valle.eval.probe import ProbeResult
+
+    assert ProbeResult(5, *other).beats(ProbeResult(0, 0.6, 0.0, 0.2)) is beaten
+    assert ProbeResult(5, 0.7, 0.0).beats(ProbeResult(0, 0.6, 0.0, 0.2))  # no WER on one side: SIM and flags decide

@@ -53,13 +53,20 @@ def test_twelve_utterances_of_my_voice_through_the_whole_recipe(tmp_path):
                 cwd=project)
     assert (project / "data" / "tokenized" / "cuts_train.jsonl.gz").is_file()
     fast = ["--device", "cpu", "--num-workers", "0", "--max-steps", "4", "--valid-interval", "2"]
-    fresh_shell([str(CUSTOM / "train.sh"), "--model-name", "ar", "--init-checkpoint", str(init), *fast], cwd=project)
+    ar = fresh_shell([str(CUSTOM / "train.sh"), "--model-name", "ar", "--init-checkpoint", str(init), *fast],
+                     cwd=project)
+    # under a minute of speech: adapters, chosen and explained in one block at the start
+    assert "settings from the data: 0." in ar.stdout and "  --adapter lora " in ar.stdout
+    assert ["--max-steps", "4", "(your", "flag)"] in [line.split() for line in ar.stdout.splitlines()]
     nar = fresh_shell([str(CUSTOM / "train.sh"), "--model-name", "nar", *fast], cwd=project)
-    assert "training nar from exp/ar/best-valid-loss.pt" in nar.stdout  # the NAR starts from the AR run
+    assert "training nar from exp/ar/best-valid-loss.pt" in nar.stdout  # the NAR starts from the AR run's base
+    assert f"exp/ar/best-valid-loss.pt holds adapters: these adapters train on their base, {init}" in nar.stdout
     for half in ("ar", "nar"):
         assert (project / "exp" / half / "best-valid-loss.pt").is_file()
+        assert (project / "exp" / half / "plan.json").is_file()
 
-    fresh_shell([str(VENV_PYTHON), str(REPO / "bin" / "infer.py"), "--checkpoint", "exp/nar/best-valid-loss.pt",
+    fresh_shell([str(VENV_PYTHON), str(REPO / "bin" / "infer.py"), "--checkpoint", str(init), "--adapter",
+                 "exp/ar/best-valid-loss.pt", "exp/nar/best-valid-loss.pt",
                  "--text", "Hello from my own voice.", "--language", "en", "--prompt-audio", str(voice / "utt00.wav"),
                  "--prompt-text", SENTENCES[0], "--codec-weights", "random", "--max-frames", "40",
                  "--output", "hello.wav"], cwd=project)

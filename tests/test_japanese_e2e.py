@@ -74,7 +74,7 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     assert len(rejected) == 1 and rejected[0][0].endswith("utt12.wav"), rejected
     assert "g2p failed" in "\t".join(rejected[0]) and "'😀' (U+1F600)" in "\t".join(rejected[0])
 
-    fast = ["--device", "cpu", "--num-workers", "0", "--max-steps", "2", "--valid-interval", "2"]
+    fast = ["--device", "cpu", "--num-workers", "0", "--max-steps", "2", "--valid-interval", "2", "--adapter", "none"]
     run([REPO / "egs" / "custom" / "train.sh", "--model-name", "ar", "--init-checkpoint", "init-tiny.pt", *fast],
         project)
     run([REPO / "egs" / "custom" / "train.sh", "--model-name", "nar", *fast], project)
@@ -105,7 +105,7 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     (project / "heard.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = run([sys.executable, bin_ / "evaluate.py", "--checkpoint", checkpoint, "--prompt", "preset", "ja.npz",
                "--num-utterances", "0", "--codec-weights", "random", "--device", "cpu", "--speaker-model", "none",
-               "--asr-transcripts", "heard.tsv", "--max-frames", "30"], project)
+               "--asr-transcripts", "heard.tsv", "--max-frames", "30", "--baseline", "none"], project)
     report = json.loads((project / "exp" / "eval" / "report.json").read_text())
     assert report["error_unit"] == "CER", out.stdout
     truth, synthesis = report["systems"]

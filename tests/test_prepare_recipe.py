@@ -267,15 +267,6 @@ def test_parse_options_passes_the_others_on(tmp_path):
     assert again[1] == "none"  # the last one wins, as in argparse
 
 
-def test_custom_train_sh_reads_codec_weights_in_both_spellings(tmp_path):
-    """--codec-weights turns the evaluation probe on (every 200 steps), except --codec-weights none or =none."""
-    for args, interval in [(["--codec-weights=random"], "200"), (["--codec-weights=none"], "0"),
-                           (["--codec-weights", "none"], "0")]:
-        out = run([REPO / "egs/custom/train.sh", *args, "--help"], cwd=tmp_path).stdout
-        shown = " ".join(out.split("--eval-interval EVAL_INTERVAL")[1].split("--eval-utterances")[0].split())
-        assert shown.endswith(f"(default: {interval})"), (args, shown)
-
-
 def test_libritts_prepare_manifest_stage_offline(tmp_path, fake_libritts):
     fake_libritts(tmp_path / "download" / "LibriTTS", {"dev-clean": "84", "train-clean-5": "19"})
     proc = run([REPO / "egs/libritts/prepare.sh", "--dataset-parts=dev-clean train-clean-5",

@@ -29,7 +29,7 @@ def test_help_names_the_recipe_and_shows_the_values_it_passes(tmp_path):
     assert out.startswith(f"usage: {CUSTOM_TRAIN} --model-name ar|nar|both")
     assert "--num-gpus N" in out and "trainer.py" not in out
     assert ("--valid-interval VALID_INTERVAL validate every N optimizer steps (and at every epoch end) "
-            "(default: 200)") in out
+            "(default: chosen from the data when fine-tuning (docs/training.md), else 500)") in out
     assert "(default: 5)" in out.split("--early-stop-patience EARLY_STOP_PATIENCE")[1][:200]
     assert "training" not in proc.stdout.splitlines()[-1] and not (tmp_path / "exp").exists()  # nothing started
 

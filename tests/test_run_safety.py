@@ -122,7 +122,8 @@ def test_real_full_disk_on_a_tmpfs(mini_data, init_tiny, tmp_path):
         proc = subprocess.run(
             [sys.executable, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data), "--exp-dir",
              str(mnt / "exp"), "--init-checkpoint", str(init_tiny), "--device", "cpu", "--num-workers", "0",
-             "--max-duration", "12", "--max-steps", "40", "--save-every-n", "1", "--keep-last-k", "100"],
+             "--max-duration", "12", "--max-steps", "40", "--save-every-n", "1", "--keep-last-k", "100",
+             "--adapter", "none"],
             capture_output=True, text=True, timeout=600)
         assert proc.returncode == 2, proc.stderr[-2000:]
         last = proc.stderr.strip().splitlines()[-1]

@@ -22,7 +22,7 @@ TINY = ["--d-model", "64", "--nhead", "4", "--num-layers", "2"]
 def train_args(data: Path, exp: Path, *extra: str) -> list[str]:
     return [*TRAINER, "--manifest-dir", str(data), "--exp-dir", str(exp), "--device", "cpu",
             "--num-workers", "0", "--max-duration", "12", "--num-buckets", "2", "--log-interval", "1",
-            "--num-epochs", "100", *extra]
+            "--num-epochs", "100", "--adapter", "none", *extra]  # full fine-tuning, not the LoRA the data would get
 
 
 def run_trainer(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def test_finetuning_lowers_dev_loss_and_logs_tensorboard(mini_data, init_ckpt, t
     exp = tmp_path / stage
     run_trainer(*train_args(mini_data, exp, "--model-name", stage, "--init-checkpoint", str(init_ckpt),
                             "--max-steps", "40", "--valid-interval", "20", "--base-lr", "0.05",
-                            "--warmup-steps", "5", "--codec-weights", "random"))
+                            "--warmup-steps", "5", "--codec-weights", "random", "--eval-interval", "0"))
     valid = metrics(exp, "valid")
     assert {0, 20, 40} <= {r["step"] for r in valid}  # the start, every 20 steps, and each epoch end
     assert valid[-1]["loss"] < valid[0]["loss"] - 0.2, valid
@@ -107,12 +107,12 @@ def test_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_pa
 def test_boolean_flags_reach_the_model_and_trainer(tmp_path):
     from valle.commands.train import parse_args
 
-    cfg, model = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
-                             "--drop-last", "yes", "--resume", "1"])
+    cfg, model, _ = parse_args(["--add-prenet", "false", "--share-embedding", "no", "--shuffle", "0",
+                                "--drop-last", "yes", "--resume", "1"])
     assert model == {"add_prenet": False, "share_embedding": False}
     assert (cfg.data.shuffle, cfg.data.drop_last, cfg.train.resume) == (False, True, True)
-    cfg, model = parse_args([])
-    assert model == {} and cfg.data.shuffle is True and cfg.train.resume is False
+    cfg, model, given = parse_args([])
+    assert model == given == {} and cfg.data.shuffle is True and cfg.train.resume is False
     with pytest.raises(SystemExit):
         parse_args(["--add-prenet", "maybe"])
 

@@ -42,7 +42,8 @@ NAR_PREFIX_RANGES = ("released", "lifeiteng")
 
 def option(default, help: str, **kw):
     """A config field that is also a CLI flag: `help` becomes the flag's help text; kw: more flag metadata
-    (e.g. `choices`, `type` when not the default's)."""
+    (e.g. `choices`, `type` when not the default's; `planned=True`: the trainer chooses it from the data,
+    valle/plan.py)."""
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
@@ -121,12 +122,12 @@ class OptimConfig:
     optimizer: str = option("scaled_adam", " | ".join(DEFAULT_LR), choices=tuple(DEFAULT_LR))
     base_lr: float = option(0.0, "peak learning rate; 0 = the optimizer's default: "
                                + ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items())
-                               + " (VALL-E from scratch used 0.05 with scaled_adam)")
+                               + " (VALL-E from scratch used 0.05 with scaled_adam)", planned=True)
     weight_decay: float = option(0.01, "AdamW only")
     clipping_scale: float = option(2.0, "ScaledAdam: clip gradients at this multiple of the median recent norm")
     clipping_update_period: int = option(100, "ScaledAdam: optimizer steps between updates of the clipping threshold "
                                             "(icefall 100; the SyntheticSpeech VALL-E X fork 1000)")
-    warmup_steps: int = option(200, "Eden linear warmup, in optimizer steps")
+    warmup_steps: int = option(200, "Eden linear warmup, in optimizer steps", planned=True)
     warmup_start: float = option(0.5, "Eden: lr factor at step 0 of the warmup")
     lr_steps: float = option(5000.0, "Eden lr_batches: steps after which the lr decays as step^-0.5")
     lr_epochs: float = option(4.0, "Eden lr_epochs: epochs after which the lr decays as epoch^-0.5")
@@ -139,10 +140,10 @@ class TrainConfig:
     init_checkpoint: str = option("auto", "start from: vallex (the released checkpoint, downloaded once) | PATH | none "
                                         "(from scratch) | auto (vallex for vallex-tokenized cuts, else none)")
     trainable: tuple = option((), "regexes (re.match on parameter names) narrowing what is trained", nargs="*")
-    num_epochs: int = option(20, "stop after this many epochs")
-    max_steps: int = option(0, "stop after this many optimizer steps (0 = no limit)")
+    num_epochs: int = option(20, "stop after this many epochs", planned=True)
+    max_steps: int = option(0, "stop after this many optimizer steps (0 = no limit)", planned=True)
     accum_grad: int = option(1, "micro-batches per optimizer step")
-    valid_interval: int = option(500, "validate every N optimizer steps (and at every epoch end)")
+    valid_interval: int = option(500, "validate every N optimizer steps (and at every epoch end)", planned=True)
     save_every_n: int = option(1000, "write checkpoint-<step>.pt every N optimizer steps")
     keep_last_k: int = option(3, "keep this many checkpoint-<step>.pt and this many epoch-<n>.pt files "
                                "(best-valid-loss.pt and last.pt are always kept; only last.pt holds the optimizer "
@@ -163,7 +164,7 @@ class TrainConfig:
                                         "| PATH")
     eval_interval: int = option(0, "evaluation probe at a validation at most every N optimizer steps: a few dev "
                                  "sentences with same-speaker prompts -> eval/sim, eval/eos_rate, eval/duration_ratio, "
-                                 "eval/flagged and best-eval.pt (needs --codec-weights; 0 = off)")
+                                 "eval/flagged and best-eval.pt (needs --codec-weights; 0 = off)", planned=True)
     eval_utterances: int = option(4, "dev sentences the evaluation probe speaks")
     activation_checkpointing: bool = option(False, "recompute each transformer layer in the backward pass instead of "
                                                  "keeping its activations: less memory, about a third more time")
@@ -178,7 +179,8 @@ class AdapterConfig:
     of speech the way full fine-tuning does within tens of steps; alpha 2 x rank (scale 2) lets them move fast."""
 
     adapter: str = option("none", "none (full fine-tuning) | lora: train low-rank adapters, the base stays frozen "
-                                "(--trainable then adds base tensors, e.g. norms)", choices=("none", "lora"))
+                                "(--trainable then adds base tensors, e.g. norms)", choices=("none", "lora"),
+                      planned=True)
     lora_rank: int = option(8, "rank r of each LoRA pair")
     lora_alpha: float = option(16.0, "LoRA alpha: the adapter's update is scaled by alpha / rank")
     lora_dropout: float = option(0.0, "dropout on the adapters' input (the base's own dropout, --dropout, stays on)")
@@ -252,12 +254,15 @@ def _whole(value) -> bool:
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, keep_defaults: bool = True) -> None:
     """One `--flag-name` per field of `cls`, typed, with the field's help. Without `keep_defaults`
-    every default is None, so `config_from_args` can tell "not given" from "given"."""
+    every default is None, so `given_arguments` can tell "not given" from "given"; so is the default of a
+    planned field (chosen from the data unless given)."""
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
         text = f.metadata["help"].replace("%", "%%")
-        shown = "%(default)s" if keep_defaults else f"the checkpoint's; from scratch {f.default}"
-        kw = {"type": _TYPES[f.type], "default": f.default if keep_defaults else None,
+        planned = f.metadata.get("planned", False)
+        shown = (f"chosen from the data when fine-tuning (docs/training.md), else {f.default}" if planned
+                 else "%(default)s" if keep_defaults else f"the checkpoint's; from scratch {f.default}")
+        kw = {"type": _TYPES[f.type], "default": f.default if keep_defaults and not planned else None,
               "help": f"{text} (default: {shown})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]

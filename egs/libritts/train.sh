@@ -4,5 +4,5 @@
 # Add --num-gpus N for several GPUs, or any trainer flag (./train.sh --help lists them with this recipe's values).
 set -euo pipefail
 export VALLE_PROG=${VALLE_PROG:-$0}
-exec "$(dirname "$0")/../shared/train.sh" --manifest-dir data/tokenized --max-duration 80 --valid-interval 1000 \
-  --num-epochs 20 "$@"
+# The settings no flag gives are chosen from the hours of speech (docs/training.md, "Settings from the data").
+exec "$(dirname "$0")/../shared/train.sh" --manifest-dir data/tokenized --max-duration 80 "$@"

@@ -12,4 +12,4 @@ if ! passed_on_value --help >/dev/null && [ ! -f exp/init-tiny.pt ]; then
 fi
 exec "$(dirname "$0")/../shared/train.sh" --default-init exp/init-tiny.pt --manifest-dir data/tokenized --device cpu \
   --max-duration 30 --num-buckets 2 --valid-interval 25 --save-every-n 50 --log-interval 5 --num-workers 0 \
-  --base-lr 0.05 --warmup-steps 20 --num-epochs 1000 --max-steps 150 "${passed_on[@]}"
+  --adapter none --base-lr 0.05 --warmup-steps 20 --num-epochs 1000 --max-steps 150 "${passed_on[@]}"

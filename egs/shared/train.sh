@@ -3,8 +3,9 @@
 # data/tokenized is read and EXP_DIR (default exp/) is written in the current folder, as in icefall.
 # Each half trains in EXP_DIR/<model-name>. The NAR starts from EXP_DIR/ar/best-valid-loss.pt when it exists
 # (so the final NAR checkpoint holds both fine-tuned halves), else from the recipe's default checkpoint.
-# With --adapter lora each half trains adapters on the base checkpoint (the NAR does not start from the AR run):
-# infer with --checkpoint BASE --adapter DIR/ar/best-valid-loss.pt DIR/nar/best-valid-loss.pt.
+# With adapters (--adapter lora, or chosen from the data) each half trains adapters on the base checkpoint (the
+# trainer starts NAR adapters on the base of the AR run's adapters): infer with --checkpoint BASE
+# --adapter DIR/ar/best-valid-loss.pt DIR/nar/best-valid-loss.pt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 TRAINER="$VALLE_BIN/trainer.py"

@@ -25,6 +25,7 @@ from valle.app.workspace import Workspace
 from valle.config import AdapterConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.locks import lock_holder
+from valle.training import run_folder
 
 TRAINER = [sys.executable, "-m", "valle.commands.train"]  # the installed package's trainer: no repository needed
 # How a trainer's command line names it: bin/trainer.py (the recipes), valle-train (console script), the module.
@@ -239,6 +240,9 @@ def summary(exp_dir: Path, records: list[dict], state: str) -> str:
     best_file = exp_dir / "best-valid-loss.pt"
     if best_file.is_file():
         parts.append(f"best checkpoint: `{best_file.name}` in this folder")
+    unbeaten = run_folder.unbeaten_verdict(exp_dir)
+    if unbeaten:  # before anyone exports or uses this run
+        parts.append(f"⚠ {unbeaten}")
     return " · ".join(parts)
 
 

@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapter files (at most one per half, e.g. exp/ar/best-valid-loss.pt "
                         "exp/nar/best-valid-loss.pt of a --adapter lora run) merged into every --checkpoint, "
                         "as bin/infer.py --adapter")
+    p.add_argument("--baseline", default="auto",
+                   help="the model the checkpoints were fine-tuned from, scored beside them; each of their columns "
+                        "says better or worse: auto (from their training state: the released model, vallex, for a "
+                        "recipe's runs; the base of adapter files), none, or a checkpoint file or vallex [auto]")
     p.add_argument("--cuts", default=None,
                    help="cuts to evaluate [data/tokenized/cuts_test.jsonl.gz, else cuts_dev.jsonl.gz]")
     p.add_argument("--num-utterances", type=int, default=20,
@@ -67,6 +71,8 @@ def check_args(a: argparse.Namespace) -> tuple[str, Sampling]:
         if not Path(f).is_file():
             raise UserError(f"--adapter {f}: no such file (train with --adapter lora first)")
     adapter_runs(a)
+    if a.baseline not in ("auto", "none", "vallex") and not Path(a.baseline).is_file():
+        raise UserError(f"--baseline {a.baseline}: no such file (auto, none, vallex or a checkpoint)")
     sampling = sampling_from_args(a)
     if a.num_utterances < 0 or a.batch_size < 1:
         raise UserError("--num-utterances must be >= 0 and --batch-size >= 1")
@@ -99,6 +105,38 @@ def adapter_runs(a: argparse.Namespace) -> None:
           + (f" (not evaluated, one per half: {' '.join(skipped)})" if skipped else ""))
 
 
+def find_baseline(a: argparse.Namespace) -> str | None:
+    """--baseline: auto is the base of the adapters, else the model the first trained checkpoint started from."""
+    if a.baseline != "auto":
+        return None if a.baseline == "none" else a.baseline
+    if a.adapter:
+        return a.checkpoint[0]
+    return next((start for start in map(starting_model, a.checkpoint) if start is not None), None)
+
+
+def starting_model(spec: str) -> str | None:
+    """The model the training that wrote `spec` started from, followed back through the runs that made it (the NAR
+    run started from the AR run, which started from vallex); None: not a training run's file, trained from
+    scratch, or the start is gone."""
+    start = _init_of(spec)
+    while start is not None and start not in ("vallex", "none") and Path(start).is_file():
+        earlier = _init_of(start)
+        if earlier is None:  # a file no training here made: the start itself
+            break
+        start = earlier
+    return start if start == "vallex" or (start not in (None, "none") and Path(start).is_file()) else None
+
+
+def _init_of(spec: str) -> str | None:
+    if spec == "vallex":
+        return None
+    from valle.safe_load import torch_load
+
+    state = torch_load(spec)
+    train = (((state.get("train_state") or {}).get("experiment") or {}).get("train") or {})
+    return train.get("init_checkpoint")
+
+
 def default_cuts() -> str:
     for split in ("test", "dev"):
         path = Path("data/tokenized") / f"cuts_{split}.jsonl.gz"
@@ -122,10 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     speaker = None if a.speaker_model == "none" else get_speaker_encoder(a.speaker_model, device=device)
     transcriber, asr_line = get_transcriber(a.asr_model, device=device, transcripts=a.asr_transcripts)
     print(asr_line)
+    baseline = find_baseline(a)
+    if baseline is not None:
+        print(f"baseline: {baseline} (the model the checkpoints were fine-tuned from; --baseline none: without it)")
     paths = evaluate(a.checkpoint, cuts, a.output_dir, num_utterances=a.num_utterances, prompt=prompt, seed=a.seed,
                      sampling=sampling, batch_size=a.batch_size, device=device, codec_weights=a.codec_weights,
                      speaker=speaker, transcriber=transcriber, asr_line=asr_line, nhead=a.nhead,
-                     adapters=a.adapter or ())
+                     adapters=a.adapter or (), baseline=baseline)
     print_summary(paths["json"])
     print(f"report: {paths['html'].resolve()}")
 
@@ -140,8 +181,13 @@ def print_summary(report_json: Path) -> None:
         parts = [f"{k} {m[k]['mean']:.3f}" for k in ("sim_target", "sim_prompt", "error_rate", "mcd") if k in m]
         flags = ", ".join(f"{n} {f}" for f, n in s["flags"].items() if n) or "none"
         eos = f"; stopped at EOS {s['eos_rate']:.0%}" if s["eos_rate"] is not None else ""
-        print(f"  {s['name']}: {'; '.join(parts) or 'no model metrics'}{eos}; flagged {s['flagged']}/{s['utterances']} "
-              f"({flags})")
+        marks = s.get("versus_baseline", {})
+        verdicts = "; ".join(f"{word} {', '.join(m for m, v in marks.items() if v == word)}"
+                             for word in ("better", "worse") if word in marks.values())
+        vs = f" | vs {report['baseline']}: {verdicts or 'the same'}" if marks else ""
+        base = " (baseline)" if s["name"] == report.get("baseline") else ""
+        print(f"  {s['name']}{base}: {'; '.join(parts) or 'no model metrics'}{eos}; flagged "
+              f"{s['flagged']}/{s['utterances']} ({flags}){vs}")
 
 
 def entry() -> None:

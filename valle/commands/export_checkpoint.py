@@ -6,6 +6,7 @@ model. Given an adapter file alone, it is written again without its training sta
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from valle.cli import ArgumentParser, UserError, run_main
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.output.suffix not in (".pt", ".safetensors"):
         raise UserError(f"{args.output}: the output must end in .pt (released layout) or .safetensors")
+    warn_unbeaten([args.checkpoint, *(args.adapter or ())])
     if args.adapter is None and is_adapter_file(resolve_checkpoint(args.checkpoint)):
         a = load_adapter(args.checkpoint)
         save_adapter(args.output, a.spec, a.weights, a.base, tokenizer=a.tokenizer)
@@ -52,6 +54,16 @@ def main(argv: list[str] | None = None) -> None:
     else:
         export_safetensors(model, args.output, tokenizer=tokenizer)
     print(args.output)
+
+
+def warn_unbeaten(files: list[str]) -> None:
+    """Before exporting: a file of a run whose probe says fine-tuning did not beat its start is named."""
+    from valle.training.run_folder import unbeaten_verdict
+
+    for folder in dict.fromkeys(Path(f).parent for f in files if f != "vallex"):
+        line = unbeaten_verdict(folder)
+        if line:
+            print(f"warning: {folder}: {line}; exporting it anyway", file=sys.stderr)
 
 
 def entry() -> None:

@@ -19,7 +19,7 @@ from valle.errors import UserError
 from valle.eval import distance
 from valle.eval.asr import CHARACTER_LANGUAGES, Transcriber, error_counts
 from valle.eval.detectors import Thresholds, detect
-from valle.eval.results import GROUND_TRUTH, summarize, write_report
+from valle.eval.results import GROUND_TRUTH, summarize, versus, write_report
 from valle.eval.select import choose_prompt, select_utterances, speaker_of, speaker_rates
 from valle.eval.speaker import SpeakerEncoder
 from valle.models.valle import FRAMES_PER_TEXT_TOKEN, Sampling
@@ -243,12 +243,14 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
              batch_size: int = 8, device: str = "cpu", codec_weights: str = "pretrained",
              speaker: SpeakerEncoder | None = None, transcriber: Transcriber | None = None, asr_line: str = "",
              nhead: int | None = None, adapters: Sequence[str] = (), thresholds: Thresholds = Thresholds(),
-             log=print) -> dict[str, Path]:
+             baseline: str | None = None, log=print) -> dict[str, Path]:
     """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds; write the report.
 
     prompt: "same-speaker", or the path of a preset .npz used for every utterance. seed: which utterances and
     prompts; sampling (its seed included): how every checkpoint speaks. adapters: adapter files merged into
-    every checkpoint (as bin/infer.py --adapter).
+    every checkpoint (as bin/infer.py --adapter). baseline: the model they were fine-tuned from, evaluated first
+    without the adapters (or, without adapters, one of `checkpoints`); every other system marks per column
+    whether it is better or worse.
     """
     from valle.codec import Codec
     from valle.inference import load_prompt
@@ -263,12 +265,22 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
     scorer = Scorer(speaker, transcriber, thresholds)
     rows = score_ground_truth(scorer, items, out_dir)
     taken: set[str] = set()
-    labels = [checkpoint_label(c, taken, adapters) for c in checkpoints]
-    for spec, label in zip(checkpoints, labels):
-        log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, adapters)])})")
+    runs = [(c, checkpoint_label(c, taken, adapters), adapters) for c in checkpoints]
+    if baseline is not None and (adapters or baseline not in checkpoints):
+        runs.insert(0, (baseline, checkpoint_label(baseline, taken), ()))
+    base_label = next((label for spec, label, extra in runs if spec == baseline and not extra), None)
+    for spec, label, extra in runs:
+        log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, extra)])})")
         rows += evaluate_checkpoint(spec, label, items, scorer, codec, out_dir, preset_path=preset_path,
                                     sampling=sampling, batch_size=batch_size, device=device, nhead=nhead,
-                                    adapters=adapters)
+                                    adapters=extra)
+    systems = [{"name": name, **summarize([r for r in rows if r["system"] == name])}
+               for name in [GROUND_TRUTH, *(label for _, label, _ in runs)]]
+    if base_label is not None:
+        base = next(s for s in systems if s["name"] == base_label)
+        for s in systems:
+            if s["name"] not in (GROUND_TRUTH, base_label):
+                s["versus_baseline"] = versus(s, base)
     report = {
         "cuts": str(cuts_path), "num_utterances": len(items), "seed": seed,
         "prompt": f"preset {preset_path}" if preset_path else
@@ -278,9 +290,8 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
         "codec_weights": codec_weights,
         "speaker_model": speaker.name if speaker else "none (SIM skipped)",
         "asr": asr_line, "error_unit": unit_name(items), "thresholds": asdict(thresholds),
-        "checkpoints": dict(zip(labels, checkpoints)), "adapters": [str(a) for a in adapters],
-        "systems": [{"name": name, **summarize([r for r in rows if r["system"] == name])}
-                    for name in [GROUND_TRUTH, *labels]],
+        "checkpoints": {label: spec for spec, label, _ in runs}, "adapters": [str(a) for a in adapters],
+        "baseline": base_label, "systems": systems,
     }
     if any(i.prompt_cut is None for i in items) and not preset_path:
         report["notes"] = ["utterances whose speaker has no other utterance were synthesized without a prompt"]

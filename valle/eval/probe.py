@@ -2,15 +2,17 @@
 weights speak a few fixed dev sentences with same-speaker prompts (the half that is not trained comes from the
 checkpoint). Logged to tensorboard: eval/sim, eval/eos_rate, eval/duration_ratio, eval/flagged and the audio.
 
-The score that picks `best-eval.pt` is the mean SIM to the real recordings where a flagged output (runaway,
-too_short, silent, noise) or one without a voice counts 0; a probe whose outputs are all flagged never
-becomes best.
+The probe at step 0 is the baseline: the model training started from (the released one) on the user's voice.
+`best-eval.pt` starts as that model and is replaced only by weights that beat the best so far: a higher mean SIM
+to the real recordings, and no more flagged outputs (runaway, too_short, silent, noise) and, where the outputs
+were transcribed, no higher WER. At the end `verdict` says in one line whether fine-tuning beat the baseline.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +25,43 @@ from valle.eval.detectors import Thresholds
 from valle.eval.evaluate import Scorer, build_items, synthesize_items
 
 log = logging.getLogger("valle.trainer")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe measured at `step`: mean SIM to the real recordings (NaN without a speaker encoder),
+    the share of flagged outputs, and the WER (NaN when nothing transcribed the outputs)."""
+
+    step: int
+    sim: float
+    flagged: float
+    wer: float = math.nan
+
+    def beats(self, other: ProbeResult) -> bool:
+        """Better than `other`: a higher SIM, no more flagged outputs, and no higher WER where both have one."""
+        wer_ok = not (math.isfinite(self.wer) and math.isfinite(other.wer)) or self.wer <= other.wer
+        return self.sim > other.sim and self.flagged <= other.flagged and wer_ok  # NaN SIM: never better
+
+
+def verdict(baseline: ProbeResult, best: ProbeResult, closest: ProbeResult | None, start: str) -> str:
+    """One line: did fine-tuning beat `start` (the model it started from, probed as `baseline`)? `best`: the probe
+    best-eval.pt holds; `closest`: the fine-tuned probe with the highest SIM (None: no probe after the start)."""
+    if not math.isfinite(baseline.sim):
+        return (f"the probe measured no speaker similarity (no speaker encoder: pip install resemblyzer): "
+                f"best-eval.pt holds {start}")
+    if best.step != baseline.step:
+        return (f"fine-tuning beat {start} on your voice: SIM {best.sim:.2f} vs {baseline.sim:.2f}, flagged "
+                f"{best.flagged:.0%} vs {baseline.flagged:.0%}{_wer(best, baseline)} (step {best.step}, "
+                "best-eval.pt)")
+    if closest is None:
+        return f"fine-tuning was not probed after step {baseline.step}: best-eval.pt holds {start}"
+    return (f"fine-tuning did not beat {start} on your voice: SIM {closest.sim:.2f} vs {baseline.sim:.2f}"
+            + (f", flagged {closest.flagged:.0%} vs {baseline.flagged:.0%}" if closest.flagged > baseline.flagged
+               else "") + _wer(closest, baseline) + f"; keep {start} with a prompt (best-eval.pt is it)")
+
+
+def _wer(a: ProbeResult, b: ProbeResult) -> str:
+    return f", WER {a.wer:.2f} vs {b.wer:.2f}" if math.isfinite(a.wer) and math.isfinite(b.wer) else ""
 
 
 class EvalProbe:
@@ -48,8 +87,8 @@ class EvalProbe:
         self.sampling = Sampling(top_k=10, seed=seed, max_frames=min(max_frames, MAX_FRAMES))
 
     @torch.no_grad()
-    def run(self, model, tokenizer, writer, step: int) -> float | None:
-        """Synthesize, score and log; -> the best-eval score, or None when every output was flagged."""
+    def run(self, model, tokenizer, writer, step: int) -> ProbeResult:
+        """Synthesize, score and log what this step's weights do."""
         from valle.inference import Synthesizer
 
         was_training = model.training
@@ -63,7 +102,8 @@ class EvalProbe:
         sims = [r["sim_target"] for r in rows]
         values = {"sim": _mean(sims), "eos_rate": float(np.mean([r["stopped_at_eos"] for r in rows])),
                   "duration_ratio": _mean([r["duration_ratio"] for r in rows]),
-                  "flagged": float(np.mean([bool(r["flags"]) for r in rows]))}
+                  "flagged": float(np.mean([bool(r["flags"]) for r in rows])),
+                  "wer": _mean([r["error_rate"] for r in rows])}
         for name, value in values.items():
             if math.isfinite(value):
                 writer.add_scalar(f"eval/{name}", value, step)
@@ -73,9 +113,7 @@ class EvalProbe:
         flags = ", ".join(f"{r['utterance']}: {r['flags']}" for r in rows if r["flags"]) or "none"
         log.info("eval probe at step %d: sim %.3f, stopped at EOS %.0f%%, duration ratio %.2f, flagged %s",
                  step, values["sim"], 100 * values["eos_rate"], values["duration_ratio"], flags)
-        if all(r["flags"] for r in rows):
-            return None
-        return float(np.mean([0.0 if r["flags"] or not math.isfinite(s) else s for r, s in zip(rows, sims)]))
+        return ProbeResult(step, values["sim"], values["flagged"], values["wer"])
 
 
 def _mean(values) -> float:

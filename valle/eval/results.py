@@ -78,6 +78,23 @@ def summarize(rows: list[dict]) -> dict:
             "eos_rate": sum(eos) / len(eos) if eos else None}
 
 
+def versus(system: dict, baseline: dict) -> dict[str, str]:
+    """Per column both summaries have (the METRICS and "flagged", the flagged share): "better", "worse" or
+    "same" than `baseline` (the model the checkpoints were fine-tuned from)."""
+    def goodness(summary: dict, metric: str) -> float:
+        if metric == "flagged":
+            return -summary["flagged"] / max(summary["utterances"], 1)
+        mean, better = summary["metrics"][metric]["mean"], METRICS[metric][1]
+        return mean if better == "high" else -mean if better == "low" else -abs(mean - 1)
+
+    shared = [m for m in METRICS if m in system["metrics"] and m in baseline["metrics"]] + ["flagged"]
+    out = {}
+    for m in shared:
+        a, b = goodness(system, m), goodness(baseline, m)
+        out[m] = "better" if a > b else "worse" if a < b else "same"
+    return out
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
@@ -147,15 +164,18 @@ tr.gt td{background:#f7faf5}
 audio{height:32px;width:260px}
 img{max-width:100%}
 .note{background:#fff8e1;border-left:4px solid #f2b600;padding:6px 10px;font-size:.9em}
+.better{color:#256029;font-weight:600}.worse{color:#a1261f;font-weight:600}
 """
+_MARKS = {"better": '<span class="better" title="better than the baseline">▲</span>',
+          "worse": '<span class="worse" title="worse than the baseline">▼</span>', "same": ""}
 
 
-def _cell(summary: dict | None) -> str:
+def _cell(summary: dict | None, mark: str = "same") -> str:
     if not summary:
         return "<td>–</td>"
     lo, hi = summary["ci95"]
     ci = f'<br><span class="ci">[{_fmt(lo)}, {_fmt(hi)}]</span>' if math.isfinite(hi) else ""
-    return f"<td>{_fmt(summary['mean'])}{ci}</td>"
+    return f"<td>{_fmt(summary['mean'])} {_MARKS[mark]}{ci}</td>"
 
 
 def _flags(text: str) -> str:
@@ -173,11 +193,18 @@ def _summary_table(report: dict) -> str:
         flags = ", ".join(f"{n} {f}" for f, n in s["flags"].items() if n) or "none"
         eos = _fmt(s["eos_rate"], 2) if s["eos_rate"] is not None else "–"
         cls = ' class="gt"' if s["name"] == GROUND_TRUTH else ""
-        rows.append(f'<tr{cls}><td class="name">{html.escape(s["name"])}</td>'
-                    + "".join(_cell(s["metrics"].get(m)) for m in metrics)
-                    + f"<td>{eos}</td><td>{s['flagged']} / {s['utterances']}</td><td>{html.escape(flags)}</td></tr>")
+        marks = s.get("versus_baseline", {})
+        name = html.escape(s["name"]) + (" (baseline)" if s["name"] == report.get("baseline") else "")
+        rows.append(f'<tr{cls}><td class="name">{name}</td>'
+                    + "".join(_cell(s["metrics"].get(m), marks.get(m, "same")) for m in metrics)
+                    + f"<td>{eos}</td><td>{s['flagged']} / {s['utterances']} {_MARKS[marks.get('flagged', 'same')]}"
+                    f"</td><td>{html.escape(flags)}</td></tr>")
+    legend = ""
+    if report.get("baseline"):
+        legend = (f'<p class="meta">▲ better, ▼ worse than the baseline, {html.escape(report["baseline"])}: the '
+                  "model the checkpoints were fine-tuned from.</p>")
     return (f'<table><tr><th class="name">system</th>{head}<th>stopped at EOS</th><th>flagged</th><th>flags</th></tr>'
-            + "".join(rows) + "</table>")
+            + "".join(rows) + "</table>" + legend)
 
 
 def _utterance_cards(report: dict, rows: list[dict]) -> str:

@@ -14,10 +14,12 @@ from valle.storage import TMP_PREFIX, atomic_write, human_size
 
 log = logging.getLogger("valle.trainer")
 
-CHECKPOINT_PATTERNS = ("last.pt", "best-valid-loss.pt", "checkpoint-*.pt", "epoch-*.pt")
+CHECKPOINT_PATTERNS = ("last.pt", "best-valid-loss.pt", "best-eval.pt", "checkpoint-*.pt", "epoch-*.pt")
 METRICS = Path("log") / "metrics.jsonl"
+PLAN = "plan.json"  # the settings chosen from the data (valle/plan.py) and why
+VERDICT = "verdict.json"  # the evaluation probe's last word: did fine-tuning beat the released model?
 # What a run writes, deleted by --overwrite (never anything else the user keeps in the folder).
-_RUN_OUTPUTS = (*CHECKPOINT_PATTERNS, TMP_PREFIX + "*", "config.yaml", "log", "tensorboard")
+_RUN_OUTPUTS = (*CHECKPOINT_PATTERNS, TMP_PREFIX + "*", "config.yaml", PLAN, VERDICT, "log", "tensorboard")
 
 
 def previous_run(exp_dir: Path) -> list[Path]:
@@ -74,3 +76,23 @@ def prune(exp_dir: Path, prefix: str, keep: int) -> None:
 
 def folder_size(folder: Path) -> str:
     return human_size(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()))
+
+
+def write_json(path: Path, record: dict) -> None:
+    text = json.dumps(record, indent=1) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: Path) -> dict | None:
+    """A record write_json wrote (None: there is none, or it cannot be read)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def unbeaten_verdict(exp_dir: Path) -> str | None:
+    """The probe's verdict of the run in `exp_dir` when fine-tuning did not beat the model it started from;
+    None otherwise (beaten, never probed, or no run there)."""
+    record = read_json(exp_dir / VERDICT)
+    return None if record is None or record.get("beaten", True) else record.get("verdict")

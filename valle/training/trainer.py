@@ -15,7 +15,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -69,20 +69,26 @@ class Progress:
     best_valid_loss: float = math.inf
     validations_without_improvement: int = 0
     bad_steps_in_a_row: int = 0
-    best_eval_score: float = -math.inf  # --eval-interval: the best probe score so far (best-eval.pt)
+    # --eval-interval: ProbeResult dicts of the first probe (the model training started from), of the one
+    # best-eval.pt holds, and of the fine-tuned one with the highest SIM; empty until probed
+    baseline_eval: dict = field(default_factory=dict)
+    best_eval: dict = field(default_factory=dict)
+    closest_eval: dict = field(default_factory=dict)
     eval_probed_at: int = -1  # the step of the last evaluation probe
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, model_overrides: dict):
+    def __init__(self, cfg: ExperimentConfig, model_overrides: dict, eval_probe=None):
+        """eval_probe: what speaks and scores at --eval-interval (`run(model, tokenizer, writer, step) ->
+        ProbeResult`); None: valle.eval.probe.EvalProbe on the dev cuts."""
         self._held = contextlib.ExitStack()  # the experiment folder's lock, held until fit() ends
         try:
-            self._setup(cfg, model_overrides)
+            self._setup(cfg, model_overrides, eval_probe)
         except BaseException:
             self._held.close()  # a run that could not start leaves the folder free at once
             raise
 
-    def _setup(self, cfg: ExperimentConfig, model_overrides: dict) -> None:
+    def _setup(self, cfg: ExperimentConfig, model_overrides: dict, eval_probe) -> None:
         self.cfg, t = cfg, cfg.train
         self.exp_dir = Path(t.exp_dir)
         self.dist = setup_distributed(device_type(t.device), t.dist_timeout)
@@ -135,8 +141,8 @@ class Trainer:
         self.writer = (SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=purge_step)
                        if self.dist.is_main else None)
         self.sample_writer = AudioSampleWriter(cfg, self.dev_data.cuts, self.device) if self.dist.is_main else None
-        self.eval_probe = None  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
-        if self.dist.is_main and t.eval_interval:
+        self.eval_probe = eval_probe  # --eval-interval: valle/eval/probe.py, run by _run_eval_probe at validations
+        if self.dist.is_main and t.eval_interval and eval_probe is None:
             from valle.eval.probe import EvalProbe
             self.eval_probe = EvalProbe(self.dev_data.cuts, self.train_data.cuts + self.dev_data.cuts, t.codec_weights,
                                         self.device, num_utterances=t.eval_utterances, seed=t.seed)
@@ -173,7 +179,7 @@ class Trainer:
             model, loaded = load_model(last, device="cpu")
             return model, loaded.train_state
         if t.init_checkpoint == "auto":
-            t.init_checkpoint = "vallex" if self.tokenizer["name"] == "vallex" else "none"
+            t.init_checkpoint = starting_point(t.init_checkpoint, self.tokenizer["name"])
             log.info("--init-checkpoint auto: %s (the cuts use the %s tokenizer)", t.init_checkpoint,
                      self.tokenizer["name"])
         if t.init_checkpoint == "none":
@@ -259,6 +265,7 @@ class Trainer:
                 p.epoch, p.batches_in_epoch = p.epoch + 1, 0
             self._validate_if_new()
             self._save(self.exp_dir / "last.pt")
+            self._conclude_eval()
             self._log_final_checksum()
             if self.dist.is_main:
                 log.info("%s now holds %s", self.exp_dir, run_folder.folder_size(self.exp_dir))
@@ -445,17 +452,40 @@ class Trainer:
 
     def _run_eval_probe(self) -> None:
         """Rank 0 speaks and scores the probe sentences; every rank joins the save of best-eval.pt."""
+        from valle.eval.probe import ProbeResult
+
         p = self.progress
         p.eval_probed_at = p.step
-        score = None
+        better = False
         if self.eval_probe:
             with self._whole_model():
-                score = self.eval_probe.run(self.model, self.text_tokenizer, self.writer, p.step)
-        better = score is not None and score > p.best_eval_score
-        if better:
-            p.best_eval_score = score
+                result = self.eval_probe.run(self.model, self.text_tokenizer, self.writer, p.step)
+            if not p.baseline_eval:  # the model training started from: best-eval.pt until beaten
+                p.baseline_eval = p.best_eval = asdict(result)
+                better = True
+            else:
+                if not p.closest_eval or result.sim > p.closest_eval["sim"]:
+                    p.closest_eval = asdict(result)
+                better = result.beats(ProbeResult(**p.best_eval))
+                if better:
+                    p.best_eval = asdict(result)
         if all_reduce_sum([float(better)], self.device)[0] > 0:
             self._save(self.exp_dir / "best-eval.pt")  # the weights just probed
+
+    def _conclude_eval(self) -> None:
+        """The probe's verdict, in the log and EXP_DIR/verdict.json: did fine-tuning beat its start?"""
+        from valle.eval.probe import ProbeResult, verdict
+
+        p, init = self.progress, self.cfg.train.init_checkpoint
+        if not (self.dist.is_main and p.baseline_eval):
+            return
+        start = "the released model" if init == "vallex" else init
+        baseline, best = ProbeResult(**p.baseline_eval), ProbeResult(**p.best_eval)
+        line = verdict(baseline, best, ProbeResult(**p.closest_eval) if p.closest_eval else None, start)
+        log.info(line)
+        run_folder.write_json(self.exp_dir / run_folder.VERDICT, {
+            "beaten": best.step != baseline.step, "verdict": line, "baseline": p.baseline_eval, "best": p.best_eval,
+            "closest": p.closest_eval or None})
 
     @contextlib.contextmanager
     def _whole_model(self):
@@ -507,6 +537,13 @@ class Trainer:
         """A fingerprint of the weights on every rank: DDP replicas must agree."""
         checksum = sum(float(p.detach().double().sum()) for _, p in self.trainable)
         log.info("final step %d parameter checksum %.10e", self.progress.step, checksum)
+
+
+def starting_point(init_checkpoint: str, tokenizer_name: str) -> str:
+    """--init-checkpoint auto: the released checkpoint (vallex) for vallex-tokenized cuts, else none (scratch)."""
+    if init_checkpoint != "auto":
+        return init_checkpoint
+    return "vallex" if tokenizer_name == "vallex" else "none"
 
 
 def _tensors_in(obj) -> list[torch.Tensor]:
