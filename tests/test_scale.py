@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +74,61 @@ def test_two_worker_processes_give_the_codes_of_one_and_a_killed_shard_resumes_a
     assert shards[0].stat().st_mtime_ns == before  # not encoded again
     again = codes_of(normalized)
     assert all(np.array_equal(again[k], single[k]) for k in single)
+
+
+USER_ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # as users have it
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """A data folder after the normalize stage: 8 espeak-ng utterances of 2-5 s (near ties between codebook
+    entries are common in real speech, rare in test tones) and one of about 11 s, three of them joined, which
+    makes the shard that holds it the last to finish."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("spoken")
+    subprocess.run([sys.executable, str(REPO / "egs" / "mini" / "make_corpus.py"), "--layout", "libritts",
+                    "--output", str(root / "download"), "--per-speaker", "2", "--parts", "train-clean-100"],
+                   check=True, capture_output=True, timeout=300)
+    corpus = root / "download" / "LibriTTS" / "train-clean-100"
+    waves = sorted(corpus.rglob("*.wav"))
+    sf.write(str(corpus / "long.wav"), np.concatenate([sf.read(str(w))[0] for w in waves[:3]]), 24000)
+    (corpus / "long.txt").write_text("Three sentences in one file.")
+    pipeline.stage_scan(corpus, root / "data")
+    pipeline.stage_normalize(root / "data", NormalizeOptions())
+    return root / "data"
+
+
+def compute_codes_cli(data, workers: int, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "valle.commands.compute_codes", "--data-dir", str(data),
+                             "--codec-weights", "random", "--device", "cpu", "--num-workers", str(workers)],
+                            env=USER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finished(proc: subprocess.Popen) -> None:
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+
+
+@pytest.mark.slow  # three code stages of 40 s of speech, in processes of their own
+def test_codes_are_the_same_from_one_process_two_workers_and_a_killed_and_resumed_run(spoken, tmp_path):
+    # the default threads (torch's choice, as a user runs the command); one process and each of two workers
+    # encoded with different thread counts, and a resumed shard alone with all of them: near-tie codes flipped
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(spoken, one)
+    shutil.copytree(spoken, two)
+    finished(compute_codes_cli(one, 1))
+    killed = compute_codes_cli(two, 2, start_new_session=True)  # its workers are in its process group
+    deadline = time.time() + 300
+    while not list((two / "tokenized").glob("*.done")):  # the shorter shard is done, the other one is running
+        assert killed.poll() is None and time.time() < deadline, killed.stderr.read()[-3000:]
+        time.sleep(0.02)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert len(list((two / "tokenized").glob("*.done"))) == 1
+    finished(compute_codes_cli(two, 2))  # the killed shard runs again, alone
+    single, resumed = codes_of(one), codes_of(two)
+    assert len(single) == 9 and single.keys() == resumed.keys()
+    assert [k for k in single if not np.array_equal(single[k], resumed[k])] == []
 
 
 # ----------------------------------------------------------------------------------------- training sources

@@ -41,3 +41,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def entry() -> None:
     run_main(lambda: main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -2,9 +2,13 @@
 reads back (NumpyHdf5Writer layout, DATA/tokenized/codes_<part>.h5). The store is resumable and never half-written:
 a rerun encodes only what is missing or changed; a full disk or a kill loses at most one piece of work.
 
+The codes do not depend on how the work was split, by construction: every cut is encoded alone (`encode_cut`: no
+batch neighbours) with ENCODE_THREADS torch threads (float results depend on the thread count, and a near tie
+between two codebook entries flips a code), whatever the process, shard, rank, node or resume that encodes it.
+
 Sharded (`compute_codes_sharded`): the cuts are dealt to N shards that run in parallel (worker processes, torchrun
 ranks, nodes), each with its own store codes_<part>.<k>-of-<N>.h5 and done-marker (.done), so that a killed shard
-resumes alone; the codes are those of one process (every cut is encoded in the same codec batch)."""
+resumes alone."""
 
 from __future__ import annotations
 
@@ -29,10 +33,10 @@ from lhotse.array import Array, TemporalArray
 from lhotse.features.io import NumpyHdf5Writer, close_cached_file_handles
 from tqdm import tqdm
 
-from valle.audio import SAMPLE_RATE
-from valle.codec import FRAME_RATE, Codec, code_frames, length_batches
+from valle.codec import FRAME_RATE, Codec, code_frames
 from valle.config import NUM_QUANTIZERS
 from valle.data.files import write_text, write_whole
+from valle.device import torch_threads
 from valle.storage import check_free_space, remove_partials
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ def _fingerprint(cut) -> str:
 # store and the pieces intact.
 PIECE_SECONDS = 600.0  # audio between two pieces: what a SIGKILL or a power cut can cost
 H5_BYTES_PER_CUT = 1024  # HDF5 header, name and attributes of one stored array (measured: about 520)
+# torch threads of every encoding: processes (--num-workers, ranks) are the unit of parallelism. One thread per
+# process is also the fastest use of a CPU core (docs/scale.md).
+ENCODE_THREADS = 1
 
 
 def _pieces_dir(h5_path: Path) -> Path:
@@ -168,9 +175,16 @@ def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec, progress: str = "en
     return CutSet.from_cuts(_with_codes(c, h5_path, expected[c.id]) for c in cuts)
 
 
+def encode_cut(cut, codec: Codec, frames: int) -> np.ndarray:
+    """The codes of one cut, int16 (frames, 8): encoded alone, so that they never depend on which cuts share its
+    process or batch. The caller holds the thread count at ENCODE_THREADS."""
+    wave = torch.from_numpy(cut.load_audio()[0])  # (T,) mono 24 kHz
+    return codec.encode([wave])[0][:frames].numpy().astype(np.int16)  # (frames, 8)
+
+
 def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, stored: dict,
                       progress: str) -> None:
-    """Encode `todo` group by group; write a piece every PIECE_SECONDS of audio, at the end and on Ctrl-C.
+    """Encode `todo` cut by cut; write a piece every PIECE_SECONDS of audio, at the end and on Ctrl-C.
     Adds what it wrote to `stored`."""
     pieces = _pieces_dir(h5_path)
     pieces.mkdir(exist_ok=True)
@@ -183,17 +197,12 @@ def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, s
             stored.update({key: (piece, codes.shape, source) for key, codes, source in pending})
             pending.clear()
 
-    with tqdm(total=round(sum(c.duration for c in todo)), desc=progress, unit="s audio") as bar:
+    with tqdm(total=round(sum(c.duration for c in todo)), desc=progress, unit="s audio") as bar, \
+            torch_threads(ENCODE_THREADS):
         try:
-            # One codec batch at a time, grouped by the codec's own rule (encode() then sees one batch): lhotse's
-            # samplers bound the sum of durations, not count x longest, the padded audio the encoder runs on.
-            batches = length_batches([c.num_samples for c in todo], int(codec.max_batch_seconds * SAMPLE_RATE))
-            for group in ([todo[i] for i in batch] for batch in batches):
-                waves = [torch.from_numpy(c.load_audio()[0]) for c in group]  # (T,) each, mono 24 kHz
-                for cut, codes in zip(group, codec.encode(waves)):  # (frames, 8) each
-                    codes = codes[: expected[cut.id][0]].numpy().astype(np.int16)  # (frames, 8)
-                    pending.append((cut.id, codes, _fingerprint(cut)))
-                bar.update(round(sum(c.duration for c in group)))
+            for cut in todo:
+                pending.append((cut.id, encode_cut(cut, codec, expected[cut.id][0]), _fingerprint(cut)))
+                bar.update(cut.duration)
                 if sum(len(codes) for _, codes, _ in pending) >= PIECE_SECONDS * FRAME_RATE:
                     flush()
         except KeyboardInterrupt:
@@ -214,15 +223,12 @@ def shard_path(h5_path: Path, shard: int, num_shards: int) -> Path:
     return h5_path if num_shards == 1 else h5_path.with_name(f"{h5_path.stem}.{shard:05d}-of-{num_shards:05d}.h5")
 
 
-def assign_shards(cuts: list, max_batch_seconds: float, num_shards: int) -> list[int]:
-    """The shard of every cut: the codec batches one process would make (`length_batches` over all cuts), dealt
-    round-robin. Each shard regroups its cuts into exactly those batches (the grouping depends only on the count and
-    the first length of a batch), so every cut is encoded with the same neighbours: the codes are one process's."""
+def assign_shards(cuts: list, num_shards: int) -> list[int]:
+    """The shard of every cut: longest first, dealt round-robin (shards of about the same length of audio). The
+    deal only decides where the work runs: every cut's codes are the same in any shard (`encode_cut`)."""
     shards = [0] * len(cuts)
-    batches = length_batches([c.num_samples for c in cuts], int(max_batch_seconds * SAMPLE_RATE))
-    for b, batch in enumerate(batches):
-        for i in batch:
-            shards[i] = b % num_shards
+    for n, i in enumerate(sorted(range(len(cuts)), key=lambda i: -cuts[i].num_samples)):
+        shards[i] = n % num_shards
     return shards
 
 
@@ -247,10 +253,9 @@ def _shard_done(path: Path, digest: dict, weights: str) -> bool:
     return path.is_file() and marker.is_file() and marker.read_text() == _signature(path, digest, weights)
 
 
-def _run_shard(cuts: list, digest: dict, path: Path, codec: Codec, threads: int) -> None:
+def _run_shard(cuts: list, digest: dict, path: Path, codec: Codec) -> None:
     """One shard (in a process of its own when there are several): encode (`compute_codes`, resumable), then
     write its done-marker with the `digest` rank 0 waits for."""
-    torch.set_num_threads(threads)
     compute_codes(cuts, path, codec, progress=f"encodec {path.name}")
     write_text(_marker(path), _signature(path, digest, codec.weights), "a done-marker")
 
@@ -265,7 +270,7 @@ def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers
     h5_path.parent.mkdir(parents=True, exist_ok=True)
     cuts = list(cuts)
     num_shards = world_size * num_workers
-    shard_of = assign_shards(cuts, codec.max_batch_seconds, num_shards)
+    shard_of = assign_shards(cuts, num_shards)
     members = [[c for c, s in zip(cuts, shard_of) if s == k] for k in range(num_shards)]
     paths = [shard_path(h5_path, k, num_shards) for k in range(num_shards)]
     digests = [_digest(m) for m in members]  # rank 0 polls the other ranks' shards with these, not a stat per cut
@@ -277,11 +282,10 @@ def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers
     log.info("codes: %d cuts in %d shard(s); %d to run here", len(cuts), num_shards, len(todo))
     if num_workers == 1:
         for k in todo:
-            _run_shard(members[k], digests[k], paths[k], codec, torch.get_num_threads())
+            _run_shard(members[k], digests[k], paths[k], codec)
     elif todo:
-        threads = max(1, torch.get_num_threads() // len(todo))
         with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in [pool.submit(_run_shard, members[k], digests[k], paths[k], codec, threads) for k in todo]:
+            for future in [pool.submit(_run_shard, members[k], digests[k], paths[k], codec) for k in todo]:
                 future.result()  # a shard's error is raised here; the other shards finish first
     if rank != 0:
         return None
