@@ -59,15 +59,15 @@ def test_a_stage_that_runs_drops_the_later_markers_only_once_it_has_finished(tmp
     assert sorted(markers(data)) == [".normalize.done", ".scan.done"]  # codes, text and split are stale now
 
 
-def test_a_folder_prepared_before_the_rename_keeps_its_first_stage(tmp_path):
-    """The first stage was marked .corpus.done before it was called scan everywhere: that marker still counts."""
+def test_a_marker_an_older_version_wrote_is_one_line_and_the_stage_runs_again(tmp_path, caplog):
     data, ran = tmp_path / "data", []
     data.mkdir()
-    (data / ".corpus.done").write_text("corpus=/c\n")
+    (data / ".scan.done").write_text('{"corpus": "/c"}\n')  # JSON, as the codes shards' markers once were
     run_stages(data, runs(ran)[:1])
-    assert ran == []
-    run_stages(data, [StageRun("scan", "corpus=/elsewhere", recorder(ran, "scan"))])
-    assert ran == ["scan"] and markers(data) == {".scan.done": "corpus=/elsewhere\n"}
+    assert ran == ["scan"] and markers(data) == {".scan.done": "corpus=/c\n"}
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.getMessage() == f"{data / '.scan.done'} was written by an older version of the toolkit: " \
+                                  "running that work again"
 
 
 def test_one_run_per_data_folder(tmp_path):

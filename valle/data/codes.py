@@ -15,12 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import multiprocessing
 import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -35,8 +32,9 @@ from tqdm import tqdm
 
 from valle.codec import FRAME_RATE, Codec, code_frames
 from valle.config import NUM_QUANTIZERS
-from valle.data.files import write_text, write_whole
+from valle.data.files import write_whole
 from valle.device import torch_threads
+from valle.markers import marker_line, read_marker, write_marker
 from valle.storage import check_free_space, remove_partials
 
 log = logging.getLogger(__name__)
@@ -73,18 +71,6 @@ def _read_index(path: Path, weights: str) -> dict[str, tuple] | None:
         return {key: (f[key].shape, f[key].attrs.get("source")) for key in f.keys()}
 
 
-def _damage(path: Path) -> str:
-    """Why `path` is not a readable HDF5 file ("" when it is), found by a separate process: HDF5 can crash the
-    process that opens a damaged file (one an older version left on a full disk), and this one must go on."""
-    script = "import sys, h5py\nwith h5py.File(sys.argv[1], 'r') as f:\n    [f[k].shape for k in f]"
-    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
-    if proc.returncode == 0:
-        return ""
-    if proc.returncode < 0:
-        return f"damaged (reading it crashed with signal {-proc.returncode})"
-    return f"unreadable ({(proc.stderr.strip().splitlines() or ['?'])[-1][:200]})"
-
-
 def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
     """key -> (file, shape, fingerprint) of the codes already stored, in the store and its pieces (resume).
     A store that is unreadable or holds codes of other codec weights is moved aside (codes_<part>.old.h5);
@@ -93,12 +79,14 @@ def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
     remove_partials(_pieces_dir(h5_path))
     found = {}
     if h5_path.is_file():
-        reason = _damage(h5_path)
-        index = None if reason else _read_index(h5_path, weights)
+        try:
+            index = _read_index(h5_path, weights)
+        except OSError:
+            index = None
         if index is None:
             aside = h5_path.with_suffix(".old.h5")
-            log.warning("%s is %s: moved to %s, computing its codes again", h5_path,
-                        reason or "made with other --codec-weights", aside)
+            log.warning("%s is unreadable or made with other --codec-weights: moved to %s, computing its codes again",
+                        h5_path, aside)
             shutil.move(h5_path, aside)
         else:
             found.update({key: (h5_path, *value) for key, value in index.items()})
@@ -243,21 +231,20 @@ def _digest(cuts: list) -> dict:
 
 
 def _signature(path: Path, digest: dict, weights: str) -> str:
-    """What a shard's done-marker holds: the codec weights, its cuts' `_digest` and the size of its store (a store cut
-    short or replaced later no longer matches, and is checked again by `compute_codes`)."""
-    return json.dumps({"codec_weights": weights, **digest, "store_bytes": path.stat().st_size}) + "\n"
+    """What a shard's done-marker (valle.markers) holds: the codec weights, its cuts' `_digest` and the size of its
+    store (a store cut short or replaced later no longer matches, and is checked again by `compute_codes`)."""
+    return marker_line({"codec_weights": weights, **digest, "store_bytes": path.stat().st_size})
 
 
 def _shard_done(path: Path, digest: dict, weights: str) -> bool:
-    marker = _marker(path)
-    return path.is_file() and marker.is_file() and marker.read_text() == _signature(path, digest, weights)
+    return path.is_file() and read_marker(_marker(path)) == _signature(path, digest, weights)
 
 
 def _run_shard(cuts: list, digest: dict, path: Path, codec: Codec) -> None:
     """One shard (in a process of its own when there are several): encode (`compute_codes`, resumable), then
     write its done-marker with the `digest` rank 0 waits for."""
     compute_codes(cuts, path, codec, progress=f"encodec {path.name}")
-    write_text(_marker(path), _signature(path, digest, codec.weights), "a done-marker")
+    write_marker(_marker(path), _signature(path, digest, codec.weights))
 
 
 def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers: int = 1, rank: int = 0,
