@@ -1,14 +1,12 @@
 """Who this process is among the processes of one run (torchrun's RANK, LOCAL_RANK, WORLD_SIZE) and the device of
-its rank: the one reading of them, for training, the data stages and the codes command alike."""
+its rank: the one reading of them, for training, the data stages and the codes command alike. Reading the rank
+imports nothing heavy (a codes stage that is skipped does not import torch)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-import torch
-
-from valle.device import device_type, resolve_device
 from valle.errors import UserError
 
 
@@ -22,9 +20,13 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def device(self, name: str) -> torch.device:
+    def device(self, name: str) -> torch.device:  # noqa: F821 (imported here: reading the rank is torch-free)
         """--device `name` for this rank: auto (cuda when a GPU is visible), cpu, or cuda: each rank its own GPU
         (LOCAL_RANK) under torchrun; cuda:N names one GPU for a single process."""
+        import torch
+
+        from valle.device import device_type, resolve_device
+
         name = resolve_device(name)
         if not name.startswith("cuda:"):
             name = device_type(name)
