@@ -147,10 +147,10 @@ def bench_disk(args) -> None:
 
 
 def _sources(tokenized: Path) -> list[str]:
-    from lhotse import CutSet
+    from valle.data.files import open_cuts
 
     return [c.recording.sources[0].source for split in ("train", "dev", "test")
-            for c in CutSet.from_jsonl_lazy(tokenized / f"cuts_{split}.jsonl.gz")]
+            for c in open_cuts(tokenized / f"cuts_{split}.jsonl.gz")]
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from lhotse import CutSet
 from valle.audio import SAMPLE_RATE
 from valle.codec import code_frames, num_frames
 from valle.data import codes, pipeline
+from valle.data.files import open_cuts
 from valle.data.normalize import NormalizeOptions, normalize_entries
 from valle.data.sources import looks_like_speaker, read_corpus
 from valle.data.split import SPLITS, random_split, split_by_parts
@@ -339,7 +340,7 @@ class CountingCodec:
 
 def test_codes_round_trip(normalized, random_codec):
     pipeline.stage_codes(normalized, random_codec)
-    cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert len(cuts) == 5
     for cut in cuts:
         codes = cut.load_codes()
@@ -374,7 +375,7 @@ def test_codes_stage_resumes_after_an_interruption(normalized, random_codec):
     changed = CountingCodec(random_codec)
     pipeline.stage_codes(normalized, changed)
     assert changed.encoded == 1
-    cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert all(c.load_codes().shape[1] == 8 for c in cuts)
 
 
@@ -402,7 +403,7 @@ def test_text_and_split_stages(normalized, random_codec, capsys):
     assert {k: v["cuts"] for k, v in summary["split"].items()} == {"train": 3, "dev": 1, "test": 1}
     ids = set()
     for split in SPLITS:
-        for cut in CutSet.from_file(normalized / "tokenized" / f"cuts_{split}.jsonl.gz"):
+        for cut in open_cuts(normalized / "tokenized" / f"cuts_{split}.jsonl.gz"):
             ids.add(cut.id)
             sup = cut.supervisions[0]
             assert cut.load_codes().shape[1] == 8 and sup.custom["text_ids"] and sup.custom["phonemes"]
@@ -419,7 +420,7 @@ def test_text_stage_builds_the_espeak_table_from_the_corpus(normalized, random_c
     table = (normalized / "tokenized" / "unique_text_tokens.k2symbols").read_text().splitlines()
     vocab = load_tokenizer_info(normalized / "tokenized")["vocab"]
     assert table[0] == "<eps> 0" and len(table) + 3 == len(vocab)  # + <pad> <bos> <eos>
-    for cut in CutSet.from_file(normalized / "tokenized" / "cuts_all_text.jsonl.gz"):
+    for cut in open_cuts(normalized / "tokenized" / "cuts_all_text.jsonl.gz"):
         assert max(cut.supervisions[0].custom["text_ids"]) < len(vocab)
 
 
@@ -492,7 +493,7 @@ def test_libritts_layout_through_lhotse(tmp_path, fake_libritts, random_codec):
     pipeline.stage_codes(data, random_codec)
     pipeline.stage_text(data, get_tokenizer("vallex"), "en")
     pipeline.stage_split(data, 0.05, 0.05, seed=42)
-    speakers = {s: {c.supervisions[0].speaker for c in CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz")}
+    speakers = {s: {c.supervisions[0].speaker for c in open_cuts(data / "tokenized" / f"cuts_{s}.jsonl.gz")}
                 for s in SPLITS}
     assert speakers == {"train": {"19"}, "dev": {"84"}, "test": {"121"}}
     # LibriTTS files are mono 24 kHz already: referenced in place, nothing converted

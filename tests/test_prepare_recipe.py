@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
-from lhotse import CutSet
 
 from valle.audio import SAMPLE_RATE
 from valle.codec import code_frames, num_frames
 from valle.config import LANGUAGE_IDS
+from valle.data.files import open_cuts
 
 # one OpenMP thread: the machine running the tests may be busy, and these are tiny workloads
 ENV = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
@@ -40,7 +40,7 @@ def mini(mini_data, tmp_path_factory):
 def test_mini_prepare_end_to_end(mini):
     tmp, _, output = mini
     data = tmp / "data"
-    splits = {s: CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager()
+    splits = {s: open_cuts(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager()
               for s in ("train", "dev", "test")}
     assert [len(splits[s]) for s in ("train", "dev", "test")] == [34, 4, 2]
     for cuts in splits.values():
@@ -70,11 +70,11 @@ def test_mini_rerun_skips_finished_stages(mini):
 
 def test_changed_option_reruns_only_its_stage(mini):
     tmp, corpus, _ = mini
-    before = {s: CutSet.from_file(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
+    before = {s: open_cuts(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data",
                 "--seed", "7"], cwd=tmp)
     assert "stage 3 (text): done before" in proc.stdout and "stage 4 (split): split" in proc.stdout
-    after = {s: CutSet.from_file(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
+    after = {s: open_cuts(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     assert before != after
     run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
 
@@ -167,7 +167,7 @@ def test_two_concurrent_prepares(tmp_path):
     assert len(refused) <= 1 and all(code in (0, 2) for code, _ in results), results
     for err in refused:
         assert "is in use by pid" in err and "prepare.sh" in err
-    cuts = CutSet.from_file(tmp_path / "data/manifests/cuts_all.jsonl.gz")
+    cuts = open_cuts(tmp_path / "data/manifests/cuts_all.jsonl.gz")
     assert len(cuts) == 4 and all(c.load_audio().shape[1] > 0 for c in cuts)
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import train_metrics_so_far
-from lhotse import CutSet
 
 from valle.data import pipeline
 from valle.data.codes import shard_path
+from valle.data.files import open_cuts
 from valle.data.normalize import NormalizeOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def small_batches(random_codec):
 
 
 def codes_of(data) -> dict[str, np.ndarray]:
-    cuts = CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(data / "tokenized" / "cuts_all_codes.jsonl.gz")
     return {c.id: c.load_codes() for c in cuts}
 
 
@@ -63,7 +63,7 @@ def test_two_worker_processes_give_the_codes_of_one_and_a_killed_shard_resumes_a
     sharded, single = codes_of(normalized), codes_of(one)
     assert sharded.keys() == single.keys() and len(sharded) == 8
     assert all(np.array_equal(sharded[k], single[k]) for k in single)
-    cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert {c.codes.array.storage_path for c in cuts} == {str(s) for s in shards}  # both shards have cuts
 
     # shard 1 was killed: its marker is missing and its store half there; shard 0 is done
@@ -129,6 +129,33 @@ def test_codes_are_the_same_from_one_process_two_workers_and_a_killed_and_resume
     single, resumed = codes_of(one), codes_of(two)
     assert len(single) == 9 and single.keys() == resumed.keys()
     assert [k for k in single if not np.array_equal(single[k], resumed[k])] == []
+
+
+def test_a_data_folder_reads_the_same_from_any_folder_and_after_a_move(tmp_path, monkeypatch, write_audio, capsys):
+    """The several-machines recipe runs the codes stage where prepare.sh did not run; a data folder is moved."""
+    from valle.commands import compute_codes, prepare_corpus
+    from valle.errors import UserError
+
+    corpus, here, elsewhere = tmp_path / "corpus", tmp_path / "here", tmp_path / "elsewhere"
+    write_audio(corpus / "a.wav", seconds=0.8).with_suffix(".txt").write_text("Referenced where it is.")
+    write_audio(corpus / "b.wav", seconds=0.9, rate=16000).with_suffix(".txt").write_text("Converted into data.")
+    for folder in (here, elsewhere):
+        folder.mkdir()
+    monkeypatch.chdir(here)
+    prepare_corpus.main(["scan", "--corpus", str(corpus), "--data-dir", "data"])
+    prepare_corpus.main(["normalize", "--data-dir", "data"])
+    monkeypatch.chdir(elsewhere)
+    compute_codes.main(["--data-dir", "../here/data", "--codec-weights", "random", "--device", "cpu"])
+    moved = shutil.move(here / "data", tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    cuts = {c.id: c for c in open_cuts(Path(moved) / "tokenized" / "cuts_all_codes.jsonl.gz")}
+    assert cuts["b"].recording.sources[0].source == str(Path(moved) / "audio" / "b.flac")
+    assert all(c.load_audio().shape[1] == c.num_samples and len(c.load_codes()) for c in cuts.values())
+    shutil.move(corpus, tmp_path / "renamed")  # the referenced file is gone: one line saying why
+    (Path(moved) / ".codes.done").unlink()
+    with pytest.raises(UserError, match=f"^{corpus / 'a.wav'} not found: cut a was prepared from it; if the corpus "
+                                        "moved, prepare the data folder again from stage 0$"):
+        compute_codes.main(["--data-dir", str(moved), "--codec-weights", "random", "--device", "cpu"])
 
 
 # ----------------------------------------------------------------------------------------- training sources

@@ -34,6 +34,7 @@ from valle.codec import FRAME_RATE, Codec, code_frames
 from valle.config import NUM_QUANTIZERS
 from valle.data.files import write_whole
 from valle.device import torch_threads
+from valle.errors import UserError
 from valle.markers import marker_line, read_marker, write_marker
 from valle.storage import check_free_space, remove_partials
 
@@ -43,7 +44,11 @@ log = logging.getLogger(__name__)
 def _fingerprint(cut) -> str:
     """The audio file a cut's codes were made from, as it was (path, size, modification time)."""
     source = Path(cut.recording.sources[0].source)
-    stat = source.stat()
+    try:
+        stat = source.stat()
+    except FileNotFoundError:
+        raise UserError(f"{source} not found: cut {cut.id} was prepared from it; if the corpus moved, prepare the "
+                        "data folder again from stage 0") from None
     return f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
