@@ -3,7 +3,7 @@ rejected with its reason; codes, text tokens and splits round-trip; the codes st
 deterministic."""
 
 import json
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -476,19 +476,17 @@ def test_split_by_parts_maps_libritts_parts():
 
 # ------------------------------------------------------------------------------------------ LibriTTS
 
-def test_libritts_layout_through_lhotse(tmp_path, fake_libritts, random_codec):
-    """A fake LibriTTS folder goes through lhotse's prepare_libritts and the shared stages (offline)."""
-    from lhotse.recipes import prepare_libritts
-
+def test_libritts_layout_through_every_stage(tmp_path, fake_libritts, random_codec):
+    """A fake LibriTTS folder goes through the LibriTTS scan and the shared stages (offline)."""
     from valle.text import get_tokenizer
 
     root = fake_libritts(tmp_path / "LibriTTS", {"train-clean-5": "19", "dev-clean": "84", "test-clean": "121"})
     data = tmp_path / "data"
     parts = ["train-clean-5", "dev-clean", "test-clean"]
-    prepare_libritts(root, dataset_parts=parts, output_dir=data / "manifests" / "lhotse")
-    entries = pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
+    entries = pipeline.stage_scan_libritts(root, parts, data)
     assert {(e.part, e.speaker) for e in entries} == {("train-clean-5", "19"), ("dev-clean", "84"),
                                                       ("test-clean", "121")}
+    assert (data / "rejected.tsv").read_text() == ""  # the chapters' .trans.tsv and .book.tsv belong to them
     pipeline.stage_normalize(data, NormalizeOptions())
     pipeline.stage_codes(data, random_codec)
     pipeline.stage_text(data, get_tokenizer("vallex"), "en")
@@ -498,6 +496,30 @@ def test_libritts_layout_through_lhotse(tmp_path, fake_libritts, random_codec):
     assert speakers == {"train": {"19"}, "dev": {"84"}, "test": {"121"}}
     # LibriTTS files are mono 24 kHz already: referenced in place, nothing converted
     assert (data / "conversions.tsv").read_text() == "" and not any((data / "audio").iterdir())
-    shutil.rmtree(data / "manifests" / "lhotse")
-    with pytest.raises(UserError, match="prepare the lhotse manifests"):
-        pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
+
+
+def test_every_file_of_a_libritts_tree_is_accounted_for(tmp_path, fake_libritts):
+    """An empty wav, a corrupt wav, a wav without its transcript and a transcript without its wav: each one line
+    of rejected.tsv (stage 0 or 1) while the good files go on; lhotse's reader stopped at the first broken wav."""
+    from valle.commands import prepare_corpus
+
+    root = fake_libritts(tmp_path / "download" / "LibriTTS", {"dev-clean": "84", "train-clean-5": "19"})
+    chapter = root / "train-clean-5" / "19" / "1000"
+    good = sorted(chapter.glob("*.wav"))
+    (chapter / "19_1000_000002_000000.wav").write_bytes(b"")
+    (chapter / "19_1000_000002_000000.normalized.txt").write_text("Empty.")
+    (chapter / "19_1000_000003_000000.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    (chapter / "19_1000_000003_000000.normalized.txt").write_text("Corrupt.")
+    good[0].with_suffix(".normalized.txt").unlink()
+    (chapter / "19_1000_000004_000000.normalized.txt").write_text("No audio.")
+    data = tmp_path / "data"
+    prepare_corpus.main(["libritts", "--corpus-dir", str(root), "--parts", "dev-clean", "train-clean-5",
+                         "--data-dir", str(data)])
+    prepare_corpus.main(["normalize", "--data-dir", str(data)])
+    rejected = dict(line.split("\t") for line in (data / "rejected.tsv").read_text().splitlines())
+    assert {Path(p).name: reason.split(":")[0] for p, reason in rejected.items()} == {
+        good[0].name: "missing transcript", "19_1000_000004_000000.normalized.txt": "transcript without audio",
+        "19_1000_000002_000000.wav": "empty file", "19_1000_000003_000000.wav": "unreadable"}
+    kept = {c.id for part in ("dev-clean", "train-clean-5")
+            for c in open_cuts(data / "manifests" / f"cuts_{part}.jsonl.gz")}
+    assert kept == {p.stem for p in (root / "dev-clean").rglob("*.wav")} | {good[1].stem}

@@ -16,7 +16,7 @@ stop_stage=4               # last stage to run
 # valle/data/options.py
 PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell libritts)
 eval "$PREPARE_OPTIONS"
-num_jobs=4                 # parallel processes for the lhotse manifests and the normalize stage (LibriTTS is large)
+num_jobs=4                 # parallel processes of the normalize stage (LibriTTS is large)
 
 help_message="usage: $0 [--dataset-parts \"dev-clean test-clean train-clean-100\"] [--download-dir download] [options]
 Writes --download-dir and --data-dir in the folder it is run from; stages: -1 download, 0 scan, 1 normalize,
@@ -32,9 +32,9 @@ if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ]; then
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  # lhotse manifests of the parts -> data/manifests/entries_<part>.jsonl
+  # read the parts (wav + .normalized.txt; anything else -> rejected.tsv) -> data/manifests/entries_<part>.jsonl
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" libritts --corpus-dir "$download_dir/LibriTTS" --parts "${parts[@]}" \
-    --data-dir "$data_dir" --num-jobs "$num_jobs"
+    --data-dir "$data_dir"
 fi
 
 # stages 1 normalize, 2 codes, 3 text, 4 split: the same in every recipe
