@@ -85,7 +85,9 @@ def bench_startup(args) -> None:
 
 
 def run(cmd: list[str], **kw) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    """`cmd` as a user runs it: torch picks its threads (no OMP_NUM_THREADS), PATH has the environment's bin/."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")

@@ -323,12 +323,12 @@ def normalized(tmp_path, write_audio):
 
 
 class CountingCodec:
-    """Wraps a Codec, counts encoded waves, optionally fails after `fail_after` batches (an interruption)."""
+    """Wraps a Codec, counts encoded waves (one cut per call), optionally fails after `fail_after` calls (Ctrl-C)."""
 
     def __init__(self, codec, fail_after=None):
         self.codec, self.fail_after, self.encoded, self.batches = codec, fail_after, 0, 0
         self.weights = codec.weights
-        self.max_batch_seconds = 1.0  # small batches so that an interruption leaves some stored
+        self.max_batch_seconds = codec.max_batch_seconds
 
     def encode(self, waves):
         if self.fail_after is not None and self.batches >= self.fail_after:

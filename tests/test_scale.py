@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import train_metrics_so_far
 
-from valle.data import pipeline
+from valle.data import codes, pipeline
 from valle.data.codes import shard_path
 from valle.data.files import open_cuts
 from valle.data.normalize import NormalizeOptions
@@ -37,43 +36,49 @@ def normalized(tmp_path, write_audio):
     return data
 
 
-@pytest.fixture
-def small_batches(random_codec):
-    """The random codec encoding at most 1.5 s of padded audio per call: the 8 cuts make several batches."""
-    codec = copy.copy(random_codec)
-    codec.max_batch_seconds = 1.5
-    return codec
-
-
 def codes_of(data) -> dict[str, np.ndarray]:
     cuts = open_cuts(data / "tokenized" / "cuts_all_codes.jsonl.gz")
     return {c.id: c.load_codes() for c in cuts}
 
 
-@pytest.mark.slow
-def test_two_worker_processes_give_the_codes_of_one_and_a_killed_shard_resumes_alone(normalized, small_batches,
-                                                                                    tmp_path, single_thread):
+class KilledCodec:
+    """The random codec, counting the cuts it encodes (one per call), killed after `kill_after` of them: an error
+    that is not Ctrl-C, so nothing is flushed (as with SIGKILL): what remains is the pieces written before."""
+
+    def __init__(self, codec, kill_after: int | None = None):
+        self.codec, self.kill_after, self.encoded = codec, kill_after, 0
+        self.weights, self.max_batch_seconds = codec.weights, codec.max_batch_seconds
+
+    def encode(self, waves):
+        if self.encoded == self.kill_after:
+            raise RuntimeError("killed")
+        self.encoded += len(waves)
+        return self.codec.encode(waves)
+
+
+def test_two_shards_give_the_codes_of_one_and_a_killed_shard_resumes_from_its_pieces(normalized, random_codec,
+                                                                                    tmp_path, monkeypatch):
     one = tmp_path / "one"
-    os.system(f"cp -r {normalized} {one}")
-    pipeline.stage_codes(one, small_batches)
-    pipeline.stage_codes(normalized, small_batches, num_workers=2)
+    shutil.copytree(normalized, one)
+    pipeline.stage_codes(one, random_codec)
     h5 = normalized / "tokenized" / "codes_all.h5"
     shards = [shard_path(h5, k, 2) for k in range(2)]
-    assert all(s.is_file() and s.with_name(s.name + ".done").is_file() for s in shards) and not h5.exists()
+    monkeypatch.setattr(codes, "PIECE_SECONDS", 1 / 75)  # a piece after every cut
+    pieces = codes._pieces_dir(shards[0])
+    with pytest.raises(RuntimeError, match="killed"):  # shard 0 (the first to run here) dies after 2 of its 4 cuts
+        pipeline.stage_codes(normalized, KilledCodec(random_codec, 2), num_workers=1, rank=0, world_size=2)
+    assert sorted(p.name for p in pieces.iterdir()) == ["1.h5", "2.h5"] and not shards[0].exists()
+    counting = KilledCodec(random_codec)
+    monkeypatch.setattr(codes, "PIECE_SECONDS", 600.0)
+    for rank in (1, 0):  # every rank of a torchrun run of two processes; rank 0 writes the manifests
+        pipeline.stage_codes(normalized, counting, num_workers=1, rank=rank, world_size=2)
+    assert counting.encoded == 8 - 2  # the pieces' cuts were not encoded again
+    assert all(s.is_file() and s.with_name(s.name + ".done").is_file() for s in shards) and not pieces.exists()
     sharded, single = codes_of(normalized), codes_of(one)
     assert sharded.keys() == single.keys() and len(sharded) == 8
-    assert all(np.array_equal(sharded[k], single[k]) for k in single)
+    assert [k for k in single if not np.array_equal(sharded[k], single[k])] == []
     cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert {c.codes.array.storage_path for c in cuts} == {str(s) for s in shards}  # both shards have cuts
-
-    # shard 1 was killed: its marker is missing and its store half there; shard 0 is done
-    shards[1].with_name(shards[1].name + ".done").unlink()
-    shards[1].unlink()
-    before = shards[0].stat().st_mtime_ns
-    pipeline.stage_codes(normalized, small_batches, num_workers=2)
-    assert shards[0].stat().st_mtime_ns == before  # not encoded again
-    again = codes_of(normalized)
-    assert all(np.array_equal(again[k], single[k]) for k in single)
 
 
 USER_ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # as users have it
