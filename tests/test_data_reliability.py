@@ -4,6 +4,7 @@ a codec frame. The disk-full tests mount a small tmpfs (root only; CI runs as ro
 import errno
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +206,24 @@ def test_unreadable_folder_is_reported(tmp_path, write_audio, monkeypatch):
     assert [e.id for e in entries] == ["alice_u1"]
     assert [(r.path, r.kind) for r in rejected] == [(str(locked), "unreadable folder")]
     assert "Permission denied" in rejected[0].detail
+
+
+def test_a_shar_export_that_fails_leaves_the_old_split_folder_whole(tmp_path, monkeypatch):
+    from lhotse import CutSet
+
+    from valle.data.shar import export_shar
+    from valle.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "data", num_train=6, num_dev=2)
+    export_shar(data, data / "shar", shard_size=2, audio=False)
+    before = {p.name: p.read_bytes() for p in (data / "shar" / "train").iterdir()}
+
+    def fails_half_way(cuts, folder, **kw):
+        (Path(folder) / "cuts.000000.jsonl.gz").write_bytes(b"half")
+        raise OSError(errno.EIO, "input/output error")
+
+    monkeypatch.setattr(CutSet, "to_shar", fails_half_way)
+    with pytest.raises(OSError, match="input/output error"):
+        export_shar(data, data / "shar", shard_size=3, audio=False)
+    assert {p.name: p.read_bytes() for p in (data / "shar" / "train").iterdir()} == before
+    assert sorted(p.name for p in (data / "shar").iterdir()) == ["dev", "text_tokenizer.json", "train"]
