@@ -146,7 +146,7 @@ def test_disk_full_while_writing_codes_is_one_line(normalized_on, tmp_path, rand
 
 
 def test_damaged_store_is_moved_aside_not_crashing(normalized_on, tmp_path, random_codec, caplog):
-    """A store an older version left half-written: checked in a child process, moved aside, codes made again."""
+    """A store cut short (e.g. a copy of the data folder interrupted): moved aside, its codes made again."""
     data = normalized_on(tmp_path / "data")
     pipeline.stage_codes(data, random_codec)
     h5 = data / "tokenized" / "codes_all.h5"

@@ -59,8 +59,8 @@ def _fingerprint(cut) -> str:
 # store and the pieces intact.
 PIECE_SECONDS = 600.0  # audio between two pieces: what a SIGKILL or a power cut can cost
 H5_BYTES_PER_CUT = 1024  # HDF5 header, name and attributes of one stored array (measured: about 520)
-# torch threads of every encoding: processes (--num-workers, ranks) are the unit of parallelism. One thread per
-# process is also the fastest use of a CPU core (docs/scale.md).
+# torch threads of every encoding, whoever runs it: processes (--num-workers, ranks) are the unit of parallelism
+# (docs/scale.md has the cost against one process with torch's default threads).
 ENCODE_THREADS = 1
 
 

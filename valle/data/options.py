@@ -41,8 +41,8 @@ class PrepareOptions:
                                    "(0 for none)")
     seed: int = option(42, "seed of the random train/dev/test split")
     device: str = option("auto", "where Encodec runs: auto (cuda when available), cpu, cuda, cuda:1, ...")
-    batch_seconds: float = option(0.0, "padded audio per Encodec call (longer files go in chunks); 0: 120 on a GPU, "
-                                     "15 on a CPU")
+    batch_seconds: float = option(0.0, "audio per Encodec call: a longer file is encoded in chunks of this length "
+                                     "(bounds memory); 0: 120 on a GPU, 15 on a CPU")
     symbols: str = option("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
     heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
     num_jobs: int = option(1, "parallel processes for the normalize stage")
