@@ -44,8 +44,9 @@ def _with_paths(cut, convert: Callable[[str], str]):
 
 
 def _stored(path: str, folder: str) -> str:
-    """How a manifest in `folder` (absolute) stores `path`: relative when inside the data folder, else absolute."""
-    path = os.path.abspath(path)
+    """How a manifest in `folder` (a real path) stores `path`: relative when inside the data folder, else absolute
+    (symlinks resolved on both sides: a data folder reached through a link is the folder it points to)."""
+    path = os.path.realpath(path)
     return os.path.relpath(path, folder) if path.startswith(os.path.dirname(folder) + os.sep) else path
 
 
@@ -57,7 +58,7 @@ def _read(path: str, folder: str) -> str:
 def save_cuts(cuts, path: Path) -> None:
     """Cuts (a list or a CutSet) -> a lhotse manifest, written whole (`write_whole`), paths inside the data folder
     relative to the manifest's folder."""
-    stored = functools.partial(_stored, folder=os.path.abspath(Path(path).parent))
+    stored = functools.partial(_stored, folder=os.path.realpath(Path(path).parent))
     write_whole(path, lambda tmp: CutSet.from_cuts(_with_paths(c, stored) for c in cuts).to_file(tmp),
                 "cut manifests")
 
@@ -69,7 +70,7 @@ def open_cuts(path: str | Path, missing: str = "run the earlier stages of prepar
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found: {missing}")
-    read = functools.partial(_read, folder=os.path.abspath(path.parent))
+    read = functools.partial(_read, folder=os.path.realpath(path.parent))
     cuts = CutSet.from_jsonl_lazy(path).map(functools.partial(_with_paths, convert=read))
     if next(iter(cuts), None) is None:
         raise UserError(f"{path} holds no cuts: prepare the corpus again with more data")
