@@ -76,9 +76,9 @@ def fresh(folder: Path) -> Path:
 
 def stored_codes(tokenized: Path) -> dict:
     """cut id -> its codes (frames, 8), over every part's codes manifest of a tokenized folder."""
-    from lhotse import CutSet
+    from valle.data.files import open_cuts
 
-    return {c.id: c.load_codes() for m in sorted(tokenized.glob("cuts_*_codes.jsonl.gz")) for c in CutSet.from_file(m)}
+    return {c.id: c.load_codes() for m in sorted(tokenized.glob("cuts_*_codes.jsonl.gz")) for c in open_cuts(m)}
 
 
 def check_codes_sharded(args) -> list[dict]:

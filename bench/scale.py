@@ -85,7 +85,9 @@ def bench_startup(args) -> None:
 
 
 def run(cmd: list[str], **kw) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    """`cmd` as a user runs it: torch picks its threads (no OMP_NUM_THREADS), PATH has the environment's bin/."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -147,10 +149,10 @@ def bench_disk(args) -> None:
 
 
 def _sources(tokenized: Path) -> list[str]:
-    from lhotse import CutSet
+    from valle.data.files import open_cuts
 
     return [c.recording.sources[0].source for split in ("train", "dev", "test")
-            for c in CutSet.from_jsonl_lazy(tokenized / f"cuts_{split}.jsonl.gz")]
+            for c in open_cuts(tokenized / f"cuts_{split}.jsonl.gz")]
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ rejected with its reason; codes, text tokens and splits round-trip; the codes st
 deterministic."""
 
 import json
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ from lhotse import CutSet
 from valle.audio import SAMPLE_RATE
 from valle.codec import code_frames, num_frames
 from valle.data import codes, pipeline
+from valle.data.files import open_cuts
 from valle.data.normalize import NormalizeOptions, normalize_entries
 from valle.data.sources import looks_like_speaker, read_corpus
 from valle.data.split import SPLITS, random_split, split_by_parts
@@ -322,12 +323,12 @@ def normalized(tmp_path, write_audio):
 
 
 class CountingCodec:
-    """Wraps a Codec, counts encoded waves, optionally fails after `fail_after` batches (an interruption)."""
+    """Wraps a Codec, counts encoded waves (one cut per call), optionally fails after `fail_after` calls (Ctrl-C)."""
 
     def __init__(self, codec, fail_after=None):
         self.codec, self.fail_after, self.encoded, self.batches = codec, fail_after, 0, 0
         self.weights = codec.weights
-        self.max_batch_seconds = 1.0  # small batches so that an interruption leaves some stored
+        self.max_batch_seconds = codec.max_batch_seconds
 
     def encode(self, waves):
         if self.fail_after is not None and self.batches >= self.fail_after:
@@ -339,7 +340,7 @@ class CountingCodec:
 
 def test_codes_round_trip(normalized, random_codec):
     pipeline.stage_codes(normalized, random_codec)
-    cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert len(cuts) == 5
     for cut in cuts:
         codes = cut.load_codes()
@@ -374,7 +375,7 @@ def test_codes_stage_resumes_after_an_interruption(normalized, random_codec):
     changed = CountingCodec(random_codec)
     pipeline.stage_codes(normalized, changed)
     assert changed.encoded == 1
-    cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert all(c.load_codes().shape[1] == 8 for c in cuts)
 
 
@@ -402,7 +403,7 @@ def test_text_and_split_stages(normalized, random_codec, capsys):
     assert {k: v["cuts"] for k, v in summary["split"].items()} == {"train": 3, "dev": 1, "test": 1}
     ids = set()
     for split in SPLITS:
-        for cut in CutSet.from_file(normalized / "tokenized" / f"cuts_{split}.jsonl.gz"):
+        for cut in open_cuts(normalized / "tokenized" / f"cuts_{split}.jsonl.gz"):
             ids.add(cut.id)
             sup = cut.supervisions[0]
             assert cut.load_codes().shape[1] == 8 and sup.custom["text_ids"] and sup.custom["phonemes"]
@@ -419,7 +420,7 @@ def test_text_stage_builds_the_espeak_table_from_the_corpus(normalized, random_c
     table = (normalized / "tokenized" / "unique_text_tokens.k2symbols").read_text().splitlines()
     vocab = load_tokenizer_info(normalized / "tokenized")["vocab"]
     assert table[0] == "<eps> 0" and len(table) + 3 == len(vocab)  # + <pad> <bos> <eos>
-    for cut in CutSet.from_file(normalized / "tokenized" / "cuts_all_text.jsonl.gz"):
+    for cut in open_cuts(normalized / "tokenized" / "cuts_all_text.jsonl.gz"):
         assert max(cut.supervisions[0].custom["text_ids"]) < len(vocab)
 
 
@@ -475,28 +476,50 @@ def test_split_by_parts_maps_libritts_parts():
 
 # ------------------------------------------------------------------------------------------ LibriTTS
 
-def test_libritts_layout_through_lhotse(tmp_path, fake_libritts, random_codec):
-    """A fake LibriTTS folder goes through lhotse's prepare_libritts and the shared stages (offline)."""
-    from lhotse.recipes import prepare_libritts
-
+def test_libritts_layout_through_every_stage(tmp_path, fake_libritts, random_codec):
+    """A fake LibriTTS folder goes through the LibriTTS scan and the shared stages (offline)."""
     from valle.text import get_tokenizer
 
     root = fake_libritts(tmp_path / "LibriTTS", {"train-clean-5": "19", "dev-clean": "84", "test-clean": "121"})
     data = tmp_path / "data"
     parts = ["train-clean-5", "dev-clean", "test-clean"]
-    prepare_libritts(root, dataset_parts=parts, output_dir=data / "manifests" / "lhotse")
-    entries = pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
+    entries = pipeline.stage_scan_libritts(root, parts, data)
     assert {(e.part, e.speaker) for e in entries} == {("train-clean-5", "19"), ("dev-clean", "84"),
                                                       ("test-clean", "121")}
+    assert (data / "rejected.tsv").read_text() == ""  # the chapters' .trans.tsv and .book.tsv belong to them
     pipeline.stage_normalize(data, NormalizeOptions())
     pipeline.stage_codes(data, random_codec)
     pipeline.stage_text(data, get_tokenizer("vallex"), "en")
     pipeline.stage_split(data, 0.05, 0.05, seed=42)
-    speakers = {s: {c.supervisions[0].speaker for c in CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz")}
+    speakers = {s: {c.supervisions[0].speaker for c in open_cuts(data / "tokenized" / f"cuts_{s}.jsonl.gz")}
                 for s in SPLITS}
     assert speakers == {"train": {"19"}, "dev": {"84"}, "test": {"121"}}
     # LibriTTS files are mono 24 kHz already: referenced in place, nothing converted
     assert (data / "conversions.tsv").read_text() == "" and not any((data / "audio").iterdir())
-    shutil.rmtree(data / "manifests" / "lhotse")
-    with pytest.raises(UserError, match="prepare the lhotse manifests"):
-        pipeline.stage_lhotse_manifests(data / "manifests" / "lhotse", "libritts", parts, data)
+
+
+def test_every_file_of_a_libritts_tree_is_accounted_for(tmp_path, fake_libritts):
+    """An empty wav, a corrupt wav, a wav without its transcript and a transcript without its wav: each one line
+    of rejected.tsv (stage 0 or 1) while the good files go on; lhotse's reader stopped at the first broken wav."""
+    from valle.commands import prepare_corpus
+
+    root = fake_libritts(tmp_path / "download" / "LibriTTS", {"dev-clean": "84", "train-clean-5": "19"})
+    chapter = root / "train-clean-5" / "19" / "1000"
+    good = sorted(chapter.glob("*.wav"))
+    (chapter / "19_1000_000002_000000.wav").write_bytes(b"")
+    (chapter / "19_1000_000002_000000.normalized.txt").write_text("Empty.")
+    (chapter / "19_1000_000003_000000.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    (chapter / "19_1000_000003_000000.normalized.txt").write_text("Corrupt.")
+    good[0].with_suffix(".normalized.txt").unlink()
+    (chapter / "19_1000_000004_000000.normalized.txt").write_text("No audio.")
+    data = tmp_path / "data"
+    prepare_corpus.main(["libritts", "--corpus-dir", str(root), "--parts", "dev-clean", "train-clean-5",
+                         "--data-dir", str(data)])
+    prepare_corpus.main(["normalize", "--data-dir", str(data)])
+    rejected = dict(line.split("\t") for line in (data / "rejected.tsv").read_text().splitlines())
+    assert {Path(p).name: reason.split(":")[0] for p, reason in rejected.items()} == {
+        good[0].name: "missing transcript", "19_1000_000004_000000.normalized.txt": "transcript without audio",
+        "19_1000_000002_000000.wav": "empty file", "19_1000_000003_000000.wav": "unreadable"}
+    kept = {c.id for part in ("dev-clean", "train-clean-5")
+            for c in open_cuts(data / "manifests" / f"cuts_{part}.jsonl.gz")}
+    assert kept == {p.stem for p in (root / "dev-clean").rglob("*.wav")} | {good[1].stem}

@@ -4,15 +4,16 @@ a codec frame. The disk-full tests mount a small tmpfs (root only; CI runs as ro
 import errno
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lhotse import CutSet
 
 from valle.codec import code_frames
 from valle.data import codes, normalize, pipeline
+from valle.data.files import open_cuts
 from valle.data.normalize import NormalizeOptions, normalize_entries
 from valle.data.sources import Entry, read_corpus
 from valle.errors import UserError
@@ -89,7 +90,7 @@ def test_normalize_disk_full_mid_write_keeps_files_whole_and_resumes(tmp_path, s
         assert sf.info(str(flac)).frames == 48000  # whole files only
     filler.unlink()
     pipeline.stage_normalize(data, NormalizeOptions())
-    cuts = CutSet.from_file(data / "manifests" / "cuts_all.jsonl.gz")
+    cuts = open_cuts(data / "manifests" / "cuts_all.jsonl.gz")
     assert len(cuts) == 3 and all(c.load_audio().shape == (1, 48000) for c in cuts)
 
 
@@ -121,7 +122,7 @@ def test_codes_stage_on_a_full_disk(small_disk, normalized_on, random_codec, mon
     assert not leftovers(data) and not (data / "tokenized" / "codes_all.h5").exists()
     filler.unlink()
     pipeline.stage_codes(data, random_codec)  # resumes
-    cuts = CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(data / "tokenized" / "cuts_all_codes.jsonl.gz")
     for cut in cuts:
         expected = random_codec.encode([torch.from_numpy(cut.load_audio()[0])])[0]  # (frames, 8)
         assert np.array_equal(cut.load_codes(), expected[: code_frames(cut.duration)].numpy())
@@ -141,11 +142,11 @@ def test_disk_full_while_writing_codes_is_one_line(normalized_on, tmp_path, rand
     assert not leftovers(data)
     monkeypatch.undo()
     pipeline.stage_codes(data, random_codec)
-    assert len(CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")) == 5
+    assert len(open_cuts(data / "tokenized" / "cuts_all_codes.jsonl.gz")) == 5
 
 
 def test_damaged_store_is_moved_aside_not_crashing(normalized_on, tmp_path, random_codec, caplog):
-    """A store an older version left half-written: checked in a child process, moved aside, codes made again."""
+    """A store cut short (e.g. a copy of the data folder interrupted): moved aside, its codes made again."""
     data = normalized_on(tmp_path / "data")
     pipeline.stage_codes(data, random_codec)
     h5 = data / "tokenized" / "codes_all.h5"
@@ -153,7 +154,7 @@ def test_damaged_store_is_moved_aside_not_crashing(normalized_on, tmp_path, rand
     h5.write_bytes(whole[: len(whole) // 2])
     pipeline.stage_codes(data, random_codec)
     assert "moved to" in caplog.text and h5.with_suffix(".old.h5").is_file()
-    assert all(c.load_codes().shape[1] == 8 for c in CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz"))
+    assert all(c.load_codes().shape[1] == 8 for c in open_cuts(data / "tokenized" / "cuts_all_codes.jsonl.gz"))
 
 
 def test_symlinked_folders_are_followed_and_loops_reported(tmp_path, write_audio):
@@ -205,3 +206,24 @@ def test_unreadable_folder_is_reported(tmp_path, write_audio, monkeypatch):
     assert [e.id for e in entries] == ["alice_u1"]
     assert [(r.path, r.kind) for r in rejected] == [(str(locked), "unreadable folder")]
     assert "Permission denied" in rejected[0].detail
+
+
+def test_a_shar_export_that_fails_leaves_the_old_split_folder_whole(tmp_path, monkeypatch):
+    from lhotse import CutSet
+
+    from valle.data.shar import export_shar
+    from valle.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "data", num_train=6, num_dev=2)
+    export_shar(data, data / "shar", shard_size=2, audio=False)
+    before = {p.name: p.read_bytes() for p in (data / "shar" / "train").iterdir()}
+
+    def fails_half_way(cuts, folder, **kw):
+        (Path(folder) / "cuts.000000.jsonl.gz").write_bytes(b"half")
+        raise OSError(errno.EIO, "input/output error")
+
+    monkeypatch.setattr(CutSet, "to_shar", fails_half_way)
+    with pytest.raises(OSError, match="input/output error"):
+        export_shar(data, data / "shar", shard_size=3, audio=False)
+    assert {p.name: p.read_bytes() for p in (data / "shar" / "train").iterdir()} == before
+    assert sorted(p.name for p in (data / "shar").iterdir()) == ["dev", "text_tokenizer.json", "train"]

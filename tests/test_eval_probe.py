@@ -95,12 +95,11 @@ def test_best_eval_keeps_the_weights_with_the_best_unflagged_score(mini_data, ti
 
 
 def test_eval_interval_needs_a_codec(mini_data, tiny_init, tmp_path):
-    from lhotse import CutSet
-
+    from valle.data.files import open_cuts
     from valle.errors import UserError
     from valle.eval.probe import EvalProbe
 
-    cuts = CutSet.from_file(mini_data / "cuts_dev.jsonl.gz").to_eager()
+    cuts = open_cuts(mini_data / "cuts_dev.jsonl.gz").to_eager()
     with pytest.raises(UserError, match="--eval-interval needs a codec"):
         EvalProbe(cuts, list(cuts), "none", torch.device("cpu"))
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lhotse import CutSet
 
 from valle.config import LANGUAGE_IDS
+from valle.data.files import open_cuts
 from valle.text import get_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     run([REPO / "egs" / "custom" / "prepare.sh", "--corpus", voice, "--language", "ja", "--codec-weights", "random"],
         project)
     tokenized = project / "data" / "tokenized"
-    cuts = [c for part in ("train", "dev", "test") for c in CutSet.from_file(tokenized / f"cuts_{part}.jsonl.gz")]
+    cuts = [c for part in ("train", "dev", "test") for c in open_cuts(tokenized / f"cuts_{part}.jsonl.gz")]
     assert sorted(c.supervisions[0].text for c in cuts) == sorted(SENTENCES)
     tok = get_tokenizer("vallex")
     for cut in cuts:
@@ -94,7 +94,7 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
 
     # CER per character after normalisation: the ground truth "heard" without punctuation and in full-width
     # digits (no error), each synthesis heard with one character wrong
-    test_cuts = sorted(CutSet.from_file(tokenized / "cuts_test.jsonl.gz"), key=lambda c: c.id)
+    test_cuts = sorted(open_cuts(tokenized / "cuts_test.jsonl.gz"), key=lambda c: c.id)
     lines, chars = [], {}
     for c in test_cuts:
         text = c.supervisions[0].text

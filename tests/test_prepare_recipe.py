@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
-from lhotse import CutSet
 
 from valle.audio import SAMPLE_RATE
 from valle.codec import code_frames, num_frames
 from valle.config import LANGUAGE_IDS
+from valle.data.files import open_cuts
 
 # one OpenMP thread: the machine running the tests may be busy, and these are tiny workloads
 ENV = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
@@ -40,7 +40,7 @@ def mini(mini_data, tmp_path_factory):
 def test_mini_prepare_end_to_end(mini):
     tmp, _, output = mini
     data = tmp / "data"
-    splits = {s: CutSet.from_file(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager()
+    splits = {s: open_cuts(data / "tokenized" / f"cuts_{s}.jsonl.gz").to_eager()
               for s in ("train", "dev", "test")}
     assert [len(splits[s]) for s in ("train", "dev", "test")] == [34, 4, 2]
     for cuts in splits.values():
@@ -70,11 +70,11 @@ def test_mini_rerun_skips_finished_stages(mini):
 
 def test_changed_option_reruns_only_its_stage(mini):
     tmp, corpus, _ = mini
-    before = {s: CutSet.from_file(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
+    before = {s: open_cuts(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data",
                 "--seed", "7"], cwd=tmp)
     assert "stage 3 (text): done before" in proc.stdout and "stage 4 (split): split" in proc.stdout
-    after = {s: CutSet.from_file(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
+    after = {s: open_cuts(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     assert before != after
     run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
 
@@ -167,7 +167,7 @@ def test_two_concurrent_prepares(tmp_path):
     assert len(refused) <= 1 and all(code in (0, 2) for code, _ in results), results
     for err in refused:
         assert "is in use by pid" in err and "prepare.sh" in err
-    cuts = CutSet.from_file(tmp_path / "data/manifests/cuts_all.jsonl.gz")
+    cuts = open_cuts(tmp_path / "data/manifests/cuts_all.jsonl.gz")
     assert len(cuts) == 4 and all(c.load_audio().shape[1] > 0 for c in cuts)
 
 
@@ -180,8 +180,8 @@ def test_defaults_have_one_source_and_a_skipped_stage_is_fast(tmp_path):
 
     script = tmp_path / "s.sh"
     script.write_text('eval "$(python -m valle.data.options --shell custom)"\n'
-                      'echo "$corpus|$num_jobs|$language|$data_dir|$min_duration|${PREPARE_LANGUAGES[*]}"\n')
-    assert run([script], cwd=tmp_path).stdout.strip() == "|1|en|data|0.5|en zh ja"
+                      'echo "$corpus|$num_jobs|$language|$data_dir|$min_duration|${PREPARE_FIELDS[*]:0:3}"\n')
+    assert run([script], cwd=tmp_path).stdout.strip() == "|1|en|data|0.5|corpus data_dir language"
     for recipe, own in [("custom", set()), ("libritts", {"num_jobs"})]:  # libritts: more jobs, LibriTTS is large
         text = (REPO / "egs" / recipe / "prepare.sh").read_text()
         assert {f.name for f in recipe_fields(recipe) if f"\n{f.name}=" in text} == own, recipe
@@ -206,20 +206,38 @@ def test_defaults_have_one_source_and_a_skipped_stage_is_fast(tmp_path):
 
 
 def test_each_prepare_sh_shows_every_stage_as_a_guarded_block():
-    """A reader finds each numbered stage of prepare.sh, and the command it runs, in the file itself."""
+    """A reader finds each numbered stage, and the command it runs, as a guarded block: a recipe's own stages (-1,
+    0: reading its corpus) in its prepare.sh, the stages every recipe shares (1-4) once, in
+    egs/shared/prepare_stages.sh, which the recipes source."""
     from valle.data.stages import STAGE_NAMES
 
-    for recipe, first in [("custom", 0), ("libritts", -1), ("mini", -1)]:
-        text = (REPO / "egs" / recipe / "prepare.sh").read_text()
-        last = len(STAGE_NAMES) - 1 if recipe != "mini" else -1  # mini: its corpus, then the custom recipe's
-        for n in range(first, last + 1):
+    def blocks(text: str, stages) -> None:
+        for n in stages:
             guard = f'if [ "$stage" -le {n} ] && [ "$stop_stage" -ge {n} ]; then\n'
-            assert text.count(guard) == 1, (recipe, n)
-            block = text.split(guard)[1].split("\nfi\n")[0]
-            assert "$PYTHON" in block, (recipe, n)  # one command a reader can copy
-        assert "prepare_stages.sh" not in text and ".done" not in text.split("set -euo pipefail")[1]
-    assert not (REPO / "egs/shared/prepare_stages.sh").exists()
+            assert text.count(guard) == 1, n
+            assert "$PYTHON" in text.split(guard)[1].split("\nfi\n")[0], n  # one command a reader can copy
+
+    shared = (REPO / "egs/shared/prepare_stages.sh").read_text()
+    blocks(shared, range(1, len(STAGE_NAMES)))
+    for recipe, first in [("custom", 0), ("libritts", -1), ("mini", -1)]:  # custom: -1 only with --long-recordings
+        text = (REPO / "egs" / recipe / "prepare.sh").read_text()
+        blocks(text, range(first, 0 if recipe == "mini" else 1))  # mini: its corpus, then the custom recipe's
+        assert 'if [ "$stage" -le 1 ]' not in text and "$data_dir/." not in text  # the stage runner's markers
+        assert (recipe == "mini") != text.endswith('. "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh"\n')
     assert "../custom/prepare.sh" in (REPO / "egs/mini/prepare.sh").read_text()
+
+
+def test_prepare_sh_checks_every_option_in_one_place_before_any_stage(tmp_path):
+    """prepare.sh hands its options to PrepareOptions' own check (as the stage commands and the page do): a bad
+    value is one line, before the corpus is read and before the data folder exists."""
+    for recipe, extra in [("custom", ["--corpus", str(tmp_path)]), ("libritts", ["--stage", "0"])]:
+        for flag, value, message in [("--num-workers", "0", "error: --num-workers 0: use 1 or more"),
+                                     ("--language", "fr", "error: --language fr: use en, zh or ja"),
+                                     ("--max-duration", "0.2", "error: --min-duration 0.5 --max-duration 0.2: "
+                                                               "need 0 < min < max (seconds)")]:
+            proc = run([REPO / "egs" / recipe / "prepare.sh", *extra, flag, value], cwd=tmp_path, check=False)
+            assert (proc.returncode, proc.stderr.strip()) == (2, message), (recipe, proc.stderr)
+            assert not (tmp_path / "data").exists()
 
 
 def test_every_recipe_script_parses_options_one_way():
@@ -227,7 +245,7 @@ def test_every_recipe_script_parses_options_one_way():
     hands "$@" as it is to a script that does."""
     for script in sorted((REPO / "egs").glob("*/*.sh")):
         text = script.read_text()
-        if script.name in ("parse_options.sh", "env.sh"):
+        if script.name in ("parse_options.sh", "env.sh", "prepare_stages.sh"):  # sourced: no options of their own
             continue
         assert 'case " $* "' not in text and "while [ $# -gt 0 ]" not in text, script
         assert "parse_options.sh" in text or '"$@"' in text, script

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import train_metrics_so_far
-from lhotse import CutSet
 
-from valle.data import pipeline
+from valle.data import codes, pipeline
 from valle.data.codes import shard_path
+from valle.data.files import open_cuts
 from valle.data.normalize import NormalizeOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,43 +36,131 @@ def normalized(tmp_path, write_audio):
     return data
 
 
-@pytest.fixture
-def small_batches(random_codec):
-    """The random codec encoding at most 1.5 s of padded audio per call: the 8 cuts make several batches."""
-    codec = copy.copy(random_codec)
-    codec.max_batch_seconds = 1.5
-    return codec
-
-
 def codes_of(data) -> dict[str, np.ndarray]:
-    cuts = CutSet.from_file(data / "tokenized" / "cuts_all_codes.jsonl.gz")
+    cuts = open_cuts(data / "tokenized" / "cuts_all_codes.jsonl.gz")
     return {c.id: c.load_codes() for c in cuts}
 
 
-@pytest.mark.slow
-def test_two_worker_processes_give_the_codes_of_one_and_a_killed_shard_resumes_alone(normalized, small_batches,
-                                                                                    tmp_path, single_thread):
+class KilledCodec:
+    """The random codec, counting the cuts it encodes (one per call), killed after `kill_after` of them: an error
+    that is not Ctrl-C, so nothing is flushed (as with SIGKILL): what remains is the pieces written before."""
+
+    def __init__(self, codec, kill_after: int | None = None):
+        self.codec, self.kill_after, self.encoded = codec, kill_after, 0
+        self.weights, self.max_batch_seconds = codec.weights, codec.max_batch_seconds
+
+    def encode(self, waves):
+        if self.encoded == self.kill_after:
+            raise RuntimeError("killed")
+        self.encoded += len(waves)
+        return self.codec.encode(waves)
+
+
+def test_two_shards_give_the_codes_of_one_and_a_killed_shard_resumes_from_its_pieces(normalized, random_codec,
+                                                                                    tmp_path, monkeypatch):
     one = tmp_path / "one"
-    os.system(f"cp -r {normalized} {one}")
-    pipeline.stage_codes(one, small_batches)
-    pipeline.stage_codes(normalized, small_batches, num_workers=2)
+    shutil.copytree(normalized, one)
+    pipeline.stage_codes(one, random_codec)
     h5 = normalized / "tokenized" / "codes_all.h5"
     shards = [shard_path(h5, k, 2) for k in range(2)]
-    assert all(s.is_file() and s.with_name(s.name + ".done").is_file() for s in shards) and not h5.exists()
+    monkeypatch.setattr(codes, "PIECE_SECONDS", 1 / 75)  # a piece after every cut
+    pieces = codes._pieces_dir(shards[0])
+    with pytest.raises(RuntimeError, match="killed"):  # shard 0 (the first to run here) dies after 2 of its 4 cuts
+        pipeline.stage_codes(normalized, KilledCodec(random_codec, 2), num_workers=1, rank=0, world_size=2)
+    assert sorted(p.name for p in pieces.iterdir()) == ["1.h5", "2.h5"] and not shards[0].exists()
+    counting = KilledCodec(random_codec)
+    monkeypatch.setattr(codes, "PIECE_SECONDS", 600.0)
+    for rank in (1, 0):  # every rank of a torchrun run of two processes; rank 0 writes the manifests
+        pipeline.stage_codes(normalized, counting, num_workers=1, rank=rank, world_size=2)
+    assert counting.encoded == 8 - 2  # the pieces' cuts were not encoded again
+    assert all(s.is_file() and s.with_name(s.name + ".done").is_file() for s in shards) and not pieces.exists()
     sharded, single = codes_of(normalized), codes_of(one)
     assert sharded.keys() == single.keys() and len(sharded) == 8
-    assert all(np.array_equal(sharded[k], single[k]) for k in single)
-    cuts = CutSet.from_file(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
+    assert [k for k in single if not np.array_equal(sharded[k], single[k])] == []
+    cuts = open_cuts(normalized / "tokenized" / "cuts_all_codes.jsonl.gz")
     assert {c.codes.array.storage_path for c in cuts} == {str(s) for s in shards}  # both shards have cuts
 
-    # shard 1 was killed: its marker is missing and its store half there; shard 0 is done
-    shards[1].with_name(shards[1].name + ".done").unlink()
-    shards[1].unlink()
-    before = shards[0].stat().st_mtime_ns
-    pipeline.stage_codes(normalized, small_batches, num_workers=2)
-    assert shards[0].stat().st_mtime_ns == before  # not encoded again
-    again = codes_of(normalized)
-    assert all(np.array_equal(again[k], single[k]) for k in single)
+
+USER_ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # as users have it
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """A data folder after the normalize stage: 8 espeak-ng utterances of 2-5 s (near ties between codebook
+    entries are common in real speech, rare in test tones) and one of about 11 s, three of them joined, which
+    makes the shard that holds it the last to finish."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("spoken")
+    subprocess.run([sys.executable, str(REPO / "egs" / "mini" / "make_corpus.py"), "--layout", "libritts",
+                    "--output", str(root / "download"), "--per-speaker", "2", "--parts", "train-clean-100"],
+                   check=True, capture_output=True, timeout=300)
+    corpus = root / "download" / "LibriTTS" / "train-clean-100"
+    waves = sorted(corpus.rglob("*.wav"))
+    sf.write(str(corpus / "long.wav"), np.concatenate([sf.read(str(w))[0] for w in waves[:3]]), 24000)
+    (corpus / "long.txt").write_text("Three sentences in one file.")
+    pipeline.stage_scan(corpus, root / "data")
+    pipeline.stage_normalize(root / "data", NormalizeOptions())
+    return root / "data"
+
+
+def compute_codes_cli(data, workers: int, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "valle.commands.compute_codes", "--data-dir", str(data),
+                             "--codec-weights", "random", "--device", "cpu", "--num-workers", str(workers)],
+                            env=USER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finished(proc: subprocess.Popen) -> None:
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+
+
+@pytest.mark.slow  # three code stages of 40 s of speech, in processes of their own
+def test_codes_are_the_same_from_one_process_two_workers_and_a_killed_and_resumed_run(spoken, tmp_path):
+    # the default threads (torch's choice, as a user runs the command); one process and each of two workers
+    # encoded with different thread counts, and a resumed shard alone with all of them: near-tie codes flipped
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(spoken, one)
+    shutil.copytree(spoken, two)
+    finished(compute_codes_cli(one, 1))
+    killed = compute_codes_cli(two, 2, start_new_session=True)  # its workers are in its process group
+    deadline = time.time() + 300
+    while not list((two / "tokenized").glob("*.done")):  # the shorter shard is done, the other one is running
+        assert killed.poll() is None and time.time() < deadline, killed.stderr.read()[-3000:]
+        time.sleep(0.02)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert len(list((two / "tokenized").glob("*.done"))) == 1
+    finished(compute_codes_cli(two, 2))  # the killed shard runs again, alone
+    single, resumed = codes_of(one), codes_of(two)
+    assert len(single) == 9 and single.keys() == resumed.keys()
+    assert [k for k in single if not np.array_equal(single[k], resumed[k])] == []
+
+
+def test_a_data_folder_reads_the_same_from_any_folder_and_after_a_move(tmp_path, monkeypatch, write_audio, capsys):
+    """The several-machines recipe runs the codes stage where prepare.sh did not run; a data folder is moved."""
+    from valle.commands import compute_codes, prepare_corpus
+    from valle.errors import UserError
+
+    corpus, here, elsewhere = tmp_path / "corpus", tmp_path / "here", tmp_path / "elsewhere"
+    write_audio(corpus / "a.wav", seconds=0.8).with_suffix(".txt").write_text("Referenced where it is.")
+    write_audio(corpus / "b.wav", seconds=0.9, rate=16000).with_suffix(".txt").write_text("Converted into data.")
+    for folder in (here, elsewhere):
+        folder.mkdir()
+    monkeypatch.chdir(here)
+    prepare_corpus.main(["scan", "--corpus", str(corpus), "--data-dir", "data"])
+    prepare_corpus.main(["normalize", "--data-dir", "data"])
+    monkeypatch.chdir(elsewhere)
+    compute_codes.main(["--data-dir", "../here/data", "--codec-weights", "random", "--device", "cpu"])
+    moved = shutil.move(here / "data", tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    cuts = {c.id: c for c in open_cuts(Path(moved) / "tokenized" / "cuts_all_codes.jsonl.gz")}
+    assert cuts["b"].recording.sources[0].source == str(Path(moved) / "audio" / "b.flac")
+    assert all(c.load_audio().shape[1] == c.num_samples and len(c.load_codes()) for c in cuts.values())
+    shutil.move(corpus, tmp_path / "renamed")  # the referenced file is gone: one line saying why
+    (Path(moved) / ".codes.done").unlink()
+    with pytest.raises(UserError, match=f"^{corpus / 'a.wav'} not found: cut a was prepared from it; if the corpus "
+                                        "moved, prepare the data folder again from stage 0$"):
+        compute_codes.main(["--data-dir", str(moved), "--codec-weights", "random", "--device", "cpu"])
 
 
 # ----------------------------------------------------------------------------------------- training sources

@@ -1,5 +1,7 @@
 """The one stage runner (valle.data.stages.run_stages) driven from Python: skip, redo, markers, the data lock."""
 
+from pathlib import Path
+
 import pytest
 
 from valle.data.stages import STAGE_NAMES, StageRun, run_stages, signature
@@ -59,15 +61,15 @@ def test_a_stage_that_runs_drops_the_later_markers_only_once_it_has_finished(tmp
     assert sorted(markers(data)) == [".normalize.done", ".scan.done"]  # codes, text and split are stale now
 
 
-def test_a_folder_prepared_before_the_rename_keeps_its_first_stage(tmp_path):
-    """The first stage was marked .corpus.done before it was called scan everywhere: that marker still counts."""
+def test_a_marker_an_older_version_wrote_is_one_line_and_the_stage_runs_again(tmp_path, caplog):
     data, ran = tmp_path / "data", []
     data.mkdir()
-    (data / ".corpus.done").write_text("corpus=/c\n")
+    (data / ".scan.done").write_text('{"corpus": "/c"}\n')  # JSON, as the codes shards' markers once were
     run_stages(data, runs(ran)[:1])
-    assert ran == []
-    run_stages(data, [StageRun("scan", "corpus=/elsewhere", recorder(ran, "scan"))])
-    assert ran == ["scan"] and markers(data) == {".scan.done": "corpus=/elsewhere\n"}
+    assert ran == ["scan"] and markers(data) == {".scan.done": "corpus=/c\n"}
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.getMessage() == f"{data / '.scan.done'} was written by an older version of the toolkit: " \
+                                  "running that work again"
 
 
 def test_one_run_per_data_folder(tmp_path):
@@ -76,3 +78,33 @@ def test_one_run_per_data_folder(tmp_path):
         with pytest.raises(UserError, match=r"data is in use by pid \d+ .*wait for that data preparation to finish"):
             run_stages(data, runs(ran))
     assert ran == [] and markers(data) == {}
+
+
+def valle_imports() -> dict[str, set[str]]:
+    """module -> the valle modules it imports, anywhere in its code (imports inside functions too)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / "valle").rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                base = ".".join(name.split(".")[: -node.level] + [node.module]) if node.level else node.module
+                found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_imports_draw_no_cycle_and_no_data_module_knows_training():
+    import graphlib
+
+    graph = valle_imports()
+    assert len(graph) > 50 and "valle.data.stage_list" in graph["valle.data.rejections"]
+    assert [(m, d) for m, deps in graph.items() if m.startswith("valle.data") for d in deps
+            if d.startswith("valle.training")] == []
+    graphlib.TopologicalSorter(graph).prepare()  # CycleError naming the modules of a cycle

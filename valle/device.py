@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from valle.errors import UserError
@@ -30,3 +32,15 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
     return _DTYPES[name]
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads set to `count` inside the block (and back after): float results depend on the
+    thread count, so work whose output must not depend on how it was split runs with a fixed one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

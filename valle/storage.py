@@ -107,3 +107,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: s
         raise
     _fsync(path.parent)
     return path
+
+
+def atomic_write_folder(path: str | os.PathLike, write: Callable[[Path], None], what: str = "",
+                        fix: str = "") -> Path:
+    """`atomic_write` for a folder: write(tmp) fills a new temporary folder beside `path` (`partial_path`), which is
+    synced and renamed onto `path`; an old folder there is first renamed aside and removed after. `path` is never
+    half-written nor half-removed: after a crash it is the old folder, the new one, or absent (the old one then
+    waits, whole, as `.tmp-<pid>-old-<name>`; `remove_partials` clears both leftovers)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, aside = partial_path(path), partial_path(path.with_name(f"old-{path.name}"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        for file in tmp.rglob("*"):
+            _fsync(file)
+        _fsync(tmp)
+        if path.exists():
+            os.replace(path, aside)
+        os.replace(tmp, path)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if what and is_disk_full(e):
+            raise disk_full_error(path, what, fix) from None
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    _fsync(path.parent)
+    return path

@@ -8,12 +8,13 @@
 #   or a metadata file of `path|text` / `path|text|speaker` lines (paths relative to the file), or LJSpeech
 #   `id|text|normalized` (an id without extension is read from wavs/ID.wav). A line with a '|' inside its text
 #   is reported as ambiguous in data/rejected.tsv, never cut (see docs/data.md).
-# Each stage below is one command you can also run by hand. A stage that finished leaves data/.<stage>.done
-# holding its options; a rerun skips it unless they changed (valle/data/stages.py).
+# Each stage below (and in ../shared/prepare_stages.sh: 1-4, shared by every recipe) is one command you can also
+# run by hand. A stage that finished leaves data/.<stage>.done holding its options; a rerun skips it unless they
+# changed (valle/data/stages.py). Every option is checked before anything runs (valle/data/options.py).
 # Reports: data/rejected.tsv (file<TAB>reason), data/conversions.tsv, data/summary.json.
 # One run at a time per data folder: a second one refuses, naming the run that holds it.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, take_data_lock
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, check_options, take_data_lock
 
 stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 codes, 3 text, 4 split
 stop_stage=4               # last stage to run
@@ -40,10 +41,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && [ -z "$corpus" ]; then
   echo "$0: --corpus is required (a folder of audio + transcripts, or a metadata file); see --help" >&2
   exit 1
 fi
-if [[ " ${PREPARE_LANGUAGES[*]} " != *" $language "* ]]; then
-  echo "$0: --language $language: the corpus language must be $PREPARE_LANGUAGES_TEXT" >&2
-  exit 2
-fi
+check_options custom
 take_data_lock
 
 if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ] && [ -n "$long_recordings" ]; then
@@ -59,35 +57,5 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" scan --corpus "$corpus" --data-dir "$data_dir"
 fi
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  # check every file, downmix to mono, resample to 24 kHz -> data/manifests/cuts_all.jsonl.gz, rejected.tsv
-  "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
-    --max-duration "$max_duration" --silence-db "$silence_db" --num-jobs "$num_jobs"
-fi
-
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  # Encodec 24 kHz codes (resumable) -> data/tokenized/codes_all.h5
-  # in --num-workers shards at once; with --num-gpus > 1 under torchrun, one process per GPU running as many
-  torchrun=()
-  if [ "$num_gpus" -gt 1 ]; then torchrun=(-m torch.distributed.run --standalone --nproc-per-node "$num_gpus"); fi
-  "$PYTHON" "${torchrun[@]}" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
-    --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
-fi
-
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  # text tokens (g2p failures -> rejected.tsv) -> data/tokenized/cuts_all_text.jsonl.gz
-  "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" \
-    --language "$language" ${symbols:+--symbols "$symbols"}
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  # train/dev/test split -> data/tokenized/cuts_{train,dev,test}.jsonl.gz
-  "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
-    --seed "$seed" --heldout-speakers "$heldout_speakers"
-  if [ "$format" = shar ]; then
-    # lhotse Shar shards of the splits (rewritten from them) -> data/shar/<split>/; train with --shar-dir data/shar
-    "$PYTHON" "$VALLE_BIN/export_shar.py" --data-dir "$data_dir" --shar-shard-size "$shar_shard_size" \
-      --shar-audio "$shar_audio"
-  fi
-fi
-log "done: $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"
+# stages 1 normalize, 2 codes, 3 text, 4 split: the same in every recipe
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh"

@@ -23,6 +23,7 @@ import torchaudio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from valle.config import str2bool  # noqa: E402
+from valle.markers import marker_line, write_marker  # noqa: E402
 
 VOICES = {  # speaker folder -> espeak-ng voice (+variant)
     "us_adam": "en-us",
@@ -79,7 +80,7 @@ FORMATS = [
     (48000, 1, "wav", "PCM_16"),
 ]
 TRANSCRIPT_SUFFIXES = [".txt", ".txt", ".lab", ".normalized.txt"]
-COMPLETE = ".complete"  # written last: a corpus folder without it is regenerated
+COMPLETE = ".corpus.done"  # its done-marker (valle.markers), written last: a folder without it is regenerated
 
 
 def synthesize(text: str, voice: str, tmp: Path) -> tuple[np.ndarray, int]:
@@ -124,7 +125,7 @@ def make_corpus(out: Path, per_speaker: int, bad_examples: bool) -> int:
             sf.write(str(folder / "no_transcript.wav"), wave, native)
             sf.write(str(folder / "silence.wav"), np.zeros(2 * 16000, dtype=np.float32), 16000)
             (folder / "silence.txt").write_text("This recording is silent.\n")
-    (out / COMPLETE).write_text(f"{n} utterances\n")
+    write_marker(out / COMPLETE, marker_line({"utterances": n, "per_speaker": per_speaker}))
     return n
 
 

@@ -27,8 +27,8 @@ take_data_lock  # before the corpus is made: two demo runs in one folder do not 
 
 if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ]; then
   # the mini corpus: 4 espeak-ng voices, many audio formats, 2 bad files (kept when it is complete)
-  if [ -f "$corpus_dir/.complete" ]; then
-    log "stage -1 (mini corpus): $corpus_dir exists, not regenerated ($(cat "$corpus_dir/.complete"))"
+  if [ -f "$corpus_dir/.corpus.done" ]; then
+    log "stage -1 (mini corpus): $corpus_dir exists, not regenerated ($(cat "$corpus_dir/.corpus.done"))"
   else
     "$PYTHON" "$HERE/make_corpus.py" --output "$corpus_dir" --per-speaker "$per_speaker"
   fi

@@ -4,7 +4,8 @@
 #   2. else the project's .venv (made by `make setup`),
 #   3. else python3 when it can import the toolkit (`pip install -e .` into an active environment).
 # Sets PYTHON, VALLE_ROOT, VALLE_BIN and VALLE_ENV_BIN (the environment's bin/: tensorboard, torchrun), first on PATH.
-# Puts this checkout first on PYTHONPATH. Defines log and take_data_lock (the data folder's lock, for prepare.sh).
+# Puts this checkout first on PYTHONPATH. Defines log, and for prepare.sh check_options and take_data_lock (the data
+# folder's lock).
 VALLE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VALLE_BIN="$VALLE_ROOT/bin"
 if [ -z "${PYTHON:-}" ]; then
@@ -31,6 +32,14 @@ export PYTHON VALLE_ROOT VALLE_BIN VALLE_ENV_BIN PATH
 # log MESSAGE: a line with the time and the script's name, as the stage CLIs write theirs
 log() {
   echo "$(date '+%F %T') ($(basename "$0")) $*"
+}
+
+# check_options RECIPE: every preparation option of the recipe through the one check of valle/data/options.py (as the
+# stage commands and the web page do), before anything runs: a bad value is one `error: ...` line and exit 2
+check_options() {
+  local values=() name
+  for name in "${PREPARE_FIELDS[@]}"; do values+=("--${name//_/-}" "${!name}"); done
+  "$PYTHON" -m valle.data.options --check "$1" "${values[@]}" || exit 2
 }
 
 # take_data_lock: one preparation at a time per data folder (valle/locks.py: a flock on $data_dir/.lock, which the

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import AUDIO_EXTENSIONS
-from valle.config import LANGUAGES, or_list
 from valle.data import stages
 from valle.data.options import PrepareOptions
 from valle.errors import UserError
-from valle.text import TOKENIZER_NAMES
 
 STAGES = stages.STAGE_NAMES  # in order
 METADATA_SUFFIXES = (".csv", ".tsv", ".list", ".txt")
@@ -62,21 +60,12 @@ def _codec_spec(ws: Workspace, weights: str) -> str:
     return str(ws.path(weights, "codec weights", must_exist=True))
 
 
-def check_options(opts: PrepareOptions) -> None:
-    if not opts.corpus.strip():
-        raise UserError("corpus: give a folder of audio + transcripts, or a metadata file")
-    if opts.language not in LANGUAGES:
-        raise UserError(f"language {opts.language!r}: the corpus language must be {or_list(LANGUAGES)}")
-    if opts.tokenizer not in TOKENIZER_NAMES:
-        raise UserError(f"tokenizer {opts.tokenizer!r}: use vallex (fine-tuning) or espeak (training from scratch)")
-    if not 0 < opts.min_duration < opts.max_duration:
-        raise UserError(f"durations {opts.min_duration}..{opts.max_duration} s: need 0 < min < max")
-
-
 def run_prepare(ws: Workspace, opts: PrepareOptions,
                 progress: Callable[[float, str], None] = lambda fraction, desc: None) -> PrepareResult:
-    """Run every stage not already done with the same options, under the data folder's lock."""
-    check_options(opts)
+    """Run every stage not already done with the same options (checked when `opts` was made: PrepareOptions), under
+    the data folder's lock."""
+    if not opts.corpus.strip():
+        raise UserError("corpus: give a folder of audio + transcripts, or a metadata file")
     corpus = ws.path(opts.corpus, "corpus", must_exist=True)
     data_dir = ws.path(opts.data_dir, "data folder")
     codec = _codec_spec(ws, opts.codec_weights)

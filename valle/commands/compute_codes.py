@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
 from valle.data.options import add_option, options_of
 from valle.data.stages import run_stages, stage_run
-from valle.errors import UserError
+from valle.ranks import dist_env
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,10 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.num_workers < 1:
-        raise UserError(f"--num-workers {args.num_workers}: use 1 or more processes")
     run = stage_run("codes", args.data_dir, options_of(args))
-    if int(os.environ.get("RANK", "0")) > 0:
+    if not dist_env().is_main:
         # torchrun's other ranks: their shards only. Rank 0 holds the folder's lock and the stage marker (one run
         # per data folder; prepare.sh passes its own lock) and writes the manifests.
         run.work()
@@ -41,3 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def entry() -> None:
     run_main(lambda: main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -20,7 +20,6 @@ from valle.data.stages import StageRun, run_stages, stage_run
 from valle.errors import UserError
 
 LIBRITTS_PARTS = PrepareOptions.dataset_parts.split()
-LIBRITTS_NUM_JOBS = 4  # lhotse's manifest workers: LibriTTS is large (the libritts recipe's --num-jobs too)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,13 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     download.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS,
                           help="LibriTTS parts to download (those already in DOWNLOAD_DIR/LibriTTS are skipped)")
 
-    libritts = sub.add_parser("libritts", help="lhotse LibriTTS manifests -> entries",
+    libritts = sub.add_parser("libritts", help="read LibriTTS parts -> entries (every file accounted for)",
                               formatter_class=DefaultsHelpFormatter)
     libritts.add_argument("--corpus-dir", type=Path, default=Path(PrepareOptions.download_dir) / "LibriTTS",
                           help="the unpacked LibriTTS folder")
     libritts.add_argument("--parts", nargs="+", default=LIBRITTS_PARTS,
                           help="parts to prepare (dev-* become the dev set, test-* the test set, the rest train)")
-    add_option(libritts, "num_jobs", default=LIBRITTS_NUM_JOBS, help="lhotse manifest workers")
 
     normalize = sub.add_parser("normalize", help="check, downmix and resample every file -> cuts + reports",
                                formatter_class=DefaultsHelpFormatter)
@@ -81,18 +79,14 @@ def subcommand_run(args: argparse.Namespace) -> StageRun:
             raise UserError(f"{args.corpus_dir / missing[0]} not found: run stage -1 (download) or pass the "
                             f"--download-dir that holds LibriTTS/ (nothing in {args.data_dir} was changed)")
         return StageRun("scan", stages.libritts_signature(args.corpus_dir.parent, args.parts),
-                        lambda: scan_libritts(args), f"lhotse manifests of LibriTTS {' '.join(args.parts)}")
+                        lambda: scan_libritts(args), f"LibriTTS {' '.join(args.parts)}")
     return stage_run("normalize", args.data_dir, options_of(args))
 
 
 def scan_libritts(args: argparse.Namespace) -> None:
-    from lhotse.recipes import prepare_libritts
+    from valle.data import pipeline  # imports torch: only when the stage runs
 
-    from valle.data import pipeline
-
-    lhotse_dir = args.data_dir / "manifests" / "lhotse"
-    prepare_libritts(args.corpus_dir, dataset_parts=args.parts, output_dir=lhotse_dir, num_jobs=args.num_jobs)
-    pipeline.stage_lhotse_manifests(lhotse_dir, "libritts", args.parts, args.data_dir)
+    pipeline.stage_scan_libritts(args.corpus_dir, args.parts, args.data_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

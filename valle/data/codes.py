@@ -2,21 +2,22 @@
 reads back (NumpyHdf5Writer layout, DATA/tokenized/codes_<part>.h5). The store is resumable and never half-written:
 a rerun encodes only what is missing or changed; a full disk or a kill loses at most one piece of work.
 
+The codes do not depend on how the work was split, by construction: every cut is encoded alone (`encode_cut`: no
+batch neighbours) with ENCODE_THREADS torch threads (float results depend on the thread count, and a near tie
+between two codebook entries flips a code), whatever the process, shard, rank, node or resume that encodes it.
+
 Sharded (`compute_codes_sharded`): the cuts are dealt to N shards that run in parallel (worker processes, torchrun
 ranks, nodes), each with its own store codes_<part>.<k>-of-<N>.h5 and done-marker (.done), so that a killed shard
-resumes alone; the codes are those of one process (every cut is encoded in the same codec batch)."""
+resumes alone."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import multiprocessing
 import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -29,10 +30,12 @@ from lhotse.array import Array, TemporalArray
 from lhotse.features.io import NumpyHdf5Writer, close_cached_file_handles
 from tqdm import tqdm
 
-from valle.audio import SAMPLE_RATE
-from valle.codec import FRAME_RATE, Codec, code_frames, length_batches
+from valle.codec import FRAME_RATE, Codec, code_frames
 from valle.config import NUM_QUANTIZERS
-from valle.data.files import write_text, write_whole
+from valle.data.files import write_whole
+from valle.device import torch_threads
+from valle.errors import UserError
+from valle.markers import marker_line, read_marker, write_marker
 from valle.storage import check_free_space, remove_partials
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,11 @@ log = logging.getLogger(__name__)
 def _fingerprint(cut) -> str:
     """The audio file a cut's codes were made from, as it was (path, size, modification time)."""
     source = Path(cut.recording.sources[0].source)
-    stat = source.stat()
+    try:
+        stat = source.stat()
+    except FileNotFoundError:
+        raise UserError(f"{source} not found: cut {cut.id} was prepared from it; if the corpus moved, prepare the "
+                        "data folder again from stage 0") from None
     return f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -52,6 +59,9 @@ def _fingerprint(cut) -> str:
 # store and the pieces intact.
 PIECE_SECONDS = 600.0  # audio between two pieces: what a SIGKILL or a power cut can cost
 H5_BYTES_PER_CUT = 1024  # HDF5 header, name and attributes of one stored array (measured: about 520)
+# torch threads of every encoding, whoever runs it: processes (--num-workers, ranks) are the unit of parallelism
+# (docs/scale.md has the cost against one process with torch's default threads).
+ENCODE_THREADS = 1
 
 
 def _pieces_dir(h5_path: Path) -> Path:
@@ -66,18 +76,6 @@ def _read_index(path: Path, weights: str) -> dict[str, tuple] | None:
         return {key: (f[key].shape, f[key].attrs.get("source")) for key in f.keys()}
 
 
-def _damage(path: Path) -> str:
-    """Why `path` is not a readable HDF5 file ("" when it is), found by a separate process: HDF5 can crash the
-    process that opens a damaged file (one an older version left on a full disk), and this one must go on."""
-    script = "import sys, h5py\nwith h5py.File(sys.argv[1], 'r') as f:\n    [f[k].shape for k in f]"
-    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
-    if proc.returncode == 0:
-        return ""
-    if proc.returncode < 0:
-        return f"damaged (reading it crashed with signal {-proc.returncode})"
-    return f"unreadable ({(proc.stderr.strip().splitlines() or ['?'])[-1][:200]})"
-
-
 def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
     """key -> (file, shape, fingerprint) of the codes already stored, in the store and its pieces (resume).
     A store that is unreadable or holds codes of other codec weights is moved aside (codes_<part>.old.h5);
@@ -86,12 +84,14 @@ def _stored_codes(h5_path: Path, weights: str) -> dict[str, tuple]:
     remove_partials(_pieces_dir(h5_path))
     found = {}
     if h5_path.is_file():
-        reason = _damage(h5_path)
-        index = None if reason else _read_index(h5_path, weights)
+        try:
+            index = _read_index(h5_path, weights)
+        except OSError:
+            index = None
         if index is None:
             aside = h5_path.with_suffix(".old.h5")
-            log.warning("%s is %s: moved to %s, computing its codes again", h5_path,
-                        reason or "made with other --codec-weights", aside)
+            log.warning("%s is unreadable or made with other --codec-weights: moved to %s, computing its codes again",
+                        h5_path, aside)
             shutil.move(h5_path, aside)
         else:
             found.update({key: (h5_path, *value) for key, value in index.items()})
@@ -168,9 +168,16 @@ def compute_codes(cuts: CutSet, h5_path: Path, codec: Codec, progress: str = "en
     return CutSet.from_cuts(_with_codes(c, h5_path, expected[c.id]) for c in cuts)
 
 
+def encode_cut(cut, codec: Codec, frames: int) -> np.ndarray:
+    """The codes of one cut, int16 (frames, 8): encoded alone, so that they never depend on which cuts share its
+    process or batch. The caller holds the thread count at ENCODE_THREADS."""
+    wave = torch.from_numpy(cut.load_audio()[0])  # (T,) mono 24 kHz
+    return codec.encode([wave])[0][:frames].numpy().astype(np.int16)  # (frames, 8)
+
+
 def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, stored: dict,
                       progress: str) -> None:
-    """Encode `todo` group by group; write a piece every PIECE_SECONDS of audio, at the end and on Ctrl-C.
+    """Encode `todo` cut by cut; write a piece every PIECE_SECONDS of audio, at the end and on Ctrl-C.
     Adds what it wrote to `stored`."""
     pieces = _pieces_dir(h5_path)
     pieces.mkdir(exist_ok=True)
@@ -183,17 +190,12 @@ def _encode_to_pieces(todo: list, h5_path: Path, codec: Codec, expected: dict, s
             stored.update({key: (piece, codes.shape, source) for key, codes, source in pending})
             pending.clear()
 
-    with tqdm(total=round(sum(c.duration for c in todo)), desc=progress, unit="s audio") as bar:
+    with tqdm(total=round(sum(c.duration for c in todo)), desc=progress, unit="s audio") as bar, \
+            torch_threads(ENCODE_THREADS):
         try:
-            # One codec batch at a time, grouped by the codec's own rule (encode() then sees one batch): lhotse's
-            # samplers bound the sum of durations, not count x longest, the padded audio the encoder runs on.
-            batches = length_batches([c.num_samples for c in todo], int(codec.max_batch_seconds * SAMPLE_RATE))
-            for group in ([todo[i] for i in batch] for batch in batches):
-                waves = [torch.from_numpy(c.load_audio()[0]) for c in group]  # (T,) each, mono 24 kHz
-                for cut, codes in zip(group, codec.encode(waves)):  # (frames, 8) each
-                    codes = codes[: expected[cut.id][0]].numpy().astype(np.int16)  # (frames, 8)
-                    pending.append((cut.id, codes, _fingerprint(cut)))
-                bar.update(round(sum(c.duration for c in group)))
+            for cut in todo:
+                pending.append((cut.id, encode_cut(cut, codec, expected[cut.id][0]), _fingerprint(cut)))
+                bar.update(cut.duration)
                 if sum(len(codes) for _, codes, _ in pending) >= PIECE_SECONDS * FRAME_RATE:
                     flush()
         except KeyboardInterrupt:
@@ -214,15 +216,12 @@ def shard_path(h5_path: Path, shard: int, num_shards: int) -> Path:
     return h5_path if num_shards == 1 else h5_path.with_name(f"{h5_path.stem}.{shard:05d}-of-{num_shards:05d}.h5")
 
 
-def assign_shards(cuts: list, max_batch_seconds: float, num_shards: int) -> list[int]:
-    """The shard of every cut: the codec batches one process would make (`length_batches` over all cuts), dealt
-    round-robin. Each shard regroups its cuts into exactly those batches (the grouping depends only on the count and
-    the first length of a batch), so every cut is encoded with the same neighbours: the codes are one process's."""
+def assign_shards(cuts: list, num_shards: int) -> list[int]:
+    """The shard of every cut: longest first, dealt round-robin (shards of about the same length of audio). The
+    deal only decides where the work runs: every cut's codes are the same in any shard (`encode_cut`)."""
     shards = [0] * len(cuts)
-    batches = length_batches([c.num_samples for c in cuts], int(max_batch_seconds * SAMPLE_RATE))
-    for b, batch in enumerate(batches):
-        for i in batch:
-            shards[i] = b % num_shards
+    for n, i in enumerate(sorted(range(len(cuts)), key=lambda i: -cuts[i].num_samples)):
+        shards[i] = n % num_shards
     return shards
 
 
@@ -237,22 +236,20 @@ def _digest(cuts: list) -> dict:
 
 
 def _signature(path: Path, digest: dict, weights: str) -> str:
-    """What a shard's done-marker holds: the codec weights, its cuts' `_digest` and the size of its store (a store cut
-    short or replaced later no longer matches, and is checked again by `compute_codes`)."""
-    return json.dumps({"codec_weights": weights, **digest, "store_bytes": path.stat().st_size}) + "\n"
+    """What a shard's done-marker (valle.markers) holds: the codec weights, its cuts' `_digest` and the size of its
+    store (a store cut short or replaced later no longer matches, and is checked again by `compute_codes`)."""
+    return marker_line({"codec_weights": weights, **digest, "store_bytes": path.stat().st_size})
 
 
 def _shard_done(path: Path, digest: dict, weights: str) -> bool:
-    marker = _marker(path)
-    return path.is_file() and marker.is_file() and marker.read_text() == _signature(path, digest, weights)
+    return path.is_file() and read_marker(_marker(path)) == _signature(path, digest, weights)
 
 
-def _run_shard(cuts: list, digest: dict, path: Path, codec: Codec, threads: int) -> None:
+def _run_shard(cuts: list, digest: dict, path: Path, codec: Codec) -> None:
     """One shard (in a process of its own when there are several): encode (`compute_codes`, resumable), then
     write its done-marker with the `digest` rank 0 waits for."""
-    torch.set_num_threads(threads)
     compute_codes(cuts, path, codec, progress=f"encodec {path.name}")
-    write_text(_marker(path), _signature(path, digest, codec.weights), "a done-marker")
+    write_marker(_marker(path), _signature(path, digest, codec.weights))
 
 
 def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers: int = 1, rank: int = 0,
@@ -265,7 +262,7 @@ def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers
     h5_path.parent.mkdir(parents=True, exist_ok=True)
     cuts = list(cuts)
     num_shards = world_size * num_workers
-    shard_of = assign_shards(cuts, codec.max_batch_seconds, num_shards)
+    shard_of = assign_shards(cuts, num_shards)
     members = [[c for c, s in zip(cuts, shard_of) if s == k] for k in range(num_shards)]
     paths = [shard_path(h5_path, k, num_shards) for k in range(num_shards)]
     digests = [_digest(m) for m in members]  # rank 0 polls the other ranks' shards with these, not a stat per cut
@@ -277,11 +274,10 @@ def compute_codes_sharded(cuts: CutSet, h5_path: Path, codec: Codec, num_workers
     log.info("codes: %d cuts in %d shard(s); %d to run here", len(cuts), num_shards, len(todo))
     if num_workers == 1:
         for k in todo:
-            _run_shard(members[k], digests[k], paths[k], codec, torch.get_num_threads())
+            _run_shard(members[k], digests[k], paths[k], codec)
     elif todo:
-        threads = max(1, torch.get_num_threads() // len(todo))
         with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in [pool.submit(_run_shard, members[k], digests[k], paths[k], codec, threads) for k in todo]:
+            for future in [pool.submit(_run_shard, members[k], digests[k], paths[k], codec) for k in todo]:
                 future.result()  # a shard's error is raised here; the other shards finish first
     if rank != 0:
         return None

@@ -21,6 +21,7 @@ from valle.data.files import write_whole
 from valle.data.options import PrepareOptions
 from valle.data.rejections import Rejection
 from valle.data.sources import Entry
+from valle.device import torch_threads
 from valle.storage import check_free_space, remove_partials
 
 
@@ -96,8 +97,13 @@ def normalize_entry(entry: Entry, audio_dir: Path, opts: NormalizeOptions):
     return cut, None, info
 
 
+# torch threads of every file's resampling, in the stage's process or in a worker: the output does not depend on
+# --num-jobs (float results depend on the thread count)
+NORMALIZE_THREADS = 1
+
+
 def _init_worker() -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(NORMALIZE_THREADS)
 
 
 def _normalize_star(args):
@@ -134,7 +140,8 @@ def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOpti
         with ProcessPoolExecutor(num_jobs, initializer=_init_worker) as pool:
             outputs = list(tqdm(pool.map(_normalize_star, jobs, chunksize=8), total=len(jobs), desc="normalize"))
     else:
-        outputs = [normalize_entry(*job) for job in tqdm(jobs, desc="normalize")]
+        with torch_threads(NORMALIZE_THREADS):
+            outputs = [normalize_entry(*job) for job in tqdm(jobs, desc="normalize")]
     for entry, (cut, rejection, info) in zip(entries, outputs):
         if rejection is not None:
             result.rejections.append(rejection)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.config import LANGUAGES, option, or_list
+from valle.errors import UserError
 from valle.text import TOKENIZER_NAMES
 
 
@@ -40,8 +41,8 @@ class PrepareOptions:
                                    "(0 for none)")
     seed: int = option(42, "seed of the random train/dev/test split")
     device: str = option("auto", "where Encodec runs: auto (cuda when available), cpu, cuda, cuda:1, ...")
-    batch_seconds: float = option(0.0, "padded audio per Encodec call (longer files go in chunks); 0: 120 on a GPU, "
-                                     "15 on a CPU")
+    batch_seconds: float = option(0.0, "audio per Encodec call: a longer file is encoded in chunks of this length "
+                                     "(bounds memory); 0: 120 on a GPU, 15 on a CPU")
     symbols: str = option("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
     heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
     num_jobs: int = option(1, "parallel processes for the normalize stage")
@@ -64,6 +65,32 @@ class PrepareOptions:
                                 type=Path, recipes=("custom",))
     keep_speaker: str = option("", "stage -1: a few seconds of the voice to keep from the long recordings "
                              "(others are set aside); empty: every voice", type=Path, recipes=("custom",))
+
+    def __post_init__(self):
+        """The one check of the values, whichever face gave them (prepare.sh through `--check`, the stage CLIs,
+        the web page): a value out of range is a UserError naming the flag. Written so that NaN fails."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                raise _bad(f.name, value, f"use {or_list(f.metadata['choices'])}")
+        for name in ("num_jobs", "num_workers", "num_gpus", "shar_shard_size"):
+            if not getattr(self, name) >= 1:
+                raise _bad(name, getattr(self, name), "use 1 or more")
+        if not 0 < self.min_duration < self.max_duration:
+            raise UserError(f"--min-duration {self.min_duration} --max-duration {self.max_duration}: "
+                            "need 0 < min < max (seconds)")
+        for name in ("dev_ratio", "test_ratio"):
+            if not 0 <= getattr(self, name) < 1:
+                raise _bad(name, getattr(self, name), "use a share from 0 to below 1")
+        if not self.dev_ratio + self.test_ratio < 1:
+            raise UserError(f"--dev-ratio {self.dev_ratio} --test-ratio {self.test_ratio}: together below 1, "
+                            "or nothing is left to train on")
+        if not self.batch_seconds >= 0:
+            raise _bad("batch_seconds", self.batch_seconds, "use 0 (the default for the device) or more seconds")
+
+
+def _bad(name: str, value, need: str) -> UserError:
+    return UserError(f"--{name.replace('_', '-')} {value}: {need}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(PrepareOptions)}
@@ -97,24 +124,37 @@ def recipe_fields(recipe: str = "") -> list[dataclasses.Field]:
 
 
 def shell_script(recipe: str = "") -> str:
-    """Bash assignments for a recipe's prepare.sh: each option's default, their help (OPTION_HELP, lines of
-    NAME<TAB>TEXT for --help) and the corpus languages (PREPARE_LANGUAGES, PREPARE_LANGUAGES_TEXT)."""
+    """Bash assignments for a recipe's prepare.sh: each option's default, their names (PREPARE_FIELDS, which
+    egs/shared/env.sh's check_options passes to `--check`) and their help (OPTION_HELP, lines of NAME<TAB>TEXT
+    for --help)."""
     fields = recipe_fields(recipe)
     lines = [f"{f.name}={shlex.quote(shell_value(f.default))}" for f in fields]
+    lines.append(f"PREPARE_FIELDS=({' '.join(f.name for f in fields)})")
     lines.append("OPTION_HELP=" + shlex.quote("".join(f"{f.name}\t{f.metadata['help']}\n" for f in fields)))
-    lines.append(f"PREPARE_LANGUAGES=({' '.join(LANGUAGES)})")
-    lines.append(f"PREPARE_LANGUAGES_TEXT={shlex.quote(or_list(LANGUAGES))}")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m valle.data.options",
-                                     description="Print the preparation options' defaults as bash assignments.")
-    parser.add_argument("--shell", action="store_true", required=True, help="print the bash assignments to eval")
+                                     description="Print the preparation options' defaults as bash assignments "
+                                                 "(--shell), or check a recipe's option values (--check).")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--shell", action="store_true", help="print the bash assignments to eval")
+    mode.add_argument("--check", action="store_true", help="check the recipe's options given after the recipe "
+                      "(--name VALUE each), as every face does; exit 2 with one line naming a bad value")
     parser.add_argument("recipe", nargs="?", default="", help="the recipe (custom adds --corpus, libritts "
                         "--dataset-parts and --download-dir)")
-    print(shell_script(parser.parse_args(argv).recipe), end="")
+    args, values = parser.parse_known_args(argv)
+    if args.shell:
+        print(shell_script(args.recipe), end="")
+        return
+    given = argparse.ArgumentParser(prog=f"{args.recipe or 'the recipe'}'s prepare.sh")
+    for f in recipe_fields(args.recipe):
+        add_option(given, f.name, choices=None)  # the values are checked by PrepareOptions, not argparse
+    options_of(given.parse_args(values))
 
 
 if __name__ == "__main__":
-    main()
+    from valle.cli import run_main
+
+    run_main(main)

@@ -1,7 +1,7 @@
 """The preparation stages as functions, in the order of valle.data.stages: each reads what the stage before it
 wrote in the data folder (DATA) and writes its own, with its reports.
 
-  corpus      -> DATA/manifests/entries_<part>.jsonl            (stage_scan: your recordings; stage_lhotse_manifests)
+  corpus      -> DATA/manifests/entries_<part>.jsonl            (stage_scan: your recordings; stage_scan_libritts)
   normalize   -> DATA/manifests/cuts_<part>.jsonl.gz            normalized cuts (+ audio/ copies, conversions.tsv)
   codes       -> DATA/tokenized/codes_<part>.h5                 int16 codes (T, 8) per cut id (NumpyHdf5Writer)
                  DATA/tokenized/cuts_<part>_codes.jsonl.gz      + cut.codes
@@ -22,7 +22,7 @@ from valle.data.codes import compute_codes_sharded
 from valle.data.files import load_cuts, save_cuts, write_text
 from valle.data.normalize import Normalized, NormalizeOptions, normalize_entries, normalize_summary
 from valle.data.rejections import format_summary, read_rejections, require_some, update_summary, write_rejections
-from valle.data.sources import Entry, entries_from_manifests, load_entries, read_corpus, save_entries
+from valle.data.sources import Deduplicator, Entry, load_entries, read_corpus, read_libritts, save_entries
 from valle.data.split import split_by_parts, split_stats
 from valle.data.text_tokens import attach_text_tokens, build_espeak_table
 from valle.errors import UserError
@@ -48,24 +48,22 @@ def _remove_entries(data_dir: Path) -> None:
         path.unlink()
 
 
-def stage_lhotse_manifests(manifest_dir: Path, prefix: str, parts: list[str], data_dir: Path) -> list[Entry]:
-    """lhotse manifests `<prefix>_{recordings,supervisions}_<part>.jsonl.gz` -> entries_<part>.jsonl."""
-    from lhotse import load_manifest
-
-    write_rejections(data_dir, "scan", [])
-    update_summary(data_dir, "scan", {"corpus": str(manifest_dir), "parts": parts})
-    _remove_entries(data_dir)
-    entries = []
+def stage_scan_libritts(corpus_dir: Path, parts: list[str], data_dir: Path) -> list[Entry]:
+    """LibriTTS parts unpacked in corpus_dir -> data_dir/manifests/entries_<part>.jsonl (+ scan rejections)."""
+    entries, rejections, dedup = {}, [], Deduplicator()
     for part in parts:
-        found = [manifest_dir / f"{prefix}_{kind}_{part}.jsonl.gz" for kind in ("recordings", "supervisions")]
-        missing = [str(p) for p in found if not p.is_file()]
-        if missing:
-            raise UserError(f"{', '.join(missing)} not found: prepare the lhotse manifests of part {part!r} first")
-        part_entries = entries_from_manifests(load_manifest(found[0]), load_manifest(found[1]), part)
-        log.info("%s %s: %d utterances", prefix, part, len(part_entries))
+        entries[part], part_rejections = read_libritts(corpus_dir / part, dedup)
+        rejections += part_rejections
+        log.info("LibriTTS %s: %d utterances, %d files rejected", part, len(entries[part]), len(part_rejections))
+    found = sum(map(len, entries.values()))
+    write_rejections(data_dir, "scan", rejections)
+    update_summary(data_dir, "scan", {"corpus": str(corpus_dir), "parts": parts, "found": found,
+                                      "rejected": len(rejections)})
+    require_some(found, found + len(rejections), rejections, str(corpus_dir))
+    _remove_entries(data_dir)
+    for part, part_entries in entries.items():
         save_entries(part_entries, data_dir / "manifests" / f"entries_{part}.jsonl")
-        entries += part_entries
-    return entries
+    return [e for part_entries in entries.values() for e in part_entries]
 
 
 def stage_normalize(data_dir: Path, opts: NormalizeOptions, num_jobs: int = 1) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from valle.audio import AUDIO_EXTENSIONS
 from valle.data.files import write_text
-from valle.data.stages import STAGE_NAMES
+from valle.data.stage_list import STAGE_NAMES
 from valle.errors import UserError
 
 

@@ -9,6 +9,7 @@ or truncated shard is one line naming it, not an error deep inside a DataLoader 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -18,6 +19,7 @@ from lhotse import CutSet
 
 from valle.data.files import open_cuts, write_text
 from valle.errors import UserError
+from valle.storage import atomic_write_folder
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +28,32 @@ TOKENIZER_FILES = ("text_tokenizer.json", "unique_text_tokens.k2symbols")
 TAR_BLOCK = 512  # a tar file is whole blocks of this size
 
 
+def _write_split(folder: Path, manifest: Path, fields: dict, shard_size: int) -> None:
+    """The Shar shards of one split's manifest in `folder`, and shards.json listing them with their sizes."""
+    paths = open_cuts(manifest).to_shar(folder, fields=fields, shard_size=shard_size, warn_unused_fields=False)
+    sizes = {Path(p).name: Path(p).stat().st_size for files in paths.values() for p in files}
+    write_text(folder / SHARDS_FILE, json.dumps({"fields": sorted(paths), "files": sizes}, indent=1) + "\n",
+               "Shar index")
+
+
 def export_shar(tokenized: Path, out: Path, shard_size: int, audio: bool, splits=("train", "dev", "test")) -> dict:
     """tokenized/cuts_<split>.jsonl.gz (codes in HDF5) -> out/<split>/ Shar shards of `shard_size` cuts (+ the
-    tokenizer files). Returns {split: {"shards": n, "bytes": total}}. Each split is written to a temporary folder
-    and renamed, so a split folder is whole or absent."""
+    tokenizer files). Returns {split: {"shards": n, "bytes": total}}. Each split folder is written whole
+    (`atomic_write_folder`): the old one or the new one, never half of either."""
     fields = {"codes": "numpy", **({"recording": "flac"} if audio else {})}
     written = {}
     for split in splits:
         manifest = tokenized / f"cuts_{split}.jsonl.gz"
         if not manifest.is_file():
             continue
-        final, tmp = out / split, out / f".tmp-{split}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        paths = open_cuts(manifest).to_shar(tmp, fields=fields, shard_size=shard_size, warn_unused_fields=False)
-        sizes = {Path(p).name: Path(p).stat().st_size for files in paths.values() for p in files}
-        write_text(tmp / SHARDS_FILE, json.dumps({"fields": sorted(paths), "files": sizes}, indent=1) + "\n",
-                   "Shar index")
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        written[split] = {"shards": len(paths["cuts"]), "bytes": sum(sizes.values())}
-        log.info("shar %s: %d shard(s), %.1f MB in %s", split, len(paths["cuts"]), sum(sizes.values()) / 1e6, final)
+        final = atomic_write_folder(out / split, functools.partial(_write_split, manifest=manifest, fields=fields,
+                                                                     shard_size=shard_size),
+                                    f"the Shar shards of {split}", "free space (or use a --data-dir on a larger "
+                                    "disk) and export again")
+        sizes = json.loads((final / SHARDS_FILE).read_text())["files"]
+        written[split] = {"shards": sum(name.startswith("cuts.") for name in sizes), "bytes": sum(sizes.values())}
+        log.info("shar %s: %d shard(s), %.1f MB in %s", split, written[split]["shards"], sum(sizes.values()) / 1e6,
+                 final)
     if not written:
         raise UserError(f"no {tokenized}/cuts_*.jsonl.gz: run the split stage of prepare.sh first")
     for name in TOKENIZER_FILES:

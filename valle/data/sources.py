@@ -2,8 +2,10 @@
 
 - the user's own recordings (`read_corpus`): a folder of audio files with same-stem transcripts (`scan_folder`),
   or a metadata file of `path|text[|speaker]` lines, LJSpeech `id|text|normalized` too (`read_metadata`);
-- lhotse manifests (`entries_from_manifests`), e.g. LibriTTS from `lhotse.recipes.prepare_libritts`.
-What cannot be read becomes a `Rejection` with its reason. The rows are stored as DATA/manifests/entries_<part>.jsonl.
+- a LibriTTS tree (`read_libritts`): <part>/<speaker>/<chapter>/<utterance>.wav with its .normalized.txt.
+What cannot be read becomes a `Rejection` with its reason; every file of the corpus is either an entry, a
+rejection, or the transcript or table of one. The audio itself is checked by the normalize stage. The rows are
+stored as DATA/manifests/entries_<part>.jsonl.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from lhotse import RecordingSet, SupervisionSet
 
 from valle.audio import AUDIO_EXTENSIONS
 from valle.data.files import write_text
@@ -77,7 +77,7 @@ def _find_transcript(audio: Path) -> Path | None:
     return None
 
 
-class _Deduplicator:
+class Deduplicator:
     """Keeps the first entry of each utterance id, rejects the later ones."""
 
     def __init__(self):
@@ -127,7 +127,7 @@ def scan_folder(root: Path) -> tuple[list[Entry], list[Rejection]]:
     files, rejections = walk_files(root)
     # a transcript belongs to any non-transcript file with its stem (an unsupported .m4a is reported once)
     audio_stems = {(p.parent, p.name[: -len(p.suffix)]) for p in files if p.suffix.lower() not in (".txt", ".lab")}
-    entries, dedup = [], _Deduplicator()
+    entries, dedup = [], Deduplicator()
     for path in files:
         suffix = path.suffix.lower()
         if suffix in (".txt", ".lab"):  # x.txt, x.normalized.txt, x.original.txt all belong to x.wav
@@ -203,7 +203,7 @@ def read_metadata(meta: Path) -> tuple[list[Entry], list[Rejection]]:
     `id|text|normalized` (an id without extension -> wavs/ID.wav; the normalized text is used). A line whose
     fields are ambiguous (`_ambiguity`: a '|' inside the text) is rejected, never cut."""
     base = meta.parent
-    entries, dedup = [], _Deduplicator()
+    entries, dedup = [], Deduplicator()
     lines, rejections = _metadata_lines(meta)
     counts = collections.Counter(min(len(fields), 3) for _, fields in lines if len(fields) >= 2)
     layout = max(counts, key=lambda n: (counts[n], -n)) if counts else 2  # a tie: the fewer fields
@@ -239,13 +239,37 @@ def read_metadata(meta: Path) -> tuple[list[Entry], list[Rejection]]:
     return entries, rejections
 
 
-def entries_from_manifests(recordings: RecordingSet, supervisions: SupervisionSet, part: str) -> list[Entry]:
-    """lhotse manifests with one supervision per recording (LibriTTS) -> Entry rows of `part`."""
-    entries = []
-    for sup in supervisions:
-        source = recordings[sup.recording_id].sources[0].source
-        entries.append(Entry(sup.id, str(Path(source).resolve()), sup.text or "", sup.speaker or part, part))
-    return entries
+LIBRITTS_TABLES = (".trans.tsv", ".book.tsv")  # a chapter's transcripts and book text: the .txt files say the same
+
+
+def read_libritts(part_dir: Path, dedup: Deduplicator | None = None) -> tuple[list[Entry], list[Rejection]]:
+    """One LibriTTS part: every <speaker>_<chapter>_<para>_<sentence>.wav with its .normalized.txt (speaker = the
+    id's first field); a wav without it, a transcript without its wav, any other file: a `Rejection`."""
+    files, rejections = walk_files(part_dir)
+    wavs = {p for p in files if p.suffix == ".wav"}
+    entries, dedup = [], dedup or Deduplicator()
+    for path in files:
+        if path.name.endswith(LIBRITTS_TABLES):
+            continue
+        if path.name.endswith((".normalized.txt", ".original.txt")):
+            if path.with_name(path.name.split(".")[0] + ".wav") not in wavs:
+                rejections.append(Rejection(str(path), "transcript without audio", "no .wav with this stem"))
+            continue
+        if path.suffix != ".wav":
+            rejections.append(Rejection(str(path), "unsupported extension",
+                                        f"{path.suffix or 'no extension'}; a LibriTTS part holds .wav files"))
+            continue
+        transcript = path.with_suffix(".normalized.txt")
+        if not transcript.is_file():
+            rejections.append(Rejection(str(path), "missing transcript", f"no {transcript.name} next to it"))
+            continue
+        text, bad = _read_text(transcript, str(path))
+        bad = bad or dedup.check(path.stem, str(path))
+        if bad:
+            rejections.append(bad)
+            continue
+        entries.append(Entry(path.stem, str(path.resolve()), text, path.stem.split("_")[0], part_dir.name))
+    return entries, rejections
 
 
 def save_entries(entries: list[Entry], path: Path) -> None:

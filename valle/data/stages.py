@@ -1,15 +1,14 @@
-"""The preparation stages, in order, and the one runner that decides whether a stage runs.
+"""The one runner that decides whether a preparation stage runs, and the work of each stage.
 
-Each stage has a name (its marker DATA/.<name>.done, its key in summary.json, its reports/rejected_<name>.tsv and
-its name in the logs), what it does and writes, and the options its marker's signature holds. `run_stages` is
-used by every stage CLI (which egs/*/prepare.sh call, one guarded block per stage) and by the web app's Data tab:
-under the data folder's lock, a stage that finished before with the same signature is skipped; one that runs
-removes its marker first, and once it has finished, those of the stages after it (so a run that fails early,
-e.g. on a mistyped path, leaves the later markers alone), then writes its own.
+The stages themselves, in order, are valle.data.stage_list's table. `run_stages` is used by every stage CLI
+(which egs/*/prepare.sh call, one guarded block per stage) and by the web app's Data tab: under the data folder's
+lock, a stage that finished before with the same signature is skipped; one that runs removes its marker first,
+and once it has finished, those of the stages after it (so a run that fails early, e.g. on a mistyped path,
+leaves the later markers alone), then writes its own (valle.markers).
 
 `stage_run(name, data_dir, opts)` is how every caller gets a stage's signature and work from the preparation
-options. Adding a stage: a `Stage` and its work here, its function in valle.data.pipeline, a CLI that runs
-`run_stages(data_dir, [stage_run(...)])`, and a guarded block in each egs/<recipe>/prepare.sh.
+options. Adding a stage: a `Stage` in valle.data.stage_list, its work here, its function in valle.data.pipeline,
+a CLI that runs `run_stages(data_dir, [stage_run(...)])`, and a guarded block in each egs/<recipe>/prepare.sh.
 Torch-free: the work imports torch only when it runs, so a stage that is skipped costs a fraction of a second.
 """
 
@@ -25,34 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.data.options import PrepareOptions, shell_value
+from valle.data.stage_list import STAGE_NAMES, STAGES
 from valle.locks import folder_lock
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str  # the marker DATA/.<name>.done, the key in summary.json and the name in the logs
-    does: str  # what it does (logs)
-    writes: str  # what it writes, relative to the data folder
-    options: tuple[str, ...]  # the options of its signature (the scan stage's is the corpus it read)
-    formerly: tuple[str, ...] = ()  # older marker names an existing data folder may hold, read as this stage's
-
-
-STAGES = (
-    Stage("scan", "read the corpus", "manifests/entries_*.jsonl", (), formerly=("corpus",)),
-    Stage("normalize", "validate, downmix to mono, resample to 24 kHz", "manifests/cuts_*.jsonl.gz",
-          ("min_duration", "max_duration", "silence_db")),
-    Stage("codes", "Encodec codes", "tokenized/codes_*.h5", ("codec_weights",)),
-    Stage("text", "text tokens", "tokenized/text_tokenizer.json", ("tokenizer", "language", "symbols")),
-    Stage("split", "split", "tokenized/cuts_{train,dev,test}.jsonl.gz",
-          ("dev_ratio", "test_ratio", "seed", "heldout_speakers")),
-)
-STAGE_NAMES = tuple(s.name for s in STAGES)
+from valle.markers import marker_line, read_marker, write_marker
 
 
 def signature(stage: str, values: dict) -> str:
-    """What the stage's marker holds: `name=value` of its options (None is written as nothing)."""
+    """What the stage's marker holds (valle.markers): `name=value` of its options, as the recipes write them."""
     options = STAGES[STAGE_NAMES.index(stage)].options
-    return " ".join(f"{name}={'' if values[name] is None else shell_value(values[name])}" for name in options)
+    return marker_line({name: None if values[name] is None else shell_value(values[name]) for name in options})
 
 
 def corpus_signature(corpus: str | Path) -> str:
@@ -69,10 +49,6 @@ def corpus_signature(corpus: str | Path) -> str:
 def libritts_signature(download_dir: str | Path, parts: list[str]) -> str:
     """The scan stage's signature for LibriTTS parts unpacked in download_dir/LibriTTS."""
     return f"libritts={os.path.realpath(download_dir)} parts={' '.join(parts)}"
-
-
-def _markers(data_dir: Path, stage: Stage) -> list[Path]:
-    return [data_dir / f".{name}.done" for name in (stage.name, *stage.formerly)]
 
 
 @dataclass
@@ -101,14 +77,11 @@ def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
 def _codes(data_dir: Path, opts: PrepareOptions) -> None:
     from valle.codec import Codec
     from valle.data.pipeline import stage_codes
-    from valle.device import resolve_device
-    from valle.training.distributed import dist_env
+    from valle.ranks import dist_env
 
     me = dist_env()  # under torchrun: this rank's shards, on its own GPU
-    device = resolve_device(opts.device)
-    if device == "cuda" and me.world_size > 1:
-        device = f"cuda:{me.local_rank}"
-    codec = Codec.from_weights(opts.codec_weights, device=device, max_batch_seconds=opts.batch_seconds)
+    codec = Codec.from_weights(opts.codec_weights, device=str(me.device(opts.device)),
+                               max_batch_seconds=opts.batch_seconds)
     stage_codes(data_dir, codec, opts.num_workers, me.rank, me.world_size)
 
 
@@ -141,20 +114,17 @@ def stage_run(name: str, data_dir: Path, opts: PrepareOptions) -> StageRun:
 
 def _run_one(data_dir: Path, run: StageRun) -> str:
     n = STAGE_NAMES.index(run.name)
-    stage, head = STAGES[n], f"stage {n} ({run.name})"
-    done = [p for p in _markers(data_dir, stage) if p.is_file()]
-    if done and done[0].read_text(encoding="utf-8").rstrip("\n") == run.signature:
-        _log(f"{head}: done before with the same options, skipping (delete {done[0]} to redo)")
+    stage, head, marker = STAGES[n], f"stage {n} ({run.name})", data_dir / f".{run.name}.done"
+    if read_marker(marker) == run.signature:
+        _log(f"{head}: done before with the same options, skipping (delete {marker} to redo)")
         return f"{head}: done before with the same options, skipped"
     _log(f"{head}: {stage.does}{f' ({run.detail})' if run.detail else ''} -> {data_dir / stage.writes}")
-    for path in done:
-        path.unlink()
+    marker.unlink(missing_ok=True)
     start = time.perf_counter()
     run.work()
     for later in STAGES[n + 1:]:  # a finished stage makes the later ones stale
-        for path in _markers(data_dir, later):
-            path.unlink(missing_ok=True)
-    (data_dir / f".{stage.name}.done").write_text(run.signature + "\n", encoding="utf-8")
+        (data_dir / f".{later.name}.done").unlink(missing_ok=True)
+    write_marker(marker, run.signature)
     return f"{head}: done in {time.perf_counter() - start:.1f} s"
 
 

@@ -1,44 +1,15 @@
-"""torchrun / DDP plumbing: who am I, and collectives that are no-ops on a single process."""
+"""torchrun / DDP plumbing for training: the process group, and collectives that are no-ops on a single process
+(who this process is: valle.ranks)."""
 
 from __future__ import annotations
 
 import datetime
-import os
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from valle.device import device_type
 from valle.errors import UserError
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def device(self, name: str) -> torch.device:
-        """--device `name` for this rank: its own GPU under torchrun, or the CPU."""
-        if device_type(name) == "cuda":
-            if not torch.cuda.is_available():
-                raise UserError("--device cuda but no CUDA device is visible: use --device cpu")
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
-
-
-def dist_env() -> DistInfo:
-    """Who this process is, as torchrun says (RANK, LOCAL_RANK, WORLD_SIZE); one process without it."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return DistInfo()
-    return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+from valle.ranks import DistInfo, dist_env
 
 
 def setup_distributed(kind: str, timeout_minutes: float = 30.0) -> DistInfo:
