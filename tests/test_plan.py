@@ -54,13 +54,26 @@ def test_no_codec_no_probe():
     assert "--codec-weights" in plan.eval_interval.reason
 
 
-def test_describe_shows_each_choice_or_your_flag():
-    text = choose_settings(10, 1).describe(given={"base_lr": 0.02}, source="data/check.json")
-    lines = text.splitlines()
+def test_describe_shows_each_choice_with_its_reason():
+    lines = choose_settings(10, 1).describe(source="data/check.json").splitlines()
     assert lines[0] == "settings from the data: 10.0 min of speech from 1 speaker (data/check.json):"
     assert len(lines) == 8
-    assert any(line.split() == ["--base-lr", "0.02", "(your", "flag)"] for line in lines)
-    assert any(line.startswith("  --adapter lora ") and "under 60 min" in line for line in lines)
+    assert lines[1].startswith("  --adapter lora ") and "under 60 min" in lines[1]
+    assert lines[2].startswith("  --base-lr 0.01 ")
+
+
+def test_a_given_flag_wins_and_the_rest_follow_from_it():
+    plan = choose_settings(10, 1, given={"max_steps": 100, "adapter": "none"})
+    assert values(plan) == pytest.approx(dict(adapter="none", base_lr=0.005, max_steps=100, num_epochs=7,
+                                              warmup_steps=10, valid_interval=10, eval_interval=20))
+    assert plan.max_steps.reason == plan.method.reason == "(your flag)"
+    assert any(line.split()[:4] == ["--max-steps", "100", "(your", "flag)"] for line in plan.describe().splitlines())
+    # epochs alone: no step limit, the intervals of a 4-epoch run (60 steps)
+    plan = choose_settings(10, 1, given={"num_epochs": 4})
+    assert (plan.max_steps.value, plan.valid_interval.value, plan.warmup_steps.value) == (0, 10, 6)
+    # --max-steps 0 (no limit) alone: the planned length sets the epochs and the intervals
+    plan = choose_settings(10, 1, given={"max_steps": 0})
+    assert (plan.num_epochs.value, plan.valid_interval.value) == (30, 40)
 
 
 @pytest.mark.parametrize("minutes, speakers", [(0, 1), (float("nan"), 1), (5, 0)])

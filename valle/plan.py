@@ -14,6 +14,7 @@ Pure: minutes of speech and speakers in, a TrainingPlan out. The table and its s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from valle.config import DEFAULT_LR
@@ -34,6 +35,9 @@ DEFAULT_WARMUP = 200  # OptimConfig.warmup_steps
 class Choice:
     value: str | float | int
     reason: str
+
+
+YOUR_FLAG = "(your flag)"
 
 
 @dataclass(frozen=True)
@@ -58,61 +62,78 @@ class TrainingPlan:
                 "num_epochs": self.num_epochs, "warmup_steps": self.warmup_steps,
                 "valid_interval": self.valid_interval, "eval_interval": self.eval_interval}
 
-    def describe(self, given: dict[str, object] | None = None, source: str = "") -> str:
-        """The block the trainer prints at the start: one line per setting, with its reason, or "(your flag)"
-        for a field in `given` (field -> the value given on the command line). `source`: where the minutes
-        came from."""
+    def describe(self, source: str = "") -> str:
+        """The block the trainer prints at the start: one line per setting with its reason. `source`: where the
+        minutes came from."""
         speakers = f"{self.num_speakers} speaker" + ("s" if self.num_speakers != 1 else "")
         head = f"settings from the data: {self.minutes:.1f} min of speech from {speakers}"
         lines = [head + (f" ({source})" if source else "") + ":"]
-        given = given or {}
-        for name, choice in self.flags().items():
-            value, why = (given[name], "(your flag)") if name in given else (choice.value, choice.reason)
-            lines.append(f"  --{name.replace('_', '-')} {value:<8} {why}")
+        lines += [f"  --{name.replace('_', '-')} {c.value:<8} {c.reason}" for name, c in self.flags().items()]
         return "\n".join(lines)
 
 
 def choose_settings(minutes: float, num_speakers: int, batch_seconds: float = 40.0,
-                    optimizer: str = "scaled_adam", has_codec: bool = True) -> TrainingPlan:
-    """The settings for fine-tuning on `minutes` of speech from `num_speakers` speakers, with batches of
-    `batch_seconds` of audio (--max-duration), the learning rate scaled to `optimizer`'s default, and the
-    evaluation probe only when there is a codec to hear its outputs (`has_codec`)."""
+                    optimizer: str = "scaled_adam", has_codec: bool = True,
+                    given: Mapping[str, object] | None = None) -> TrainingPlan:
+    """The settings for fine-tuning on `minutes` of speech from `num_speakers` speakers, with `batch_seconds` of
+    audio per optimizer step, the learning rate scaled to `optimizer`'s default, and the evaluation probe only when
+    there is a codec to hear its outputs (`has_codec`). `given`: the fields of TrainingPlan.flags() set on the
+    command line; each is kept ("(your flag)") and the others follow from it (--max-steps 100 -> the warmup and
+    the intervals of a 100-step run)."""
     if not minutes > 0 or num_speakers < 1:
         raise UserError(f"no training speech to plan for ({minutes:.2f} min from {num_speakers} speakers): "
                         "prepare the data first (prepare.sh)")
-    size = "lora" if minutes < FULL_FROM_MINUTES else "full" if minutes < LARGE_CORPUS_MINUTES else "large"
-    method = _method(minutes, size)
-    base_lr = _learning_rate(minutes, num_speakers, size, optimizer)
+    given = dict(given or {})
+
+    def pick(name: str, planned: Choice) -> Choice:
+        return Choice(given[name], YOUR_FLAG) if name in given else planned
+
+    if "adapter" in given:
+        method = Choice("lora" if given["adapter"] == "lora" else "full", YOUR_FLAG)
+    else:
+        method = _method(minutes)
+    size = "lora" if method.value == "lora" else "full" if minutes < LARGE_CORPUS_MINUTES else "large"
+    base_lr = pick("base_lr", _learning_rate(minutes, num_speakers, size, optimizer))
     steps_per_epoch = max(1, math.ceil(minutes * 60 / batch_seconds))
-    steps = max(MIN_STEPS[size], EPOCHS[size] * steps_per_epoch)
-    why_steps = (f"{EPOCHS[size]} passes over the data at ~{steps_per_epoch} steps each "
-                 f"({batch_seconds:g} s of audio per batch)")
-    if steps == MIN_STEPS[size]:
-        why_steps = f"at least {steps} steps, so that the run is long enough to be judged by its validations"
-    if size == "lora" and steps > MAX_LORA_STEPS:
-        steps, why_steps = MAX_LORA_STEPS, f"{why_steps}, capped at {MAX_LORA_STEPS}: adapters settle long before"
-    num_epochs = math.ceil(steps / steps_per_epoch)
-    warmup = min(DEFAULT_WARMUP, steps // 10)
-    valid_interval = min(MAX_VALID_INTERVAL, max(10, steps // VALIDATIONS_PER_RUN // 10 * 10))
-    eval_interval = (Choice(2 * valid_interval, "every second validation: the probe speaks and scores sentences, "
-                            "slower than a validation; step 0 (the released model) is the baseline it must beat")
-                     if has_codec else
-                     Choice(0, "off: the probe needs --codec-weights (the codec the data was prepared with)"))
-    return TrainingPlan(
-        minutes=minutes, num_speakers=num_speakers, method=method, base_lr=base_lr,
-        max_steps=Choice(steps, why_steps),
-        num_epochs=Choice(num_epochs, f"enough passes for {steps} steps; --max-steps ends the run"),
-        warmup_steps=Choice(warmup, f"a tenth of the run, at most {DEFAULT_WARMUP} (the default)"),
-        valid_interval=Choice(valid_interval, f"about {VALIDATIONS_PER_RUN} validations per run (at most every "
-                              f"{MAX_VALID_INTERVAL} steps), for early stopping and best-valid-loss.pt"),
-        eval_interval=eval_interval)
+    planned_steps = _steps(size, steps_per_epoch, batch_seconds)
+    max_steps = pick("max_steps", planned_steps)
+    if "num_epochs" in given and "max_steps" not in given:
+        max_steps = Choice(0, "no limit: your --num-epochs ends the run")
+    # what the run will last, about (--max-steps 0 is no limit: the epochs end it)
+    steps = max_steps.value or given.get("num_epochs", 0) * steps_per_epoch or planned_steps.value
+    num_epochs = pick("num_epochs", Choice(math.ceil(steps / steps_per_epoch),
+                                           f"enough passes for {steps} steps; --max-steps ends the run"))
+    warmup = pick("warmup_steps", Choice(min(DEFAULT_WARMUP, steps // 10),
+                                         f"a tenth of the run, at most {DEFAULT_WARMUP} (the default)"))
+    valid_interval = pick("valid_interval", Choice(
+        min(MAX_VALID_INTERVAL, max(10, steps // VALIDATIONS_PER_RUN // 10 * 10)),
+        f"about {VALIDATIONS_PER_RUN} validations per run (at most every {MAX_VALID_INTERVAL} steps), for early "
+        "stopping and best-valid-loss.pt"))
+    eval_interval = pick("eval_interval", Choice(
+        2 * valid_interval.value, "every second validation: the probe speaks and scores sentences, slower than a "
+        "validation; step 0 (the released model) is the baseline it must beat") if has_codec else
+        Choice(0, "off: the probe needs --codec-weights (the codec the data was prepared with)"))
+    return TrainingPlan(minutes=minutes, num_speakers=num_speakers, method=method, base_lr=base_lr,
+                        max_steps=max_steps, num_epochs=num_epochs, warmup_steps=warmup,
+                        valid_interval=valid_interval, eval_interval=eval_interval)
 
 
-def _method(minutes: float, size: str) -> Choice:
-    if size == "lora":
+def _method(minutes: float) -> Choice:
+    if minutes < FULL_FROM_MINUTES:
         return Choice("lora", f"under {FULL_FROM_MINUTES:g} min: full fine-tuning would overfit within tens of "
                               "steps; adapters (1.8M parameters, the released weights frozen) cannot")
     return Choice("full", f"{FULL_FROM_MINUTES:g} min or more: enough speech to move every weight")
+
+
+def _steps(size: str, steps_per_epoch: int, batch_seconds: float) -> Choice:
+    steps = max(MIN_STEPS[size], EPOCHS[size] * steps_per_epoch)
+    why = (f"{EPOCHS[size]} passes over the data at ~{steps_per_epoch} steps each ({batch_seconds:g} s of audio "
+           "per step)")
+    if steps == MIN_STEPS[size]:
+        why = f"at least {steps} steps, so that the run is long enough to be judged by its validations"
+    if size == "lora" and steps > MAX_LORA_STEPS:
+        steps, why = MAX_LORA_STEPS, f"{why}, capped at {MAX_LORA_STEPS}: adapters settle long before"
+    return Choice(steps, why)
 
 
 def _learning_rate(minutes: float, num_speakers: int, size: str, optimizer: str) -> Choice:
