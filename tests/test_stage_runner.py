@@ -34,7 +34,7 @@ def test_runs_then_skips_then_redoes_only_what_changed(tmp_path, capsys):
     assert ran == list(STAGE_NAMES) and all("done in" in line for line in lines)
     assert markers(data)[".split.done"] == "dev_ratio=0.05 test_ratio=0.05 seed=42 heldout_speakers=\n"
     assert markers(data)[".text.done"] == "tokenizer=vallex language=en symbols=\n"  # None is written as nothing
-    assert "stage 4 (split): split ->" in capsys.readouterr().out
+    assert "stage 5 (split): split ->" in capsys.readouterr().out
 
     ran.clear()
     lines = run_stages(data, runs(ran))

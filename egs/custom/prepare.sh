@@ -15,8 +15,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, take_data_lock
 
-stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 codes, 3 text, 4 split
-stop_stage=4               # last stage to run
+stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 check, 3 codes, 4 text, 5 split
+stop_stage=5               # last stage to run
 # every preparation option with its default and help (--corpus, --language, --data-dir, ...): valle/data/options.py
 PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell custom)
 eval "$PREPARE_OPTIONS"
@@ -24,7 +24,7 @@ eval "$PREPARE_OPTIONS"
 help_message="usage: $0 --corpus DIR_OR_METADATA_FILE [--language en] [--codec-weights pretrained|random|PATH] [options]
        $0 --long-recordings DIR_OR_FILE [--keep-speaker ME.wav] [--language en] [options]
 Writes --data-dir (default data/) in the folder it is run from; stages: -1 segment (long recordings only), 0 scan,
-1 normalize, 2 codes, 3 text, 4 split."
+1 normalize, 2 check, 3 codes, 4 text, 5 split."
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
 
 # long recordings: their segments (data/segments/metadata.txt, the kept rows) are the corpus
@@ -62,10 +62,17 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   # check every file, downmix to mono, resample to 24 kHz -> data/manifests/cuts_all.jsonl.gz, rejected.tsv
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
-    --max-duration "$max_duration" --silence-db "$silence_db" --num-jobs "$num_jobs"
+    --max-duration "$max_duration" --silence-db "$silence_db" --loudness-normalize "$loudness_normalize" --num-jobs "$num_jobs"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  # flag suspect files (listed, not removed unless --drop-flagged), minutes per speaker, a verdict
+  # -> data/check.html, data/check.json; the transcripts too with --check-asr pocketsphinx (slower)
+  "$PYTHON" -m valle.commands.check_data --data-dir "$data_dir" --language "$language" --check-asr "$check_asr" \
+    --drop-flagged "$drop_flagged"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # Encodec 24 kHz codes (resumable) -> data/tokenized/codes_all.h5
   # in --num-workers shards at once; with --num-gpus > 1 under torchrun, one process per GPU running as many
   torchrun=()
@@ -74,13 +81,13 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # text tokens (g2p failures -> rejected.tsv) -> data/tokenized/cuts_all_text.jsonl.gz
   "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" \
     --language "$language" ${symbols:+--symbols "$symbols"}
 fi
 
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # train/dev/test split -> data/tokenized/cuts_{train,dev,test}.jsonl.gz
   "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
     --seed "$seed" --heldout-speakers "$heldout_speakers"
@@ -91,3 +98,4 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   fi
 fi
 log "done: $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"
+if [ -f "$data_dir/check.json" ]; then "$PYTHON" -m valle.commands.check_data --data-dir "$data_dir" --verdict; fi

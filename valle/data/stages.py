@@ -40,7 +40,9 @@ class Stage:
 STAGES = (
     Stage("scan", "read the corpus", "manifests/entries_*.jsonl", (), formerly=("corpus",)),
     Stage("normalize", "validate, downmix to mono, resample to 24 kHz", "manifests/cuts_*.jsonl.gz",
-          ("min_duration", "max_duration", "silence_db")),
+          ("min_duration", "max_duration", "silence_db", "loudness_normalize")),
+    Stage("check", "flag suspect files, minutes per speaker, a verdict", "check.html",
+          ("language", "check_asr", "drop_flagged")),
     Stage("codes", "Encodec codes", "tokenized/codes_*.h5", ("codec_weights",)),
     Stage("text", "text tokens", "tokenized/text_tokenizer.json", ("tokenizer", "language", "symbols")),
     Stage("split", "split", "tokenized/cuts_{train,dev,test}.jsonl.gz",
@@ -98,6 +100,12 @@ def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
     stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
 
 
+def _check(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.check import stage_check
+
+    stage_check(data_dir, opts.language, opts.check_asr, opts.drop_flagged)
+
+
 def _codes(data_dir: Path, opts: PrepareOptions) -> None:
     from valle.codec import Codec
     from valle.data.pipeline import stage_codes
@@ -126,7 +134,7 @@ def _split(data_dir: Path, opts: PrepareOptions) -> None:
     stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed, opts.heldout_speakers.split())
 
 
-WORK = {"scan": _scan, "normalize": _normalize, "codes": _codes, "text": _text, "split": _split}
+WORK = {"scan": _scan, "normalize": _normalize, "check": _check, "codes": _codes, "text": _text, "split": _split}
 
 
 def stage_run(name: str, data_dir: Path, opts: PrepareOptions) -> StageRun:
