@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -115,6 +116,8 @@ def test_prepare_runs_resumes_and_takes_the_data_lock(ws, write_audio, single_th
     assert result.rejected == [("corpus/spk/quiet.wav", "silence: RMS level -inf dBFS is below --silence-db -60.0")]
     assert len(result.conversions) == 4 and "resampled" in result.conversions[0][1]
     assert result.summary_text.startswith("kept: 4 utterances") and "data/rejected.tsv" in result.summary_text
+    assert re.fullmatch(r"only 0\.\d min of usable speech: .*; see data/check\.html", result.verdict)
+    assert all(path.startswith("corpus/spk/u") and flags for path, flags in result.flagged)
     codes = (ws.root / "data" / "tokenized" / "codes_all.h5").stat().st_mtime_ns
 
     again = prepare.run_prepare(ws, opts)  # same options: nothing runs again

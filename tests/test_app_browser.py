@@ -173,6 +173,8 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
                                                         "#data-summary textarea").get_attribute("value")
     rejected = text_of(browser, "data-rejected")
     assert "silence" in rejected and "missing transcript" in rejected
+    verdict = text_of(browser, "data-verdict")  # the data check, under the reports
+    assert "min of usable speech" in verdict and "see data/check.html" in verdict, verdict
     assert (workspace / "data" / "tokenized" / "cuts_train.jsonl.gz").is_file()
     browser.save_screenshot(str(shots / "app-data.png"))
 

@@ -13,11 +13,14 @@ Flagged files are listed, not removed; `--drop-flagged` moves them to rejected.t
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import html
 import json
 import math
+import re
 import statistics
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,7 @@ FRAME = 480  # 20 ms frames at 24 kHz
 SPEECH_BELOW_PEAK_DB = 40.0  # frames within this of the loudest frame are speech (the edges' silence is the rest)
 TARGET_LUFS = -20.0  # --loudness-normalize brings every file to this (peaks kept below CLIP_LEVEL)
 REPORT_JSON, REPORT_HTML = "check.json", "check.html"
+_PUNCTUATION = re.compile(r"[^\w\s]|_")  # what two texts may differ in and still be the same text
 DAMAGED = ("clipping", "low signal-to-noise")  # flags whose files the voice check leaves out
 
 
@@ -81,11 +85,16 @@ class Utterance:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def loudness_lufs(wave: np.ndarray) -> float:
-    """ITU-R BS.1770 integrated loudness of a mono 24 kHz waveform (T,) in LUFS (-inf for silence)."""
+@functools.cache
+def _meter():
     import pyloudnorm
 
-    return float(pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(wave.astype(np.float64)))
+    return pyloudnorm.Meter(SAMPLE_RATE)  # its K-weighting filters are designed once
+
+
+def loudness_lufs(wave: np.ndarray) -> float:
+    """ITU-R BS.1770 integrated loudness of a mono 24 kHz waveform (T,) in LUFS (-inf for silence)."""
+    return float(_meter().integrated_loudness(wave.astype(np.float64)))
 
 
 def to_loudness(wave: np.ndarray, target: float = TARGET_LUFS) -> tuple[np.ndarray, float]:
@@ -191,14 +200,13 @@ def flag_voices(utts: list[Utterance]) -> None:
                                f"other files (their median {median:.2f}, margin {VOICE_MARGIN:g})")
 
 
-def flag_duplicates(utts: list[Utterance], language: str) -> None:
-    """A file whose text, or whose audio (loudness profile at the same length), an earlier file already has."""
-    from valle.eval.asr import normalize_text
-
+def flag_duplicates(utts: list[Utterance]) -> None:
+    """A file whose text (its letters, digits and spaces, in lower case), or whose audio (loudness profile at the
+    same length), an earlier file already has."""
     texts: dict[str, str] = {}
     by_length: dict[int, list[Utterance]] = collections.defaultdict(list)
     for u in utts:
-        key = normalize_text(u.text, language)
+        key = " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", u.text).lower()).split())
         if key in texts:
             u.flags.append(f"duplicate text: same as {texts[key]}")
         texts.setdefault(key, u.id)
@@ -299,7 +307,7 @@ def check_corpus(cuts, language: str, encoder, transcriber, notes: list[str], re
         notes.append(flag_transcripts(utts, transcriber, language, waves))
     if encoder is not None:
         flag_voices(utts)
-    flag_duplicates(utts, language)
+    flag_duplicates(utts)
     speakers = speaker_summary(utts)
     return Check(utts, speakers, notes, verdict(utts, speakers, report))
 
