@@ -151,3 +151,15 @@ def test_clean_measures_of_a_tone():
     u = check.measure("t", "t.wav", "s", "hello", np.concatenate([np.zeros(48000, np.float32), tone]), 4)
     assert u.lead_s == pytest.approx(2.0, abs=0.03) and u.trail_s == 0 and u.clipped_percent == 0
     assert u.phones_per_second == pytest.approx(4.0, rel=0.03)
+
+
+def test_duplicates_within_a_speaker_and_of_the_audio():
+    utts = [_utt(1, "a"), _utt(2, "b"), _utt(3, "a"), _utt(4, "b")]  # all read "text"
+    for n, u in enumerate(utts[:3]):
+        u.profile = np.random.default_rng(n).normal(size=50)  # (frames,)
+    utts[3].profile = utts[0].profile.copy()
+    check.flag_duplicates(utts)
+    assert utts[0].flags == utts[1].flags == []  # two speakers reading one sentence: no duplicate
+    assert utts[2].flags == ["duplicate text: same as a1"]
+    assert utts[3].flags == ["duplicate text: same as b2",
+                             "duplicate audio: same as a1 (loudness profile correlation over 0.995)"]

@@ -64,7 +64,7 @@ def test_mini_rerun_skips_finished_stages(mini):
     tmp, corpus, _ = mini
     proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
     assert "not regenerated" in proc.stdout
-    for n, name in enumerate(["scan", "normalize", "codes", "text", "split"]):
+    for n, name in enumerate(["scan", "normalize", "check", "codes", "text", "split"]):
         assert f"stage {n} ({name}): done before with the same options, skipping" in proc.stdout
 
 

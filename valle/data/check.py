@@ -201,12 +201,13 @@ def flag_voices(utts: list[Utterance]) -> None:
 
 
 def flag_duplicates(utts: list[Utterance]) -> None:
-    """A file whose text (its letters, digits and spaces, in lower case), or whose audio (loudness profile at the
-    same length), an earlier file already has."""
-    texts: dict[str, str] = {}
+    """A file whose text (its letters, digits and spaces, in lower case) an earlier file of the same speaker
+    already has (speakers reading the same sentences is no duplicate), or whose audio (loudness profile at the same
+    length) any earlier file has."""
+    texts: dict[tuple[str, str], str] = {}
     by_length: dict[int, list[Utterance]] = collections.defaultdict(list)
     for u in utts:
-        key = " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", u.text).lower()).split())
+        key = (u.speaker, " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", u.text).lower()).split()))
         if key in texts:
             u.flags.append(f"duplicate text: same as {texts[key]}")
         texts.setdefault(key, u.id)
