@@ -392,10 +392,11 @@ def _tools(asr: str) -> tuple[object, object, list[str]]:
         encoder, voice = get_speaker_encoder(), "voices: resemblyzer embeddings against each speaker's centroid"
     except UserError as e:
         encoder, voice = None, f"voice check skipped: {e}"
+    if asr == "none":
+        return encoder, None, [voice, "transcripts not checked: --check-asr none (fast); --check-asr pocketsphinx "
+                                      "(English) or a Whisper model checks them"]
     transcriber, line = get_transcriber(asr)
-    asr_note = line if transcriber else f"{line} (transcripts are checked with --check-asr pocketsphinx or a " \
-                                        "Whisper model)"
-    return encoder, transcriber, [voice, asr_note.replace("--asr-model", "--check-asr")]
+    return encoder, transcriber, [voice, line.replace("--asr-model", "--check-asr")]  # the factory names evaluate's
 
 
 def stage_check(data_dir: Path, language: str, asr: str = "none", drop_flagged: bool = False) -> Check:
