@@ -38,7 +38,8 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   # check every file, downmix to mono, resample to 24 kHz -> data/manifests/cuts_<part>.jsonl.gz, rejected.tsv
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
-    --max-duration "$max_duration" --silence-db "$silence_db" --loudness-normalize "$loudness_normalize" --num-jobs "$num_jobs"
+    --max-duration "$max_duration" --silence-db "$silence_db" --loudness-normalize "$loudness_normalize" \
+    --num-jobs "$num_jobs"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
