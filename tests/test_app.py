@@ -116,7 +116,7 @@ def test_prepare_runs_resumes_and_takes_the_data_lock(ws, write_audio, single_th
     assert result.rejected == [("corpus/spk/quiet.wav", "silence: RMS level -inf dBFS is below --silence-db -60.0")]
     assert len(result.conversions) == 4 and "resampled" in result.conversions[0][1]
     assert result.summary_text.startswith("kept: 4 utterances") and "data/rejected.tsv" in result.summary_text
-    # the data check: the test's four files are one steady sound, alike (nothing usable in them)
+    # the data check: the four files hold the same synthetic speech-like signal, without pauses (nothing usable)
     assert re.fullmatch(r"all 4 files are flagged \(low signal-to-noise \(4\), duplicate audio \(3\)\): .*; "
                         r"see data/check\.html", result.verdict)
     assert [path for path, _ in result.flagged] == [f"corpus/spk/u{i}.wav" for i in range(4)]
