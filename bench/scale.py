@@ -131,7 +131,7 @@ def folder_bytes(*paths: Path) -> int:
 
 def bench_disk(args) -> None:
     data = args.work / "codes-2"  # the codes benchmark's output
-    run([str(REPO / "egs" / "libritts" / "prepare.sh"), "--stage", "3", "--data-dir", str(data),
+    run([str(REPO / "egs" / "libritts" / "prepare.sh"), "--stage", "4", "--data-dir", str(data),
          "--download-dir", str(args.work / "libritts"), "--codec-weights", "random"], cwd=args.work)
     hours, tokenized = hours_of(data), data / "tokenized"
     final = [*tokenized.glob("cuts_train.jsonl.gz"), *tokenized.glob("cuts_dev.jsonl.gz"),

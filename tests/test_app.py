@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -115,13 +116,17 @@ def test_prepare_runs_resumes_and_takes_the_data_lock(ws, write_audio, single_th
     assert result.rejected == [("corpus/spk/quiet.wav", "silence: RMS level -inf dBFS is below --silence-db -60.0")]
     assert len(result.conversions) == 4 and "resampled" in result.conversions[0][1]
     assert result.summary_text.startswith("kept: 4 utterances") and "data/rejected.tsv" in result.summary_text
+    # the data check: the four files hold the same synthetic speech-like signal, without pauses (nothing usable)
+    assert re.fullmatch(r"all 4 files are flagged \(low signal-to-noise \(4\), duplicate audio \(3\)\): .*; "
+                        r"see data/check\.html", result.verdict)
+    assert [path for path, _ in result.flagged] == [f"corpus/spk/u{i}.wav" for i in range(4)]
     codes = (ws.root / "data" / "tokenized" / "codes_all.h5").stat().st_mtime_ns
 
     again = prepare.run_prepare(ws, opts)  # same options: nothing runs again
     assert all("skipped" in line for line in again.stages)
     opts.dev_ratio = 0.3  # only the split stage runs again
     third = prepare.run_prepare(ws, opts)
-    assert ["skipped" in line for line in third.stages] == [True, True, True, True, False]
+    assert ["skipped" in line for line in third.stages] == [True, True, True, True, True, False]
     assert (ws.root / "data" / "tokenized" / "codes_all.h5").stat().st_mtime_ns == codes
 
     with folder_lock(ws.root / "data", "data preparation"):  # e.g. the recipe running on the same folder

@@ -168,11 +168,13 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
     click(browser, "data-prepare")
     status = wait_for(browser, "data preparation", lambda: "prepared" in text_of(browser, "data-status")
                       and text_of(browser, "data-status"), 240)
-    assert "stage 4 (split): done" in status
+    assert "stage 5 (split): done" in status
     assert "kept: 4 utterances" in browser.find_element(By.CSS_SELECTOR,
                                                         "#data-summary textarea").get_attribute("value")
     rejected = text_of(browser, "data-rejected")
     assert "silence" in rejected and "missing transcript" in rejected
+    verdict = text_of(browser, "data-verdict")  # the data check, under the reports
+    assert "min of usable speech" in verdict and "see data/check.html" in verdict, verdict
     assert (workspace / "data" / "tokenized" / "cuts_train.jsonl.gz").is_file()
     browser.save_screenshot(str(shots / "app-data.png"))
 

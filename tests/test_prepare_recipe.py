@@ -64,7 +64,7 @@ def test_mini_rerun_skips_finished_stages(mini):
     tmp, corpus, _ = mini
     proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
     assert "not regenerated" in proc.stdout
-    for n, name in enumerate(["scan", "normalize", "codes", "text", "split"]):
+    for n, name in enumerate(["scan", "normalize", "check", "codes", "text", "split"]):
         assert f"stage {n} ({name}): done before with the same options, skipping" in proc.stdout
 
 
@@ -73,7 +73,7 @@ def test_changed_option_reruns_only_its_stage(mini):
     before = {s: open_cuts(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     proc = run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data",
                 "--seed", "7"], cwd=tmp)
-    assert "stage 3 (text): done before" in proc.stdout and "stage 4 (split): split" in proc.stdout
+    assert "stage 4 (text): done before" in proc.stdout and "stage 5 (split): split" in proc.stdout
     after = {s: open_cuts(tmp / "data/tokenized" / f"cuts_{s}.jsonl.gz").ids for s in ("dev", "test")}
     assert before != after
     run([REPO / "egs/mini/prepare.sh", "--corpus-dir", corpus, "--data-dir", tmp / "data"], cwd=tmp)
@@ -201,7 +201,7 @@ def test_defaults_have_one_source_and_a_skipped_stage_is_fast(tmp_path):
                            f"compute_codes.main(['--data-dir', {str(data)!r}, '--codec-weights', 'random']); "
                            "assert 'torch' not in sys.modules and 'lhotse' not in sys.modules"],
                           capture_output=True, text=True, env=ENV)
-    assert skip.returncode == 0 and "stage 2 (codes): done before with the same options, skipping" in skip.stdout, \
+    assert skip.returncode == 0 and "stage 3 (codes): done before with the same options, skipping" in skip.stdout, \
         skip.stderr
 
 

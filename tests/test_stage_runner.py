@@ -21,7 +21,8 @@ def runs(ran: list, seed: int = 42) -> list[StageRun]:
     """Every stage, with the split stage's signature depending on `seed`."""
     values = {"min_duration": 0.5, "max_duration": 20.0, "silence_db": -60.0, "codec_weights": "random",
               "tokenizer": "vallex", "language": "en", "symbols": None, "dev_ratio": 0.05, "test_ratio": 0.05,
-              "seed": seed, "heldout_speakers": ""}
+              "seed": seed, "heldout_speakers": "", "loudness_normalize": False, "check_asr": "none",
+              "drop_flagged": False}
     sigs = ["corpus=/c"] + [signature(name, values) for name in STAGE_NAMES[1:]]
     return [StageRun(name, sig, recorder(ran, name)) for name, sig in zip(STAGE_NAMES, sigs)]
 
@@ -36,7 +37,7 @@ def test_runs_then_skips_then_redoes_only_what_changed(tmp_path, capsys):
     assert ran == list(STAGE_NAMES) and all("done in" in line for line in lines)
     assert markers(data)[".split.done"] == "dev_ratio=0.05 test_ratio=0.05 seed=42 heldout_speakers=\n"
     assert markers(data)[".text.done"] == "tokenizer=vallex language=en symbols=\n"  # None is written as nothing
-    assert "stage 4 (split): split ->" in capsys.readouterr().out
+    assert "stage 5 (split): split ->" in capsys.readouterr().out
 
     ran.clear()
     lines = run_stages(data, runs(ran))

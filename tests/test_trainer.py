@@ -345,7 +345,7 @@ def test_espeak_corpus_trains_from_scratch_with_bos_eos_and_synthesizes(mini_dat
     data = tmp_path / "data"
     shutil.copytree(mini_data.parent, data)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run([str(REPO / "egs" / "custom" / "prepare.sh"), "--data-dir", str(data), "--stage", "3",
+    subprocess.run([str(REPO / "egs" / "custom" / "prepare.sh"), "--data-dir", str(data), "--stage", "4",
                     "--tokenizer", "espeak", "--language", "en"], check=True, env=env, capture_output=True,
                    cwd=REPO / "egs" / "custom")
     assert json.loads((data / "tokenized" / "text_tokenizer.json").read_text())["name"] == "espeak"

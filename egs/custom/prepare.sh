@@ -16,8 +16,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, check_options, take_data_lock
 
-stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 codes, 3 text, 4 split
-stop_stage=4               # last stage to run
+stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 check, 3 codes, 4 text, 5 split
+stop_stage=5               # last stage to run
 # every preparation option with its default and help (--corpus, --language, --data-dir, ...): valle/data/options.py
 PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell custom)
 eval "$PREPARE_OPTIONS"
@@ -25,7 +25,7 @@ eval "$PREPARE_OPTIONS"
 help_message="usage: $0 --corpus DIR_OR_METADATA_FILE [--language en] [--codec-weights pretrained|random|PATH] [options]
        $0 --long-recordings DIR_OR_FILE [--keep-speaker ME.wav] [--language en] [options]
 Writes --data-dir (default data/) in the folder it is run from; stages: -1 segment (long recordings only), 0 scan,
-1 normalize, 2 codes, 3 text, 4 split."
+1 normalize, 2 check, 3 codes, 4 text, 5 split."
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
 
 # long recordings: their segments (data/segments/metadata.txt, the kept rows) are the corpus
@@ -57,5 +57,5 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   "$PYTHON" "$VALLE_BIN/prepare_corpus.py" scan --corpus "$corpus" --data-dir "$data_dir"
 fi
 
-# stages 1 normalize, 2 codes, 3 text, 4 split: the same in every recipe
+# stages 1 normalize, 2 check, 3 codes, 4 text, 5 split: the same in every recipe
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh"

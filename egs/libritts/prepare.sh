@@ -10,8 +10,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, check_options, take_data_lock
 
-stage=-1                   # first stage to run: -1 download, 0 scan, 1 normalize, 2 codes, 3 text, 4 split
-stop_stage=4               # last stage to run
+stage=-1                   # first stage to run: -1 download, 0 scan, 1 normalize, 2 check, 3 codes, 4 text, 5 split
+stop_stage=5               # last stage to run
 # every preparation option with its default and help (--dataset-parts, --language, --data-dir, ...):
 # valle/data/options.py
 PREPARE_OPTIONS=$("$PYTHON" -m valle.data.options --shell libritts)
@@ -20,7 +20,7 @@ num_jobs=4                 # parallel processes of the normalize stage (LibriTTS
 
 help_message="usage: $0 [--dataset-parts \"dev-clean test-clean train-clean-100\"] [--download-dir download] [options]
 Writes --download-dir and --data-dir in the folder it is run from; stages: -1 download, 0 scan, 1 normalize,
-2 codes, 3 text, 4 split."
+2 check, 3 codes, 4 text, 5 split."
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
 read -r -a parts <<< "$dataset_parts"
 check_options libritts
@@ -37,5 +37,5 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     --data-dir "$data_dir"
 fi
 
-# stages 1 normalize, 2 codes, 3 text, 4 split: the same in every recipe
+# stages 1 normalize, 2 check, 3 codes, 4 text, 5 split: the same in every recipe
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/prepare_stages.sh"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The offline demo data: generate the mini corpus with espeak-ng (stage -1, once), then run the custom recipe's
-# stages 0-4 on it with random Encodec weights (no download; codes are meaningless, the pipeline is real).
+# stages 0-5 on it with random Encodec weights (no download; codes are meaningless, the pipeline is real).
 #   ./prepare.sh [--corpus-dir corpus] [--data-dir data] [--per-speaker 10] [any ../custom/prepare.sh option]
 # Working folder: corpus/ and data/ are relative to the folder you run this from, as every recipe script does.
 set -euo pipefail
 HERE="$(dirname "${BASH_SOURCE[0]}")"
 . "$HERE/../shared/env.sh"  # $PYTHON, log, take_data_lock
 
-stage=-1                   # first stage to run: -1 the mini corpus, then the custom recipe's 0 scan ... 4 split
-stop_stage=4               # last stage to run
+stage=-1                   # first stage to run: -1 the mini corpus, then the custom recipe's 0 scan ... 5 split
+stop_stage=5               # last stage to run
 corpus_dir=corpus          # where the generated mini corpus goes
 data_dir=data              # output folder of the custom recipe
 per_speaker=10             # utterances per espeak-ng voice

@@ -1,6 +1,6 @@
 """The Data tab: uploaded files -> a corpus folder in the workspace -> the valle.data stages -> reports.
 
-The stages are the ones egs/custom/prepare.sh runs (valle.data.stages: scan, normalize, codes, text, split),
+The stages are the ones egs/custom/prepare.sh runs (valle.data.stages: scan, normalize, check, codes, text, split),
 called directly, with the same options and defaults (valle.data.options.PrepareOptions), through the same
 runner as the recipe's stage CLIs (valle.data.stages.run_stages): the same `DATA/.<stage>.done` markers and
 signatures, so a rerun with the same options skips a stage (the page and the recipe resume each other), and the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from valle.app.workspace import Workspace, safe_name
@@ -32,6 +32,8 @@ class PrepareResult:
     rejected: list[tuple[str, str]]  # (file, reason) rows of rejected.tsv
     conversions: list[tuple[str, str]]  # (file, what was done) rows of conversions.tsv
     stages: list[str]  # one line per stage: ran or skipped
+    verdict: str = ""  # the data check's one line (check.json)
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (file, flags) rows of check.json
 
 
 def import_uploads(ws: Workspace, uploads: list[str], name: str) -> str:
@@ -77,7 +79,9 @@ def run_prepare(ws: Workspace, opts: PrepareOptions,
 
 
 def read_reports(ws: Workspace, data_dir: Path) -> PrepareResult:
-    """The summary and the two report tables of a data folder (empty when it was never prepared)."""
+    """The summary, the two report tables and the data check of a data folder (empty when it was never
+    prepared)."""
+    from valle.data.check import flagged_rows
     from valle.data.rejections import format_summary, read_rejections
 
     def shown(path: str) -> str:  # workspace-relative where possible: shorter, and no home folder in screenshots
@@ -93,4 +97,6 @@ def read_reports(ws: Workspace, data_dir: Path) -> PrepareResult:
     conversions = [tuple(line.split("\t", 1)) for line in conv_file.read_text(encoding="utf-8").splitlines()
                    if "\t" in line] if conv_file.is_file() else []
     text = format_summary(summary, rejections, Path(ws.relative(data_dir)))
-    return PrepareResult(text, rejected, [(shown(p), d) for p, d in conversions], [])
+    verdict, flagged = flagged_rows(data_dir)
+    return PrepareResult(text, rejected, [(shown(p), d) for p, d in conversions], [],
+                         verdict.replace(str(data_dir), ws.relative(data_dir)), [(shown(p), f) for p, f in flagged])

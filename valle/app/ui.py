@@ -84,7 +84,8 @@ class App:
                                       float(silence_db), float(dev_ratio), float(test_ratio), int(seed), self.device)
         result = prepare.run_prepare(self.ws, opts, lambda fraction, desc: progress(fraction, desc=desc))
         status = f"prepared `{data_dir}` from `{corpus}`: " + "; ".join(result.stages)
-        return status, corpus, result.summary_text, result.rejected, result.conversions
+        return (status, corpus, result.summary_text, result.rejected, result.conversions, result.verdict,
+                result.flagged)
 
     def segment(self, uploads, reference, name, num_speakers, transcribe, language, segment_max,
                 progress=gr.Progress(track_tqdm=True)):
@@ -109,7 +110,7 @@ class App:
 
     def reports(self, data_dir):
         result = prepare.read_reports(self.ws, self.ws.path(data_dir, "data folder"))
-        return "", result.summary_text, result.rejected, result.conversions
+        return "", result.summary_text, result.rejected, result.conversions, result.verdict, result.flagged
 
     # ---- Train -----------------------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ def build(app: App) -> gr.Blocks:
             comp = _compare_tab(app)
         page.load(app.on_load, None, [synth["checkpoint"], synth["adapters"], synth["preset"], comp["checkpoints"],
                                       comp["prompt"], *train["options"]])
-        page.load(guarded(app.reports, outputs=4), [data["data_dir"]], data["report_outputs"])
+        page.load(guarded(app.reports, outputs=6), [data["data_dir"]], data["report_outputs"])
     return page
 
 
@@ -235,10 +236,13 @@ def _data_tab(app: App) -> dict:
                             wrap=True, column_widths=["35%", "65%"], elem_id="data-rejected")
     conversions = gr.Dataframe(headers=["file", "conversion"], label="Converted (conversions.tsv)",
                                interactive=False, wrap=True, column_widths=["35%", "65%"])
-    report_outputs = [status, summary, rejected, conversions]
-    run.click(guarded(app.prepare, outputs=5),
+    verdict = gr.Markdown(elem_id="data-verdict")
+    flagged = gr.Dataframe(headers=["file", "flags"], label="Flagged by the check (check.html; listed, not removed)",
+                           interactive=False, wrap=True, column_widths=["35%", "65%"], elem_id="data-flagged")
+    report_outputs = [status, summary, rejected, conversions, verdict, flagged]
+    run.click(guarded(app.prepare, outputs=7),
               [uploads, upload_name, corpus, data_dir, language, tokenizer, codec, min_dur, max_dur, silence_db,
-               dev_ratio, test_ratio, seed], [status, corpus, summary, rejected, conversions])
+               dev_ratio, test_ratio, seed], [status, corpus, summary, rejected, conversions, verdict, flagged])
     return {"data_dir": data_dir, "report_outputs": report_outputs}
 
 

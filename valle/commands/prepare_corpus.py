@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     normalize = sub.add_parser("normalize", help="check, downmix and resample every file -> cuts + reports",
                                formatter_class=DefaultsHelpFormatter)
-    for name in ("min_duration", "max_duration", "silence_db", "num_jobs"):
+    for name in ("min_duration", "max_duration", "silence_db", "loudness_normalize", "num_jobs"):
         add_option(normalize, name)
 
     for p in (scan, libritts, normalize):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from valle.audio import SAMPLE_RATE, AudioError, audio_info, level_dbfs, load_audio
 from valle.codec import HOP_LENGTH, code_frames
+from valle.data.check import loudness_lufs, to_loudness
 from valle.data.files import write_whole
 from valle.data.options import PrepareOptions
 from valle.data.rejections import Rejection
@@ -32,10 +33,11 @@ class NormalizeOptions:
     min_duration: float = PrepareOptions.min_duration  # seconds
     max_duration: float = PrepareOptions.max_duration  # seconds
     silence_db: float = PrepareOptions.silence_db  # RMS level in dBFS below which a file counts as silence
+    loudness_normalize: bool = PrepareOptions.loudness_normalize  # every file to check.TARGET_LUFS (copied)
 
     @classmethod
     def of(cls, opts: PrepareOptions) -> NormalizeOptions:
-        return cls(opts.min_duration, opts.max_duration, opts.silence_db)
+        return cls(opts.min_duration, opts.max_duration, opts.silence_db, opts.loudness_normalize)
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Normalized:
 
     cuts: list[MonoCut] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    conversions: list[tuple[str, str]] = field(default_factory=list)  # (path, AudioInfo.describe())
+    conversions: list[tuple[str, str]] = field(default_factory=list)  # (path, AudioInfo.describe() + loudness)
     infos: list[dict] = field(default_factory=list)  # original rate/channels/format of every kept file
 
 
@@ -82,7 +84,12 @@ def normalize_entry(entry: Entry, audio_dir: Path, opts: NormalizeOptions):
     if level < opts.silence_db:
         return _reject(entry, "silence", f"RMS level {level:.1f} dBFS is below --silence-db {opts.silence_db}")
     path = Path(entry.audio)
-    if _needs_copy(info):
+    custom = {"source": entry.audio}
+    if opts.loudness_normalize:
+        normalized, before = to_loudness(wave.numpy())
+        wave = torch.from_numpy(normalized)
+        custom["loudness"] = f"loudness {before:.1f} -> {loudness_lufs(normalized):.1f} LUFS"
+    if _needs_copy(info) or opts.loudness_normalize:
         path = audio_dir / f"{entry.id}.flac"
         flac = io.BytesIO()  # encoded in memory: libsndfile reports a full disk only as "System error"
         sf.write(flac, wave.numpy(), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
@@ -91,7 +98,7 @@ def normalize_entry(entry: Entry, audio_dir: Path, opts: NormalizeOptions):
     recording = Recording(id=entry.id, sources=[AudioSource(type="file", channels=[0], source=str(path))],
                           sampling_rate=SAMPLE_RATE, num_samples=num_samples, duration=num_samples / SAMPLE_RATE)
     sup = SupervisionSegment(id=entry.id, recording_id=entry.id, start=0.0, duration=recording.duration, channel=0,
-                             text=entry.text, speaker=entry.speaker, custom={"source": entry.audio})
+                             text=entry.text, speaker=entry.speaker, custom=custom)
     cut = MonoCut(id=entry.id, start=0.0, duration=recording.duration, channel=0, recording=recording,
                   supervisions=[sup])
     return cut, None, info
@@ -148,8 +155,10 @@ def normalize_entries(entries: list[Entry], audio_dir: Path, opts: NormalizeOpti
             continue
         result.cuts.append(cut)
         result.infos.append({"rate": info.sample_rate, "channels": info.channels, "kind": info.kind})
-        if _needs_copy(info):
-            result.conversions.append((entry.audio, info.describe()))
+        if _needs_copy(info) or opts.loudness_normalize:
+            loudness = cut.supervisions[0].custom.get("loudness")
+            done = ([info.describe()] if _needs_copy(info) else []) + ([loudness] if loudness else [])
+            result.conversions.append((entry.audio, "; ".join(done)))
     return result
 
 

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from valle.config import LANGUAGES, option, or_list
+from valle.config import LANGUAGES, option, or_list, str2bool
 from valle.errors import UserError
 from valle.text import TOKENIZER_NAMES
 
@@ -45,6 +45,12 @@ class PrepareOptions:
                                      "(bounds memory); 0: 120 on a GPU, 15 on a CPU")
     symbols: str = option("", "espeak only: an existing unique_text_tokens.k2symbols; empty: one built from the corpus")
     heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
+    loudness_normalize: bool = option(False, "normalize stage: bring every file to one loudness (-20 LUFS, peaks kept "
+                                             "below full scale); the files are copied", type=str2bool)
+    check_asr: str = option("none", "check stage: an offline ASR to check the transcripts against (WER per file): "
+                                    "pocketsphinx (English), a Whisper model (e.g. small), or none (fast)")
+    drop_flagged: bool = option(False, "check stage: move the flagged files to rejected.tsv instead of only listing "
+                                       "them in check.html", type=str2bool)
     num_jobs: int = option(1, "parallel processes for the normalize stage")
     num_workers: int = option(1, "parallel processes of the codes stage (per GPU under torchrun): the cuts are "
                                  "split into that many shards, each with its own codes file and done-marker")

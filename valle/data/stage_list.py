@@ -19,7 +19,9 @@ class Stage:
 STAGES = (
     Stage("scan", "read the corpus", "manifests/entries_*.jsonl", ()),
     Stage("normalize", "validate, downmix to mono, resample to 24 kHz", "manifests/cuts_*.jsonl.gz",
-          ("min_duration", "max_duration", "silence_db")),
+          ("min_duration", "max_duration", "silence_db", "loudness_normalize")),
+    Stage("check", "flag suspect files, minutes per speaker, a verdict", "check.html",
+          ("language", "check_asr", "drop_flagged")),
     Stage("codes", "Encodec codes", "tokenized/codes_*.h5", ("codec_weights",)),
     Stage("text", "text tokens", "tokenized/text_tokenizer.json", ("tokenizer", "language", "symbols")),
     Stage("split", "split", "tokenized/cuts_{train,dev,test}.jsonl.gz",

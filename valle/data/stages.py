@@ -74,6 +74,12 @@ def _normalize(data_dir: Path, opts: PrepareOptions) -> None:
     stage_normalize(data_dir, NormalizeOptions.of(opts), opts.num_jobs)
 
 
+def _check(data_dir: Path, opts: PrepareOptions) -> None:
+    from valle.data.check import stage_check
+
+    stage_check(data_dir, opts.language, opts.check_asr, opts.drop_flagged)
+
+
 def _codes(data_dir: Path, opts: PrepareOptions) -> None:
     from valle.codec import Codec
     from valle.data.pipeline import stage_codes
@@ -99,7 +105,7 @@ def _split(data_dir: Path, opts: PrepareOptions) -> None:
     stage_split(data_dir, opts.dev_ratio, opts.test_ratio, opts.seed, opts.heldout_speakers.split())
 
 
-WORK = {"scan": _scan, "normalize": _normalize, "codes": _codes, "text": _text, "split": _split}
+WORK = {"scan": _scan, "normalize": _normalize, "check": _check, "codes": _codes, "text": _text, "split": _split}
 
 
 def stage_run(name: str, data_dir: Path, opts: PrepareOptions) -> StageRun:
