@@ -3,12 +3,16 @@
 int8 keeps one int8 weight per element and one float32 scale per output channel (symmetric, round to nearest) for
 every linear of both halves: the packed attention in-projection (q, k, v in `self_attn.in_proj_weight`), the
 out-projection, the feed-forward layers, the NAR's adaptive-norm projections and the predict layers. Embeddings,
-norms and activations stay in float32. How a linear runs depends on how many rows it gets at once:
+norms and activations stay in float32. How a linear runs depends on how many positions each sequence brings:
 
-- up to SMALL_ROWS (an AR step, batches up to 32): `torch._weight_int8pack_mm`, which reads the int8 weight
-  directly (a quarter of the float32 bytes: the step is memory-bound), on the activations rounded to bfloat16;
-- more rows (the prompt pass, the NAR): the weight widened to float32 for one matmul (compute-bound: float32 GEMM
-  is the fastest kernel there), so these rows differ from fp32 only by the weights' rounding.
+- one (an AR step, at any batch size; the predict layers' (B, D) inputs): `torch._weight_int8pack_mm`, which reads
+  the int8 weight directly (a quarter of the float32 bytes: a step is memory-bound), on the activations rounded to
+  bfloat16;
+- more (the prompt pass, the NAR): the weight widened to float32 for one matmul (compute-bound: float32 GEMM is the
+  fastest kernel there), so these differ from fp32 only by the weights' rounding.
+
+The choice depends on the shape of one sequence, never on the batch: greedy codes are the same whether requests
+run together or one by one.
 
 docs/benchmarks.md has what else was tried (torchao, torch's dynamic int8) and what each measured.
 """
@@ -24,7 +28,6 @@ from valle.models.layers import SelfAttention
 
 # precision -> the dtype of the activations (and of the weights that are not int8)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
-SMALL_ROWS = 32  # rows up to which the int8 kernel beats float32 GEMM on the measured CPUs (docs/benchmarks.md)
 
 
 def check_precision(name: str, device: torch.device | str) -> torch.dtype:
@@ -53,9 +56,10 @@ def quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
-    """F.linear(x, weight * scale[:, None], bias) for x (..., in) float32, weight (out, in) int8 -> (..., out)."""
+    """F.linear(x, weight * scale[:, None], bias) for x (..., in) float32, weight (out, in) int8 -> (..., out).
+    x (B, in) or (B, 1, in): one position per sequence; (B, T, in): T positions."""
     rows = x.reshape(-1, x.shape[-1])  # (N, in)
-    if rows.shape[0] <= SMALL_ROWS:
+    if x.dim() == 2 or x.shape[-2] == 1:
         ones = torch.ones(weight.shape[0], dtype=torch.bfloat16)  # the kernel's scales must be bf16: scale below
         y = torch._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), weight, ones).float()  # (N, out)
     else:
