@@ -88,9 +88,10 @@ def run(model: VALLE, batch: int, mode: str, args) -> dict:
     _, first_s = timed(args.device, lambda: ar(args.frames))  # warm-up with the timed shapes (compiles, if any)
     _, prefill_s = timed(args.device, lambda: ar(1))
     codes, ar_s = timed(args.device, lambda: ar(args.frames))
-    _, nar_s = timed(args.device, lambda: model.generate_nar(text, langs, prompts, plens, codes))
     audio_s = batch * args.frames / FRAME_RATE
     step_s = max(ar_s - prefill_s, 1e-9) / (args.frames - 1)
+    nar_s = None if args.ar_only else timed(args.device, lambda: model.generate_nar(text, langs, prompts, plens,
+                                                                                       codes))[1]
     out = {
         "config": f"{args.engine} {args.precision}, batch {batch}, {'no cache' if args.no_cache else 'KV cache'}, "
                   f"{mode}",
@@ -101,8 +102,8 @@ def run(model: VALLE, batch: int, mode: str, args) -> dict:
         "ar_step_ms": round(1000 * step_s, 3),
         "ar_step_frames_per_s": round(batch / step_s, 2),
         "first_call_s": round(first_s, 2),  # includes compiling / capturing
-        "nar_s_per_audio_s": round(nar_s / audio_s, 4),
-        "rtf": round((ar_s + nar_s) / audio_s, 4),
+        "nar_s_per_audio_s": None if nar_s is None else round(nar_s / audio_s, 4),
+        "rtf": None if nar_s is None else round((ar_s + nar_s) / audio_s, 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),  # since the model was ready (this batch size's run)
     }
     if args.device.startswith("cuda"):
@@ -122,6 +123,7 @@ def parse_args() -> argparse.Namespace:
                    help="precisions to time, each with every engine (valle.models.precision) [fp32]")
     p.add_argument("--rounds", type=int, default=1, help="times every configuration runs, alternating [1]")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence at every AR step")
+    p.add_argument("--ar-only", action="store_true", help="time the AR alone (no NAR, so no RTF either)")
     p.add_argument("--compile", nargs="*", choices=("cudagraph", "inductor"), default=None,
                    help="also time these compiled AR steps after eager, in the same run; --compile alone: "
                         "cudagraph and inductor on CUDA, inductor on CPU")
@@ -167,7 +169,7 @@ def alternate(args: argparse.Namespace) -> None:
                 print(json.dumps({"round": rnd, **line}), flush=True)
     for (engine, precision, batch, mode), rows in lines.items():
         base = lines[(*configs[0], batch, mode)]
-        summary = {k: round(median(r[k] for r in rows), 4) for k in SUMMARY}
+        summary = {k: round(median(r[k] for r in rows), 4) for k in SUMMARY if rows[0][k] is not None}
         ratios = {f"{k}_vs_{'_'.join(configs[0])}": round(v / median(r[k] for r in base), 3)
                   for k, v in summary.items()}
         print(json.dumps({"summary": f"{engine} {precision}, batch {batch}, {mode}", "rounds": len(rows),
