@@ -40,10 +40,15 @@ def compare(ref: torch.Tensor, low: torch.Tensor) -> dict:
 
 
 def forward_logits(model: VALLE, batch: dict, half: str, codebook: int | None = None) -> tuple[torch.Tensor, dict]:
-    """The logits the loss of `half` is computed on (N, V), and the loss itself."""
+    """The logits the loss of `half` is computed on (N, V), and the loss itself (in float32 for every precision)."""
     layer = model.ar_predict_layer if half == "ar" else model.nar_predict_layers[codebook - 1]
     captured = []
-    handle = layer.register_forward_hook(lambda m, args, out: captured.append(out))
+
+    def keep(module, args, out):
+        captured.append(out.float())
+        return captured[-1]
+
+    handle = layer.register_forward_hook(keep)
     torch.manual_seed(0)  # the NAR's prompt prefix is drawn: the same for every precision
     out = model(batch, half=half, **({"codebook": codebook} if half == "nar" else {}))
     handle.remove()
@@ -142,7 +147,7 @@ def main() -> None:
         source = args.checkpoint
     else:
         fp32 = VALLE(ModelConfig()).eval()
-        batches = [random_batch(fp32.config, batch=2, text_len=50, frames=300)]
+        batches = [random_batch(fp32.config, batch=2, text_len=50, frames=150)]
         source = "full-size config, random weights"
     models = {"fp32": fp32, **{name: apply_precision(copy.deepcopy(fp32), name).eval() for name in args.precision}}
     with torch.inference_mode():

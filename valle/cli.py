@@ -48,8 +48,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -
     m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
     m.add_argument("--precision", default="fp32",
                    help="fp32, bf16, fp16 (weights and activations; bf16/fp16 halve memory and speed up GPUs) or int8 "
-                        "(CPU: weight-only int8 linears, a quarter of the memory, about 2-3x faster AR steps; "
-                        "docs/synthesis.md#precision); the codec stays float32 [fp32]")
+                        "(CPU: weight-only int8 linears, a quarter of their memory; speed and quality cost in "
+                        "docs/benchmarks.md#precision); the codec stays float32 [fp32]")
     return m
 
 
