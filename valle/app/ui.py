@@ -349,7 +349,7 @@ def _synth_tab(app: App) -> dict:
             codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
                                 label="Encodec weights (pretrained, a file, or random: noise)", elem_id="synth-codec")
             precision = gr.Dropdown(list(PRECISIONS), value="fp32", elem_id="synth-precision",
-                                    label="Precision (int8: weight-only int8 linears on a CPU, a quarter of their memory)")
+                                    label="Precision (int8: weight-only int8 linears, CPU only)")
             run = gr.Button("Synthesize", variant="primary", elem_id="synth-run")
             status = gr.Markdown(elem_id="synth-status")
             audio = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="synth-audio")
