@@ -146,7 +146,8 @@ def check_generate(args) -> list[dict]:
     size = dict(d_model=64, nhead=4, num_layers=2) if args.tiny else {}
     dtype = "bfloat16" if cuda else "float32"
     model = VALLE(ModelConfig(**size)).to(args.device).eval().to(getattr(torch, dtype))
-    opts = argparse.Namespace(device=args.device, frames=30 if args.tiny else 150, no_cache=False, dtype=dtype)
+    opts = argparse.Namespace(device=args.device, frames=30 if args.tiny else 150, no_cache=False, ar_only=False,
+                              engine="torch", precision={"bfloat16": "bf16", "float32": "fp32"}[dtype])
     modes = ["eager", "cudagraph", "inductor"] if cuda else ["eager"]
     rows = []
     with torch.inference_mode():

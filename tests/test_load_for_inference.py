@@ -69,9 +69,9 @@ def test_the_page_and_the_cli_share_one_check():
 
 
 def test_load_for_inference_released_layout_dtype_and_tokenizer():
-    speaking = load_for_inference(TINY / "tiny.pt", device="cpu", dtype="bfloat16", nhead=4)
+    speaking = load_for_inference(TINY / "tiny.pt", device="cpu", precision="bf16", nhead=4)
     assert not speaking.model.training and speaking.device == "cpu" and speaking.dtype == torch.bfloat16
     assert {p.dtype for p in speaking.model.parameters()} == {torch.bfloat16}
     assert speaking.tokenizer.to_dict() == get_tokenizer("vallex").to_dict()  # the released file stores none
-    with pytest.raises(UserError, match="--dtype float8: use one of float32, bfloat16, float16"):
-        load_for_inference(TINY / "tiny.pt", device="cpu", dtype="float8", nhead=4)
+    with pytest.raises(UserError, match="--precision float8: use one of fp32, bf16, fp16, int8"):
+        load_for_inference(TINY / "tiny.pt", device="cpu", precision="float8", nhead=4)

@@ -124,8 +124,8 @@ def run_infer(monkeypatch, capsys, *args: str) -> tuple[int, str]:
 
 
 def test_bf16_inference_through_the_cli(tmp_path, monkeypatch, capsys, single_thread):
-    """--dtype bfloat16 casts the model (the codec stays float32); --compile cudagraph on a CPU is refused."""
-    code, err = run_infer(monkeypatch, capsys, "--dtype", "bfloat16", "--max-frames", "12", "--top-k", "1",
+    """--precision bf16 casts the model (the codec stays float32); --compile cudagraph on a CPU is refused."""
+    code, err = run_infer(monkeypatch, capsys, "--precision", "bf16", "--max-frames", "12", "--top-k", "1",
                           "--output", str(tmp_path / "a.wav"), "--save-codes", str(tmp_path / "a.npy"))
     assert code == 0, err
     codes = np.load(tmp_path / "a.npy")

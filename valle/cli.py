@@ -40,15 +40,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -> argparse._ArgumentGroup:
     """The "model" group of the commands that speak (bin/infer.py, bin/serve.py): --checkpoint, --nhead, --device,
-    --dtype; returns the group for a command's own model flags."""
+    --precision; returns the group for a command's own model flags."""
     m = parser.add_argument_group("model")
     m.add_argument("--checkpoint", default="vallex", help=checkpoint_help)
     m.add_argument("--nhead", type=int, default=None,
                    help="attention heads; the released file does not store it [checkpoint's config, else 16]")
     m.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="weights and activations of the model (the codec stays float32); bfloat16/float16 halve "
-                        "memory and speed up GPUs [float32]")
+    m.add_argument("--precision", default="fp32",
+                   help="fp32, bf16, fp16 (weights and activations; bf16/fp16 halve memory and speed up GPUs) or int8 "
+                        "(CPU: weight-only int8 linears, a quarter of their memory; speed and quality cost in "
+                        "docs/benchmarks.md#precision); the codec stays float32 [fp32]")
     return m
 
 

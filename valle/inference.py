@@ -236,40 +236,36 @@ class Synthesizer:
 
 # ---- loading a model to speak ------------------------------------------------------------------
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 @dataclass
 class SpeakingModel:
-    """A model ready to speak: its weights (adapters merged) on `device` in `dtype`, in eval mode, and the text
-    tokenizer it was trained with."""
+    """A model ready to speak: its weights (adapters merged) on `device` in `precision` (valle.models.precision),
+    in eval mode, its activations in `dtype`, and the text tokenizer it was trained with."""
 
     model: VALLE
     tokenizer: TextTokenizer
     device: str
+    precision: str
     dtype: torch.dtype
 
 
 def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = (), device: str = "auto",
-                       dtype: str | torch.dtype = "float32", nhead: int | None = None) -> SpeakingModel:
+                       precision: str = "fp32", nhead: int | None = None) -> SpeakingModel:
     """The one way to get a model that speaks: the checkpoint (a file, or "vallex" for the released one) built and
     loaded strictly on `device` ("auto": a GPU when there is one), the adapter files (at most one per half,
-    each checked against the checkpoint) merged into its weights, then cast to `dtype` ("float32", "bfloat16",
-    "float16" or a torch dtype), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention heads for a
-    file that does not store them (the released one)."""
+    each checked against the checkpoint) merged into its weights, then put in `precision` (fp32, bf16, fp16, or
+    int8: weight-only int8 linears on the CPU), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention
+    heads for a file that does not store them (the released one)."""
     from valle.device import resolve_device
     from valle.models.checkpoint import load_model, merge_adapter_files
+    from valle.models.precision import apply_precision, check_precision
 
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise UserError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
     device = resolve_device(device)
+    dtype = check_precision(precision, device)
     model, loaded = load_model(checkpoint, nhead=nhead, device=device)
     merged = merge_adapter_files(model, adapters, base_name=str(checkpoint)) if adapters else []
     tokenizer = checkpoint_tokenizer(loaded.tokenizer, merged, where=str(checkpoint))
-    model.to(dtype)  # after merging: generation then runs at the full model's speed
-    return SpeakingModel(model.eval(), tokenizer, device, dtype)
+    apply_precision(model, precision)  # after merging: generation then runs at the full model's speed
+    return SpeakingModel(model.eval(), tokenizer, device, precision, dtype)
 
 
 def checkpoint_tokenizer(stored: dict | None, adapters: Sequence[tuple[str, LoadedAdapter]] = (),

@@ -42,6 +42,7 @@ class SynthOptions:
     max_frames: int = 0  # 0: the model's default limit
     codec_weights: str = "pretrained"  # pretrained | random | a file in the workspace
     adapters: list[str] = field(default_factory=list)  # LoRA adapter files of the checkpoint (one per half)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | int8 (valle.models.precision)
 
     def sampling(self) -> Sampling:
         """The sampling these options ask for (checked as bin/infer.py's flags)."""
@@ -62,17 +63,17 @@ class Synthesis:
             raise UserError("checkpoint: pick one (a .pt in the workspace, or vallex for the released model)")
         return checkpoint if checkpoint == "vallex" else str(self.ws.path(checkpoint, "checkpoint", must_exist=True))
 
-    def model(self, checkpoint: str, adapters: list[str] = ()):
-        """(model, tokenizer) of a checkpoint with its adapters merged in (as bin/infer.py --adapter), kept
-        loaded while the files are unchanged."""
+    def model(self, checkpoint: str, adapters: list[str] = (), precision: str = "fp32"):
+        """(model, tokenizer) of a checkpoint with its adapters merged in (as bin/infer.py --adapter), in
+        `precision` (as --precision), kept loaded while the files and the precision are unchanged."""
         from valle.inference import load_for_inference
 
         path = self.checkpoint_path(checkpoint)
         files = [str(self.ws.path(a, "adapter", must_exist=True)) for a in adapters or ()]
-        key = tuple((f, Path(f).stat().st_mtime_ns if f != "vallex" else 0) for f in [path, *files])
+        key = (precision, *((f, Path(f).stat().st_mtime_ns if f != "vallex" else 0) for f in [path, *files]))
         if self._model is None or self._model[0] != key:
             self._model = None  # free the old one first
-            speaking = load_for_inference(path, files, device=self.device)
+            speaking = load_for_inference(path, files, device=self.device, precision=precision)
             self._model = (key, speaking.model, speaking.tokenizer)
         return self._model[1], self._model[2]
 
@@ -110,7 +111,7 @@ class Synthesis:
         from valle.text import TextError
 
         sampling = check_options(o)
-        model, tokenizer = self.model(o.checkpoint, o.adapters)
+        model, tokenizer = self.model(o.checkpoint, o.adapters, o.precision)
         codec = self.codec(o.codec_weights)
         prompt = self.prompt(o, tokenizer, codec)
         if prompt is not None:
@@ -142,7 +143,7 @@ class Synthesis:
                             "type its transcript")
         name = safe_name(name.strip() or "voice")
         name = name if name.endswith(".npz") else name + ".npz"
-        _, tokenizer = self.model(o.checkpoint, o.adapters)
+        _, tokenizer = self.model(o.checkpoint, o.adapters, o.precision)
         prompt = self.prompt(o, tokenizer, self.codec(o.codec_weights))
         path = save_prompt(self.ws.path(Path(PRESET_DIR) / name, "preset"), prompt)
         return (f"saved {self.ws.relative(path)}: {prompt.seconds:.2f} s, {len(prompt.text_ids)} text tokens, "

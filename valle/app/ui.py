@@ -19,6 +19,7 @@ from valle.app import compare, long_recordings, prepare, synthesis, training
 from valle.app.workspace import Workspace
 from valle.config import LANGUAGES
 from valle.errors import UserError
+from valle.models.precision import PRECISIONS
 from valle.text import INPUT_LANGUAGES
 
 log = logging.getLogger("valle.app")
@@ -351,6 +352,8 @@ def _synth_tab(app: App) -> dict:
                                        elem_id="synth-max-frames")
             codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
                                 label="Encodec weights (pretrained, a file, or random: noise)", elem_id="synth-codec")
+            precision = gr.Dropdown(list(PRECISIONS), value="fp32", elem_id="synth-precision",
+                                    label="Precision (int8: weight-only int8 linears, CPU only)")
             run = gr.Button("Synthesize", variant="primary", elem_id="synth-run")
             status = gr.Markdown(elem_id="synth-status")
             audio = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="synth-audio")
@@ -364,7 +367,7 @@ def _synth_tab(app: App) -> dict:
                                   + [gr.update(visible=choice == "recording")] * 3),
                   prompt, [preset, *recording])
     options = [checkpoint, text, language, prompt, preset, prompt_audio, prompt_text, prompt_language, top_k, top_p,
-               temperature, seed, max_frames, codec, adapters]
+               temperature, seed, max_frames, codec, adapters, precision]
     run.click(guarded(app.synthesize, outputs=3), options, [status, audio, files])
     save.click(guarded(app.save_preset, outputs=2), [preset_name, *options], [status, preset])
     refresh.click(app.checkpoints, None, [checkpoint, adapters])

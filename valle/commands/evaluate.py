@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="sentences generated together [8]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
     p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
+    p.add_argument("--precision", default="fp32",
+                   help="how every checkpoint runs: fp32, bf16, fp16 or int8 (as bin/infer.py --precision) [fp32]")
     p.add_argument("--codec-weights", default="pretrained",
                    help="Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file [pretrained]")
     add_sampling_arguments(p, "sampling (as bin/infer.py)", "seed of the sampling and of the utterance choice [0]")
@@ -155,8 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     from valle.eval.asr import get_transcriber
     from valle.eval.evaluate import evaluate
     from valle.eval.speaker import get_speaker_encoder
+    from valle.models.precision import check_precision
 
     device = resolve_device(a.device)
+    check_precision(a.precision, device)  # before the scoring models load
     speaker = None if a.speaker_model == "none" else get_speaker_encoder(a.speaker_model, device=device)
     transcriber, asr_line = get_transcriber(a.asr_model, device=device, transcripts=a.asr_transcripts)
     print(asr_line)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = evaluate(a.checkpoint, cuts, a.output_dir, num_utterances=a.num_utterances, prompt=prompt, seed=a.seed,
                      sampling=sampling, batch_size=a.batch_size, device=device, codec_weights=a.codec_weights,
                      speaker=speaker, transcriber=transcriber, asr_line=asr_line, nhead=a.nhead,
-                     adapters=a.adapter or (), baseline=baseline)
+                     adapters=a.adapter or (), baseline=baseline, precision=a.precision)
     print_summary(paths["json"])
     print(f"report: {paths['html'].resolve()}")
 

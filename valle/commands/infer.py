@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(a.device)
     if a.compile == "cudagraph" and not device.startswith("cuda"):
         raise UserError(f"--compile cudagraph needs a CUDA device, not {device}: use --compile none or inductor")
-    speaking = load_for_inference(a.checkpoint, a.adapter or (), device=device, dtype=a.dtype, nhead=a.nhead)
+    speaking = load_for_inference(a.checkpoint, a.adapter or (), device=device, precision=a.precision, nhead=a.nhead)
     model, tokenizer = speaking.model, speaking.tokenizer
     requests, owners = encode_texts(items, tokenizer, a.input or "--text")
     prompt = load_prompt(a.prompt_preset) if a.prompt_preset else None  # checked before the codec loads

@@ -201,11 +201,12 @@ def score_ground_truth(scorer: Scorer, items: list[Item], out_dir: Path) -> list
 
 def evaluate_checkpoint(spec: str, label: str, items: list[Item], scorer: Scorer, codec, out_dir: Path, *,
                         preset_path: str | None, sampling: Sampling, batch_size: int, device: str,
-                        nhead: int | None = None, adapters: Sequence[str] = ()) -> list[dict]:
-    """Synthesize every item with one checkpoint (its adapters merged), write its wavs and score them."""
+                        nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32") -> list[dict]:
+    """Synthesize every item with one checkpoint (its adapters merged, in `precision`), write its wavs and score
+    them."""
     from valle.inference import Synthesizer, load_for_inference, load_prompt
 
-    speaking = load_for_inference(spec, adapters, device=device, nhead=nhead)
+    speaking = load_for_inference(spec, adapters, device=device, nhead=nhead, precision=precision)
     preset = load_prompt(preset_path) if preset_path else None
     synth = Synthesizer(speaking.model, speaking.tokenizer, codec)
     outputs = synthesize_items(synth, items, preset, sampling, batch_size, label)
@@ -242,15 +243,15 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
              prompt: str = "same-speaker", seed: int = 0, sampling: Sampling = Sampling(seed=0),
              batch_size: int = 8, device: str = "cpu", codec_weights: str = "pretrained",
              speaker: SpeakerEncoder | None = None, transcriber: Transcriber | None = None, asr_line: str = "",
-             nhead: int | None = None, adapters: Sequence[str] = (), thresholds: Thresholds = Thresholds(),
-             baseline: str | None = None, log=print) -> dict[str, Path]:
+             nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32",
+             thresholds: Thresholds = Thresholds(), baseline: str | None = None, log=print) -> dict[str, Path]:
     """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds; write the report.
 
     prompt: "same-speaker", or the path of a preset .npz used for every utterance. seed: which utterances and
     prompts; sampling (its seed included): how every checkpoint speaks. adapters: adapter files merged into
-    every checkpoint (as bin/infer.py --adapter). baseline: the model they were fine-tuned from, evaluated first
-    without the adapters (or, without adapters, one of `checkpoints`); every other system marks per column
-    whether it is better or worse.
+    every checkpoint (as bin/infer.py --adapter). precision: how every checkpoint runs (as --precision).
+    baseline: the model they were fine-tuned from, evaluated first without the adapters (or, without adapters, one
+    of `checkpoints`); every other system marks per column whether it is better or worse.
     """
     from valle.codec import Codec
     from valle.inference import load_prompt
@@ -273,7 +274,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
         log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, extra)])})")
         rows += evaluate_checkpoint(spec, label, items, scorer, codec, out_dir, preset_path=preset_path,
                                     sampling=sampling, batch_size=batch_size, device=device, nhead=nhead,
-                                    adapters=extra)
+                                    adapters=extra, precision=precision)
     systems = [{"name": name, **summarize([r for r in rows if r["system"] == name])}
                for name in [GROUND_TRUTH, *(label for _, label, _ in runs)]]
     if base_label is not None:
@@ -287,7 +288,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
                   "same-speaker (another utterance of the target's speaker)",
         "sampling": {"top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
                      "max_frames": sampling.max_frames},
-        "codec_weights": codec_weights,
+        "codec_weights": codec_weights, "precision": precision,
         "speaker_model": speaker.name if speaker else "none (SIM skipped)",
         "asr": asr_line, "error_unit": unit_name(items), "thresholds": asdict(thresholds),
         "checkpoints": {label: spec for spec, label, _ in runs}, "adapters": [str(a) for a in adapters],

@@ -9,6 +9,8 @@ item has stopped. The result is the same for any `check_every` (tested).
 
 Modes: "eager" runs the step as plain PyTorch; "cudagraph" (CUDA only) captures that same step once and replays it;
 "inductor" runs it through `torch.compile` (a C++ compiler on CPU, Triton on GPUs), on CUDA then captured as a graph.
+An eager step needs no fixed shapes: it attends over the filled columns only (the host knows how many), which
+spares reading the unfilled part of the cache (a batch-16 step reads more cache than weights).
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ class ColumnCache:
     k, v: (layers, B, H, S, Dh), the prefill's preallocated cache; column: (1,) long on the device.
     """
 
-    def __init__(self, k: Tensor, v: Tensor, column: Tensor):
-        self.k, self.v, self.column = k, v, column
+    def __init__(self, k: Tensor, v: Tensor, column: Tensor, width: int | None = None):
+        self.k, self.v, self.column, self.width = k, v, column, width
         self.length = 0  # advanced by TransformerStack; unused here (the column is on the device)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """k, v (B, H, 1, Dh) -> all keys and values of this layer (B, H, S, Dh)."""
+        """k, v (B, H, 1, Dh) -> the keys and values of this layer's first `width` columns (all by default),
+        (B, H, width, Dh)."""
         self.k[layer].index_copy_(2, self.column, k)
         self.v[layer].index_copy_(2, self.column, v)
-        return self.k[layer], self.v[layer]
+        return self.k[layer, :, :, : self.width], self.v[layer, :, :, : self.width]
 
 
 class ARState:
@@ -50,6 +53,7 @@ class ARState:
 
     def __init__(self, k: Tensor, v: Tensor, key_valid: Tensor, positions: Tensor, column: int, num_positions: int):
         self.k, self.v = k, v
+        self.filled = column  # host copy of the column count written so far (the eager step's attention width)
         self.key_valid = pad_columns(key_valid, k.shape[3])  # (B, S)
         self.positions = positions.clone()  # (B,)
         self.column = torch.tensor([column], device=k.device)  # (1,)
@@ -62,14 +66,16 @@ def pad_columns(valid: Tensor, width: int) -> Tensor:
     return torch.cat([valid, valid.new_zeros(valid.shape[0], width - valid.shape[1])], dim=1)
 
 
-def ar_step(model, s: ARState) -> Tensor:
+def ar_step(model, s: ARState, width: int | None = None) -> Tensor:
     """One frame for every row: embed `s.ids` at `s.positions`, run the decoder over the cache -> logits (B, V+1).
 
     Writes column `s.column` of the cache and marks it valid; advances nothing (the caller moves positions/column).
+    width: attend over the first `width` columns only (eager steps: the filled ones); None: all (static shapes).
     """
     s.key_valid.index_fill_(1, s.column, True)
     x = model.embed_ar_audio(s.ids[:, None], s.positions[:, None], s.num_positions)  # (B, 1, D)
-    h = model.ar_decoder(x, mask=s.key_valid[:, None, None, :], cache=ColumnCache(s.k, s.v, s.column))  # (B, 1, D)
+    mask = s.key_valid[:, None, None, :width]  # (B, 1, 1, width)
+    h = model.ar_decoder(x, mask=mask, cache=ColumnCache(s.k, s.v, s.column, width))  # (B, 1, D)
     return model.ar_predict_layer(h[:, 0]).float()
 
 
@@ -84,10 +90,12 @@ def check_mode(mode: str, device: torch.device) -> None:
 def step_runner(model, s: ARState, mode: str) -> Callable[[], Tensor]:
     """A function that runs one step on the state's buffers and returns the logits (B, V+1), in `mode`."""
     cuda = s.k.device.type == "cuda"
+    if mode == "eager":
+        return lambda: ar_step(model, s, width=s.filled + 1)
     fn = ar_step
     if mode == "inductor":
         fn = torch.compile(ar_step, fullgraph=True)  # a second shape recompiles once, with dynamic sizes
-    if mode == "eager" or not cuda:
+    if not cuda:
         return lambda: fn(model, s)
     return _captured(lambda: fn(model, s))
 
@@ -142,4 +150,5 @@ def decode(model, state: ARState, first_logits: Tensor, limits: list[int], sampl
         logits = run()
         state.positions.add_(1)
         state.column.add_(1)
+        state.filled += 1
     return [codes[i, :n] for i, n in enumerate(length.tolist())]

@@ -12,7 +12,7 @@ from valle.serve.limits import Limits
 from valle.serve.service import Service
 
 
-def build_service(checkpoint: str, nhead: int | None, voices: str | None, device: str, dtype: str,
+def build_service(checkpoint: str, nhead: int | None, voices: str | None, device: str, precision: str,
                   codec_weights: str, limits: Limits) -> Service:
     """Load the base once, read the voices, make the engine (not started)."""
     from valle.codec import Codec
@@ -21,7 +21,7 @@ def build_service(checkpoint: str, nhead: int | None, voices: str | None, device
     from valle.serve.metrics import Metrics
     from valle.serve.voices import VoiceBank
 
-    speaking = load_for_inference(checkpoint, device=device, dtype=dtype, nhead=nhead)
+    speaking = load_for_inference(checkpoint, device=device, precision=precision, nhead=nhead)
     model, tokenizer = speaking.model, speaking.tokenizer
     codec = Codec.from_weights(codec_weights, device=speaking.device)
     bank = VoiceBank(voices, model, tokenizer, codec)
