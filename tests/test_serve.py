@@ -197,6 +197,20 @@ def test_two_adapter_voices_share_one_base_without_reload(tmp_path, single_threa
         assert torch.equal(results[i][0], expected[name]), f"{i}: {name}"
 
 
+def test_adapter_voices_on_an_int8_base_are_refused_in_one_line(tmp_path):
+    """An int8 base takes no per-request adapters (its weights are int8, the LoRA's would be cast to int8): the voice
+    is refused at start with the precisions that serve it, not a traceback or a silently wrong voice."""
+    from valle.errors import UserError
+    from valle.models.precision import apply_precision
+    from valle.serve.voices import VoiceBank
+    from valle.text import get_tokenizer
+
+    model = tiny_model()
+    folder = voices_folder(tmp_path / "voices", model)
+    with pytest.raises(UserError, match=r"adapter voice needs a float base.*--precision fp32 or bf16"):
+        VoiceBank(folder, apply_precision(model, "int8"), get_tokenizer("vallex"), None)
+
+
 def test_a_cancelled_job_costs_nothing_from_its_next_step(single_thread):
     """Cancelled while its waveform waits for the decoding thread, a job gets none; cancelled in the AR batch, it runs
     at most the step already under way."""

@@ -193,6 +193,10 @@ class VoiceBank:
         from valle.models.checkpoint import load_adapter, load_pairs
         from valle.text import check_same_tokenizer
 
+        weight = self.model.ar_predict_layer.weight
+        if weight.dtype == torch.int8:
+            raise UserError(f"{path}: an adapter voice needs a float base, and this one is int8: serve with "
+                            "--precision fp32 or bf16, or merge the adapter into a checkpoint and serve that in int8")
         adapter = load_adapter(path)
         check_base(self.model, adapter.base, str(path), "the served base")
         if base_overrides(adapter.weights):
@@ -200,7 +204,6 @@ class VoiceBank:
                             "shared base: merge it into a checkpoint (valle-export-checkpoint) and serve that")
         if adapter.tokenizer is not None and self.tokenizer_info is not None:
             check_same_tokenizer(adapter.tokenizer, self.tokenizer_info, where=f"{path} vs the served base")
-        weight = self.model.ar_predict_layer.weight
         lora = LoRA(self.model, adapter.spec)
         load_pairs(lora, adapter.weights, str(path))
         lora.remove()
