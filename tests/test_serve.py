@@ -211,6 +211,45 @@ def test_adapter_voices_on_an_int8_base_are_refused_in_one_line(tmp_path):
         VoiceBank(folder, apply_precision(model, "int8"), get_tokenizer("vallex"), None)
 
 
+def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(tmp_path):
+    """The client is gone before the first byte: the stream's body never starts, and its request must still leave
+    the count of requests in progress (else each such client takes a place for good, and the server ends up
+    answering every request with 429)."""
+    import asyncio
+    import contextlib
+
+    from starlette.requests import ClientDisconnect
+
+    from valle.serve.app import create_app
+    from valle.serve.metrics import Metrics
+    from valle.serve.service import Service
+    from valle.serve.voices import VoiceBank
+    from valle.text import get_tokenizer
+
+    model, tokenizer = tiny_model(), get_tokenizer("vallex")
+    bank = VoiceBank(None, model, tokenizer, None)
+    service = Service(model, tokenizer, bank, engine_for(model, bank), Metrics())  # the engine is never started
+    body = json.dumps({"model": "tts-1", "input": "Hello.", "voice": "default", "stream": True,
+                       "response_format": "pcm"}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/audio/speech", "raw_path": b"/v1/audio/speech", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):  # as uvicorn's send once the connection is closed
+        raise OSError("the client is gone")
+
+    for _ in range(3):
+        with contextlib.suppress(ClientDisconnect):  # what uvicorn does with it
+            asyncio.run(create_app(service)(scope, receive, send))
+        messages.append({"type": "http.request", "body": body, "more_body": False})
+    assert service.active == 0
+
+
 def test_a_cancelled_job_costs_nothing_from_its_next_step(single_thread):
     """Cancelled while its waveform waits for the decoding thread, a job gets none; cancelled in the AR batch, it runs
     at most the step already under way."""

@@ -238,10 +238,23 @@ async def _speech(service: Service, request: Request) -> Response:
             error = check_error(e)
             log.warning("stream cut after %d of %d sentences: %s", sent, len(speech.pieces), error.message)
             raise StreamCut(error.status) from None
-        finally:
-            service.release()
 
-    return StreamingResponse(chunks(), media_type=MEDIA_TYPES[body.response_format], headers=headers)
+    return ReleasingStream(chunks(), service.release, media_type=MEDIA_TYPES[body.response_format], headers=headers)
+
+
+class ReleasingStream(StreamingResponse):
+    """A streamed answer that gives its request's place back however it ends, also when the client left before the
+    first byte: the body then never starts, so a `finally` in it would never run and the place would stay taken."""
+
+    def __init__(self, content, release, **kwargs):
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 async def _watching(request: Request, pieces):
