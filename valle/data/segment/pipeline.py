@@ -152,6 +152,7 @@ class _Tools:
     def __init__(self, opts: SegmentOptions):
         self.opts = opts
         self.lines = []
+        self.reference = self._reference() if opts.keep_speaker else None  # at once: a bad file is the run's error
 
     @functools.cached_property
     def encoder(self):
@@ -159,11 +160,8 @@ class _Tools:
 
         return get_speaker_encoder(device=self.opts.device)
 
-    @functools.cached_property
-    def reference(self):
-        """The --keep-speaker voice's embedding (None without one)."""
-        if not self.opts.keep_speaker:
-            return None
+    def _reference(self):
+        """The --keep-speaker voice's embedding."""
         info = check_recording(Path(self.opts.keep_speaker))
         embedding = self.encoder.embed(read_span(info, 0, info.duration, SAMPLE_RATE), SAMPLE_RATE)
         if embedding is None:
@@ -176,7 +174,9 @@ class _Tools:
 
     def is_target(self, wave, sample_rate: int) -> bool:
         """Whether a waveform (T,) may be the --keep-speaker voice (always, without a reference)."""
-        score = self.speaker_score(self.encoder.embed(wave, sample_rate)) if self.opts.keep_speaker else math.nan
+        if self.reference is None:
+            return True
+        score = self.speaker_score(self.encoder.embed(wave, sample_rate))
         return not score < self.opts.speaker_threshold  # NaN (no voice to embed): let the filters decide
 
     @functools.cached_property
@@ -275,7 +275,7 @@ def segment_recording(recording: Path, out_dir: Path, opts: SegmentOptions, tool
         need_voice = opts.keep_speaker or opts.num_speakers > 1
         embedding = tools.encoder.embed(wave, SAMPLE_RATE) if need_voice else None
         embeddings.append(embedding)
-        score = tools.speaker_score(embedding) if opts.keep_speaker else math.nan
+        score = tools.speaker_score(embedding)
         if words is None:  # aligned: the text is the book's
             original, spoken, confidence = span.text, _normalize(span.text, opts.language), 1.0
         else:
@@ -350,7 +350,7 @@ def segment_recordings(inputs: list[Path], out_dir: Path, opts: SegmentOptions) 
     tsv, notes = out_dir / "segments.tsv", out_dir / "alignment.tsv"
     segments = read_tsv(tsv) if tsv.is_file() else []
     done = {s.file for s in segments}
-    tools, rejected, lines = _Tools(opts), [], []
+    rejected, lines = [], []
     alignment = notes.read_text(encoding="utf-8") if notes.is_file() else ""
 
     def save() -> list[Rejection]:  # -> every recording-level report so far
@@ -362,6 +362,7 @@ def segment_recordings(inputs: list[Path], out_dir: Path, opts: SegmentOptions) 
     threads = torch.get_num_threads()
     torch.set_num_threads(opts.threads)
     try:
+        tools = _Tools(opts)
         for recording in tqdm(recordings, desc="segment", unit="recording", disable=len(recordings) < 2):
             if str(recording) in done:
                 lines.append(f"{recording.name}: {sum(s.file == str(recording) for s in segments)} segments "
