@@ -69,8 +69,10 @@ def segment_command(wav: Path, out: Path, threads: int, *flags: str) -> tuple[li
         (out / "segments.tsv").unlink()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "valle.commands.segment", str(wav), "--out", str(out), "--transcribe",
-                    "none", "--threads", str(threads), *flags], check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "valle.commands.segment", str(wav), "--out", str(out),
+                           "--transcribe", "none", "--threads", str(threads), *flags], stdout=subprocess.DEVNULL)
+    if done.returncode not in (0, 1):  # 1: nothing kept (no text without ASR: every segment is no_text)
+        raise SystemExit(f"the segment command failed with exit code {done.returncode}")
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cost = {"wall_seconds": round(wall, 1), "cpu_seconds": round(after.ru_utime + after.ru_stime

@@ -457,3 +457,17 @@ def test_threads_option_in_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--threads THREADS torch threads; 1 is fastest on a small machine (the figures of docs/long-recordings.md" \
         " are measured with it)" in text and "only synchronise more threads (default: 1)" in text
+
+
+def test_one_transcriber_factory_with_the_callers_failure_rule(monkeypatch):
+    """Segmentation needs word timings and fails on a missing engine; evaluation skips its WER column."""
+    from valle.eval.asr import get_transcriber
+
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "whisper", None)
+    assert get_transcriber("small")[0] is None
+    with pytest.raises(UserError, match="^no transcriber with word timings: no Whisper backend [(]faster-whisper "
+                                        "not installed[)]; pip install 'valle-toolkit.asr.' or use pocketsphinx"):
+        get_transcriber("small", words=True)
+    assert pipeline.get_word_transcriber(SegmentOptions(transcribe="none")) == (
+        None, "transcription: none (segments without text are flagged no_text)")
