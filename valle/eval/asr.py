@@ -145,7 +145,7 @@ class Pocketsphinx(Transcriber):
     its best path, each word's posterior probability as its confidence."""
 
     name = "pocketsphinx"
-    min_confidence = 0.1  # measured on clean espeak-ng sentences of 3 voices: 0.08-0.72, median 0.38
+    min_confidence = 0.1  # measured on clean espeak-ng sentences of 3 voices: 0.08-0.72, median 0.39
     _FRAME_SECONDS = 0.01
 
     def __init__(self, model: str = "pocketsphinx", device: str = "cpu"):
