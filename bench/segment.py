@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The long-recordings targets on a synthetic recording (tests/long_recording.py: espeak-ng sentences of 3 voices,
 0.3-1.5 s pauses, noise and tone gaps, one interruption): boundaries, target voice, known text, pocketsphinx WER,
-speed and peak memory. Each measurement runs in its own process (its peak RSS is its own) and prints one JSON
-line with the machine. A benchmark, not a test: it asserts nothing.
+speed and peak memory. Speed, memory and text run the segment command itself (`python -m valle.commands.segment`,
+with the command's own --threads unless --threads is given), in its own process: its wall and CPU time and its peak
+RSS are the command's. Each measurement prints one JSON line with the machine. A benchmark, not a test: it asserts
+nothing.
 
   python bench/segment.py --work /tmp/segbench                      # all: 1 h speed, 3 h memory, text, WER
   python bench/segment.py --work /tmp/segbench --only speed --seconds 600
@@ -24,10 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from long_recording import RATE, SENTENCES, VOICES, speak, write_recording, write_reference  # noqa: E402
 
 from bench.machine import machine  # noqa: E402
-
-
-def _peak_mb() -> int:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+from valle.data.segment.pipeline import SegmentOptions  # noqa: E402
 
 
 def boundaries(truth, segments, cut) -> dict:
@@ -61,61 +60,63 @@ def speaker_scores(truth, segments) -> dict:
             "target_segments": len(target), "other_segments": len(voice) - len(target)}
 
 
-def run_speed(work: Path, seconds: float, with_speaker: bool = True) -> dict:
+def segment_command(wav: Path, out: Path, threads: int, *flags: str) -> tuple[list, list[str], dict]:
+    """Run the segment command as a user does (its own process; the bench's --threads passed as its --threads)
+    -> (its segments, its rejected.tsv lines, wall and CPU seconds and the peak RSS of that process)."""
+    from valle.data.segment.review import read_tsv
+
+    if (out / "segments.tsv").exists():
+        (out / "segments.tsv").unlink()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "valle.commands.segment", str(wav), "--out", str(out),
+                           "--transcribe", "none", "--threads", str(threads), *flags], stdout=subprocess.DEVNULL)
+    if done.returncode not in (0, 1):  # 1: nothing kept (no text without ASR: every segment is no_text)
+        raise SystemExit(f"the segment command failed with exit code {done.returncode}")
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cost = {"wall_seconds": round(wall, 1), "cpu_seconds": round(after.ru_utime + after.ru_stime
+                                                                  - before.ru_utime - before.ru_stime, 1),
+            "peak_rss_mb": round(after.ru_maxrss / 1024)}
+    return read_tsv(out / "segments.tsv"), (out / "rejected.tsv").read_text().splitlines(), cost
+
+
+def run_speed(work: Path, seconds: float, threads: int) -> dict:
     """VAD, filters, speaker scores (no ASR) on one recording of `seconds`; boundary and voice figures."""
     from valle.data.segment.cuts import CutOptions
-    from valle.data.segment.pipeline import SegmentOptions, segment_recordings
 
     wav = work / f"talk_{int(seconds)}.wav"
     truth = write_recording(wav, seconds, seed=1)
     ref = write_reference(work / "ref.wav")
-    out = work / f"out_{int(seconds)}"
-    if (out / "segments.tsv").exists():
-        (out / "segments.tsv").unlink()
-    opts = SegmentOptions(CutOptions(pad=0.0), transcribe="none", keep_speaker=ref if with_speaker else None)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_before = usage.ru_utime + usage.ru_stime  # the recording's generation is not counted
-    start = time.perf_counter()
-    result = segment_recordings([wav], out, opts)
-    wall = time.perf_counter() - start
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    line = {"bench": "segment", "what": "VAD + filters + speaker scores, no ASR", "audio_seconds": seconds,
-            "wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime - cpu_before, 1),
-            "realtime_factor": round(seconds / wall, 1), "peak_rss_mb": _peak_mb(),
-            "boundaries (pad 0)": boundaries(truth, result.segments, opts.cut)}
-    if with_speaker:
-        line["target_voice (5 s reference)"] = speaker_scores(truth, result.segments)
-    return line
+    segments, _, cost = segment_command(wav, work / f"out_{int(seconds)}", threads, "--pad", "0",
+                                        "--keep-speaker", str(ref))
+    return {"bench": "segment", "what": "VAD + filters + speaker scores, no ASR", "audio_seconds": seconds,
+            "command": f"segment talk.wav --transcribe none --pad 0 --keep-speaker ref.wav --threads {threads}",
+            **cost, "realtime_factor": round(seconds / cost["wall_seconds"], 1),
+            "boundaries (pad 0)": boundaries(truth, segments, CutOptions(pad=0.0)),
+            "target_voice (5 s reference)": speaker_scores(truth, segments)}
 
 
-def run_text(work: Path, seconds: float) -> dict:
+def run_text(work: Path, seconds: float, threads: int) -> dict:
     """A one-voice recording and its text with one sentence that is not spoken."""
-    from valle.data.segment.cuts import CutOptions
-    from valle.data.segment.pipeline import SegmentOptions, segment_recordings
-
     wav = work / "book.wav"
     truth = write_recording(wav, seconds, seed=2, target_share=1.0, interrupt=False)
     texts = [t.text for t in truth]
     middle = len(texts) // 2
     wav.with_suffix(".txt").write_text(" ".join(texts[:middle] + ["A sentence of the book that nobody read."]
                                                 + texts[middle:]) + "\n")
-    out = work / "out_book"
-    if (out / "segments.tsv").exists():
-        (out / "segments.tsv").unlink()
-    start = time.perf_counter()
-    result = segment_recordings([wav], out, SegmentOptions(CutOptions(pad=0.0, segment_min=0.5), transcribe="none"))
-    wall = time.perf_counter() - start
-    starts = np.array([s.start for s in result.segments])
-    placed = [result.segments[int(np.abs(starts - t.start).argmin())] for t in truth]  # the nearest, then check
+    segments, rejected, cost = segment_command(wav, work / "out_book", threads, "--pad", "0", "--segment-min", "0.5")
+    starts = np.array([s.start for s in segments])
+    placed = [segments[int(np.abs(starts - t.start).argmin())] for t in truth]  # the nearest, then check
     errors = [max(abs(s.start - t.start), abs(s.end - t.end)) if s.original == t.text else np.inf
               for s, t in zip(placed, truth)]
     return {"bench": "segment", "what": "known text aligned", "audio_seconds": seconds, "sentences": len(truth),
             "aligned_with_the_right_text": sum(s.original == t.text for s, t in zip(placed, truth)),
-            "segments": len(result.segments),
+            "segments": len(segments),
             "within_100ms": round(float(np.mean(np.array(errors) <= 0.1)), 4),
             "max_edge_error_ms": round(1000 * float(np.max(errors)), 1),
-            "missing_reported": [r.detail for r in result.rejected if r.kind == "not in the audio"],
-            "wall_seconds": round(wall, 1)}
+            "missing_reported": [line.split("not in the audio: ", 1)[1] for line in rejected
+                                 if "\tnot in the audio: " in line], **cost}
 
 
 def run_wer(count: int) -> dict:
@@ -138,8 +139,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, required=True, help="folder for the recordings and outputs (GBs for 3 h)")
     p.add_argument("--only", choices=("speed", "memory", "text", "wer"), default=None, help="one measurement")
     p.add_argument("--seconds", type=float, default=None, help="recording length of --only speed/memory/text")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; 1 is fastest here (small steps: a second thread only synchronises)")
+    p.add_argument("--threads", type=int, default=SegmentOptions().threads,
+                   help="the segment command's --threads (default: the command's own)")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     if a.only is None:
@@ -147,15 +148,12 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--work", str(a.work), "--only", only, "--threads", str(a.threads)]
             subprocess.run(cmd + (["--seconds", str(seconds)] if seconds else []), check=True)
         return
-    import torch
-
-    torch.set_num_threads(a.threads)
     if a.only == "wer":
         line = run_wer(40)
     elif a.only == "text":
-        line = run_text(a.work, a.seconds or 300)
+        line = run_text(a.work, a.seconds or 300, a.threads)
     else:
-        line = run_speed(a.work, a.seconds or (3600 if a.only == "speed" else 3 * 3600))
+        line = run_speed(a.work, a.seconds or (3600 if a.only == "speed" else 3 * 3600), a.threads)
         line["what"] += " (peak memory)" if a.only == "memory" else ""
     line["machine"] = machine("cpu")
     print(json.dumps(line), flush=True)

@@ -34,10 +34,25 @@ def run_segment(ws: Workspace, uploads: list[str], name: str, reference: str | N
         ws.take_upload(u, folder)
     ref = ws.take_upload(reference, ws.path("uploads", "upload folder"), f"{name}_reference.wav") if reference else None
     out_dir = ws.path(Path("segments") / name, "segments folder")
-    opts = SegmentOptions(CutOptions(segment_max=float(segment_max)), transcribe, language=language,
-                          keep_speaker=ref, num_speakers=int(num_speakers or 0))
+    opts = SegmentOptions(CutOptions(segment_max=_number(segment_max, "--segment-max")), transcribe,
+                          language=language, keep_speaker=ref, num_speakers=_whole(num_speakers, "--num-speakers"))
     result = segment_recordings([folder], out_dir, opts)
-    return ws.relative(out_dir), result.lines, table(out_dir)
+    return ws.relative(out_dir), result.lines + result.set_aside, table(out_dir)
+
+
+def _number(value, flag: str) -> float:
+    """A page field as a number (SegmentOptions then checks its range, as for the command's flag)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} {value!r}: need a number") from None
+
+
+def _whole(value, flag: str) -> int:
+    number = _number(value if value not in (None, "") else 0, flag)
+    if not number.is_integer():
+        raise UserError(f"{flag} {value}: need a whole number")
+    return int(number)
 
 
 def apply_table(ws: Workspace, out_dir: str, rows: list[list]) -> str:

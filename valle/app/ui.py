@@ -18,6 +18,8 @@ import gradio as gr
 from valle.app import compare, long_recordings, prepare, synthesis, training
 from valle.app.workspace import Workspace
 from valle.config import LANGUAGES
+from valle.data.segment.cuts import MAX_SEGMENT
+from valle.data.segment.pipeline import TRANSCRIBE, SegmentOptions
 from valle.errors import UserError
 from valle.models.precision import PRECISIONS
 from valle.text import INPUT_LANGUAGES
@@ -260,10 +262,12 @@ def _long_recordings(app: App, corpus: gr.Textbox) -> None:
             reference = gr.File(label="A few seconds of the voice to keep (optional)", type="filepath", height=160)
         with gr.Row():
             name = gr.Textbox("my_voice", label="Name (segments/NAME)")
-            num_speakers = gr.Number(0, label="Speakers to separate (0: off)", precision=0)
-            transcribe = gr.Dropdown(["auto", "whisper", "pocketsphinx", "none"], value="auto", label="Transcribe")
-            language = gr.Textbox("en", label="Language (or auto)")
-            segment_max = gr.Number(15.0, label="Longest segment (s)")
+            d = SegmentOptions()  # the defaults and bounds are the options' own (checked there)
+            num_speakers = gr.Number(d.num_speakers, label="Speakers to separate (0: off)", precision=0, minimum=0)
+            transcribe = gr.Dropdown(list(TRANSCRIBE), value=d.transcribe, label="Transcribe")
+            language = gr.Textbox(d.language, label="Language (or auto)")
+            segment_max = gr.Number(d.cut.segment_max, label="Longest segment (s)", minimum=d.cut.segment_min,
+                                    maximum=MAX_SEGMENT)
         go = gr.Button("Segment", elem_id="long-segment")
         status = gr.Markdown(elem_id="long-status")
         out_dir = gr.Textbox(label="Segments folder", interactive=False)

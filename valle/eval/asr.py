@@ -78,6 +78,8 @@ class Transcriber(ABC):
     """Shared by the evaluation (`transcribe`: text only) and the segmenter (`words`: with timings)."""
 
     name: str
+    min_confidence = 0.0  # the segmenter's default --min-confidence: this engine's word probabilities under it are
+    # flagged low_confidence (each engine's own scale: pocketsphinx's posteriors run far lower than Whisper's)
 
     @abstractmethod
     def transcribe(self, wave: torch.Tensor, sample_rate: int, language: str, key: str) -> str:
@@ -121,6 +123,7 @@ def _to_asr_rate(wave: torch.Tensor, sample_rate: int) -> np.ndarray:
 
 class FasterWhisper(Transcriber):
     name = "faster-whisper"
+    min_confidence = 0.5
 
     def __init__(self, model: str, device: str):
         from faster_whisper import WhisperModel
@@ -142,6 +145,7 @@ class Pocketsphinx(Transcriber):
     its best path, each word's posterior probability as its confidence."""
 
     name = "pocketsphinx"
+    min_confidence = 0.1  # measured on clean espeak-ng sentences of 3 voices: 0.08-0.72, median 0.39
     _FRAME_SECONDS = 0.01
 
     def __init__(self, model: str = "pocketsphinx", device: str = "cpu"):
@@ -179,31 +183,43 @@ class OpenAIWhisper(Transcriber):
         return self.model.transcribe(_to_asr_rate(wave, sample_rate), language=language)["text"].strip()
 
 
-def get_transcriber(model: str, device: str = "cpu", transcripts: str | None = None) -> tuple[Transcriber | None, str]:
-    """-> (backend, a line saying what scores intelligibility, or why nothing does).
+def get_transcriber(model: str, device: str = "cpu", transcripts: str | None = None, *,
+                    words: bool = False) -> tuple[Transcriber | None, str]:
+    """-> (backend, a line saying what transcribes). `model`: a Whisper model name or local folder, or pocketsphinx.
 
-    Never fails for a missing package or an unreachable model download: the WER column is skipped instead.
+    `words` is the caller's rule. False (the evaluation: text only): a missing package or a model that cannot be
+    loaded is never an error, the line says why nothing transcribes (the WER column is skipped). True (the
+    segmenter: word timings needed): only backends with word timings are tried, and a missing one is a UserError.
     """
     if transcripts:
         return TranscriptFile(transcripts), f"intelligibility: transcripts from {transcripts}"
+    what = "transcription" if words else "intelligibility"
     if model == "none":
-        return None, "intelligibility (WER/CER) skipped: --asr-model none"
+        return None, ("transcription: none (segments without text are flagged no_text)" if words
+                      else "intelligibility (WER/CER) skipped: --asr-model none")
     if model == "pocketsphinx":
         try:
-            return Pocketsphinx(), "intelligibility: pocketsphinx (English, offline; far less accurate than Whisper)"
+            return Pocketsphinx(), f"{what}: pocketsphinx (English, offline; far less accurate than Whisper)"
         except ImportError:
-            return None, "intelligibility (WER/CER) skipped: pocketsphinx not installed; pip install pocketsphinx"
+            return _unavailable(words, "pocketsphinx not installed", "pip install 'valle-toolkit[segment]'")
     errors = []
-    for cls in (FasterWhisper, OpenAIWhisper):
+    for cls in (FasterWhisper,) if words else (FasterWhisper, OpenAIWhisper):
         try:
             backend = cls(model, device)
         except ImportError:
             errors.append(f"{cls.name} not installed")
             continue
-        except Exception as e:  # noqa: BLE001 - a download that fails offline, a bad path: skip WER, say why
+        except Exception as e:  # noqa: BLE001 - a download that fails offline, a bad path: say which and how to fix
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return None, (f"intelligibility (WER/CER) skipped: {cls.name} could not load --asr-model {model} "
-                          f"({first[:200]}); offline, pass a local model folder or --asr-transcripts FILE")
-        return backend, f"intelligibility: {cls.name} {model}"
-    return None, ("intelligibility (WER/CER) skipped: no ASR backend (" + ", ".join(errors)
-                  + "); pip install 'valle-toolkit[asr]' or pass --asr-transcripts FILE")
+            return _unavailable(words, f"{cls.name} could not load the model {model} ({first[:200]})",
+                                "offline, pass a local model folder" + ("" if words else " or --asr-transcripts FILE"))
+        return backend, f"{what}: {cls.name} {model}"
+    return _unavailable(words, f"no Whisper backend ({', '.join(errors)})", "pip install 'valle-toolkit[asr]'"
+                        + (" or use pocketsphinx (English)" if words else " or pass --asr-transcripts FILE"))
+
+
+def _unavailable(words: bool, why: str, fix: str) -> tuple[None, str]:
+    """No backend: the segmenter's rule (words) is an error, the evaluation's a line saying WER is skipped."""
+    if words:
+        raise UserError(f"no transcriber with word timings: {why}; {fix}")
+    return None, f"intelligibility (WER/CER) skipped: {why}; {fix}"

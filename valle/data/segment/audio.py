@@ -46,19 +46,25 @@ def check_recording(path: Path) -> AudioInfo:
 
 
 def _mono_blocks(info: AudioInfo, rate: int, start: int = 0, stop: int | None = None):
-    """Yield float32 (T,) mono blocks resampled to `rate`, from sample `start` to `stop` of the file."""
-    with sf.SoundFile(info.path) as f:
-        f.seek(start)
-        left = (stop if stop is not None else info.num_samples) - start
-        while left > 0:
-            data = f.read(min(left, BLOCK_SECONDS * info.sample_rate), dtype="float32", always_2d=True)  # (T, C)
-            if len(data) == 0:
-                break
-            left -= len(data)
-            wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (T,)
-            if info.sample_rate != rate:
-                wave = torchaudio.functional.resample(wave, info.sample_rate, rate)
-            yield wave
+    """Yield float32 (T,) mono blocks resampled to `rate`, from sample `start` to `stop` of the file. A decoder
+    error anywhere (the header, a block in the middle, the last one) is an AudioError saying where."""
+    position = start
+    try:
+        with sf.SoundFile(info.path) as f:
+            f.seek(start)
+            while position < (stop if stop is not None else info.num_samples):
+                left = (stop if stop is not None else info.num_samples) - position
+                data = f.read(min(left, BLOCK_SECONDS * info.sample_rate), dtype="float32", always_2d=True)  # (T, C)
+                if len(data) == 0:
+                    break
+                position += len(data)
+                wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (T,)
+                if info.sample_rate != rate:
+                    wave = torchaudio.functional.resample(wave, info.sample_rate, rate)
+                yield wave
+    except sf.SoundFileError as e:  # libsndfile's errors (lost sync, a bad frame, a failed seek ...)
+        raise AudioError(info.path, "unreadable", f"decoder error after {position / info.sample_rate:.1f} s of "
+                         f"{info.duration:.1f} s: {e} (truncated or corrupted)") from None
 
 
 def speech_probabilities(info: AudioInfo) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from valle.data.segment.audio import FRAME_SECONDS
+from valle.errors import UserError
+
+MAX_SEGMENT = 60.0  # seconds: no utterance to train on is longer (preparation rejects over 20 s by default)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,15 @@ class CutOptions:
     end_lag: float = 0.05  # the VAD's probability falls this late after speech ends (measured on espeak-ng: 0.068)
     onset_db: float = 12.0  # a soft onset (a fricative the VAD misses): frames this far above the noise floor
     max_onset: float = 0.3  # ... extend the start back by at most this
+
+    def __post_init__(self):  # the user's four (flags and the page); written so that NaN fails
+        if not 0 < self.segment_min < self.segment_max <= MAX_SEGMENT:
+            raise UserError(f"--segment-min {self.segment_min} --segment-max {self.segment_max}: need "
+                            f"0 < min < max <= {MAX_SEGMENT} seconds")
+        if not 0 < self.min_pause <= MAX_SEGMENT:
+            raise UserError(f"--min-pause {self.min_pause}: need seconds in (0, {MAX_SEGMENT}]")
+        if not 0 <= self.pad <= MAX_SEGMENT:
+            raise UserError(f"--pad {self.pad}: need seconds in [0, {MAX_SEGMENT}]")
 
 
 @dataclass

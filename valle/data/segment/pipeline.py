@@ -6,7 +6,11 @@ existing stages read OUT/metadata.txt (`clips/<id>.wav|text|speaker`, the kept r
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+import numbers
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,14 +19,14 @@ import soundfile as sf
 import torch
 
 from valle.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, AudioInfo
-from valle.data.files import write_text
+from valle.data.files import write_text, write_whole
 from valle.data.rejections import Rejection
 from valle.data.segment.align import align, split_sentences
 from valle.data.segment.audio import check_recording, read_span, speech_probabilities
 from valle.data.segment.cuts import CutOptions, Span, find_spans, join_runs, pad, speech_runs
 from valle.data.segment.review import Segment, read_tsv, write_html, write_tsv
 from valle.errors import UserError
-from valle.eval.asr import Transcriber, Word
+from valle.eval.asr import FasterWhisper, Pocketsphinx, Transcriber, Word, get_transcriber
 from valle.eval.detectors import detect
 
 TRANSCRIBE = ("auto", "whisper", "pocketsphinx", "none")
@@ -31,8 +35,11 @@ MAX_CLIPPED_SHARE = 0.001  # more clipped samples than this: flagged
 ALIGN_GAP = 0.15  # the aligner sees speech runs split at pauses this long
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentOptions:
+    """The segmenter's options, checked here once for every face (the command, the page, the recipe): a value out
+    of range is a UserError naming the command-line flag."""
+
     cut: CutOptions = field(default_factory=CutOptions)
     transcribe: str = "auto"  # when a recording has no text: auto (whisper if installed, else pocketsphinx)
     whisper_model: str = "small"
@@ -40,9 +47,31 @@ class SegmentOptions:
     keep_speaker: Path | None = None  # a few seconds of the target voice
     speaker_threshold: float = 0.8  # lower similarity to keep_speaker: other_speaker
     num_speakers: int = 0  # > 1: cluster the speakers of each recording
-    min_confidence: float = 0.5  # lower mean word probability: low_confidence
+    min_confidence: float | None = None  # lower mean word probability: low_confidence; None: the engine's own
     text: Path | None = None  # the known text of the (only) recording; default: its same-stem .txt
     device: str = "cpu"
+    threads: int = 1  # torch threads; one is fastest on a small machine (bench/segment.py measures with it)
+
+    def __post_init__(self):
+        if self.transcribe not in TRANSCRIBE:
+            raise UserError(f"--transcribe {self.transcribe}: choose one of {', '.join(TRANSCRIBE)}")
+        if not self.language.strip():
+            raise UserError("--language is empty: give a language code (en, zh, ja ...) or auto")
+        if not -1 <= self.speaker_threshold <= 1:  # written so that NaN fails
+            raise UserError(f"--speaker-threshold {self.speaker_threshold}: need a cosine similarity in [-1, 1]")
+        if not (_whole(self.num_speakers) and (self.num_speakers == 0 or self.num_speakers >= 2)):
+            raise UserError(f"--num-speakers {self.num_speakers}: need 0 (off) or a whole number >= 2")
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise UserError(f"--min-confidence {self.min_confidence}: need a probability in [0, 1]")
+        if not (_whole(self.threads) and self.threads >= 1):
+            raise UserError(f"--threads {self.threads}: need a whole number >= 1")
+        for flag, path in (("--keep-speaker", self.keep_speaker), ("--text", self.text)):
+            if path is not None and not Path(path).is_file():
+                raise UserError(f"{flag} {path}: no such file")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -50,6 +79,7 @@ class Result:
     segments: list[Segment]
     rejected: list[Rejection]
     lines: list[str]  # what the run did, for the user
+    set_aside: list[str]  # per filter: how many segments it set aside and the option that changes it
 
     @property
     def kept(self) -> list[Segment]:
@@ -72,32 +102,16 @@ def find_recordings(inputs: list[Path]) -> list[Path]:
 
 
 def get_word_transcriber(opts: SegmentOptions) -> tuple[Transcriber | None, str]:
-    """The backend for recordings without text, and a line saying which."""
-    from valle.eval.asr import FasterWhisper, Pocketsphinx
-
+    """The backend for recordings without text (eval.asr's factory, with the segmenter's rule: word timings, and
+    an engine asked for that is missing is an error), and a line saying which."""
     choice = opts.transcribe
     if choice == "auto":
-        try:
-            import faster_whisper  # noqa: F401
+        if importlib.util.find_spec("faster_whisper") is not None:
             choice = "whisper"
-        except ImportError:
+        else:
             choice = "pocketsphinx" if opts.language in ("en", "auto") else "none"
-    if choice == "none":
-        return None, "transcription: none (segments without text are flagged no_text)"
-    if choice == "pocketsphinx":
-        try:
-            return Pocketsphinx(), "transcription: pocketsphinx (English, offline; review the text)"
-        except ImportError:
-            raise UserError("--transcribe pocketsphinx needs pocketsphinx: "
-                            "pip install 'valle-toolkit[segment]'") from None
-    try:
-        return FasterWhisper(opts.whisper_model, opts.device), f"transcription: faster-whisper {opts.whisper_model}"
-    except ImportError:
-        raise UserError("--transcribe whisper needs faster-whisper: pip install 'valle-toolkit[asr]', "
-                        "or use --transcribe pocketsphinx (English)") from None
-    except Exception as e:  # noqa: BLE001 - a model that cannot be downloaded or read: say which and how to fix
-        raise UserError(f"--whisper-model {opts.whisper_model}: could not load ({str(e).strip()[:200]}); "
-                        "offline, pass a local model folder") from None
+    model = opts.whisper_model if choice == "whisper" else choice
+    return get_transcriber(model, opts.device, words=True)
 
 
 def known_text(recording: Path, opts: SegmentOptions) -> str | None:
@@ -137,36 +151,52 @@ class _Tools:
 
     def __init__(self, opts: SegmentOptions):
         self.opts = opts
-        self._encoder = self._transcriber = self.reference = None
         self.lines = []
+        self.reference = self._reference() if opts.keep_speaker else None  # at once: a bad file is the run's error
 
-    @property
+    @functools.cached_property
     def encoder(self):
-        if self._encoder is None:
-            from valle.eval.speaker import get_speaker_encoder
+        from valle.eval.speaker import get_speaker_encoder
 
-            self._encoder = get_speaker_encoder(device=self.opts.device)
-            if self.opts.keep_speaker:
-                info = check_recording(Path(self.opts.keep_speaker))
-                self.reference = self._encoder.embed(read_span(info, 0, info.duration, SAMPLE_RATE), SAMPLE_RATE)
-                if self.reference is None:
-                    raise UserError(f"--keep-speaker {self.opts.keep_speaker}: no voice in it (silent or under 0.3 s)")
-        return self._encoder
+        return get_speaker_encoder(device=self.opts.device)
+
+    def _reference(self):
+        """The --keep-speaker voice's embedding."""
+        info = check_recording(Path(self.opts.keep_speaker))
+        embedding = self.encoder.embed(read_span(info, 0, info.duration, SAMPLE_RATE), SAMPLE_RATE)
+        if embedding is None:
+            raise UserError(f"--keep-speaker {self.opts.keep_speaker}: no voice in it (silent or under 0.3 s)")
+        return embedding
+
+    def speaker_score(self, embedding) -> float:
+        """Similarity of an embedding to the --keep-speaker voice; NaN without a reference or a voice."""
+        return math.nan if self.reference is None else self.encoder.similarity(self.reference, embedding)
 
     def is_target(self, wave, sample_rate: int) -> bool:
         """Whether a waveform (T,) may be the --keep-speaker voice (always, without a reference)."""
-        if not self.opts.keep_speaker:
+        if self.reference is None:
             return True
-        score = self.encoder.similarity(self.reference, self.encoder.embed(wave, sample_rate))
+        score = self.speaker_score(self.encoder.embed(wave, sample_rate))
         return not score < self.opts.speaker_threshold  # NaN (no voice to embed): let the filters decide
 
+    @functools.cached_property
+    def transcriber(self) -> Transcriber | None:
+        """The ASR backend for recordings without text; None: transcription off."""
+        transcriber, line = get_word_transcriber(self.opts)
+        self.lines.append(line)
+        return transcriber
+
     @property
-    def transcriber(self):
-        if self._transcriber is None:
-            self._transcriber, line = get_word_transcriber(self.opts)
-            self.lines.append(line)
-            self._transcriber = self._transcriber or False
-        return self._transcriber or None
+    def min_confidence(self) -> float:
+        """--min-confidence, or the default of the engine in use."""
+        if self.opts.min_confidence is not None:
+            return self.opts.min_confidence
+        return self.transcriber.min_confidence if self.transcriber else Transcriber.min_confidence
+
+
+def engine_confidences() -> str:
+    """The engines' own --min-confidence defaults, as help and messages state them."""
+    return f"whisper {FasterWhisper.min_confidence}, pocketsphinx {Pocketsphinx.min_confidence}"
 
 
 def _spans_with_text(info: AudioInfo, probs: np.ndarray, levels: np.ndarray, text: str | None, opts: SegmentOptions,
@@ -201,7 +231,7 @@ def _spans_with_text(info: AudioInfo, probs: np.ndarray, levels: np.ndarray, tex
     return out
 
 
-def _flags(wave: torch.Tensor, seconds: float, score: float, confidence: float, text: str,
+def _flags(wave: torch.Tensor, seconds: float, score: float, confidence: float, min_confidence: float, text: str,
            opts: SegmentOptions) -> list[str]:
     """Why a segment should not be trained on (the evaluation's detectors, clipping, length, voice, text)."""
     flags = [f for f in detect(wave, SAMPLE_RATE).flags if f in ("silent", "noise")]
@@ -213,11 +243,15 @@ def _flags(wave: torch.Tensor, seconds: float, score: float, confidence: float, 
         flags.append("too_long")
     if score < opts.speaker_threshold:  # NaN (no reference) compares False
         flags.append("other_speaker")
-    if confidence < opts.min_confidence:
+    if confidence < min_confidence:  # NaN (not transcribed) compares False
         flags.append("low_confidence")
     if not text:
         flags.append("no_text")
     return flags
+
+
+def _write_clip(path: Path, wave: np.ndarray) -> None:
+    sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def segment_recording(recording: Path, out_dir: Path, opts: SegmentOptions, tools: _Tools,
@@ -237,17 +271,18 @@ def segment_recording(recording: Path, out_dir: Path, opts: SegmentOptions, tool
     for (span, words), (start, end) in zip(spans, bounds):
         wave = read_span(info, start, end, SAMPLE_RATE)  # (T,) mono 24 kHz
         seg_id = f"{recording.stem}_{round(start * 1000):07d}-{round(end * 1000):07d}"
-        sf.write(str(clips / f"{seg_id}.wav"), wave.numpy(), SAMPLE_RATE, subtype="PCM_16")
+        write_whole(clips / f"{seg_id}.wav", functools.partial(_write_clip, wave=wave.numpy()), "clips")
         need_voice = opts.keep_speaker or opts.num_speakers > 1
         embedding = tools.encoder.embed(wave, SAMPLE_RATE) if need_voice else None
         embeddings.append(embedding)
-        score = tools.encoder.similarity(tools.reference, embedding) if opts.keep_speaker else math.nan
+        score = tools.speaker_score(embedding)
         if words is None:  # aligned: the text is the book's
             original, spoken, confidence = span.text, _normalize(span.text, opts.language), 1.0
         else:
             original, spoken = "", " ".join(w.text for w in words)
             confidence = float(np.mean([w.probability for w in words])) if words else math.nan
-        flags = _flags(wave, end - start, score, confidence, spoken, opts)
+        floor = tools.min_confidence if words else 0.0  # words come from the transcriber: its scale
+        flags = _flags(wave, end - start, score, confidence, floor, spoken, opts)
         segments.append(Segment(seg_id, str(recording), start, end, recording.stem, score, confidence,
                                 " ".join(flags), "no" if flags else "yes", spoken, original))
     if opts.num_speakers > 1:
@@ -301,7 +336,11 @@ def _read_rejection(line: str) -> Rejection:
 
 
 def segment_recordings(inputs: list[Path], out_dir: Path, opts: SegmentOptions) -> Result:
-    """Segment every recording not yet in out_dir/segments.tsv; keep every row already there as the user left it."""
+    """Segment every recording not yet in out_dir/segments.tsv; keep every row already there as the user left it.
+
+    The outputs are written after each recording: a run stopped for any reason leaves the finished recordings'
+    segments behind, and the next run takes them as done. A recording that cannot be read at any point is a
+    rejected.tsv line; the others go on."""
     from tqdm import tqdm
 
     if opts.text and len(inputs) != 1:
@@ -311,25 +350,51 @@ def segment_recordings(inputs: list[Path], out_dir: Path, opts: SegmentOptions) 
     tsv, notes = out_dir / "segments.tsv", out_dir / "alignment.tsv"
     segments = read_tsv(tsv) if tsv.is_file() else []
     done = {s.file for s in segments}
-    tools, rejected, lines = _Tools(opts), [], []
+    rejected, lines = [], []
     alignment = notes.read_text(encoding="utf-8") if notes.is_file() else ""
-    for recording in tqdm(recordings, desc="segment", unit="recording", disable=len(recordings) < 2):
-        if str(recording) in done:
-            lines.append(f"{recording.name}: {sum(s.file == str(recording) for s in segments)} segments "
-                         "already in segments.tsv (your edits kept; delete its rows to segment it again)")
-            continue
-        reports = []
-        try:
-            new = segment_recording(recording, out_dir, opts, tools, reports)
-        except AudioError as e:
-            rejected.append(Rejection(str(recording), e.kind, e.detail))
-            lines.append(f"{recording.name}: {e.kind}: {e.detail}")
-            continue
-        segments += new
-        alignment += "".join(r.line() for r in reports)
-        lines.append(f"{recording.name}: {len(new)} segments, {sum(s.keep == 'yes' for s in new)} kept"
-                     + "".join(f"; {r.kind}: {r.detail}" for r in reports))
-    write_text(notes, alignment, "alignment.tsv")
-    rejected += [_read_rejection(line) for line in alignment.splitlines() if line]
-    write_outputs(out_dir, segments, rejected)
-    return Result(segments, rejected, tools.lines + lines)
+
+    def save() -> list[Rejection]:  # -> every recording-level report so far
+        write_text(notes, alignment, "alignment.tsv")
+        reports = rejected + [_read_rejection(line) for line in alignment.splitlines() if line]
+        write_outputs(out_dir, segments, reports)
+        return reports
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
+    try:
+        tools = _Tools(opts)
+        for recording in tqdm(recordings, desc="segment", unit="recording", disable=len(recordings) < 2):
+            if str(recording) in done:
+                lines.append(f"{recording.name}: {sum(s.file == str(recording) for s in segments)} segments "
+                             "already in segments.tsv (your edits kept; delete its rows to segment it again)")
+                continue
+            reports = []
+            try:
+                new = segment_recording(recording, out_dir, opts, tools, reports)
+            except AudioError as e:
+                rejected.append(Rejection(str(recording), e.kind, e.detail))
+                lines.append(f"{recording.name}: {e.kind}: {e.detail}")
+                continue
+            segments += new
+            alignment += "".join(r.line() for r in reports)
+            lines.append(f"{recording.name}: {len(new)} segments, {sum(s.keep == 'yes' for s in new)} kept"
+                         + "".join(f"; {r.kind}: {r.detail}" for r in reports))
+            save()  # this recording is done, whatever stops the run later
+    finally:
+        torch.set_num_threads(threads)
+    return Result(segments, save(), tools.lines + lines, set_aside(segments, opts))
+
+
+def set_aside(segments: list[Segment], opts: SegmentOptions) -> list[str]:
+    """One line per reason segments were set aside: how many, and the option that changes it."""
+    fixes = {"other_speaker": f"lower --speaker-threshold (now {opts.speaker_threshold}) or give a cleaner "
+                              "--keep-speaker reference",
+             "low_confidence": "lower --min-confidence (now "
+                               f"{opts.min_confidence if opts.min_confidence is not None else engine_confidences()})",
+             "no_text": "--transcribe whisper or pocketsphinx, or give the text (--text or a same-stem .txt)",
+             "too_short": f"lower --segment-min (now {opts.cut.segment_min})",
+             "too_long": f"raise --segment-max (now {opts.cut.segment_max})"}
+    counts = Counter(flag for s in segments if s.keep != "yes" for flag in (s.flags.split() or ["keep=no"]))
+    return [f"set aside by {flag}: {n} of {len(segments)}; "
+            + fixes.get(flag, "listen in review.html" if flag != "keep=no" else "set by you in segments.tsv")
+            for flag, n in counts.most_common()]
