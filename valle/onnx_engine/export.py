@@ -102,11 +102,16 @@ def _export(graph: torch.nn.Module, example: tuple, path: Path, inputs: list[str
 
 
 def quantize_int8(path: Path) -> None:
-    """Replace the fp32 file at `path` by its int8 form: ONNX Runtime's dynamic quantization of every MatMul with
-    weights (int8 per output channel, activations quantized per call). Gemm is left out: the NAR's 7 stages share
-    each adaptive norm's projection, which the quantizer would write 7 times under one name."""
+    """Replace the fp32 file at `path` by its int8 form: ONNX Runtime's pre-processing (constant folding: the NAR's
+    adaptive-norm projections of its fixed stage embeddings become constants), then its dynamic quantization of
+    every MatMul with weights: 8-bit weights per output channel, activations quantized per call. The weights are
+    unsigned: with signed ones, CPUs without VNNI (AVX2) saturate in the int8 x uint8 products (relative error of
+    the tiny model's logits 1.07 against 0.035)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    tmp = path.with_suffix(".int8.onnx")
-    quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
-    tmp.replace(path)
+    folded, quantized = path.with_suffix(".folded.onnx"), path.with_suffix(".int8.onnx")
+    quant_pre_process(path, folded, skip_symbolic_shape=True)
+    quantize_dynamic(folded, quantized, weight_type=QuantType.QUInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+    folded.unlink()
+    quantized.replace(path)
