@@ -41,6 +41,13 @@ def export_once(workdir: Path, precision: str) -> Path:
     return folder
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started (VmHWM: getrusage's figure would include the parent's memory at
+    the fork)."""
+    status = Path("/proc/self/status").read_text()
+    return round(int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM:"))) / 1024, 1)
+
+
 def worker(args) -> None:
     """One engine, one batch size: its JSON line."""
     engine, precision = args.worker.split("-")
@@ -57,6 +64,7 @@ def worker(args) -> None:
         line = run(model, args.batch[0], "eager", opts)
     line |= {"config": f"batch {args.batch[0]}, {engine} {precision}", "engine": engine, "precision": precision,
              "threads": torch.get_num_threads(), "device": "cpu", "machine": machine("cpu")}
+    line["peak_rss_mb"] = peak_rss_mb()
     del line["dtype"], line["decode"], line["kv_cache"]
     print(json.dumps(line), flush=True)
 
