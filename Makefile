@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch torchaudio
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja,segment,serve]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,vocos,eval,quality,app,ja,segment,serve,onnx]'
 	touch $(STAMP)
 
 # pycodestyle, pyflakes, import order, pyupgrade and bugbear ([tool.ruff] in pyproject.toml)

@@ -59,7 +59,7 @@ def model_mb(model: VALLE) -> float:
 
 def inputs(model: VALLE, batch: int) -> tuple[list, list, list, list]:
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, 70, (PROMPT_TEXT + TARGET_TEXT,), generator=g).to(model.ar_predict_layer.weight.device)
+    ids = torch.randint(5, 70, (PROMPT_TEXT + TARGET_TEXT,), generator=g).to(model.device)
     prompt = torch.randint(0, 1024, (PROMPT_FRAMES, model.config.num_quantizers), generator=g).to(ids.device)
     langs = torch.zeros_like(ids)  # en
     return [ids] * batch, [langs] * batch, [prompt] * batch, [PROMPT_TEXT] * batch
@@ -81,7 +81,7 @@ def run(model: VALLE, batch: int, mode: str, args) -> dict:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(args.device)
 
-    def ar(frames: int):
+    def ar(frames: int):  # also an OnnxVALLE (bench/onnx_speed.py): the same signatures
         return model.generate_ar(text, langs, prompts, sampling=Sampling(seed=0, max_frames=frames, min_frames=frames),
                                  use_cache=not args.no_cache, decode_mode=mode)
 

@@ -231,10 +231,11 @@ def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(tmp_pat
     service = Service(model, tokenizer, bank, engine_for(model, bank), Metrics())  # the engine is never started
     body = json.dumps({"model": "tts-1", "input": "Hello.", "voice": "default", "stream": True,
                        "response_format": "pcm"}).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/audio/speech", "raw_path": b"/v1/audio/speech", "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    path = "/v1/audio/speech"
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive():

@@ -38,6 +38,7 @@ NUM_QUANTIZERS = 8  # Encodec 24 kHz at 6 kbps: 8 codebooks of 1024 entries at 7
 # fine-tuning rate; VALL-E trained from scratch with 0.05.
 DEFAULT_LR = {"scaled_adam": 0.01, "adamw": 1e-4}
 NAR_PREFIX_RANGES = ("released", "lifeiteng")
+ENGINES = ("torch", "onnxruntime")  # what runs a speaking model (valle.inference.load_for_inference)
 
 
 def option(default, help: str, **kw):

@@ -20,12 +20,13 @@ from torch import Tensor
 
 from valle.audio import SAMPLE_RATE, level_dbfs
 from valle.codec import FRAME_RATE
-from valle.config import LANGUAGE_IDS, LANGUAGES
+from valle.config import ENGINES, LANGUAGE_IDS, LANGUAGES
 from valle.errors import UserError
 from valle.models.valle import VALLE, Sampling
 
 if TYPE_CHECKING:
     from valle.models.checkpoint import LoadedAdapter
+    from valle.onnx_engine.runtime import OnnxVALLE
     from valle.text import TextTokenizer
 
 PRESET_LANG_CODES = {"zh": 0, "ja": 1, "en": 2}  # `lang_code` in the released preset .npz (not the model's ids)
@@ -166,7 +167,7 @@ def check_prompt(prompt: Prompt, model: VALLE, where: str = "prompt") -> None:
 def model_inputs(model: VALLE, r: Request) -> tuple[Tensor, Tensor, Tensor, int]:
     """One request as VALLE.generate takes it: text ids (L,) (prompt text first), their language ids (L,),
     prompt codes (Tp, Q) (Tp may be 0) and how many of the ids are the prompt's."""
-    device = model.ar_predict_layer.weight.device
+    device = model.device
     p = r.prompt
     if p is not None:
         check_prompt(p, model)
@@ -241,7 +242,7 @@ class SpeakingModel:
     """A model ready to speak: its weights (adapters merged) on `device` in `precision` (valle.models.precision),
     in eval mode, its activations in `dtype`, and the text tokenizer it was trained with."""
 
-    model: VALLE
+    model: VALLE | OnnxVALLE
     tokenizer: TextTokenizer
     device: str
     precision: str
@@ -249,23 +250,59 @@ class SpeakingModel:
 
 
 def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = (), device: str = "auto",
-                       precision: str = "fp32", nhead: int | None = None) -> SpeakingModel:
+                       precision: str = "fp32", nhead: int | None = None, engine: str = "torch",
+                       onnx: str | Path | None = None) -> SpeakingModel:
     """The one way to get a model that speaks: the checkpoint (a file, or "vallex" for the released one) built and
     loaded strictly on `device` ("auto": a GPU when there is one), the adapter files (at most one per half,
     each checked against the checkpoint) merged into its weights, then put in `precision` (fp32, bf16, fp16, or
     int8: weight-only int8 linears on the CPU), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention
-    heads for a file that does not store them (the released one)."""
+    heads for a file that does not store them (the released one).
+
+    engine "onnxruntime": the model runs from the folder `onnx` (written by valle/commands/export_onnx.py from this
+    checkpoint and these adapters, checked by digest) with ONNX Runtime on the CPU, at the folder's precision
+    (`precision` must be fp32, the default: the folder's own precision is what runs)."""
     from valle.device import resolve_device
     from valle.models.checkpoint import load_model, merge_adapter_files
     from valle.models.precision import apply_precision, check_precision
 
-    device = resolve_device(device)
+    check_engine(engine, onnx, device, precision)
+    device = resolve_device(device) if engine == "torch" else "cpu"
     dtype = check_precision(precision, device)
     model, loaded = load_model(checkpoint, nhead=nhead, device=device)
     merged = merge_adapter_files(model, adapters, base_name=str(checkpoint)) if adapters else []
     tokenizer = checkpoint_tokenizer(loaded.tokenizer, merged, where=str(checkpoint))
+    if engine == "onnxruntime":
+        from valle.onnx_engine.export import model_digest
+        from valle.onnx_engine.runtime import OnnxVALLE
+
+        model = OnnxVALLE.load(onnx, digest=model_digest(model))
+        return SpeakingModel(model, tokenizer, device, model.precision, torch.float32)
     apply_precision(model, precision)  # after merging: generation then runs at the full model's speed
     return SpeakingModel(model.eval(), tokenizer, device, precision, dtype)
+
+
+def check_engine(engine: str, onnx: str | Path | None, device: str = "auto", precision: str = "fp32") -> None:
+    """Refuse an engine that cannot run as asked, before anything loads: an unknown name, ONNX Runtime without its
+    package, its folder, on a GPU or with a --precision (its folder's is what runs), a folder given to the torch
+    engine."""
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
+    if engine == "torch":
+        if onnx is not None:
+            raise UserError("--onnx is for --engine onnxruntime; the torch engine runs the checkpoint itself")
+        return
+    if precision != "fp32":
+        raise UserError(f"--precision {precision} is for the torch engine: the ONNX engine runs the precision its "
+                        "folder was exported in (export again with `export_onnx --precision` to change it)")
+    from valle.onnx_engine.runtime import read_manifest, require
+
+    require("onnxruntime")
+    if onnx is None:
+        raise UserError("--engine onnxruntime needs --onnx DIR, the folder written by "
+                        "`python -m valle.commands.export_onnx --checkpoint ... --output DIR`")
+    read_manifest(onnx)
+    if device not in ("auto", "cpu"):
+        raise UserError(f"--engine onnxruntime runs on the CPU, not --device {device}: use --device cpu")
 
 
 def checkpoint_tokenizer(stored: dict | None, adapters: Sequence[tuple[str, LoadedAdapter]] = (),

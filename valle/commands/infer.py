@@ -20,7 +20,7 @@ from valle.cli import (
     run_main,
     sampling_from_args,
 )
-from valle.config import LANGUAGES, Sampling, or_list
+from valle.config import ENGINES, LANGUAGES, Sampling, or_list
 from valle.text import INPUT_LANGUAGES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AR decoding step: none (eager), cudagraph (captured once as a CUDA graph and replayed; "
                         "CUDA only), inductor (torch.compile: slow first call; needs a C++ compiler on CPU, "
                         "captured as a CUDA graph on GPUs) [none]")
+    m.add_argument("--engine", choices=ENGINES, default="torch",
+                   help="what runs the model: torch, or onnxruntime on the CPU with the files of --onnx [torch]")
+    m.add_argument("--onnx", default=None, metavar="DIR",
+                   help="with --engine onnxruntime: the folder written by valle.commands.export_onnx from "
+                        "--checkpoint (and --adapter); it runs at the precision it was exported in (fp32 or int8)")
     t = p.add_argument_group("text")
     t.add_argument("--text", help="the sentence to speak")
     t.add_argument("--language", default="en",
@@ -107,6 +112,11 @@ def check_args(a: argparse.Namespace) -> Sampling:
     if bool(a.prompt_audio) != bool(a.prompt_text):
         raise UserError("--prompt-audio and --prompt-text go together: the recording and what is said in it")
     sampling = sampling_from_args(a)
+    from valle.inference import check_engine
+
+    check_engine(a.engine, a.onnx, a.device, a.precision)
+    if a.engine == "onnxruntime" and a.compile != "none":
+        raise UserError("--compile is for the torch engine; --engine onnxruntime runs its files as exported")
     if a.batch_size < 1:
         raise UserError(f"--batch-size {a.batch_size}: must be at least 1")
     if a.text is not None:
@@ -221,10 +231,11 @@ def main(argv: list[str] | None = None) -> None:
     from valle.inference import Synthesizer, check_prompt, load_for_inference, load_prompt
     from valle.vocoder import VocosDecoder
 
-    device = resolve_device(a.device)
+    device = "cpu" if a.engine == "onnxruntime" else resolve_device(a.device)
     if a.compile == "cudagraph" and not device.startswith("cuda"):
         raise UserError(f"--compile cudagraph needs a CUDA device, not {device}: use --compile none or inductor")
-    speaking = load_for_inference(a.checkpoint, a.adapter or (), device=device, precision=a.precision, nhead=a.nhead)
+    speaking = load_for_inference(a.checkpoint, a.adapter or (), device=device, precision=a.precision, nhead=a.nhead,
+                                  engine=a.engine, onnx=a.onnx)
     model, tokenizer = speaking.model, speaking.tokenizer
     requests, owners = encode_texts(items, tokenizer, a.input or "--text")
     prompt = load_prompt(a.prompt_preset) if a.prompt_preset else None  # checked before the codec loads

@@ -123,19 +123,39 @@ def _captured(fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
     return replay
 
 
-def decode(model, state: ARState, first_logits: Tensor, limits: list[int], sample: Callable[[Tensor], Tensor],
-           min_frames: int, mode: str = "eager", check_every: int = CHECK_EVERY) -> list[Tensor]:
+def static_step(model, state: ARState, mode: str) -> Callable[[Tensor], Tensor]:
+    """ids (B,) of the newest frame -> logits (B, V+1) of the next one, by the static step in `mode` on `state`'s
+    buffers (built at the first call: a run that stops after one frame compiles nothing)."""
+    check_mode(mode, state.k.device)
+    run = None
+
+    def step(ids: Tensor) -> Tensor:
+        nonlocal run
+        state.ids.copy_(ids)
+        if run is None:
+            run = step_runner(model, state, mode)
+        logits = run()
+        state.positions.add_(1)
+        state.column.add_(1)
+        state.filled += 1
+        return logits
+
+    return step
+
+
+def decode(step: Callable[[Tensor], Tensor], first_logits: Tensor, limits: list[int],
+           sample: Callable[[Tensor], Tensor], min_frames: int, check_every: int = CHECK_EVERY) -> list[Tensor]:
     """Generate frames until every row has emitted EOS or reached its limit -> codes (T_i,) per row.
 
+    step: ids (B,) of a frame -> logits (B, V+1) of the next (the torch static step, or another engine's).
     first_logits (B, V+1): the prefill's prediction of frame 0. sample: logits (B, V+1) -> ids (B,).
     Row i stops at EOS (not kept) or after limits[i] frames; EOS is not allowed before `min_frames`.
     """
     device, eos = first_logits.device, first_logits.shape[1] - 1
-    check_mode(mode, device)
     steps = max(limits)
     codes = torch.empty(len(limits), steps, dtype=torch.long, device=device)  # (B, steps)
     length = torch.tensor(limits, device=device)  # (B,): frames kept per row (lowered at its EOS)
-    run, logits = None, first_logits
+    logits = first_logits
     for t in range(steps):
         if t < min_frames:
             logits[:, eos] = float("-inf")
@@ -144,11 +164,5 @@ def decode(model, state: ARState, first_logits: Tensor, limits: list[int], sampl
         length = torch.where((ids == eos) & (length > t), t, length)
         if t + 1 == steps or ((t + 1) % check_every == 0 and not bool((length > t + 1).any())):
             break
-        state.ids.copy_(ids)
-        if run is None:
-            run = step_runner(model, state, mode)
-        logits = run()
-        state.positions.add_(1)
-        state.column.add_(1)
-        state.filled += 1
+        logits = step(ids)
     return [codes[i, :n] for i, n in enumerate(length.tolist())]

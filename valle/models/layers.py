@@ -48,14 +48,7 @@ class SinePositionalEmbedding(nn.Module):
         """Sinusoids for positions 0..max(length, 4000)-1, (N, dim), on `like`'s device and dtype."""
         t = self._table
         if t is None or t.shape[0] < length:
-            n = max(length, 4000)
-            position = torch.arange(0, n, dtype=torch.float32).unsqueeze(1)  # (N, 1)
-            div_term = torch.exp(
-                torch.arange(0, self.dim, 2, dtype=torch.float32) * -(math.log(10000.0) / self.dim)
-            )  # (dim/2,)
-            t = torch.zeros(n, self.dim)  # (N, dim)
-            t[:, 0::2] = torch.sin(position * div_term)
-            t[:, 1::2] = torch.cos(position * div_term)
+            t = sinusoids(torch.arange(0, max(length, 4000), dtype=torch.float32), self.dim)  # (N, dim)
         if t.device != like.device or t.dtype != like.dtype:
             t = t.to(device=like.device, dtype=like.dtype)
         self._table = t
@@ -72,6 +65,20 @@ class SinePositionalEmbedding(nn.Module):
             n = num_positions if num_positions is not None else int(positions.max()) + 1
             pe = self.table(n, x)[positions]  # (B, T, dim)
         return self.dropout(x + self.alpha * pe)
+
+    def at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """x (B, T, dim) at positions (B, T) long, the sinusoids computed rather than looked up in the table: the
+        form an exported graph (valle/onnx_engine) takes, with no bound on the positions."""
+        return self.dropout(x + self.alpha * sinusoids(positions.float(), self.dim).to(x.dtype))
+
+
+def sinusoids(positions: Tensor, dim: int) -> Tensor:
+    """positions (...) float32 -> (..., dim): sin(position * f_i) at even channels, cos at odd ones, with
+    f_i = 10000^(-2i/dim), in float32 (the reference's table)."""
+    freqs = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+                      * -(math.log(10000.0) / dim))  # (dim/2,)
+    angles = positions[..., None] * freqs  # (..., dim/2)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(*positions.shape, dim)  # no -1: T may be 0
 
 
 class LayerNorm(nn.LayerNorm):

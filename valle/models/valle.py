@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from valle.config import NAR_PREFIX_RANGES, ModelConfig, Sampling
-from valle.models.decoding import CHECK_EVERY, ARState, decode
+from valle.models.decoding import CHECK_EVERY, ARState, decode, static_step
 from valle.models.layers import (
     SinePositionalEmbedding,
     TokenEmbedding,
@@ -46,6 +46,12 @@ def sample(logits: Tensor, s: Sampling, generator: torch.Generator | None = None
         beyond = torch.cat([torch.zeros_like(beyond[:, :1]), beyond[:, :-1]], dim=1)  # keep the first one past top_p
         logits = logits.masked_fill(beyond.scatter(1, order, beyond), float("-inf"))
     return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
+def frame_limits(text: list[Tensor], sampling: Sampling) -> list[int]:
+    """The most frames the AR generates for each item of text ids (L_i,) (prompt text included): `max_frames`, by
+    default 16 per text token."""
+    return [sampling.max_frames or FRAMES_PER_TEXT_TOKEN * t.shape[0] for t in text]
 
 
 def ar_attention_mask(text_len: int, audio_len: int, device: torch.device) -> Tensor:
@@ -119,6 +125,11 @@ class VALLE(nn.Module):
         self._fixed = {n for n, p in self.named_parameters() if not p.requires_grad}  # the NAR position alphas
 
     # ------------------------------------------------------------------ shared pieces
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (both halves: after `place`, the AR half's)."""
+        return self.ar_predict_layer.weight.device
 
     @staticmethod
     def half_of(name: str) -> str:
@@ -290,13 +301,13 @@ class VALLE(nn.Module):
         is recomputed at every step (the baseline the cache is measured against).
         """
         seq, valid, text_len, next_pos = self.ar_inputs(text, langs, prompts)
-        limits = [sampling.max_frames or FRAMES_PER_TEXT_TOKEN * t.shape[0] for t in text]
+        limits = frame_limits(text, sampling)
         generator = None if sampling.seed is None else torch.Generator(seq.device).manual_seed(sampling.seed)
         if not use_cache:
             return self._ar_recompute(seq, valid, next_pos, text_len, limits, sampling, generator)
         logits, state = self.ar_prefill(seq, valid, text_len, next_pos, max(limits))
-        return decode(self, state, logits, limits, lambda lg: sample(lg, sampling, generator), sampling.min_frames,
-                      mode=decode_mode, check_every=check_every)
+        return decode(static_step(self, state, decode_mode), logits, limits, lambda lg: sample(lg, sampling, generator),
+                      sampling.min_frames, check_every=check_every)
 
     def ar_inputs(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
                   ) -> tuple[Tensor, Tensor, int, Tensor]:

@@ -1,0 +1,158 @@
+"""The ONNX Runtime engine: the files of valle/onnx_engine/export.py run on the CPU, with the torch engine's decoding
+loop and sampling (valle.models.decoding.decode, valle.models.valle.sample) on the logits they return."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from valle.config import ModelConfig, Sampling
+from valle.errors import UserError
+from valle.models.decoding import CHECK_EVERY, decode
+from valle.models.valle import frame_limits, pad_items, sample
+from valle.onnx_engine.export import AR_INPUTS, MANIFEST, NAR_INPUTS, kv_names
+
+INSTALL = "pip install -e '.[onnx]' (make setup installs it)"
+
+
+def require(package: str, needed_by: str = "--engine onnxruntime"):
+    """The module `package` (onnxruntime, onnx), or a UserError saying how to install it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise UserError(f"{needed_by} needs the package {package}: {INSTALL}") from None
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: --onnx takes a folder written by the ONNX export "
+                        "(python -m valle.commands.export_onnx --checkpoint ... --output DIR)") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable manifest ({e}); export the folder again") from None
+
+
+class OnnxVALLE:
+    """A VALL-E X exported to ONNX, run by ONNX Runtime on the CPU: `generate`, `generate_ar` and `generate_nar`
+    take and return what VALLE's do. `precision` is the files' (fp32 or int8), from the manifest."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, folder: str | Path, manifest: dict, threads: int | None = None):
+        ort = require("onnxruntime")
+        self.folder, self.manifest = Path(folder), manifest
+        self.config = ModelConfig.from_dict(manifest["config"])
+        self.precision = manifest["precision"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()  # as torch's (OMP_NUM_THREADS)
+        options.inter_op_num_threads = 1
+        self.ar, self.nar = (ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])
+                             for name in manifest["files"])
+
+    @classmethod
+    def load(cls, folder: str | Path, digest: str | None = None, threads: int | None = None) -> OnnxVALLE:
+        """The engine for `folder`; with `digest` (export.model_digest of the model meant), refuse a folder exported
+        from another model."""
+        manifest = read_manifest(folder)
+        if digest is not None and manifest.get("digest") != digest:
+            raise UserError(f"{folder} was exported from another model (digest {manifest.get('digest', '?')[:12]}, "
+                            f"this one {digest[:12]}): export it again from this checkpoint and adapters")
+        return cls(folder, manifest, threads)
+
+    def eval(self) -> OnnxVALLE:
+        return self
+
+    @torch.no_grad()
+    def generate(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor], prompt_text_lens: list[int],
+                 sampling: Sampling = Sampling(), use_cache: bool = True, decode_mode: str = "eager") -> list[Tensor]:
+        """AR then NAR -> codes (T_i, Q) per item, as VALLE.generate (the AR always with its KV cache)."""
+        if not use_cache:
+            raise ValueError("the ONNX engine always decodes with the KV cache")
+        c0 = self.generate_ar(text, langs, prompts, sampling, decode_mode=decode_mode)
+        return self.generate_nar(text, langs, prompts, prompt_text_lens, c0)
+
+    def generate_ar(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor],
+                    sampling: Sampling = Sampling(), use_cache: bool = True, decode_mode: str = "eager",
+                    check_every: int = CHECK_EVERY) -> list[Tensor]:
+        """Codebook 0 of the generated frames (T_i,) per item, as VALLE.generate_ar: the same stop rules, the same
+        draws for the same logits (always with the KV cache; the graph is the engine's, not compiled)."""
+        if not use_cache or decode_mode != "eager":
+            raise UserError("--compile and the no-cache baseline are for the torch engine; the ONNX engine runs "
+                            "its graph with the KV cache")
+        logits, step = self.prefill(text, langs, prompts)
+        generator = None if sampling.seed is None else torch.Generator().manual_seed(sampling.seed)
+        return decode(step, logits, frame_limits(text, sampling), lambda lg: sample(lg, sampling, generator),
+                      sampling.min_frames, check_every=check_every)
+
+    def prefill(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
+                ) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """The AR over [text | BOS, prompt codes] of every item -> logits (B, V+1) of each item's first frame, and
+        the step: ids (B,) of a frame -> logits of the next (it carries the KV cache). Items are left-padded, so
+        every row's next frame is the same new column."""
+        bos, c, B = self.config.audio_vocab_size + 1, self.config, len(text)
+        text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
+        text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
+        audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
+        valid = torch.cat([text_valid, audio_valid], dim=1)  # (B, L+A)
+        past = [np.zeros((B, c.nhead, 0, c.d_model // c.nhead), np.float32)] * (2 * c.num_layers)
+        logits, past = self._ar(text_ids, text_langs, positions(text_valid), audio_ids, positions(audio_valid),
+                                valid, past)
+        position = audio_valid.sum(1, keepdim=True)  # (B, 1): the position of each row's next frame
+        none = text_ids.new_zeros(B, 0)
+
+        def step(ids: Tensor) -> Tensor:
+            nonlocal valid, past, position
+            valid = F.pad(valid, (0, 1), value=True)
+            out, past = self._ar(none, none, none, ids[:, None], position, valid, past)
+            position = position + 1
+            return out
+
+        return logits, step
+
+    def _ar(self, *inputs) -> tuple[Tensor, list[np.ndarray]]:
+        """The AR graph on (text_ids, text_langs, text_pos, audio_ids, audio_pos, valid, past) -> logits (B, V+1)
+        and the present keys and values (the next call's past)."""
+        *tensors, past = inputs
+        feeds = {name: t.numpy() for name, t in zip(AR_INPUTS, tensors)}
+        feeds |= dict(zip(kv_names(self.config.num_layers, "past"), past))
+        logits, *present = self.ar.run(None, feeds)
+        return torch.from_numpy(logits), present
+
+    @torch.no_grad()
+    def generate_nar(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor],
+                     prompt_text_lens: list[int], ar_codes: list[Tensor]) -> list[Tensor]:
+        """Codebooks 1..Q-1 for the AR output (T_i,) of each item -> codes (T_i, Q), greedy, as VALLE.generate_nar:
+        [text | prompt frames | generated frames], right-padded; prefix mode 2 leaves the prompt's text out."""
+        q, mode = self.config.num_quantizers, self.config.prefix_mode
+        result = [c.new_zeros(0, q) for c in ar_codes]
+        todo = [i for i, c in enumerate(ar_codes) if c.numel() > 0]
+        if not todo:
+            return result
+        skip = [prompt_text_lens[i] if mode == 2 else 0 for i in todo]
+        text_ids, text_valid = pad_items([text[i][s:].cpu() for i, s in zip(todo, skip)], left=False)  # (B, L)
+        text_langs, _ = pad_items([langs[i][s:].cpu() for i, s in zip(todo, skip)], left=False)  # (B, L)
+        frames = [torch.cat([prompts[i].cpu(), F.pad(ar_codes[i][:, None].cpu(), (0, q - 1))]) for i in todo]
+        codes, audio_valid = pad_items(frames, left=False)  # (B, Y, Q)
+        tp = torch.tensor([prompts[i].shape[0] for i in todo])  # (B,)
+        is_prompt = torch.arange(codes.shape[1]) < tp[:, None]  # (B, Y)
+        is_gen = audio_valid & ~is_prompt  # (B, Y)
+        inputs = (text_ids, text_langs, codes, is_prompt, is_gen, torch.cat([text_valid, audio_valid], dim=1))
+        (out,) = self.nar.run(None, {name: t.numpy() for name, t in zip(NAR_INPUTS, inputs)})  # (B, Y, Q)
+        out = torch.from_numpy(out)
+        for b, i in enumerate(todo):
+            result[i] = out[b, is_gen[b]].to(ar_codes[i].device)
+        return result
+
+
+def positions(valid: Tensor) -> Tensor:
+    """valid (B, N) of left-padded rows -> (B, N): 0, 1, ... along each row's valid part (0 on the padding)."""
+    return (valid.long().cumsum(1) - 1).clamp(min=0)
