@@ -1,4 +1,4 @@
-"""The Train tab: the trainer (valle.commands.train, bin/trainer.py's program) as a subprocess, and what the page
+"""The Train tab: the trainer (`valle train`) as a subprocess, and what the page
 shows of a run.
 
 The trainer itself holds its experiment folder's lock (valle.locks) and records its pid in `EXP/.lock`,
@@ -26,9 +26,7 @@ from valle.config import AdapterConfig, DataConfig, ModelConfig, OptimConfig, Tr
 from valle.errors import UserError
 from valle.locks import lock_holder
 
-TRAINER = [sys.executable, "-m", "valle.commands.train"]  # the installed package's trainer: no repository needed
-# How a trainer's command line names it: bin/trainer.py (the recipes), valle-train (console script), the module.
-_TRAINER_NAMES = {"trainer.py", "valle-train", "valle.commands.train"}
+TRAINER = [sys.executable, "-m", "valle", "train"]  # the installed package's trainer: no repository needed
 CONSOLE = "app-console.log"  # the trainer's stdout + stderr, in the experiment folder
 OPTIONS = "app-options.json"  # the page's options of the last start there: a reloaded page shows them again
 # Flags the page sets itself (paths are confined to the workspace; resume/overwrite are buttons).
@@ -127,10 +125,17 @@ def running_pid(exp_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    is_trainer = any(Path(os.fsdecode(arg)).name in _TRAINER_NAMES for arg in cmdline.split(b"\0"))
-    if not is_trainer or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+    argv = [os.fsdecode(arg) for arg in cmdline.split(b"\0")]
+    if not is_trainer(argv) or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
         return None  # the pid now belongs to another program, or the trainer exited and awaits its parent
     return pid
+
+
+def is_trainer(argv: list[str]) -> bool:
+    """Whether a command line runs the trainer: `valle train`, `python -m valle train` (the page's, the recipes'),
+    `torchrun ... -m valle train`, `python -m valle.commands.train`."""
+    names = [Path(arg).name for arg in argv]
+    return "valle.commands.train" in names or any(a == "valle" and b == "train" for a, b in zip(names, names[1:]))
 
 
 class Jobs:
