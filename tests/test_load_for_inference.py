@@ -61,7 +61,7 @@ def test_the_page_and_the_cli_share_one_check():
         check_options(SynthOptions("vallex", "Hello.", temperature=math.inf))
     assert str(cli.value) == str(page.value) == "--temperature inf: need a finite temperature > 0"
     assert cli.value.api_message == "temperature inf: need a finite temperature > 0"  # the speech API's JSON field
-    page_sampling = check_options(SynthOptions("vallex", "Hello.", top_k=5, seed=3, max_frames=0))
+    page_sampling = check_options(SynthOptions("vallex", "Hello.", top_k=5, seed=3, max_frames=0)).sampling
     assert page_sampling == sampling_from_args(argparse.Namespace(top_k=5, top_p=1.0, temperature=1.0, seed=3,
                                                                   max_frames=None))
     with pytest.raises(UserError, match="text: empty"):
@@ -73,5 +73,5 @@ def test_load_for_inference_released_layout_dtype_and_tokenizer():
     assert not speaking.model.training and speaking.device == "cpu" and speaking.dtype == torch.bfloat16
     assert {p.dtype for p in speaking.model.parameters()} == {torch.bfloat16}
     assert speaking.tokenizer.to_dict() == get_tokenizer("vallex").to_dict()  # the released file stores none
-    with pytest.raises(UserError, match="--dtype float8: use one of float32, bfloat16, float16"):
+    with pytest.raises(UserError, match="--dtype float8: use one of float32, bfloat16, float16 or auto"):
         load_for_inference(TINY / "tiny.pt", device="cpu", dtype="float8", nhead=4)

@@ -236,9 +236,6 @@ class Synthesizer:
 
 # ---- loading a model to speak ------------------------------------------------------------------
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 @dataclass
 class SpeakingModel:
     """A model ready to speak: its weights (adapters merged) on `device` in `dtype`, in eval mode, and the text
@@ -254,17 +251,15 @@ def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = 
                        dtype: str | torch.dtype = "float32", nhead: int | None = None) -> SpeakingModel:
     """The one way to get a model that speaks: the checkpoint (a file, or "vallex" for the released one) built and
     loaded strictly on `device` ("auto": a GPU when there is one), the adapter files (at most one per half,
-    each checked against the checkpoint) merged into its weights, then cast to `dtype` ("float32", "bfloat16",
-    "float16" or a torch dtype), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention heads for a
-    file that does not store them (the released one)."""
-    from valle.device import resolve_device
+    each checked against the checkpoint) merged into its weights, then cast to `dtype` (a --dtype name, see
+    valle.device.resolve_dtype, or a torch dtype), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention
+    heads for a file that does not store them (the released one)."""
+    from valle.device import resolve_device, resolve_dtype
     from valle.models.checkpoint import load_model, merge_adapter_files
 
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise UserError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
     device = resolve_device(device)
+    if isinstance(dtype, str):
+        dtype = resolve_dtype(dtype, torch.device(device))
     model, loaded = load_model(checkpoint, nhead=nhead, device=device)
     merged = merge_adapter_files(model, adapters, base_name=str(checkpoint)) if adapters else []
     tokenizer = checkpoint_tokenizer(loaded.tokenizer, merged, where=str(checkpoint))
