@@ -141,9 +141,9 @@ def running_pid(exp_dir: Path) -> int | None:
 
 def is_trainer(argv: list[str]) -> bool:
     """Whether a command line runs the trainer: `valle train`, `python -m valle train` (the page's, the recipes'),
-    `torchrun ... -m valle train`, `python -m valle.commands.train`."""
+    `torchrun ... -m valle train`."""
     names = [Path(arg).name for arg in argv]
-    return "valle.commands.train" in names or any(a == "valle" and b == "train" for a, b in zip(names, names[1:]))
+    return any(a == "valle" and b == "train" for a, b in zip(names, names[1:]))
 
 
 class Jobs:

@@ -1,6 +1,6 @@
 """`valle`, the one command: `valle <command> [options]` runs valle.commands.<module>.main(options).
 
-Each program is a module here with main(argv) and entry(); this table names them and groups them for
+Each program is a module here with main(argv); this table names them and groups them for
 `valle --help`. Nothing is imported until a command runs, so the listing (and a typo) answers at once.
 """
 
