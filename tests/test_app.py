@@ -151,8 +151,8 @@ def test_trainer_command_line(ws):
         training.trainer_argv(ws, opts)
     (ws.root / "data" / "tokenized" / "cuts_train.jsonl.gz").touch()
     argv = training.trainer_argv(ws, opts, resume=True)
-    assert argv[:3] == [sys.executable, "-m", "valle.commands.train"]
-    pairs = dict(zip(argv[3::2], argv[4::2]))
+    assert argv[:4] == [sys.executable, "-m", "valle", "train"]
+    pairs = dict(zip(argv[4::2], argv[5::2]))
     assert pairs["--manifest-dir"] == str(ws.root / "data" / "tokenized")
     assert pairs["--exp-dir"] == str(ws.root / "exp" / "ar") and pairs["--init-checkpoint"] == "none"
     assert pairs["--max-steps"] == "6" and pairs["--d-model"] == "64" and pairs["--resume"] == "true"
@@ -167,23 +167,23 @@ def test_trainer_command_line(ws):
         training.trainer_argv(ws, training.TrainOptions(init_checkpoint="../x.pt"))
 
 
-def _fake_trainer(exp_dir: Path, name: str = "bin/trainer.py") -> subprocess.Popen:
+def _fake_trainer(exp_dir: Path, *names: str) -> subprocess.Popen:
     """A process whose command line names the trainer, holding exp_dir's lock the way the trainer does."""
     # SIGINT as the real trainer handles it, even when the test runs as a background job (SIGINT ignored there)
     code = ("import signal, sys, time; from valle.locks import folder_lock\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "with folder_lock(sys.argv[1], 'training'):\n"
             "    print('locked', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(exp_dir), name], stdout=subprocess.PIPE,
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen([sys.executable, "-c", code, str(exp_dir), *(names or ("valle", "train"))],
+                            stdout=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout.readline() == b"locked\n"
     return proc
 
 
-@pytest.mark.parametrize("name", ["valle.commands.train", "/usr/local/bin/valle-train"])
-def test_a_trainer_started_as_module_or_console_script_is_found(ws, name):
+@pytest.mark.parametrize("names", [("/usr/local/bin/valle", "train"), ("-m", "valle", "train")])
+def test_a_trainer_started_as_module_or_console_script_is_found(ws, names):
     exp_dir = ws.root / "exp" / "nar"
-    proc = _fake_trainer(exp_dir, name)
+    proc = _fake_trainer(exp_dir, *names)
     try:
         assert training.running_pid(exp_dir) == proc.pid
     finally:

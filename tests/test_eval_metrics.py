@@ -131,3 +131,18 @@ def test_confidence_intervals():
     assert mean_ci([float("nan")]) is None
     rate = corpus_rate_ci([1, 0, 3], [4, 4, 4])
     assert rate["mean"] == pytest.approx(4 / 12) and rate["ci95"][0] <= rate["mean"] <= rate["ci95"][1]
+
+
+def test_a_report_file_that_fails_midway_leaves_the_previous_one_whole(tmp_path):
+    from valle.eval.results import TSV_COLUMNS, write_tsv
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("cannot format")
+
+    path = tmp_path / "utterances.tsv"
+    write_tsv([{TSV_COLUMNS[0]: "a"}], path)
+    before = path.read_text()
+    with pytest.raises(RuntimeError, match="cannot format"):
+        write_tsv([{TSV_COLUMNS[0]: "b"}, {TSV_COLUMNS[0]: Unprintable()}], path)
+    assert path.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["utterances.tsv"]

@@ -61,7 +61,7 @@ def test_the_page_and_the_cli_share_one_check():
         check_options(SynthOptions("vallex", "Hello.", temperature=math.inf))
     assert str(cli.value) == str(page.value) == "--temperature inf: need a finite temperature > 0"
     assert cli.value.api_message == "temperature inf: need a finite temperature > 0"  # the speech API's JSON field
-    page_sampling = check_options(SynthOptions("vallex", "Hello.", top_k=5, seed=3, max_frames=0))
+    page_sampling = check_options(SynthOptions("vallex", "Hello.", top_k=5, seed=3, max_frames=0)).sampling
     assert page_sampling == sampling_from_args(argparse.Namespace(top_k=5, top_p=1.0, temperature=1.0, seed=3,
                                                                   max_frames=None))
     with pytest.raises(UserError, match="text: empty"):

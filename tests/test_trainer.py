@@ -70,6 +70,9 @@ def test_best_valid_checkpoint_holds_the_validated_weights(mini_data, init_ckpt,
     best_step = min(metrics(exp, "valid"), key=lambda r: r["loss"])["step"]
     best = load_checkpoint(exp / "best-valid-loss.pt")
     assert best.train_state["progress"]["step"] == best_step
+    assert set(best.train_state) == {"progress", "experiment"}  # only last.pt resumes: the trainer's resumable parts
+    assert set(load_checkpoint(exp / "last.pt").train_state) == {"progress", "experiment", "optimizer", "scheduler",
+                                                                 "grad_scaler", "rng"}
     if best_step in (5, 10):
         same_step = load_checkpoint(exp / f"checkpoint-{best_step}.pt")
         for k, v in same_step.state_dict.items():

@@ -1,4 +1,4 @@
-"""What every CLI in bin/ shares: user errors as one line, strict booleans."""
+"""What every command shares: user errors as one line, strict booleans, the model and sampling flags."""
 
 from __future__ import annotations
 
@@ -57,10 +57,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampli
                            seed_help: str = "random seed of the sampling [0]") -> None:
     """--top-k --top-p --temperature --seed --max-frames, shared by bin/infer.py and bin/evaluate.py."""
     s = parser.add_argument_group(title)
-    s.add_argument("--top-k", type=int, default=0,
-                   help="sample among the k most likely codes; 1 = greedy; 0 = no limit (the reference's) [0]")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold in (0, 1]; 1 = off [1.0]")
-    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 [1.0]")
+    s.add_argument("--top-k", type=int, default=Sampling.top_k,
+                   help=f"sample among the k most likely codes; 1 = greedy; 0 = no limit (the reference's) "
+                        f"[{Sampling.top_k}]")
+    s.add_argument("--top-p", type=float, default=Sampling.top_p,
+                   help=f"nucleus sampling threshold in (0, 1]; 1 = off [{Sampling.top_p}]")
+    s.add_argument("--temperature", type=float, default=Sampling.temperature,
+                   help=f"softmax temperature, > 0 [{Sampling.temperature}]")
     s.add_argument("--seed", type=int, default=0, help=seed_help)
     s.add_argument("--max-frames", type=int, default=None,
                    help=f"stop after this many frames (75 per second; at most {MAX_FRAMES}) "

@@ -8,7 +8,7 @@ import torch
 
 from valle.errors import UserError
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # --dtype NAME
 
 
 def resolve_device(device: str) -> str:
@@ -27,11 +27,13 @@ def device_type(name: str) -> str:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """--dtype auto -> bfloat16 on a GPU that supports it, else float32; other names as they say."""
+    """--dtype auto -> bfloat16 on a GPU that supports it, else float32; the names of DTYPES as they say."""
     if name == "auto":
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
-    return _DTYPES[name]
+    if name not in DTYPES:
+        raise UserError(f"--dtype {name}: use one of {', '.join(DTYPES)} or auto")
+    return DTYPES[name]
 
 
 @contextlib.contextmanager

@@ -136,3 +136,8 @@ def atomic_write_folder(path: str | os.PathLike, write: Callable[[Path], None], 
     shutil.rmtree(aside, ignore_errors=True)
     _fsync(path.parent)
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """`atomic_write` of a UTF-8 text file."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from valle.app.workspace import Workspace
+from valle.config import EvalOptions, Sampling
 from valle.errors import UserError
 
 SUMMARY_HEADERS = ["system", "utterances", "flagged", "stopped at EOS", "SIM to prompt", "SIM to target", "MCD"]
@@ -20,14 +21,16 @@ SUMMARY_HEADERS = ["system", "utterances", "flagged", "stopped at EOS", "SIM to 
 
 @dataclass
 class CompareOptions:
+    """The Compare tab's fields; they become an EvalOptions (its defaults, its checks) with workspace paths."""
+
     checkpoints: list[str]  # vallex | checkpoints in the workspace
     data_dir: str = "data"  # its tokenized/cuts_test (else cuts_dev) are the sentences
     output: str = "eval"  # the report folder
-    num_utterances: int = 4
-    prompt: str = "same-speaker"  # same-speaker | a preset .npz in the workspace
-    seed: int = 0
+    num_utterances: int = 4  # fewer than the command's: the page waits for them
+    prompt: str = EvalOptions.prompt  # same-speaker | a preset .npz in the workspace
+    seed: int = EvalOptions.seed
     max_frames: int = 0  # 0: the model's limit
-    codec_weights: str = "pretrained"
+    codec_weights: str = EvalOptions.codec_weights
     speaker_model: str = "resemblyzer"  # resemblyzer | none
 
 
@@ -54,7 +57,6 @@ def _mean(system: dict, metric: str) -> str:
 
 
 def run_compare(ws: Workspace, o: CompareOptions, device: str = "cpu") -> CompareResult:
-    from valle.config import Sampling
     from valle.eval.evaluate import evaluate
 
     if not o.checkpoints:
@@ -66,18 +68,17 @@ def run_compare(ws: Workspace, o: CompareOptions, device: str = "cpu") -> Compar
     codec = o.codec_weights.strip()
     if codec not in ("pretrained", "random"):
         codec = str(ws.path(codec, "codec weights", must_exist=True))
-    if o.num_utterances < 1:
-        raise UserError(f"sentences {o.num_utterances}: need at least 1 sentence")
-    sampling = Sampling(seed=int(o.seed), max_frames=int(o.max_frames) or None)  # max frames 0: the model's limit
+    seed = int(o.seed)
+    options = EvalOptions(num_utterances=int(o.num_utterances), prompt=prompt, seed=seed, codec_weights=codec,
+                          sampling=Sampling(seed=seed, max_frames=int(o.max_frames) or None))  # 0: the model's limit
     speaker = None
     if o.speaker_model != "none":
         from valle.eval.speaker import get_speaker_encoder
 
         speaker = get_speaker_encoder(o.speaker_model, device=device)
     out_dir = ws.path(o.output, "report folder")
-    paths = evaluate(checkpoints, _cuts(ws, o.data_dir), out_dir, num_utterances=int(o.num_utterances), prompt=prompt,
-                     seed=int(o.seed), sampling=sampling, device=device,
-                     codec_weights=codec, speaker=speaker, transcriber=None,
+    paths = evaluate(checkpoints, _cuts(ws, o.data_dir), out_dir, options, device=device, speaker=speaker,
+                     transcriber=None,
                      asr_line="none in the app (WER/CER: bin/evaluate.py --asr-model)", log=lambda line: None)
     report = json.loads(paths["json"].read_text(encoding="utf-8"))
     summary = [[s["name"], s["utterances"], s["flagged"],

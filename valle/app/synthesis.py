@@ -17,9 +17,8 @@ import torch
 from valle.app.workspace import Workspace, safe_name
 from valle.audio import SAMPLE_RATE
 from valle.codec import FRAME_RATE
-from valle.config import Sampling
+from valle.config import Sampling, SpeechOptions
 from valle.errors import UserError
-from valle.text import INPUT_LANGUAGES
 
 PRESET_DIR = "presets"
 OUTPUT_DIR = "synth"
@@ -27,26 +26,31 @@ OUTPUT_DIR = "synth"
 
 @dataclass
 class SynthOptions:
+    """The Synthesize tab's fields; the defaults and checks of what they share with `valle infer` are
+    SpeechOptions' and Sampling's (see `speech`)."""
+
     checkpoint: str  # vallex | a checkpoint in the workspace
     text: str
-    language: str = "en"  # one of INPUT_LANGUAGES: en | zh | ja | mix
+    language: str = SpeechOptions.language  # one of INPUT_LANGUAGES: en | zh | ja | mix
     prompt: str = "none"  # none | preset | recording
     preset: str = ""  # a .npz in the workspace
     prompt_audio: str | None = None  # an uploaded or recorded file (Gradio's temporary path)
     prompt_text: str = ""
-    prompt_language: str = "en"
-    top_k: int = 0
-    top_p: float = 1.0
-    temperature: float = 1.0
-    seed: int = 0
+    prompt_language: str = "en"  # the page always shows one
+    top_k: int = Sampling.top_k
+    top_p: float = Sampling.top_p
+    temperature: float = Sampling.temperature
+    seed: int = SpeechOptions.sampling.seed
     max_frames: int = 0  # 0: the model's default limit
-    codec_weights: str = "pretrained"  # pretrained | random | a file in the workspace
+    codec_weights: str = SpeechOptions.codec_weights  # pretrained | random | a file in the workspace
     adapters: list[str] = field(default_factory=list)  # LoRA adapter files of the checkpoint (one per half)
     precision: str = "fp32"  # fp32 | bf16 | fp16 | int8 (valle.models.precision)
 
-    def sampling(self) -> Sampling:
-        """The sampling these options ask for (checked as bin/infer.py's flags)."""
-        return Sampling(self.top_k, self.top_p, self.temperature, seed=self.seed, max_frames=self.max_frames or None)
+    def speech(self) -> SpeechOptions:
+        """What these fields ask for, checked as `valle infer`'s flags are."""
+        sampling = Sampling(self.top_k, self.top_p, self.temperature, seed=self.seed,
+                            max_frames=self.max_frames or None)
+        return SpeechOptions(self.language, self.prompt_language, sampling, self.codec_weights)
 
 
 class Synthesis:
@@ -110,7 +114,7 @@ class Synthesis:
         from valle.inference import Synthesizer, check_prompt
         from valle.text import TextError
 
-        sampling = check_options(o)
+        sampling = check_options(o).sampling
         model, tokenizer = self.model(o.checkpoint, o.adapters, o.precision)
         codec = self.codec(o.codec_weights)
         prompt = self.prompt(o, tokenizer, codec)
@@ -150,12 +154,10 @@ class Synthesis:
                 f"language {prompt.language}")
 
 
-def check_options(o: SynthOptions) -> Sampling:
-    """The text, language and prompt choice of the options; -> their sampling (which checks itself)."""
+def check_options(o: SynthOptions) -> SpeechOptions:
+    """The text and the prompt choice of the page; -> what the rest asks for (it checks itself)."""
     if not o.text.strip():
         raise UserError("text: empty; type the sentence to speak")
-    if o.language not in INPUT_LANGUAGES:
-        raise UserError(f"language {o.language!r}: use {', '.join(INPUT_LANGUAGES[:-1])} or {INPUT_LANGUAGES[-1]}")
     if o.prompt not in ("none", "preset", "recording"):
         raise UserError(f"voice prompt {o.prompt!r}: use none, preset or recording")
-    return o.sampling()
+    return o.speech()

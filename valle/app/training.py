@@ -1,4 +1,4 @@
-"""The Train tab: the trainer (valle.commands.train, bin/trainer.py's program) as a subprocess, and what the page
+"""The Train tab: the trainer (`valle train`) as a subprocess, and what the page
 shows of a run.
 
 The trainer itself holds its experiment folder's lock (valle.locks) and records its pid in `EXP/.lock`,
@@ -25,11 +25,10 @@ from valle.app.workspace import Workspace
 from valle.config import AdapterConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from valle.errors import UserError
 from valle.locks import lock_holder
+from valle.storage import atomic_write_text
 from valle.training import run_folder
 
-TRAINER = [sys.executable, "-m", "valle.commands.train"]  # the installed package's trainer: no repository needed
-# How a trainer's command line names it: bin/trainer.py (the recipes), valle-train (console script), the module.
-_TRAINER_NAMES = {"trainer.py", "valle-train", "valle.commands.train"}
+TRAINER = [sys.executable, "-m", "valle", "train"]  # the installed package's trainer: no repository needed
 CONSOLE = "app-console.log"  # the trainer's stdout + stderr, in the experiment folder
 OPTIONS = "app-options.json"  # the page's options of the last start there: a reloaded page shows them again
 # Flags the page sets itself (paths are confined to the workspace; resume/overwrite are buttons).
@@ -43,20 +42,30 @@ _TQDM_BAR = re.compile(r"epoch \d+: \d+step \[[^\]]*\]")  # the trainer's progre
 
 @dataclass
 class TrainOptions:
+    """The Train tab's fields; the defaults and the checks are the trainer's configs' (see `check`)."""
+
     data_dir: str = "data"  # its tokenized/ folder holds the cuts
     exp_dir: str = "exp/ar"
-    model_name: str = "ar"
-    init_checkpoint: str = "auto"  # auto | vallex | none | a checkpoint in the workspace
-    base_lr: float = 0.0  # 0: the optimizer's default
-    max_steps: int = 0  # 0: no limit
-    num_epochs: int = 20
-    max_duration: float = 40.0  # seconds of audio per batch
-    early_stop_patience: int = 0
-    valid_interval: int = 500
-    codec_weights: str = "none"  # the validation audio sample: none | pretrained | random | a file
-    adapter: str = "none"  # none (full fine-tuning) | lora
-    lora_rank: int = 8
+    model_name: str = TrainConfig.model_name
+    init_checkpoint: str = TrainConfig.init_checkpoint  # auto | vallex | none | a checkpoint in the workspace
+    base_lr: float = OptimConfig.base_lr
+    max_steps: int = TrainConfig.max_steps
+    num_epochs: int = TrainConfig.num_epochs
+    max_duration: float = DataConfig.max_duration
+    early_stop_patience: int = TrainConfig.early_stop_patience
+    valid_interval: int = TrainConfig.valid_interval
+    codec_weights: str = TrainConfig.codec_weights  # the validation audio sample: none | pretrained | random | a file
+    adapter: str = AdapterConfig.adapter
+    lora_rank: int = AdapterConfig.lora_rank
     extra: str = ""  # more trainer flags, e.g. "--d-model 64 --num-layers 2"
+
+    def check(self) -> None:
+        """The values the trainer will be given, through the trainer's own checks (a UserError names the flag)."""
+        TrainConfig(model_name=self.model_name, max_steps=self.max_steps, num_epochs=self.num_epochs,
+                    early_stop_patience=self.early_stop_patience, valid_interval=self.valid_interval)
+        OptimConfig(base_lr=self.base_lr)
+        DataConfig(max_duration=self.max_duration)
+        AdapterConfig(adapter=self.adapter, lora_rank=self.lora_rank)
 
 
 def extra_flags(text: str) -> list[str]:
@@ -77,6 +86,7 @@ def extra_flags(text: str) -> list[str]:
 
 def trainer_argv(ws: Workspace, o: TrainOptions, resume: bool = False, overwrite: bool = False) -> list[str]:
     """The trainer's command line for the page's options (paths checked against the workspace)."""
+    o.check()
     manifest_dir = ws.path(o.data_dir, "data folder", must_exist=True) / "tokenized"
     if not (manifest_dir / "cuts_train.jsonl.gz").is_file():
         raise UserError(f"{ws.relative(manifest_dir)}/cuts_train.jsonl.gz not found: prepare the data in the "
@@ -87,10 +97,6 @@ def trainer_argv(ws: Workspace, o: TrainOptions, resume: bool = False, overwrite
     codec = o.codec_weights.strip() or "none"
     if codec not in ("none", "pretrained", "random"):
         codec = str(ws.path(codec, "codec weights", must_exist=True))
-    if o.model_name not in ("ar", "nar", "both"):
-        raise UserError(f"model half {o.model_name!r}: use ar, nar or both")
-    if o.adapter not in ("none", "lora"):
-        raise UserError(f"adapter {o.adapter!r}: use none (full fine-tuning) or lora")
     argv = [*TRAINER, "--manifest-dir", str(manifest_dir),
             "--exp-dir", str(ws.path(o.exp_dir, "experiment folder")), "--model-name", o.model_name,
             "--init-checkpoint", init, "--base-lr", str(o.base_lr), "--max-steps", str(int(o.max_steps)),
@@ -128,10 +134,17 @@ def running_pid(exp_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    is_trainer = any(Path(os.fsdecode(arg)).name in _TRAINER_NAMES for arg in cmdline.split(b"\0"))
-    if not is_trainer or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+    argv = [os.fsdecode(arg) for arg in cmdline.split(b"\0")]
+    if not is_trainer(argv) or Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
         return None  # the pid now belongs to another program, or the trainer exited and awaits its parent
     return pid
+
+
+def is_trainer(argv: list[str]) -> bool:
+    """Whether a command line runs the trainer: `valle train`, `python -m valle train` (the page's, the recipes'),
+    `torchrun ... -m valle train`."""
+    names = [Path(arg).name for arg in argv]
+    return any(a == "valle" and b == "train" for a, b in zip(names, names[1:]))
 
 
 class Jobs:
@@ -147,7 +160,7 @@ class Jobs:
             raise UserError(f"{ws.relative(exp_dir)} is in use by {lock_holder(exp_dir)}: stop that training "
                             "first, or use another experiment folder")
         exp_dir.mkdir(parents=True, exist_ok=True)
-        (exp_dir / OPTIONS).write_text(json.dumps(dataclasses.asdict(o), indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(exp_dir / OPTIONS, json.dumps(dataclasses.asdict(o), indent=1) + "\n")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
         with open(exp_dir / CONSOLE, "wb") as console:
             console.write(("$ " + shlex.join(["python", *argv[1:]]) + "\n").encode())

@@ -282,26 +282,29 @@ def _long_recordings(app: App, corpus: gr.Textbox) -> None:
 
 
 def _train_tab(app: App) -> dict:
+    d = training.TrainOptions()
     with gr.Row():
-        data_dir = gr.Textbox("data", label="Data folder (prepared in the Data tab)", elem_id="train-data")
-        exp_dir = gr.Textbox("exp/ar", label="Experiment folder (checkpoints, logs)", elem_id="train-exp")
-        model_name = gr.Radio(["ar", "nar", "both"], value="ar", label="Half to train")
-        init = gr.Dropdown(["auto", "vallex", "none"], value="auto", allow_custom_value=True, elem_id="train-init",
+        data_dir = gr.Textbox(d.data_dir, label="Data folder (prepared in the Data tab)", elem_id="train-data")
+        exp_dir = gr.Textbox(d.exp_dir, label="Experiment folder (checkpoints, logs)", elem_id="train-exp")
+        model_name = gr.Radio(["ar", "nar", "both"], value=d.model_name, label="Half to train")
+        init = gr.Dropdown(["auto", "vallex", "none"], value=d.init_checkpoint, allow_custom_value=True,
+                           elem_id="train-init",
                            label="Start from (auto, vallex = released model, none = from scratch, or a checkpoint)")
     with gr.Row():
-        base_lr = gr.Number(0.0, label="Learning rate (0: default)")
-        max_steps = gr.Number(0, label="Max steps (0: no limit)", precision=0, elem_id="train-steps")
-        num_epochs = gr.Number(20, label="Epochs", precision=0)
-        max_duration = gr.Number(40.0, label="Batch duration (s)", elem_id="train-batch")
-        patience = gr.Number(0, label="Early stop after N validations (0: off)", precision=0)
-        valid_interval = gr.Number(500, label="Validate every N steps", precision=0, elem_id="train-valid")
+        base_lr = gr.Number(d.base_lr, label="Learning rate (0: default)")
+        max_steps = gr.Number(d.max_steps, label="Max steps (0: no limit)", precision=0, elem_id="train-steps")
+        num_epochs = gr.Number(d.num_epochs, label="Epochs", precision=0)
+        max_duration = gr.Number(d.max_duration, label="Batch duration (s)", elem_id="train-batch")
+        patience = gr.Number(d.early_stop_patience, label="Early stop after N validations (0: off)", precision=0)
+        valid_interval = gr.Number(d.valid_interval, label="Validate every N steps", precision=0,
+                                   elem_id="train-valid")
     with gr.Row():
-        codec = gr.Dropdown(["none", "pretrained", "random"], value="none", allow_custom_value=True,
+        codec = gr.Dropdown(["none", "pretrained", "random"], value=d.codec_weights, allow_custom_value=True,
                             label="Encodec for the validation audio sample (none: no sample)", elem_id="train-codec")
         extra = gr.Textbox(label="More trainer flags", placeholder="--d-model 64 --nhead 4 --num-layers 2",
                            elem_id="train-extra")
-        adapter = gr.Radio(["none", "lora"], value="none", label="Adapter (lora: small data, the base stays frozen)")
-        lora_rank = gr.Number(8, label="LoRA rank", precision=0)
+        adapter = gr.Radio(["none", "lora"], value=d.adapter, label="Adapter (lora: small data, the base stays frozen)")
+        lora_rank = gr.Number(d.lora_rank, label="LoRA rank", precision=0)
         overwrite = gr.Checkbox(False, label="Start over (delete the earlier run in this folder)")
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -328,6 +331,7 @@ def _train_tab(app: App) -> dict:
 
 
 def _synth_tab(app: App) -> dict:
+    d = synthesis.SynthOptions("vallex", "")
     with gr.Row():
         with gr.Column():
             with gr.Row():
@@ -337,24 +341,24 @@ def _synth_tab(app: App) -> dict:
             adapters = gr.Dropdown([], multiselect=True, allow_custom_value=True, elem_id="synth-adapters",
                                    label="LoRA adapters of that checkpoint (optional; one per half)")
             text = gr.Textbox(label="Text", lines=3, elem_id="synth-text")
-            language = gr.Dropdown(list(INPUT_LANGUAGES), value="en", label="Language")
+            language = gr.Dropdown(list(INPUT_LANGUAGES), value=d.language, label="Language")
             prompt = gr.Radio(["none", "preset", "recording"], value="none", label="Voice prompt",
                               elem_id="synth-prompt")
             preset = gr.Dropdown([], label="Preset (.npz)", allow_custom_value=True, visible=False)
             prompt_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", visible=False,
                                     label="Recording of the voice (up to 15 s)")
             prompt_text = gr.Textbox(label="What is said in the recording", visible=False)
-            prompt_language = gr.Dropdown(list(LANGUAGES), value="en", label="Language of the recording",
+            prompt_language = gr.Dropdown(list(LANGUAGES), value=d.prompt_language, label="Language of the recording",
                                           visible=False)
         with gr.Column():
             with gr.Accordion("Sampling", open=False):
-                top_k = gr.Number(0, label="Top-k (1: greedy, 0: off)", precision=0)
-                top_p = gr.Number(1.0, label="Top-p (1: off)")
-                temperature = gr.Number(1.0, label="Temperature")
-                seed = gr.Number(0, label="Seed", precision=0)
-                max_frames = gr.Number(0, label="Max frames (75 per second; 0: the model's limit)", precision=0,
-                                       elem_id="synth-max-frames")
-            codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
+                top_k = gr.Number(d.top_k, label="Top-k (1: greedy, 0: off)", precision=0)
+                top_p = gr.Number(d.top_p, label="Top-p (1: off)")
+                temperature = gr.Number(d.temperature, label="Temperature")
+                seed = gr.Number(d.seed, label="Seed", precision=0)
+                max_frames = gr.Number(d.max_frames, label="Max frames (75 per second; 0: the model's limit)",
+                                       precision=0, elem_id="synth-max-frames")
+            codec = gr.Dropdown(["pretrained", "random"], value=d.codec_weights, allow_custom_value=True,
                                 label="Encodec weights (pretrained, a file, or random: noise)", elem_id="synth-codec")
             precision = gr.Dropdown(list(PRECISIONS), value="fp32", elem_id="synth-precision",
                                     label="Precision (int8: weight-only int8 linears, CPU only)")
@@ -379,22 +383,24 @@ def _synth_tab(app: App) -> dict:
 
 
 def _compare_tab(app: App) -> dict:
+    d = compare.CompareOptions([])
     gr.Markdown("The same test sentences from several checkpoints, with the same prompts and seeds, scored the way "
                 "`bin/evaluate.py` scores them (failure flags, speaker similarity, MCD; no ASR here).")
     with gr.Row():
         checkpoints = gr.Dropdown(["vallex"], multiselect=True, allow_custom_value=True, scale=3,
                                   label="Checkpoints to compare", elem_id="compare-ckpts")
-        data_dir = gr.Textbox("data", label="Data folder (its test sentences, else dev)")
-        output = gr.Textbox("eval", label="Report folder (written)")
+        data_dir = gr.Textbox(d.data_dir, label="Data folder (its test sentences, else dev)")
+        output = gr.Textbox(d.output, label="Report folder (written)")
     with gr.Row():
-        num_utterances = gr.Number(4, label="Sentences", precision=0)
-        prompt = gr.Dropdown(["same-speaker"], value="same-speaker", allow_custom_value=True,
+        num_utterances = gr.Number(d.num_utterances, label="Sentences (0: all)", precision=0)
+        prompt = gr.Dropdown(["same-speaker"], value=d.prompt, allow_custom_value=True,
                              label="Prompt (same-speaker: another utterance of that speaker; or a preset)")
-        seed = gr.Number(0, label="Seed", precision=0)
-        max_frames = gr.Number(0, label="Max frames (0: the model's limit)", precision=0, elem_id="compare-max-frames")
-        codec = gr.Dropdown(["pretrained", "random"], value="pretrained", allow_custom_value=True,
+        seed = gr.Number(d.seed, label="Seed", precision=0)
+        max_frames = gr.Number(d.max_frames, label="Max frames (0: the model's limit)", precision=0,
+                               elem_id="compare-max-frames")
+        codec = gr.Dropdown(["pretrained", "random"], value=d.codec_weights, allow_custom_value=True,
                             label="Encodec weights", elem_id="compare-codec")
-        speaker_model = gr.Radio(["resemblyzer", "none"], value="resemblyzer", label="Speaker similarity",
+        speaker_model = gr.Radio(["resemblyzer", "none"], value=d.speaker_model, label="Speaker similarity",
                                  elem_id="compare-speaker")
     run = gr.Button("Compare", variant="primary", elem_id="compare-run")
     status = gr.Markdown(elem_id="compare-status")

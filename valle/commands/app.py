@@ -20,7 +20,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="valle-app", description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workspace", default=".",
                    help="the folder the page may read and write; every path typed in the page is inside it [.]")

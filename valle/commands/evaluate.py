@@ -13,7 +13,9 @@ import argparse
 from pathlib import Path
 
 from valle.cli import ArgumentParser, UserError, add_sampling_arguments, run_main, sampling_from_args
-from valle.config import Sampling
+from valle.config import EvalOptions
+
+_DEFAULT = EvalOptions()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,19 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "recipe's runs; the base of adapter files), none, or a checkpoint file or vallex [auto]")
     p.add_argument("--cuts", default=None,
                    help="cuts to evaluate [data/tokenized/cuts_test.jsonl.gz, else cuts_dev.jsonl.gz]")
-    p.add_argument("--num-utterances", type=int, default=20,
-                   help="how many cuts to evaluate, chosen deterministically by --seed; 0 = all [20]")
+    p.add_argument("--num-utterances", type=int, default=_DEFAULT.num_utterances,
+                   help=f"how many cuts to evaluate, chosen deterministically by --seed; 0 = all "
+                        f"[{_DEFAULT.num_utterances}]")
     p.add_argument("--prompt", nargs="+", default=["same-speaker"], metavar="same-speaker|preset NPZ",
                    help="same-speaker: another 3-10 s utterance of the target's speaker; "
                         "preset NPZ: one voice preset for every sentence [same-speaker]")
     p.add_argument("--output-dir", default="exp/eval", help="where the report and the wavs go [exp/eval]")
-    p.add_argument("--batch-size", type=int, default=8, help="sentences generated together [8]")
+    p.add_argument("--batch-size", type=int, default=_DEFAULT.batch_size,
+                   help=f"sentences generated together [{_DEFAULT.batch_size}]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
     p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
     p.add_argument("--precision", default="fp32",
                    help="how every checkpoint runs: fp32, bf16, fp16 or int8 (as bin/infer.py --precision) [fp32]")
-    p.add_argument("--codec-weights", default="pretrained",
-                   help="Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file [pretrained]")
+    p.add_argument("--codec-weights", default=_DEFAULT.codec_weights,
+                   help=f"Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file "
+                        f"[{_DEFAULT.codec_weights}]")
     add_sampling_arguments(p, "sampling (as bin/infer.py)", "seed of the sampling and of the utterance choice [0]")
     m = p.add_argument_group("metrics")
     m.add_argument("--speaker-model", default="resemblyzer",
@@ -56,14 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(a: argparse.Namespace) -> tuple[str, Sampling]:
-    """-> the prompt ("same-speaker" or the preset's path) and the sampling."""
+def check_args(a: argparse.Namespace) -> EvalOptions:
+    """-> the options the flags ask for (they check themselves)."""
     if a.prompt == ["same-speaker"]:
         prompt = "same-speaker"
     elif len(a.prompt) == 2 and a.prompt[0] == "preset":
         prompt = a.prompt[1]
-        if not Path(prompt).is_file():
-            raise UserError(f"--prompt preset {prompt}: no such file; make one with bin/make_prompt.py")
     else:
         raise UserError(f"--prompt {' '.join(a.prompt)}: use 'same-speaker' or 'preset FILE.npz'")
     for c in a.checkpoint:
@@ -75,10 +78,8 @@ def check_args(a: argparse.Namespace) -> tuple[str, Sampling]:
     adapter_runs(a)
     if a.baseline not in ("auto", "none", "vallex") and not Path(a.baseline).is_file():
         raise UserError(f"--baseline {a.baseline}: no such file (auto, none, vallex or a checkpoint)")
-    sampling = sampling_from_args(a)
-    if a.num_utterances < 0 or a.batch_size < 1:
-        raise UserError("--num-utterances must be >= 0 and --batch-size >= 1")
-    return prompt, sampling
+    return EvalOptions(num_utterances=a.num_utterances, prompt=prompt, seed=a.seed, sampling=sampling_from_args(a),
+                       batch_size=a.batch_size, codec_weights=a.codec_weights)
 
 
 def adapter_runs(a: argparse.Namespace) -> None:
@@ -150,7 +151,7 @@ def default_cuts() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    prompt, sampling = check_args(a)
+    options = check_args(a)
     cuts = a.cuts or default_cuts()
 
     from valle.device import resolve_device
@@ -167,10 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     baseline = find_baseline(a)
     if baseline is not None:
         print(f"baseline: {baseline} (the model the checkpoints were fine-tuned from; --baseline none: without it)")
-    paths = evaluate(a.checkpoint, cuts, a.output_dir, num_utterances=a.num_utterances, prompt=prompt, seed=a.seed,
-                     sampling=sampling, batch_size=a.batch_size, device=device, codec_weights=a.codec_weights,
-                     speaker=speaker, transcriber=transcriber, asr_line=asr_line, nhead=a.nhead,
-                     adapters=a.adapter or (), baseline=baseline, precision=a.precision)
+    paths = evaluate(a.checkpoint, cuts, a.output_dir, options, device=device, speaker=speaker,
+                     transcriber=transcriber, asr_line=asr_line, nhead=a.nhead, adapters=a.adapter or (),
+                     precision=a.precision, baseline=baseline)
     print_summary(paths["json"])
     print(f"report: {paths['html'].resolve()}")
 

@@ -20,8 +20,9 @@ from valle.cli import (
     run_main,
     sampling_from_args,
 )
-from valle.config import ENGINES, LANGUAGES, Sampling, or_list
-from valle.text import INPUT_LANGUAGES
+from valle.config import ENGINES, LANGUAGES, SpeechOptions, check_language, or_list
+
+_DEFAULT = SpeechOptions()
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile writes, chosen by the extension
 DECODE_MODE = {"none": "eager", "cudagraph": "cudagraph", "inductor": "inductor"}  # --compile -> generate()
@@ -44,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--checkpoint (and --adapter); it runs at the precision it was exported in (fp32 or int8)")
     t = p.add_argument_group("text")
     t.add_argument("--text", help="the sentence to speak")
-    t.add_argument("--language", default="en",
-                   help=f"language of --text: {', '.join(LANGUAGES)}, or mix (parts marked [EN]..[EN][ZH]..[ZH]) [en]")
+    t.add_argument("--language", default=_DEFAULT.language,
+                   help=f"language of --text: {', '.join(LANGUAGES)}, or mix (parts marked [EN]..[EN][ZH]..[ZH]) "
+                        f"[{_DEFAULT.language}]")
     t.add_argument("--input", help="batch mode: a .tsv of name<TAB>language<TAB>text lines")
     t.add_argument("--output-dir", help="batch mode: folder for name.wav and name.npy")
     t.add_argument("--batch-size", type=int, default=8, help="batch mode: sentences generated together [8]")
@@ -59,19 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--output", default="out.wav", help="the wav file for --text [out.wav]")
     o.add_argument("--save-codes", default=None, help="also save the generated codes as an int .npy [T, 8]")
-    o.add_argument("--codec-weights", default="pretrained",
-                   help="Encodec 24 kHz weights: pretrained, random (tests only: noise) or a file [pretrained]")
+    o.add_argument("--codec-weights", default=_DEFAULT.codec_weights,
+                   help=f"Encodec 24 kHz weights: pretrained, random (tests only: noise) or a file "
+                        f"[{_DEFAULT.codec_weights}]")
     o.add_argument("--decoder", choices=("encodec", "vocos"), default="encodec",
                    help="turn codes into audio with Encodec's decoder or with Vocos (package vocos) [encodec]")
     o.add_argument("--vocos-weights", default="pretrained",
                    help="with --decoder vocos: pretrained, or a folder with config.yaml and pytorch_model.bin")
     return p
-
-
-def check_language(language: str, where: str) -> str:
-    if language not in INPUT_LANGUAGES:
-        raise UserError(f"{where}: unknown language {language!r}; use one of {', '.join(INPUT_LANGUAGES)}")
-    return language
 
 
 def read_list(path: str) -> list[tuple[str, str, str]]:
@@ -101,8 +98,8 @@ def read_list(path: str) -> list[tuple[str, str, str]]:
     return items
 
 
-def check_args(a: argparse.Namespace) -> Sampling:
-    """Every check of the flags alone, before anything loads; -> the sampling they ask for."""
+def check_args(a: argparse.Namespace) -> SpeechOptions:
+    """Every check of the flags alone, before anything loads; -> the options they ask for."""
     if (a.text is None) == (a.input is None):
         raise UserError("give either --text TEXT or --input LIST.tsv (with --output-dir DIR)")
     if a.input is not None and not a.output_dir:
@@ -111,7 +108,7 @@ def check_args(a: argparse.Namespace) -> Sampling:
         raise UserError("give either --prompt-preset NPZ or --prompt-audio WAV --prompt-text TEXT, not both")
     if bool(a.prompt_audio) != bool(a.prompt_text):
         raise UserError("--prompt-audio and --prompt-text go together: the recording and what is said in it")
-    sampling = sampling_from_args(a)
+    options = SpeechOptions(a.language, a.prompt_language, sampling_from_args(a), a.codec_weights)
     from valle.inference import check_engine
 
     check_engine(a.engine, a.onnx, a.device, a.precision)
@@ -125,7 +122,7 @@ def check_args(a: argparse.Namespace) -> Sampling:
             check_output_file(a.save_codes, "--save-codes", (".npy",))
     else:
         check_output_dir(a.output_dir)
-    return sampling
+    return options
 
 
 def _check_writable_parent(path: Path, flag: str) -> None:
@@ -185,12 +182,11 @@ def encode_texts(items: list[tuple[str, str, str]], tokenizer, where: str) -> tu
     return requests, owners
 
 
-def audio_prompt(a: argparse.Namespace, tokenizer, codec):
-    """The prompt made from --prompt-audio and --prompt-text."""
+def audio_prompt(a: argparse.Namespace, language: str, tokenizer, codec):
+    """The prompt made from --prompt-audio and --prompt-text (in `language`)."""
     from valle.audio import load_audio
     from valle.inference import make_prompt
 
-    language = a.prompt_language or (a.language if a.language != "mix" else "en")
     wave, _ = load_audio(a.prompt_audio)
     return make_prompt(wave, a.prompt_text, language, tokenizer, codec)
 
@@ -213,13 +209,8 @@ def save(wave_path: Path, codes_path: Path | None, codes, wave) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    sampling = check_args(a)
-    if a.text is not None:
-        items = [("", check_language(a.language, "--language"), a.text)]
-    else:
-        items = read_list(a.input)
-    if a.prompt_language is not None and a.prompt_language not in LANGUAGES:
-        raise UserError(f"--prompt-language {a.prompt_language!r}: use one of {', '.join(LANGUAGES)}")
+    options = check_args(a)
+    items = [("", options.language, a.text)] if a.text is not None else read_list(a.input)
 
     import dataclasses
 
@@ -241,9 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     prompt = load_prompt(a.prompt_preset) if a.prompt_preset else None  # checked before the codec loads
     if prompt is not None:
         check_prompt(prompt, model, where=a.prompt_preset)
-    codec = Codec.from_weights(a.codec_weights, device=device)
+    codec = Codec.from_weights(options.codec_weights, device=device)
     if a.prompt_audio:
-        prompt = audio_prompt(a, tokenizer, codec)
+        prompt = audio_prompt(a, options.transcript_language, tokenizer, codec)
         check_prompt(prompt, model, where=a.prompt_audio)
     requests = [dataclasses.replace(r, prompt=prompt) for r in requests]
     decoder = VocosDecoder.from_weights(a.vocos_weights, device=device) if a.decoder == "vocos" else codec
@@ -252,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     pieces = []  # (codes, wave) of the requests of the item being finished
     for b, start in enumerate(tqdm(batches, desc="batches", disable=len(batches) < 2)):
         with torch.inference_mode():
-            results = synth.render(requests[start : start + a.batch_size], sampling.for_batch(b))
+            results = synth.render(requests[start : start + a.batch_size], options.sampling.for_batch(b))
         for n, result in enumerate(results, start):
             pieces.append(result)
             if n + 1 < len(owners) and owners[n + 1] == owners[n]:

@@ -104,10 +104,6 @@ def make_sampler(cuts: CutSet, cfg: DataConfig, train: bool, bins: list[float] |
     """Batches of at most `max_duration` seconds: from duration buckets (`bins`: `duration_bins`, estimated here
     when not given), or in plain order when the cuts make one bucket (lhotse's DynamicBucketingSampler needs
     two, and warns "Mean of empty slice" without)."""
-    if cfg.num_buckets < 1:
-        raise UserError(f"--num-buckets {cfg.num_buckets}: use 1 (no bucketing) or more")
-    if cfg.max_duration <= 0:
-        raise UserError(f"--max-duration {cfg.max_duration}: seconds of audio per batch must be > 0")
     common = dict(max_duration=cfg.max_duration, shuffle=train and cfg.shuffle, drop_last=train and cfg.drop_last,
                   seed=seed, quadratic_duration=cfg.quadratic_duration or None, world_size=world_size, rank=rank)
     bins = duration_bins(cuts, cfg) if bins is None else bins

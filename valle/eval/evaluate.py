@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from valle.audio import SAMPLE_RATE
+from valle.config import EvalOptions
 from valle.errors import UserError
 from valle.eval import distance
 from valle.eval.asr import CHARACTER_LANGUAGES, Transcriber, error_counts
@@ -239,29 +240,26 @@ def load_pool(cuts_path: Path):
     return cuts, pool
 
 
-def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path, *, num_utterances: int = 20,
-             prompt: str = "same-speaker", seed: int = 0, sampling: Sampling = Sampling(seed=0),
-             batch_size: int = 8, device: str = "cpu", codec_weights: str = "pretrained",
-             speaker: SpeakerEncoder | None = None, transcriber: Transcriber | None = None, asr_line: str = "",
-             nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32",
+def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path, options: EvalOptions = EvalOptions(),
+             *, device: str = "cpu", speaker: SpeakerEncoder | None = None, transcriber: Transcriber | None = None,
+             asr_line: str = "", nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32",
              thresholds: Thresholds = Thresholds(), baseline: str | None = None, log=print) -> dict[str, Path]:
-    """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds; write the report.
-
-    prompt: "same-speaker", or the path of a preset .npz used for every utterance. seed: which utterances and
-    prompts; sampling (its seed included): how every checkpoint speaks. adapters: adapter files merged into
-    every checkpoint (as bin/infer.py --adapter). precision: how every checkpoint runs (as --precision).
-    baseline: the model they were fine-tuned from, evaluated first without the adapters (or, without adapters, one
-    of `checkpoints`); every other system marks per column whether it is better or worse.
+    """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds (`options`); write the
+    report. adapters: adapter files merged into every checkpoint (as bin/infer.py --adapter). precision: how every
+    checkpoint runs (as --precision). baseline: the model they were fine-tuned from, evaluated first without the
+    adapters (or, without adapters, one of `checkpoints`); every other system marks per column whether it is
+    better or worse.
     """
     from valle.codec import Codec
     from valle.inference import load_prompt
 
+    o = options
     cuts_path, out_dir = Path(cuts_path), Path(out_dir)
     cuts, pool = load_pool(cuts_path)
-    codec = Codec.from_weights(codec_weights, device=device)
-    preset_path = None if prompt == "same-speaker" else prompt
+    codec = Codec.from_weights(o.codec_weights, device=device)
+    preset_path = None if o.prompt == "same-speaker" else o.prompt
     preset_wave = codec.decode(load_prompt(preset_path).codes) if preset_path else None  # (T,)
-    items = build_items(cuts, pool, num_utterances, seed, preset_wave)
+    items = build_items(cuts, pool, o.num_utterances, o.seed, preset_wave)
     log(f"evaluating {len(checkpoints)} checkpoint(s) on {len(items)} utterances of {cuts_path}")
     scorer = Scorer(speaker, transcriber, thresholds)
     rows = score_ground_truth(scorer, items, out_dir)
@@ -273,7 +271,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
     for spec, label, extra in runs:
         log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, extra)])})")
         rows += evaluate_checkpoint(spec, label, items, scorer, codec, out_dir, preset_path=preset_path,
-                                    sampling=sampling, batch_size=batch_size, device=device, nhead=nhead,
+                                    sampling=o.sampling, batch_size=o.batch_size, device=device, nhead=nhead,
                                     adapters=extra, precision=precision)
     systems = [{"name": name, **summarize([r for r in rows if r["system"] == name])}
                for name in [GROUND_TRUTH, *(label for _, label, _ in runs)]]
@@ -283,12 +281,12 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
             if s["name"] not in (GROUND_TRUTH, base_label):
                 s["versus_baseline"] = versus(s, base)
     report = {
-        "cuts": str(cuts_path), "num_utterances": len(items), "seed": seed,
+        "cuts": str(cuts_path), "num_utterances": len(items), "seed": o.seed,
         "prompt": f"preset {preset_path}" if preset_path else
                   "same-speaker (another utterance of the target's speaker)",
-        "sampling": {"top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
-                     "max_frames": sampling.max_frames},
-        "codec_weights": codec_weights, "precision": precision,
+        "sampling": {"top_k": o.sampling.top_k, "top_p": o.sampling.top_p, "temperature": o.sampling.temperature,
+                     "max_frames": o.sampling.max_frames},
+        "codec_weights": o.codec_weights, "precision": precision,
         "speaker_model": speaker.name if speaker else "none (SIM skipped)",
         "asr": asr_line, "error_unit": unit_name(items), "thresholds": asdict(thresholds),
         "checkpoints": {label: spec for spec, label, _ in runs}, "adapters": [str(a) for a in adapters],

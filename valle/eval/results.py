@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from valle.eval.detectors import FLAGS
+from valle.storage import atomic_write, atomic_write_text
 
 GROUND_TRUTH = "ground_truth"
 # metric -> (title, better: "high" | "low" | "one" (closest to 1 is best))
@@ -104,11 +105,14 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def write_tsv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(TSV_COLUMNS)
-        for r in rows:
-            w.writerow([_fmt(r.get(c), 4) for c in TSV_COLUMNS])
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(TSV_COLUMNS)
+            for r in rows:
+                w.writerow([_fmt(r.get(c), 4) for c in TSV_COLUMNS])
+
+    atomic_write(path, write)
 
 
 def plot_metrics(report: dict, path: Path) -> Path:
@@ -142,7 +146,7 @@ def plot_metrics(report: dict, path: Path) -> Path:
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
@@ -264,7 +268,7 @@ def write_html(report: dict, rows: list[dict], path: Path, chart: str = "metrics
 <p class="meta">Files: report.json, utterances.tsv, wavs/.</p>
 </body></html>
 """
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)
 
 
 def _json_safe(x):
@@ -282,7 +286,7 @@ def write_report(report: dict, rows: list[dict], out_dir: Path) -> dict[str, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "tsv": out_dir / "utterances.tsv", "png": out_dir / "metrics.png",
              "html": out_dir / "report.html"}
-    paths["json"].write_text(json.dumps(_json_safe(report), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(paths["json"], json.dumps(_json_safe(report), indent=1, ensure_ascii=False) + "\n")
     write_tsv(rows, paths["tsv"])
     plot_metrics(report, paths["png"])
     write_html(report, rows, paths["html"])

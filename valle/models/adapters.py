@@ -50,12 +50,7 @@ class AdapterSpec:
     def __post_init__(self):
         if self.kind != "lora":
             raise UserError(f"adapter kind {self.kind!r}: only lora is supported")
-        if self.rank < 1:
-            raise UserError(f"--lora-rank {self.rank}: must be at least 1")
-        if self.alpha <= 0:
-            raise UserError(f"--lora-alpha {self.alpha}: must be > 0 (the adapter is scaled by alpha / rank)")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--lora-dropout {self.dropout}: must be in [0, 1)")
+        AdapterConfig(lora_rank=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout)  # their one check
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
             raise UserError(f"--lora-targets {','.join(self.targets)}: use a comma-separated subset of "

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from valle.errors import UserError
-from valle.storage import atomic_write
+from valle.storage import atomic_write_text
 from valle.text.base import INPUT_LANGUAGES, LANGUAGES, TextError, TextTokenizer, Tokenized
 
 __all__ = [
@@ -43,7 +43,7 @@ def tokenizer_from_info(info: dict, where: str = "tokenizer info") -> TextTokeni
 def save_tokenizer_info(tokenizer: TextTokenizer, dir: str | Path) -> Path:
     """Write `dir/text_tokenizer.json` (name + vocabulary)."""
     text = json.dumps(tokenizer.to_dict(), ensure_ascii=False, indent=1) + "\n"
-    return atomic_write(Path(dir) / INFO_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write_text(Path(dir) / INFO_FILE, text)
 
 
 def load_tokenizer_info(dir: str | Path) -> dict:

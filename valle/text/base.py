@@ -7,10 +7,9 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from valle.config import LANGUAGES
+from valle.config import INPUT_LANGUAGES, LANGUAGES
 from valle.errors import UserError
 
-INPUT_LANGUAGES = LANGUAGES + ("mix",)  # "mix": the text carries its own marks
 MARKS = {lang: f"[{lang.upper()}]" for lang in LANGUAGES}  # [EN] [ZH] [JA]
 MARKED = {lang: re.compile(re.escape(m) + r"(.*?)" + re.escape(m)) for lang, m in MARKS.items()}  # [XX](text)[XX]
 

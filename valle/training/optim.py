@@ -295,8 +295,6 @@ def build_optimizer(named_params: Iterable[tuple[str, Tensor]], cfg: OptimConfig
     recent norm).  ``adamw``: ClippedAdamW with ``weight_decay`` on tensors of 2+ dims only, gradients clipped
     to MAX_GRAD_NORM.  A bad setting is a UserError naming its flag.
     """
-    if cfg.optimizer not in DEFAULT_LR:
-        raise UserError(f"--optimizer {cfg.optimizer}: choose one of {', '.join(DEFAULT_LR)}")
     named = [(n, p) for n, p in named_params if p.requires_grad]
     if not named:
         raise UserError("no trainable parameters to optimize (check --model-name and --trainable)")

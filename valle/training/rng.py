@@ -29,3 +29,17 @@ def gather_rng_states() -> list[dict]:
     states = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(states, state)
     return states
+
+
+class RngStates:
+    """Every rank's RNG states as one part of last.pt: state_dict gathers them (every rank calls it: a collective
+    under DDP), load_state_dict gives rank r entry r (the last entry when a run resumes on more ranks)."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+
+    def state_dict(self) -> list[dict]:
+        return gather_rng_states()
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        set_rng_state(states[min(self.rank, len(states) - 1)])

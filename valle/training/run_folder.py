@@ -10,7 +10,7 @@ from pathlib import Path
 
 from valle.errors import UserError
 from valle.safe_load import torch_load
-from valle.storage import TMP_PREFIX, atomic_write, human_size
+from valle.storage import TMP_PREFIX, atomic_write_text, human_size
 
 log = logging.getLogger("valle.trainer")
 
@@ -64,7 +64,7 @@ def truncate_metrics(exp_dir: Path, step: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
-        atomic_write(path, lambda tmp: tmp.write_text("".join(kept)))
+        atomic_write_text(path, "".join(kept))
 
 
 def prune(exp_dir: Path, prefix: str, keep: int) -> None:
@@ -79,8 +79,7 @@ def folder_size(folder: Path) -> str:
 
 
 def write_json(path: Path, record: dict) -> None:
-    text = json.dumps(record, indent=1) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def read_json(path: Path) -> dict | None:

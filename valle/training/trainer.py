@@ -53,7 +53,7 @@ from valle.training.distributed import (
 )
 from valle.training.objective import Objective, select_trainable, trained_halves
 from valle.training.optim import build_optimizer, build_scheduler
-from valle.training.rng import gather_rng_states, set_rng_state
+from valle.training.rng import RngStates
 from valle.training.samples import AudioSampleWriter
 
 log = logging.getLogger("valle.trainer")
@@ -119,6 +119,10 @@ class Trainer:
                 group["param_min_rms"] = SCALED_ADAM_MIN_RMS
         self.scheduler = build_scheduler(self.optimizer, cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        # What last.pt holds beside the weights and the progress, each part under its name: saved and restored
+        # from this one list (state_dict / load_state_dict).
+        self.resumable = {"optimizer": self.optimizer, "scheduler": self.scheduler, "grad_scaler": self.scaler,
+                          "rng": RngStates(self.dist.rank)}
         self.progress = Progress()
         self._validated_at: int | None = None
         if resume_state is not None:
@@ -230,9 +234,8 @@ class Trainer:
         return lora
 
     def _restore(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["grad_scaler"])
+        for name, part in self.resumable.items():
+            part.load_state_dict(state[name])
         self.progress = Progress(**state["progress"])
         # last.pt may be older than best-valid-loss.pt: only a better model may replace that one
         # (rank 0 reads it, every rank gets the same number)
@@ -240,7 +243,6 @@ class Trainer:
         self.progress.best_valid_loss = min(self.progress.best_valid_loss, all_reduce_sum([on_disk], self.device)[0])
         if self.dist.is_main:
             run_folder.truncate_metrics(self.exp_dir, self.progress.step)
-        set_rng_state(state["rng"][min(self.dist.rank, len(state["rng"]) - 1)])
         log.info("resumed at step %d, epoch %d, batch %d", self.progress.step, self.progress.epoch,
                  self.progress.batches_in_epoch)
 
@@ -500,20 +502,16 @@ class Trainer:
 
     def _save(self, path: Path, next_epoch: bool = False) -> None:
         """Rank 0 writes. last.pt resumes exactly (at the start of the next epoch if `next_epoch`): it alone
-        holds the optimizer, scheduler, grad-scaler and RNG states; the other files hold the weights and
-        where training stood."""
+        holds the `resumable` parts (optimizer, scheduler, grad scaler, RNG); the other files hold the weights
+        and where training stood."""
         p = self.progress
-        resumable = path.name == "last.pt"
-        rngs = gather_rng_states() if resumable else None
+        parts = {name: part.state_dict() for name, part in self.resumable.items()} if path.name == "last.pt" else {}
         if not self.dist.is_main:
             return
         progress = asdict(p)
         if next_epoch:
             progress.update(epoch=p.epoch + 1, batches_in_epoch=0)
-        state = {"progress": progress, "experiment": self.cfg.to_dict()}
-        if resumable:
-            state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                         grad_scaler=self.scaler.state_dict(), rng=rngs)
+        state = {"progress": progress, "experiment": self.cfg.to_dict(), **parts}
         if self.adapters is None:
             weights = self.model.state_dict()
         else:  # the adapters and the base tensors trained with them; the base itself is not copied
