@@ -41,18 +41,18 @@ gpu-wheels: $(STAMP)
 demo: $(STAMP)
 	cd egs/mini && PATH=$(CURDIR)/$(VENV)/bin:$$PATH ./run.sh
 
-# The web app on http://127.0.0.1:7860 (WORKSPACE: the folder the page may use; ARGS: more valle-app flags)
+# The web app on http://127.0.0.1:7860 (WORKSPACE: the folder the page may use; ARGS: more valle app flags)
 WORKSPACE ?= .
 app: $(STAMP)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bin/app.py --workspace $(WORKSPACE) $(ARGS)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m valle app --workspace $(WORKSPACE) $(ARGS)
 
 # The speech API on http://127.0.0.1:8000 (docs/serving.md). CHECKPOINT: the base; VOICES: the voices folder;
-# ARGS: more valle-serve flags (--host 0.0.0.0 needs --api-key KEY)
+# ARGS: more valle serve flags (--host 0.0.0.0 needs --api-key KEY)
 CHECKPOINT ?= vallex
 VOICES ?= voices
 serve: $(STAMP)
 	mkdir -p $(VOICES)
-	$(PY) bin/serve.py --checkpoint $(CHECKPOINT) --voices $(VOICES) $(ARGS)
+	$(PY) -m valle serve --checkpoint $(CHECKPOINT) --voices $(VOICES) $(ARGS)
 
 clean:
 	rm -rf $(VENV) egs/*/data egs/*/exp

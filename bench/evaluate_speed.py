@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evaluation metrics' speed on the CPU: utterances per second for each metric of bin/evaluate.py (failure
+"""Evaluation metrics' speed on the CPU: utterances per second for each metric of valle evaluate (failure
 detectors, speaker similarity with resemblyzer, MCD with DTW, STOI, PESQ, WER/CER scoring of a transcript).
 Speech: espeak-ng sentences (2-4 s) scored against another voice's rendering of the same sentence.
 ASR itself (Whisper) is not measured: it needs a downloaded model. Prints one JSON line per metric, with the

@@ -11,10 +11,10 @@ Then, one JSON line per figure on stdout (and in --out):
   generate     batch 1 and 16, eager / CUDA graph / inductor AR step, bf16: AR frames/s, step ms, NAR s per audio s,
                RTF, peak memory (bench/generate_speed.py)
   codec        Encodec encoding throughput, seconds of audio per second
-  codes_sharded  bin/compute_codes.py under torchrun, 2 worker processes on one device: the codes of one process
+  codes_sharded  valle prepare codes under torchrun, 2 worker processes on one device: the codes of one process
   serve        the speech API under 1 and 16 clients and a streamed 3-sentence input (bench/serve_load.py): AR
                frames/s, p50/p95 latency, time to first audio
-  ddp          a 1-GPU torchrun DDP run of bin/trainer.py on a small prepared corpus
+  ddp          a 1-GPU torchrun DDP run of valle train on a small prepared corpus
   resume       a CUDA run resumed on the CPU and then on CUDA again
 Every line has "check", "ok" and "seconds"; a failed check has "error" and the script exits 1 after the others ran.
 A summary table goes to stderr at the end.

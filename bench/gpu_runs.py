@@ -1,6 +1,6 @@
 """The toolkit's programs end to end on the device, for bench/gpu_check.py: a small corpus prepared by the custom
-recipe (random Encodec), then `codes_sharded` (bin/compute_codes.py under torchrun with 2 worker processes on one
-device, compared with one process's codes), `ddp` (a 1-GPU torchrun run of bin/trainer.py), `resume` (a run resumed
+recipe (random Encodec), then `codes_sharded` (valle prepare codes under torchrun with 2 worker processes on one
+device, compared with one process's codes), `ddp` (a 1-GPU torchrun run of valle train), `resume` (a run resumed
 on the CPU, then on the device again) and `serve` (bench/serve_load.py: 1 and 16 clients, a streamed 3-sentence
 input). Each `check_*(args)` returns its rows or raises with what went wrong.
 """
@@ -58,7 +58,7 @@ def run_command(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 def trainer_args(data: Path, exp: Path, device: str, *extra: str) -> list[str]:
-    return [str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(data), "--exp-dir", str(exp),
+    return ["-m", "valle", "train", "--manifest-dir", str(data), "--exp-dir", str(exp),
             "--device", device, "--init-checkpoint", "none", "--d-model", "64", "--nhead", "4", "--num-layers", "2",
             "--num-workers", "0", "--max-duration", "8", "--num-buckets", "2", "--log-interval", "1",
             "--valid-interval", "1000", "--model-name", "ar", *extra]
@@ -90,7 +90,7 @@ def check_codes_sharded(args) -> list[dict]:
                                                               ".lock"))
     t0 = time.perf_counter()
     run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
-                 str(REPO / "bin" / "compute_codes.py"), "--data-dir", str(copy), "--num-workers", "2",
+                 "-m", "valle", "prepare", "codes", "--data-dir", str(copy), "--num-workers", "2",
                  "--device", args.device.split(":")[0], "--codec-weights", "random"], timeout=300)
     seconds = time.perf_counter() - t0
     one, sharded = stored_codes(data / "tokenized"), stored_codes(copy / "tokenized")

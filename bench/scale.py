@@ -47,7 +47,7 @@ def startup(data: Path, code: Path, timeout: float) -> dict:
     """Start the trainer of `code` on `data`; seconds until it logs its first training step, peak PSS till then."""
     exp = data.parent / f"exp-{data.name}"
     shutil.rmtree(exp, ignore_errors=True)
-    cmd = [sys.executable, str(code / "bin" / "trainer.py"), "--manifest-dir", str(data), "--exp-dir", str(exp),
+    cmd = [sys.executable, "-m", "valle", "train", "--manifest-dir", str(data), "--exp-dir", str(exp),
            "--device", "cpu", "--num-workers", "2", "--init-checkpoint", "none", *TINY, "--codec-weights", "none",
            "--max-steps", "1", "--log-interval", "1", "--valid-interval", "1000"]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
@@ -117,7 +117,7 @@ def bench_codes(args) -> None:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(data, copy, ignore=shutil.ignore_patterns("tokenized", ".lock"))
         start = time.perf_counter()
-        run([sys.executable, str(REPO / "bin" / "compute_codes.py"), "--data-dir", str(copy), "--codec-weights",
+        run([sys.executable, "-m", "valle", "prepare", "codes", "--data-dir", str(copy), "--codec-weights",
              "random", "--device", "cpu", "--num-workers", str(workers)])
         seconds = time.perf_counter() - start
         print(json.dumps({"bench": "codes", "workers": workers, "audio_hours": hours_of(data),
@@ -140,7 +140,7 @@ def bench_disk(args) -> None:
         Path(c).stat().st_size for c in _sources(tokenized) if not str(c).startswith(str(data / "audio")))
     rows = {"jsonl+hdf5": folder_bytes(*final), "jsonl+hdf5 + audio": folder_bytes(*final) + audio}
     for with_audio in ("none", "flac"):
-        run([sys.executable, str(REPO / "bin" / "export_shar.py"), "--data-dir", str(data), "--shar-audio",
+        run([sys.executable, "-m", "valle", "prepare", "shar", "--data-dir", str(data), "--shar-audio",
              with_audio])
         rows["shar" + (" + flac audio" if with_audio == "flac" else "")] = folder_bytes(data / "shar")
     for name, size in rows.items():

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The long-recordings targets on a synthetic recording (tests/long_recording.py: espeak-ng sentences of 3 voices,
 0.3-1.5 s pauses, noise and tone gaps, one interruption): boundaries, target voice, known text, pocketsphinx WER,
-speed and peak memory. Speed, memory and text run the segment command itself (`python -m valle.commands.segment`,
+speed and peak memory. Speed, memory and text run the segment command itself (`python -m valle segment`,
 with the command's own --threads unless --threads is given), in its own process: its wall and CPU time and its peak
 RSS are the command's. Each measurement prints one JSON line with the machine. A benchmark, not a test: it asserts
 nothing.
@@ -69,7 +69,7 @@ def segment_command(wav: Path, out: Path, threads: int, *flags: str) -> tuple[li
         (out / "segments.tsv").unlink()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "valle.commands.segment", str(wav), "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "valle", "segment", str(wav), "--out", str(out),
                            "--transcribe", "none", "--threads", str(threads), *flags], stdout=subprocess.DEVNULL)
     if done.returncode not in (0, 1):  # 1: nothing kept (no text without ASR: every segment is no_text)
         raise SystemExit(f"the segment command failed with exit code {done.returncode}")

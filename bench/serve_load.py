@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load on the speech API (valle-serve), over loopback only. Prints one JSON line per measurement; asserts nothing.
+"""Load on the speech API (valle serve), over loopback only. Prints one JSON line per measurement; asserts nothing.
 
 Scenarios (--scenarios):
 - throughput: 1, 4 and 16 clients (--clients), each sending --requests-per-client requests one after another:
@@ -98,7 +98,7 @@ class Server:
         env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "PYTHONPATH": str(REPO)}
         self.log_path = work / "server.log"
         self.log = open(self.log_path, "w")
-        cmd = [sys.executable, str(REPO / "bin" / "serve.py"), "--checkpoint", str(checkpoint), *flags,
+        cmd = [sys.executable, "-m", "valle", "serve", "--checkpoint", str(checkpoint), *flags,
                "--codec-weights", "random", "--device", a.device, "--port", "0",
                "--max-frames", str(max(a.frames, 1)), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)

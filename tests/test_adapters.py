@@ -198,7 +198,7 @@ def test_load_for_inference_merges_adapters_and_checks_their_tokenizer(tmp_path)
 
 
 def test_evaluation_merges_adapters(tmp_path, random_codec):
-    """bin/evaluate.py --adapter: every checkpoint speaks with the adapters merged, as bin/infer.py --adapter."""
+    """valle evaluate --adapter: every checkpoint speaks with the adapters merged, as valle infer --adapter."""
     import soundfile as sf
     from lhotse import MonoCut, SupervisionSegment
 
@@ -240,13 +240,13 @@ def test_evaluate_takes_an_adapter_run_as_adapters_on_its_base(tmp_path, capsys)
     assert plain.checkpoint == [str(base), "vallex"] and plain.adapter is None
 
 
-def run_cli(script: str, *args: str) -> int:
-    """A bin/ script in this process (a subprocess would spend seconds importing): its exit code."""
+def run_cli(command: str, *args: str) -> int:
+    """`valle COMMAND ARGS` in this process (a subprocess would spend seconds importing): its exit code."""
     import runpy
     from unittest import mock
 
-    with mock.patch.object(sys, "argv", [script, *args]), pytest.raises(SystemExit) as e:
-        runpy.run_path(str(REPO / "bin" / script), run_name="__main__")
+    with mock.patch.object(sys, "argv", ["valle", command, *args]), pytest.raises(SystemExit) as e:
+        runpy.run_module("valle", run_name="__main__")
     return e.value.code
 
 
@@ -284,7 +284,7 @@ def test_infer_with_adapter_equals_the_merged_export(tmp_path):
     codes = {}
     for name, extra in (("adapter", ["--checkpoint", str(base), "--adapter", str(path)]),
                         ("merged", ["--checkpoint", str(out)]), ("base", ["--checkpoint", str(base)])):
-        assert run_cli("infer.py", *common, *extra, "--output", str(tmp_path / f"{name}.wav"), "--save-codes",
+        assert run_cli("infer", *common, *extra, "--output", str(tmp_path / f"{name}.wav"), "--save-codes",
                        str(tmp_path / f"{name}.npy")) == 0
         codes[name] = np.load(tmp_path / f"{name}.npy")
     assert codes["adapter"].shape[0] > 0 and np.array_equal(codes["adapter"], codes["merged"])
@@ -296,7 +296,7 @@ def test_infer_with_adapter_equals_the_merged_export(tmp_path):
 @pytest.fixture(scope="module")
 def init_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("init") / "init-tiny.pt"
-    subprocess.run([sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(path), "--d-model",
+    subprocess.run([sys.executable, "-m", "valle", "init-checkpoint", "--output", str(path), "--d-model",
                     "64", "--nhead", "4", "--num-layers", "2"], check=True, capture_output=True, env=ENV)
     return path
 
@@ -343,7 +343,7 @@ def test_adapter_run_lowers_dev_loss_and_changes_only_the_adapters(mini_data, in
 @pytest.mark.slow
 def test_adapter_run_sigkill_then_resume_gives_identical_losses(mini_data, init_ckpt, tmp_path):
     def args(exp: Path, *extra: str) -> list[str]:
-        return [sys.executable, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data), "--exp-dir",
+        return [sys.executable, "-m", "valle", "train", "--manifest-dir", str(mini_data), "--exp-dir",
                 str(exp), "--device", "cpu", "--num-workers", "0", "--max-duration", "12", "--num-buckets", "2",
                 "--log-interval", "1", "--num-epochs", "100", "--model-name", "ar", "--init-checkpoint",
                 str(init_ckpt), "--max-steps", "16", "--save-every-n", "6", "--valid-interval", "100",
@@ -372,7 +372,7 @@ def test_adapter_run_sigkill_then_resume_gives_identical_losses(mini_data, init_
 def test_two_process_ddp_adapter_replicas_stay_identical(mini_data, init_ckpt, tmp_path):
     exp = tmp_path / "exp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    subprocess.run([*launcher, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data), "--exp-dir",
+    subprocess.run([*launcher, "-m", "valle", "train", "--manifest-dir", str(mini_data), "--exp-dir",
                     str(exp), "--device", "cpu", "--num-workers", "0", "--max-duration", "12", "--num-buckets", "2",
                     "--model-name", "nar", "--init-checkpoint", str(init_ckpt), "--max-steps", "4",
                     "--valid-interval", "2", "--adapter", "lora", "--lora-targets", "attn,ffn,predict"],

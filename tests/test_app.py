@@ -65,7 +65,7 @@ def test_uploads_have_a_size_limit_and_plain_names(tmp_path):
     big.write_bytes(b"\0" * 2048)
     assert ws.take_upload(small, root / "up").read_text() == "hello"
     with pytest.raises(UserError,
-                       match=r"upload big.wav: 0.0 MB is over the limit of 0 MB \(valle-app --max-upload-mb\)"):
+                       match=r"upload big.wav: 0.0 MB is over the limit of 0 MB \(valle app --max-upload-mb\)"):
         ws.take_upload(big, root / "up")
     assert safe_name("../../etc/passwd") == "passwd" and safe_name("a\\b.wav") == "b.wav"
     for bad in (".hidden", "..", ""):
@@ -416,7 +416,7 @@ def test_listening_beyond_localhost_needs_a_flag(capsys):
 
 
 def test_the_cli_refuses_a_missing_workspace(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "bin" / "app.py"), "--workspace", str(tmp_path / "no")],
+    result = subprocess.run([sys.executable, "-m", "valle", "app", "--workspace", str(tmp_path / "no")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: --workspace {tmp_path / 'no'}: no such folder; " \

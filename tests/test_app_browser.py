@@ -50,13 +50,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    """valle-app on a free port with an empty workspace; yields (url, workspace)."""
+    """valle app on a free port with an empty workspace; yields (url, workspace)."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     log = open(tmp_path / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "app.py"), "--workspace", str(workspace),
+    proc = subprocess.Popen([sys.executable, "-m", "valle", "app", "--workspace", str(workspace),
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
@@ -67,7 +67,7 @@ def server(tmp_path):
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail("valle-app did not start:\n" + (tmp_path / "app.log").read_text())
+                pytest.fail("valle app did not start:\n" + (tmp_path / "app.log").read_text())
             time.sleep(0.5)
     yield url, workspace
     proc.send_signal(signal.SIGINT)

@@ -32,7 +32,7 @@ def evaluated(mini_data, tmp_path_factory):
     (work / "data").mkdir()
     (work / "data" / "tokenized").symlink_to(mini_data)
     for seed, half in enumerate(("ar", "nar")):
-        r = run([sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", f"exp/{half}/best-valid-loss.pt",
+        r = run([sys.executable, "-m", "valle", "init-checkpoint", "--output", f"exp/{half}/best-valid-loss.pt",
                  "--d-model", "64", "--nhead", "4", "--num-layers", "2", "--seed", str(seed),
                  "--tokenizer-info", "data/tokenized"], work)
         assert r.returncode == 0, r.stderr
@@ -91,12 +91,12 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    r = run([sys.executable, str(REPO / "bin" / "evaluate.py"), "--checkpoint", "missing.pt"], tmp_path)
+    r = run([sys.executable, "-m", "valle", "evaluate", "--checkpoint", "missing.pt"], tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: --checkpoint missing.pt: no such file (train first, or pass 'vallex')"]
-    r = run([sys.executable, str(REPO / "bin" / "evaluate.py"), "--checkpoint", "vallex", "--prompt", "x"], tmp_path)
+    r = run([sys.executable, "-m", "valle", "evaluate", "--checkpoint", "vallex", "--prompt", "x"], tmp_path)
     assert r.returncode == 2 and "use 'same-speaker' or 'preset FILE.npz'" in r.stderr
-    r = run([sys.executable, str(REPO / "bin" / "evaluate.py"), "--checkpoint", "vallex"], tmp_path)
+    r = run([sys.executable, "-m", "valle", "evaluate", "--checkpoint", "vallex"], tmp_path)
     assert r.returncode == 2 and "no data/tokenized/cuts_test.jsonl.gz" in r.stderr
     r = run([str(REPO / "egs" / "mini" / "evaluate.sh")], tmp_path)
     assert r.returncode == 2 and "no checkpoint in" in r.stderr

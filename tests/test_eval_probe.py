@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 @pytest.fixture(scope="module")
 def tiny_init(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("probe") / "init-tiny.pt"
-    subprocess.run([sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(path), "--d-model", "64",
+    subprocess.run([sys.executable, "-m", "valle", "init-checkpoint", "--output", str(path), "--d-model", "64",
                     "--nhead", "4", "--num-layers", "2"], check=True, capture_output=True)
     return path
 
@@ -38,7 +38,7 @@ def test_random_codec_run_logs_flagged_series_and_no_best_eval(mini_data, tiny_i
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     exp = tmp_path / "exp"
-    proc = subprocess.run([sys.executable, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data),
+    proc = subprocess.run([sys.executable, "-m", "valle", "train", "--manifest-dir", str(mini_data),
                            "--exp-dir", str(exp), "--device", "cpu", "--num-workers", "0", "--max-duration", "12",
                            "--num-buckets", "2", "--init-checkpoint", str(tiny_init), "--max-steps", "2",
                            "--valid-interval", "1", "--eval-interval", "2", "--eval-utterances", "2",
@@ -57,7 +57,7 @@ def test_random_codec_run_logs_flagged_series_and_no_best_eval(mini_data, tiny_i
 
     assert load_checkpoint(exp / "best-eval.pt").train_state["progress"]["step"] == 0
     assert json.loads((exp / "verdict.json").read_text())["beaten"] is False
-    out = subprocess.run([sys.executable, str(REPO / "bin" / "plot_curves.py"), str(exp)], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "valle", "plot-curves", str(exp)], capture_output=True,
                          text=True, cwd=REPO)
     assert out.returncode == 0 and (exp / "curves.png").stat().st_size > 20_000
 

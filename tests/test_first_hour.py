@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CUSTOM = REPO / "egs" / "custom"
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+VALLE = REPO / ".venv" / "bin" / "valle"  # the console script
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.", "She sells sea shells by the sea shore.",
     "A journey of a thousand miles begins with a single step.", "All that glitters is not gold.",
@@ -46,7 +47,7 @@ def test_twelve_utterances_of_my_voice_through_the_whole_recipe(tmp_path):
     project = tmp_path / "project"  # the user's own working folder: data/ and exp/ go here
     project.mkdir()
     init = project / "init-tiny.pt"  # offline stand-in for --init-checkpoint vallex (same tokenizer, tiny sizes)
-    fresh_shell([str(VENV_PYTHON), str(REPO / "bin" / "init_checkpoint.py"), "--output", str(init), "--d-model", "64",
+    fresh_shell([str(VALLE), "init-checkpoint", "--output", str(init), "--d-model", "64",
                  "--nhead", "4", "--num-layers", "2"], cwd=project)
 
     fresh_shell([str(CUSTOM / "prepare.sh"), "--corpus", str(voice), "--language", "en", "--codec-weights", "random"],
@@ -65,12 +66,12 @@ def test_twelve_utterances_of_my_voice_through_the_whole_recipe(tmp_path):
         assert (project / "exp" / half / "best-valid-loss.pt").is_file()
         assert (project / "exp" / half / "plan.json").is_file()
 
-    fresh_shell([str(VENV_PYTHON), str(REPO / "bin" / "infer.py"), "--checkpoint", str(init), "--adapter",
+    fresh_shell([str(VALLE), "infer", "--checkpoint", str(init), "--adapter",
                  "exp/ar/best-valid-loss.pt", "exp/nar/best-valid-loss.pt",
                  "--text", "Hello from my own voice.", "--language", "en", "--prompt-audio", str(voice / "utt00.wav"),
                  "--prompt-text", SENTENCES[0], "--codec-weights", "random", "--max-frames", "40",
                  "--output", "hello.wav"], cwd=project)
     assert (project / "hello.wav").stat().st_size > 44
-    fresh_shell([str(VENV_PYTHON), str(REPO / "bin" / "plot_curves.py"), "exp"], cwd=project)
+    fresh_shell([str(VALLE), "plot-curves", "exp"], cwd=project)
     assert (project / "exp" / "curves.png").is_file()
     assert not (CUSTOM / "data").exists() and not (CUSTOM / "exp").exists()  # nothing written in the recipe folder

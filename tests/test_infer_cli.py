@@ -1,4 +1,4 @@
-"""bin/infer.py and bin/make_prompt.py: the reference cases through the CLI, batch mode, and bad input."""
+"""valle infer and valle make-prompt: the reference cases through the CLI, batch mode, and bad input."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ BASE = ["--checkpoint", str(TINY / "tiny.pt"), "--nhead", "4", "--top-k", "1", "
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny model: threads only add contention
 
 
-def infer(*args: str, script: str = "infer.py") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "bin" / script), *args], capture_output=True, text=True,
+def infer(*args: str, script: str = "infer") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "valle", script, *args], capture_output=True, text=True,
                           cwd=REPO, env=ENV, timeout=300)
 
 
@@ -84,11 +84,11 @@ def test_every_reference_case_in_batch_mode(tmp_path, api_codes, with_prompt):
         assert (tmp_path / "out" / f"case{i}.wav").is_file()
 
 
-def run_in_process(monkeypatch, capsys, *args: str, script: str = "infer.py") -> tuple[int, str]:
-    """Run a CLI's __main__ here (no new interpreter): -> (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", [script, *args])
+def run_in_process(monkeypatch, capsys, *args: str, script: str = "infer") -> tuple[int, str]:
+    """Run `valle SCRIPT ARGS` here (no new interpreter): -> (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["valle", script, *args])
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(REPO / "bin" / script), run_name="__main__")
+        runpy.run_module("valle", run_name="__main__")
     return exit_info.value.code, capsys.readouterr().err
 
 
@@ -142,7 +142,7 @@ def test_user_error_in_a_real_process_has_no_traceback(tmp_path):
 def test_make_prompt_writes_a_preset_that_infer_uses(tmp_path, monkeypatch, capsys, write_audio, single_thread):
     wav = write_audio(tmp_path / "voice.wav", seconds=1.2, rate=44100, channels=2)
     code, _ = run_in_process(monkeypatch, capsys, "--audio", str(wav), "--text", "Hello there.", "--language", "en",
-                             "--output", str(tmp_path / "v.npz"), "--codec-weights", "random", script="make_prompt.py")
+                             "--output", str(tmp_path / "v.npz"), "--codec-weights", "random", script="make-prompt")
     assert code == 0
     with np.load(tmp_path / "v.npz") as npz:
         assert npz["audio_tokens"].shape == (1, 90, 8) and npz["audio_tokens"].dtype == np.int64
@@ -159,8 +159,8 @@ def test_make_prompt_refuses_long_audio_and_unknown_language(tmp_path, monkeypat
     wav = write_audio(tmp_path / "long.wav", seconds=16.0)
     common = ["--text", "Hello.", "--output", str(tmp_path / "v.npz"), "--codec-weights", "random"]
     code, err = run_in_process(monkeypatch, capsys, "--audio", str(wav), "--language", "en", *common,
-                               script="make_prompt.py")
+                               script="make-prompt")
     assert code == 2 and "at most 15 s" in err
     code, err = run_in_process(monkeypatch, capsys, "--audio", str(wav), "--language", "mix", *common,
-                               script="make_prompt.py")
+                               script="make-prompt")
     assert code == 2 and "one of en, zh, ja" in err

@@ -1,4 +1,4 @@
-"""bin/infer.py refuses what it could not finish before any work; long text is split; weak prompts are named."""
+"""valle infer refuses what it could not finish before any work; long text is split; weak prompts are named."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def infer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "bin" / "infer.py"), *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "valle", "infer", *args], capture_output=True, text=True,
                           cwd=REPO, env=ENV, timeout=300)
 
 

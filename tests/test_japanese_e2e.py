@@ -1,6 +1,6 @@
 """Japanese end to end, as a user runs it: recordings with Japanese transcripts -> egs/custom/prepare.sh
 --language ja (every stage; a transcript the g2p cannot read lands in rejected.tsv) -> AR and NAR training steps
--> a Japanese voice preset (lang_code 1) -> bin/infer.py -> bin/evaluate.py scoring CER.
+-> a Japanese voice preset (lang_code 1) -> valle infer -> valle evaluate scoring CER.
 
 Speech: espeak-ng's Japanese voice (random Encodec and a tiny random model: the pipeline is tested, not quality)."""
 
@@ -54,9 +54,8 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     voice, project = tmp_path / "voice", tmp_path / "project"
     record(voice, SENTENCES + [UNREADABLE])
     project.mkdir()
-    bin_ = REPO / "bin"
-    run([sys.executable, bin_ / "init_checkpoint.py", "--output", "init-tiny.pt", "--d-model", "64", "--nhead", "4",
-         "--num-layers", "2"], project)
+    run([sys.executable, "-m", "valle", "init-checkpoint", "--output", "init-tiny.pt", "--d-model", "64",
+         "--nhead", "4", "--num-layers", "2"], project)
 
     run([REPO / "egs" / "custom" / "prepare.sh", "--corpus", voice, "--language", "ja", "--codec-weights", "random"],
         project)
@@ -81,12 +80,12 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
     checkpoint = project / "exp" / "nar" / "best-valid-loss.pt"
 
     prompt_text = SENTENCES[2]
-    run([sys.executable, bin_ / "make_prompt.py", "--audio", voice / "utt02.wav", "--text", prompt_text,
+    run([sys.executable, "-m", "valle", "make-prompt", "--audio", voice / "utt02.wav", "--text", prompt_text,
          "--language", "ja", "--codec-weights", "random", "--checkpoint", checkpoint, "--output", "ja.npz"], project)
     preset = np.load(project / "ja.npz")
     assert int(preset["lang_code"]) == 1  # the released presets' code for Japanese
     assert preset["text_tokens"].tolist() == [tok.encode(prompt_text, "ja").ids]
-    run([sys.executable, bin_ / "infer.py", "--checkpoint", checkpoint, "--text", "ありがとうございます。",
+    run([sys.executable, "-m", "valle", "infer", "--checkpoint", checkpoint, "--text", "ありがとうございます。",
          "--language", "ja", "--prompt-preset", "ja.npz", "--codec-weights", "random", "--max-frames", "30",
          "--output", "out.wav"],
         project)
@@ -103,7 +102,7 @@ def test_japanese_corpus_to_synthesis_and_cer(tmp_path):
         lines.append(f"wavs/nar-best-valid-loss/{c.id}.wav\tX{plain[1:]}")
         chars[f"{c.id}"] = len(plain)
     (project / "heard.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = run([sys.executable, bin_ / "evaluate.py", "--checkpoint", checkpoint, "--prompt", "preset", "ja.npz",
+    out = run([sys.executable, "-m", "valle", "evaluate", "--checkpoint", checkpoint, "--prompt", "preset", "ja.npz",
                "--num-utterances", "0", "--codec-weights", "random", "--device", "cpu", "--speaker-model", "none",
                "--asr-transcripts", "heard.tsv", "--max-frames", "30", "--baseline", "none"], project)
     report = json.loads((project / "exp" / "eval" / "report.json").read_text())

@@ -1,5 +1,5 @@
 """One way to get a speaking model (load_for_inference) and one checked generation config (Sampling), shared by
-bin/infer.py, bin/evaluate.py, the page and the trainer."""
+valle infer, valle evaluate, the page and the trainer."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_sampling_is_frozen_and_seeds_each_batch():
 
 
 def test_the_page_and_the_cli_share_one_check():
-    """The page used to take an infinite temperature that bin/infer.py refused: now both ask Sampling."""
+    """The page used to take an infinite temperature that valle infer refused: now both ask Sampling."""
     parser = ArgumentParser()
     add_sampling_arguments(parser)
     args = parser.parse_args(["--temperature", "inf", "--seed", "3"])

@@ -142,8 +142,8 @@ def test_one_preparation_per_data_folder(tmp_path):
     corpus, data = small_corpus(tmp_path), tmp_path / "data"
     with folder_lock(data, "data preparation"):
         proc = run([REPO / "egs/custom/prepare.sh", "--corpus", corpus, "--stop-stage", "0"], cwd=tmp_path, check=False)
-        hand = subprocess.run([sys.executable, REPO / "bin/split_cuts.py", "--data-dir", data], cwd=tmp_path, env=ENV,
-                              capture_output=True, text=True, timeout=300)
+        hand = subprocess.run([sys.executable, "-m", "valle", "prepare", "split", "--data-dir", data], cwd=tmp_path,
+                              env=ENV, capture_output=True, text=True, timeout=300)
     for refused in (proc, hand):
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert f"data is in use by pid {os.getpid()}" in refused.stderr

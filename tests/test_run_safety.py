@@ -120,7 +120,7 @@ def test_real_full_disk_on_a_tmpfs(mini_data, init_tiny, tmp_path):
         pytest.skip("tmpfs mount not permitted here")
     try:
         proc = subprocess.run(
-            [sys.executable, str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(mini_data), "--exp-dir",
+            [sys.executable, "-m", "valle", "train", "--manifest-dir", str(mini_data), "--exp-dir",
              str(mnt / "exp"), "--init-checkpoint", str(init_tiny), "--device", "cpu", "--num-workers", "0",
              "--max-duration", "12", "--max-steps", "40", "--save-every-n", "1", "--keep-last-k", "100",
              "--adapter", "none"],

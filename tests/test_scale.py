@@ -105,7 +105,7 @@ def spoken(tmp_path_factory):
 
 
 def compute_codes_cli(data, workers: int, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "valle.commands.compute_codes", "--data-dir", str(data),
+    return subprocess.Popen([sys.executable, "-m", "valle", "prepare", "codes", "--data-dir", str(data),
                              "--codec-weights", "random", "--device", "cpu", "--num-workers", str(workers)],
                             env=USER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
 
@@ -242,7 +242,7 @@ def test_training_from_shar_resumes_exactly(synthetic, tmp_path, single_thread):
 # ----------------------------------------------------------------------------------------- processes and nodes
 
 def trainer_cli(data, exp, *extra) -> list[str]:
-    return [str(REPO / "bin" / "trainer.py"), "--manifest-dir", str(data), "--exp-dir", str(exp), "--device", "cpu",
+    return ["-m", "valle", "train", "--manifest-dir", str(data), "--exp-dir", str(exp), "--device", "cpu",
             "--num-workers", "0", "--init-checkpoint", "none", "--d-model", "64", "--nhead", "4", "--num-layers", "2",
             "--codec-weights", "none", "--num-buckets", "1", "--max-duration", "10", "--log-interval", "1", *extra]
 

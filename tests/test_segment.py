@@ -214,7 +214,7 @@ def test_edits_survive_a_rerun(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "valle.commands.segment", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "valle", "segment", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO)
 
 
@@ -271,7 +271,7 @@ def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-3000:]
         return proc
 
-    segment = [sys.executable, "-m", "valle.commands.segment", tmp_path / "podcast.wav", "--out", out,
+    segment = [sys.executable, "-m", "valle", "segment", tmp_path / "podcast.wav", "--out", out,
                "--transcribe", "pocketsphinx", "--keep-speaker", tmp_path / "me.wav"]  # the engine's defaults
     first = run(*segment)
     rows = read_tsv(out / "segments.tsv")
@@ -288,7 +288,7 @@ def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     init = project / "init-tiny.pt"
-    run(sys.executable, REPO / "bin" / "init_checkpoint.py", "--output", init, "--d-model", "64", "--nhead", "4",
+    run(sys.executable, "-m", "valle", "init-checkpoint", "--output", init, "--d-model", "64", "--nhead", "4",
         "--num-layers", "2", cwd=project)
     run(REPO / "egs" / "custom" / "prepare.sh", "--corpus", out / "metadata.txt", "--language", "en",
         "--codec-weights", "random", cwd=project)
@@ -296,7 +296,7 @@ def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
             "--init-checkpoint", init]
     for half in ("ar", "nar"):
         run(REPO / "egs" / "custom" / "train.sh", "--model-name", half, *fast, cwd=project)
-    run(sys.executable, REPO / "bin" / "infer.py", "--checkpoint", init, "--adapter", "exp/ar/best-valid-loss.pt",
+    run(sys.executable, "-m", "valle", "infer", "--checkpoint", init, "--adapter", "exp/ar/best-valid-loss.pt",
         "exp/nar/best-valid-loss.pt", "--text", "Hello from a long recording.", "--language", "en",
         "--prompt-audio", out / metadata[0].split("|")[0], "--prompt-text", kept[0].text, "--codec-weights", "random",
         "--max-frames", "40", "--output", "hello.wav", cwd=project)

@@ -1,4 +1,4 @@
-"""The speech API (valle-serve): batched equals solo, adapter voices on one base, cancelled work stops, the official
+"""The speech API (valle serve): batched equals solo, adapter voices on one base, cancelled work stops, the official
 openai client, every format decoded, streams that decode whole or are visibly cut, hostile bodies, a client gone
 mid-stream, timeouts, 429, SIGTERM draining, the limits' checks. Servers run on 127.0.0.1 with a free port, started
 and stopped by the tests; every wait is bounded."""
@@ -341,11 +341,11 @@ def test_voice_names_are_names(tmp_path):
 
 
 class Server:
-    """bin/serve.py in a subprocess on 127.0.0.1, a free port."""
+    """valle serve in a subprocess on 127.0.0.1, a free port."""
 
     def __init__(self, tmp: Path, *args: str):
         self.log = open(tmp / "server.log", "w+")
-        cmd = [sys.executable, str(REPO / "bin" / "serve.py"), "--checkpoint", str(TINY / "tiny.pt"), "--nhead", "4",
+        cmd = [sys.executable, "-m", "valle", "serve", "--checkpoint", str(TINY / "tiny.pt"), "--nhead", "4",
                "--codec-weights", "random", "--device", "cpu", "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=ENV, cwd=tmp)
         end = time.monotonic() + 90
@@ -705,6 +705,8 @@ def test_full_queue_answers_429_and_sigterm_drains(tmp_path):
 
 
 def test_the_limits_check_themselves_and_make_the_flags(capsys):
+    from valle import commands
+    from valle.cli import run_main
     from valle.commands import serve
     from valle.serve.limits import LimitError, Limits
 
@@ -718,7 +720,7 @@ def test_the_limits_check_themselves_and_make_the_flags(capsys):
     limits = serve.check_args(serve.build_parser().parse_args(["--max-frames", "300", "--drain-timeout", "5"]))
     assert limits == Limits(max_frames=300, drain_timeout=5.0)
     with pytest.raises(SystemExit) as e:
-        serve.run_main(lambda: serve.main(["--max-batch", "0"]))
+        run_main(lambda: commands.main(["serve", "--max-batch", "0"]))
     assert e.value.code == 2 and capsys.readouterr().err == "error: --max-batch 0: must be positive and finite\n"
 
 
@@ -732,10 +734,10 @@ def test_the_voices_import_without_the_http_server():
 
 
 def test_other_addresses_need_an_api_key(monkeypatch, capsys):
-    from valle.commands import serve
+    from valle import commands
 
+    monkeypatch.setattr(sys, "argv", ["valle", "serve", "--host", "0.0.0.0"])
+    monkeypatch.delenv("VALLE_API_KEY", raising=False)
     with pytest.raises(SystemExit) as e:
-        monkeypatch.setattr(sys, "argv", ["valle-serve", "--host", "0.0.0.0"])
-        monkeypatch.delenv("VALLE_API_KEY", raising=False)
-        serve.run_main(lambda: serve.main(["--host", "0.0.0.0"]))
+        commands.entry()
     assert e.value.code == 2 and "needs --api-key" in capsys.readouterr().err

@@ -110,13 +110,13 @@ def test_inductor_step_gives_the_eager_greedy_codes(single_thread):
 
 
 def run_infer(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """bin/infer.py's __main__ in this process -> (exit code, stderr)."""
+    """valle infer's __main__ in this process -> (exit code, stderr)."""
     import runpy
 
-    monkeypatch.setattr(sys, "argv", ["infer.py", "--checkpoint", str(TINY / "tiny.pt"), "--nhead", "4",
+    monkeypatch.setattr(sys, "argv", ["valle", "infer", "--checkpoint", str(TINY / "tiny.pt"), "--nhead", "4",
                                       "--codec-weights", "random", "--device", "cpu", "--text", "Hello.", *args])
     try:
-        runpy.run_path(str(REPO / "bin" / "infer.py"), run_name="__main__")
+        runpy.run_module("valle", run_name="__main__")
         code = 0
     except SystemExit as e:
         code = e.code or 0

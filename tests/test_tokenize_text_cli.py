@@ -1,4 +1,4 @@
-"""bin/tokenize_text.py, run as a user runs it (subprocess from the repo root)."""
+"""valle tokenize-text, run as a user runs it (subprocess from the repo root)."""
 
 import json
 import re
@@ -14,7 +14,7 @@ GOLDEN = [json.loads(line) for name in ("vallex_text_golden.jsonl", "vallex_ja_g
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "bin/tokenize_text.py", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "valle", "tokenize-text", *args], cwd=ROOT, capture_output=True,
                           text=True, encoding="utf-8", timeout=120)
 
 

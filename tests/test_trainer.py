@@ -15,7 +15,7 @@ import torch
 from conftest import metrics, train_metrics_so_far
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINER = [sys.executable, str(REPO / "bin" / "trainer.py")]
+TRAINER = [sys.executable, "-m", "valle", "train"]
 TINY = ["--d-model", "64", "--nhead", "4", "--num-layers", "2"]
 
 
@@ -34,7 +34,7 @@ def run_trainer(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
 @pytest.fixture(scope="session")
 def init_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("init") / "init-tiny.pt"
-    run_trainer(sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(path), *TINY)
+    run_trainer(sys.executable, "-m", "valle", "init-checkpoint", "--output", str(path), *TINY)
     return path
 
 
@@ -142,7 +142,7 @@ def test_prenet_model_refuses_a_checkpoint_without_prenet(mini_data, init_ckpt, 
 
 def test_tokenizer_mismatch_is_refused(mini_data, tmp_path):
     espeak_init = tmp_path / "espeak-init.pt"
-    run_trainer(sys.executable, str(REPO / "bin" / "init_checkpoint.py"), "--output", str(espeak_init), *TINY,
+    run_trainer(sys.executable, "-m", "valle", "init-checkpoint", "--output", str(espeak_init), *TINY,
                 "--tokenizer", "espeak")
     proc = subprocess.run(train_args(mini_data, tmp_path / "exp", "--init-checkpoint", str(espeak_init),
                                      "--max-steps", "1"), capture_output=True, text=True, cwd=REPO)
@@ -281,13 +281,13 @@ def test_export_cli_round_trips_fine_tuned_weights(init_ckpt, tmp_path):
 
     original = load_checkpoint(init_ckpt)
     for name in ("released.pt", "weights.safetensors"):
-        run_trainer(sys.executable, str(REPO / "bin" / "export_checkpoint.py"), str(init_ckpt), str(tmp_path / name))
+        run_trainer(sys.executable, "-m", "valle", "export", "checkpoint", str(init_ckpt), str(tmp_path / name))
         exported = load_checkpoint(tmp_path / name, nhead=4 if name.endswith(".pt") else None)
         assert exported.config == original.config
         assert set(exported.state_dict) == set(original.state_dict)
         for k, v in original.state_dict.items():
             assert torch.equal(exported.state_dict[k], v), k
-    bad = subprocess.run([sys.executable, str(REPO / "bin" / "export_checkpoint.py"), str(init_ckpt),
+    bad = subprocess.run([sys.executable, "-m", "valle", "export", "checkpoint", str(init_ckpt),
                           str(tmp_path / "x.bin")], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "must end in .pt" in bad.stderr
 
@@ -357,7 +357,7 @@ def test_espeak_corpus_trains_from_scratch_with_bos_eos_and_synthesizes(mini_dat
     config = load_checkpoint(exp / "last.pt").config  # --init-checkpoint auto: from scratch for espeak cuts
     assert (config.text_bos_id, config.text_eos_id) == (1, 2)
     out = tmp_path / "out.wav"
-    run_trainer(sys.executable, str(REPO / "bin" / "infer.py"), "--checkpoint", str(exp / "last.pt"),
+    run_trainer(sys.executable, "-m", "valle", "infer", "--checkpoint", str(exp / "last.pt"),
                 "--text", "Hello there.", "--language", "en", "--codec-weights", "random", "--max-frames", "20",
                 "--output", str(out), "--top-k", "1")
     assert out.stat().st_size > 44

@@ -39,7 +39,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -> argparse._ArgumentGroup:
-    """The "model" group of the commands that speak (bin/infer.py, bin/serve.py): --checkpoint, --nhead, --device,
+    """The "model" group of the commands that speak (valle infer, valle serve): --checkpoint, --nhead, --device,
     --precision; returns the group for a command's own model flags."""
     m = parser.add_argument_group("model")
     m.add_argument("--checkpoint", default="vallex", help=checkpoint_help)
@@ -55,7 +55,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampling",
                            seed_help: str = "random seed of the sampling [0]") -> None:
-    """--top-k --top-p --temperature --seed --max-frames, shared by bin/infer.py and bin/evaluate.py."""
+    """--top-k --top-p --temperature --seed --max-frames, shared by valle infer and valle evaluate."""
     s = parser.add_argument_group(title)
     s.add_argument("--top-k", type=int, default=Sampling.top_k,
                    help=f"sample among the k most likely codes; 1 = greedy; 0 = no limit (the reference's) "

@@ -286,7 +286,7 @@ class Sampling:
             raise SamplingError("min_frames", self.min_frames, "need a whole number >= 0")
 
     def for_batch(self, b: int) -> Sampling:
-        """The sampling of batch `b` of a run: seed + b (bin/infer.py and evaluation seed their batches so)."""
+        """The sampling of batch `b` of a run: seed + b (valle infer and evaluation seed their batches so)."""
         return self if self.seed is None else dataclasses.replace(self, seed=self.seed + b)
 
 

@@ -70,17 +70,17 @@ def load_prompt(path: str | Path) -> Prompt:
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
-        raise UserError(f"{path}: prompt preset not found; make one with bin/make_prompt.py") from None
+        raise UserError(f"{path}: prompt preset not found; make one with valle make-prompt") from None
     except (OSError, ValueError, EOFError) as e:
-        raise UserError(f"{path}: not a readable .npz ({e}); make the preset again with bin/make_prompt.py") from None
+        raise UserError(f"{path}: not a readable .npz ({e}); make the preset again with valle make-prompt") from None
     missing = {"audio_tokens", "text_tokens", "lang_code"} - set(arrays)
     if missing:
         raise UserError(f"{path}: missing arrays {sorted(missing)}; a preset holds audio_tokens [1,T,8], "
-                        "text_tokens [1,L] and lang_code (zh 0, ja 1, en 2): make it with bin/make_prompt.py")
+                        "text_tokens [1,L] and lang_code (zh 0, ja 1, en 2): make it with valle make-prompt")
     audio, text, code = arrays["audio_tokens"], arrays["text_tokens"], arrays["lang_code"]
     if audio.ndim != 3 or audio.shape[0] != 1 or text.ndim != 2 or text.shape[0] != 1 or code.size != 1:
         raise UserError(f"{path}: audio_tokens {audio.shape}, text_tokens {text.shape}, lang_code {code.shape}; "
-                        "expected [1,T,8], [1,L] and a scalar: make the preset again with bin/make_prompt.py")
+                        "expected [1,T,8], [1,L] and a scalar: make the preset again with valle make-prompt")
     languages = {v: k for k, v in PRESET_LANG_CODES.items()}
     if int(code.reshape(())) not in languages:
         raise UserError(f"{path}: lang_code {int(code.reshape(()))} is not one of zh 0, ja 1, en 2")
@@ -299,7 +299,7 @@ def check_engine(engine: str, onnx: str | Path | None, device: str = "auto", pre
     require("onnxruntime")
     if onnx is None:
         raise UserError("--engine onnxruntime needs --onnx DIR, the folder written by "
-                        "`python -m valle.commands.export_onnx --checkpoint ... --output DIR`")
+                        "`python -m valle export onnx --checkpoint ... --output DIR`")
     read_manifest(onnx)
     if device not in ("auto", "cpu"):
         raise UserError(f"--engine onnxruntime runs on the CPU, not --device {device}: use --device cpu")

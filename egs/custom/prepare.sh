@@ -14,7 +14,7 @@
 # Reports: data/rejected.tsv (file<TAB>reason), data/conversions.tsv, data/summary.json.
 # One run at a time per data folder: a second one refuses, naming the run that holds it.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, check_options, take_data_lock
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, log, check_options, take_data_lock
 
 stage=-1                   # first stage: -1 segment (--long-recordings only), 0 scan, 1 normalize, 2 check, 3 codes, 4 text, 5 split
 stop_stage=5               # last stage to run
@@ -48,13 +48,13 @@ if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ] && [ -n "$long_recordings" ];
   # long recordings -> segments at pauses, transcribed or aligned to a same-stem .txt, one voice kept
   # -> data/segments/{segments.tsv,review.html,metadata.txt}; your edits of segments.tsv are kept on a rerun
   # (and a changed metadata.txt is scanned again)
-  "$PYTHON" "$VALLE_BIN/segment.py" "$long_recordings" --out "$data_dir/segments" --language "$language" \
+  "$PYTHON" -m valle segment "$long_recordings" --out "$data_dir/segments" --language "$language" \
     ${keep_speaker:+--keep-speaker "$keep_speaker"}
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # read the corpus -> data/manifests/entries_all.jsonl
-  "$PYTHON" "$VALLE_BIN/prepare_corpus.py" scan --corpus "$corpus" --data-dir "$data_dir"
+  "$PYTHON" -m valle prepare scan --corpus "$corpus" --data-dir "$data_dir"
 fi
 
 # stages 1 normalize, 2 check, 3 codes, 4 text, 5 split: the same in every recipe

@@ -8,7 +8,7 @@
 # changed (valle/data/stages.py). Every option is checked before anything runs (valle/data/options.py).
 # One run at a time per data folder: a second one refuses, naming the run that holds it.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, $VALLE_BIN, log, check_options, take_data_lock
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/env.sh"  # $PYTHON, log, check_options, take_data_lock
 
 stage=-1                   # first stage to run: -1 download, 0 scan, 1 normalize, 2 check, 3 codes, 4 text, 5 split
 stop_stage=5               # last stage to run
@@ -28,12 +28,12 @@ take_data_lock
 
 if [ "$stage" -le -1 ] && [ "$stop_stage" -ge -1 ]; then
   # download with lhotse (needs internet) the parts not already in download/LibriTTS
-  "$PYTHON" "$VALLE_BIN/prepare_corpus.py" download-libritts --download-dir "$download_dir" --parts "${parts[@]}"
+  "$PYTHON" -m valle prepare download-libritts --download-dir "$download_dir" --parts "${parts[@]}"
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # read the parts (wav + .normalized.txt; anything else -> rejected.tsv) -> data/manifests/entries_<part>.jsonl
-  "$PYTHON" "$VALLE_BIN/prepare_corpus.py" libritts --corpus-dir "$download_dir/LibriTTS" --parts "${parts[@]}" \
+  "$PYTHON" -m valle prepare libritts --corpus-dir "$download_dir/LibriTTS" --parts "${parts[@]}" \
     --data-dir "$data_dir"
 fi
 

@@ -11,9 +11,9 @@ here="$(dirname "$0")"
 "$here/train.sh" --model-name ar --overwrite true "$@"
 "$here/train.sh" --model-name nar --overwrite true "$@"
 text="The fine tuned model speaks this sentence."
-"$PYTHON" "$VALLE_BIN/infer.py" --checkpoint exp/nar/best-valid-loss.pt --text "$text" --language en \
+"$PYTHON" -m valle infer --checkpoint exp/nar/best-valid-loss.pt --text "$text" --language en \
   --codec-weights random --output exp/demo.wav --save-codes exp/demo_codes.npy --seed 0
-"$PYTHON" "$VALLE_BIN/plot_curves.py" exp --output exp/curves.png
+"$PYTHON" -m valle plot-curves exp --output exp/curves.png
 
 echo
 echo "demo finished:"

@@ -8,7 +8,7 @@ export VALLE_PROG=${VALLE_PROG:-$0}
 passed_on=()               # every option goes on to ../shared/train.sh
 . "$(dirname "$0")/../shared/parse_options.sh"
 if ! passed_on_value --help >/dev/null && [ ! -f exp/init-tiny.pt ]; then
-  "$PYTHON" "$VALLE_BIN/init_checkpoint.py" --output exp/init-tiny.pt --d-model 64 --nhead 4 --num-layers 2 --seed 0
+  "$PYTHON" -m valle init-checkpoint --output exp/init-tiny.pt --d-model 64 --nhead 4 --num-layers 2 --seed 0
 fi
 exec "$(dirname "$0")/../shared/train.sh" --default-init exp/init-tiny.pt --manifest-dir data/tokenized --device cpu \
   --max-duration 30 --num-buckets 2 --valid-interval 25 --save-every-n 50 --log-interval 5 --num-workers 0 \

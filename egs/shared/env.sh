@@ -3,11 +3,10 @@
 #   1. $PYTHON when set (your own environment),
 #   2. else the project's .venv (made by `make setup`),
 #   3. else python3 when it can import the toolkit (`pip install -e .` into an active environment).
-# Sets PYTHON, VALLE_ROOT, VALLE_BIN and VALLE_ENV_BIN (the environment's bin/: tensorboard, torchrun), first on PATH.
+# Sets PYTHON, VALLE_ROOT and VALLE_ENV_BIN (the environment's bin/: tensorboard, torchrun), first on PATH.
 # Puts this checkout first on PYTHONPATH. Defines log, and for prepare.sh check_options and take_data_lock (the data
 # folder's lock).
 VALLE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VALLE_BIN="$VALLE_ROOT/bin"
 if [ -z "${PYTHON:-}" ]; then
   if [ -x "$VALLE_ROOT/.venv/bin/python" ]; then
     PYTHON="$VALLE_ROOT/.venv/bin/python"
@@ -27,7 +26,7 @@ sys.exit(1) if not all(u.find_spec(m) for m in ("valle", "torch", "lhotse")) els
 }
 VALLE_ENV_BIN=$_env_bin  # the environment's bin/: tensorboard, torchrun
 PATH="$VALLE_ENV_BIN:$PATH"
-export PYTHON VALLE_ROOT VALLE_BIN VALLE_ENV_BIN PATH
+export PYTHON VALLE_ROOT VALLE_ENV_BIN PATH
 
 # log MESSAGE: a line with the time and the script's name, as the stage CLIs write theirs
 log() {

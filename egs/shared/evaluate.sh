@@ -3,14 +3,14 @@
 # reads data/tokenized and exp/ there and writes the report to exp/eval (--output-dir).
 #   ./evaluate.sh                                  # the trained checkpoints: exp/{ar,nar}/best-valid-loss.pt
 #   ./evaluate.sh --checkpoint exp/nar/best-valid-loss.pt vallex --num-utterances 50
-# Any flag of bin/evaluate.py works (./evaluate.sh --help lists them).
+# Any flag of valle evaluate works (./evaluate.sh --help lists them).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-passed_on=()               # every option goes on to bin/evaluate.py
+passed_on=()               # every option goes on to valle evaluate
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 if passed_on_value --help >/dev/null; then
-  exec "$PYTHON" "$VALLE_BIN/evaluate.py" --help
+  exec "$PYTHON" -m valle evaluate --help
 fi
 checkpoints=()
 if ! passed_on_value --checkpoint >/dev/null; then  # the trained checkpoints
@@ -24,4 +24,4 @@ if ! passed_on_value --checkpoint >/dev/null; then  # the trained checkpoints
   checkpoints=(--checkpoint "${checkpoints[@]}")
 fi
 echo "$(date '+%F %T') (evaluate.sh) evaluating in $(pwd)"
-exec "$PYTHON" "$VALLE_BIN/evaluate.py" --output-dir exp/eval "${checkpoints[@]}" "${passed_on[@]}"
+exec "$PYTHON" -m valle evaluate --output-dir exp/eval "${checkpoints[@]}" "${passed_on[@]}"

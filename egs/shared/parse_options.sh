@@ -14,7 +14,7 @@
 # folder's lock).
 #
 # A script that hands the options it does not know to a program (train.sh to the trainer, evaluate.sh to
-# bin/evaluate.py) defines the array `passed_on=()` first: every other argument, --help included, then goes
+# valle evaluate) defines the array `passed_on=()` first: every other argument, --help included, then goes
 # there in order, and `passed_on_value --name` prints the value the program gets for --name (in either
 # spelling; the last one wins, as in argparse) or returns 1 when --name is not given.
 

@@ -6,7 +6,7 @@
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   # check every file, downmix to mono, resample to 24 kHz -> data/manifests/cuts_<part>.jsonl.gz, rejected.tsv
-  "$PYTHON" "$VALLE_BIN/prepare_corpus.py" normalize --data-dir "$data_dir" --min-duration "$min_duration" \
+  "$PYTHON" -m valle prepare normalize --data-dir "$data_dir" --min-duration "$min_duration" \
     --max-duration "$max_duration" --silence-db "$silence_db" --loudness-normalize "$loudness_normalize" \
     --num-jobs "$num_jobs"
 fi
@@ -23,24 +23,24 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # in --num-workers shards at once; with --num-gpus > 1 under torchrun, one process per GPU running as many
   torchrun=()
   if [ "$num_gpus" -gt 1 ]; then torchrun=(-m torch.distributed.run --standalone --nproc-per-node "$num_gpus"); fi
-  "$PYTHON" "${torchrun[@]}" "$VALLE_BIN/compute_codes.py" --data-dir "$data_dir" --codec-weights "$codec_weights" \
+  "$PYTHON" "${torchrun[@]}" -m valle prepare codes --data-dir "$data_dir" --codec-weights "$codec_weights" \
     --device "$device" --batch-seconds "$batch_seconds" --num-workers "$num_workers"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # text tokens (g2p failures -> rejected.tsv) -> data/tokenized/cuts_<part>_text.jsonl.gz
-  "$PYTHON" "$VALLE_BIN/compute_text_tokens.py" --data-dir "$data_dir" --tokenizer "$tokenizer" \
+  "$PYTHON" -m valle prepare text-tokens --data-dir "$data_dir" --tokenizer "$tokenizer" \
     --language "$language" ${symbols:+--symbols "$symbols"}
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # train/dev/test split (a corpus's dev-* parts -> dev, test-* -> test, the rest -> train; else --dev-ratio and
   # --test-ratio of the utterances) -> data/tokenized/cuts_{train,dev,test}.jsonl.gz
-  "$PYTHON" "$VALLE_BIN/split_cuts.py" --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
+  "$PYTHON" -m valle prepare split --data-dir "$data_dir" --dev-ratio "$dev_ratio" --test-ratio "$test_ratio" \
     --seed "$seed" --heldout-speakers "$heldout_speakers"
   if [ "$format" = shar ]; then
     # lhotse Shar shards of the splits (rewritten from them) -> data/shar/<split>/; train with --shar-dir data/shar
-    "$PYTHON" "$VALLE_BIN/export_shar.py" --data-dir "$data_dir" --shar-shard-size "$shar_shard_size" \
+    "$PYTHON" -m valle prepare shar --data-dir "$data_dir" --shar-shard-size "$shar_shard_size" \
       --shar-audio "$shar_audio"
   fi
 fi

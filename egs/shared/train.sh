@@ -8,7 +8,7 @@
 # --adapter DIR/ar/best-valid-loss.pt DIR/nar/best-valid-loss.pt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-TRAINER="$VALLE_BIN/trainer.py"
+TRAINER=(-m valle train)
 export VALLE_PROG=${VALLE_PROG:-$0}  # the name the trainer's --help and errors use
 
 model_name=ar              # the half to train: ar, nar or both
@@ -45,7 +45,7 @@ Recipe options (values in effect):
 
 Trainer options (defaults shown are the values this recipe passes):
 HELP
-  "$PYTHON" "$TRAINER" "${passed_on[@]}" | sed -n '/^options:/,$p'
+  "$PYTHON" "${TRAINER[@]}" "${passed_on[@]}" | sed -n '/^options:/,$p'
   exit 0
 fi
 
@@ -74,5 +74,5 @@ elif [ "$num_gpus" -gt 1 ]; then
 else
   launcher=("$PYTHON")
 fi
-exec "${launcher[@]}" "$TRAINER" --model-name "$model_name" --exp-dir "$exp_dir/$model_name" \
+exec "${launcher[@]}" "${TRAINER[@]}" --model-name "$model_name" --exp-dir "$exp_dir/$model_name" \
   --init-checkpoint "$init_checkpoint" "${passed_on[@]}"

@@ -1,8 +1,8 @@
 """The Compare tab: the same test sentences from several checkpoints, side by side.
 
-It runs valle.eval.evaluate.evaluate, what bin/evaluate.py runs (same sentences, prompts and seeds for every
+It runs valle.eval.evaluate.evaluate, what valle evaluate runs (same sentences, prompts and seeds for every
 checkpoint; detectors, speaker similarity, MCD), into a report folder of the workspace, and the page shows
-its summary, chart and wavs. No ASR here (WER/CER need a Whisper model: use bin/evaluate.py --asr-model).
+its summary, chart and wavs. No ASR here (WER/CER need a Whisper model: use valle evaluate --asr-model).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def run_compare(ws: Workspace, o: CompareOptions, device: str = "cpu") -> Compar
     out_dir = ws.path(o.output, "report folder")
     paths = evaluate(checkpoints, _cuts(ws, o.data_dir), out_dir, options, device=device, speaker=speaker,
                      transcriber=None,
-                     asr_line="none in the app (WER/CER: bin/evaluate.py --asr-model)", log=lambda line: None)
+                     asr_line="none in the app (WER/CER: valle evaluate --asr-model)", log=lambda line: None)
     report = json.loads(paths["json"].read_text(encoding="utf-8"))
     summary = [[s["name"], s["utterances"], s["flagged"],
                 "–" if s["eos_rate"] is None else f"{s['eos_rate']:.0%}",

@@ -1,6 +1,6 @@
 """The Synthesize tab: a checkpoint, a text and an optional voice prompt -> a wav and its codes.
 
-The same steps as bin/infer.py and bin/make_prompt.py (load_for_inference, Codec, Synthesizer,
+The same steps as valle infer and valle make-prompt (load_for_inference, Codec, Synthesizer,
 load_prompt/make_prompt/save_prompt, Sampling's checks). The last model and codec stay loaded between clicks.
 """
 
@@ -68,7 +68,7 @@ class Synthesis:
         return checkpoint if checkpoint == "vallex" else str(self.ws.path(checkpoint, "checkpoint", must_exist=True))
 
     def model(self, checkpoint: str, adapters: list[str] = (), precision: str = "fp32"):
-        """(model, tokenizer) of a checkpoint with its adapters merged in (as bin/infer.py --adapter), in
+        """(model, tokenizer) of a checkpoint with its adapters merged in (as valle infer --adapter), in
         `precision` (as --precision), kept loaded while the files and the precision are unchanged."""
         from valle.inference import load_for_inference
 

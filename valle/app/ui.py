@@ -385,7 +385,7 @@ def _synth_tab(app: App) -> dict:
 def _compare_tab(app: App) -> dict:
     d = compare.CompareOptions([])
     gr.Markdown("The same test sentences from several checkpoints, with the same prompts and seeds, scored the way "
-                "`bin/evaluate.py` scores them (failure flags, speaker similarity, MCD; no ASR here).")
+                "`valle evaluate` scores them (failure flags, speaker similarity, MCD; no ASR here).")
     with gr.Row():
         checkpoints = gr.Dropdown(["vallex"], multiselect=True, allow_custom_value=True, scale=3,
                                   label="Checkpoints to compare", elem_id="compare-ckpts")

@@ -53,7 +53,7 @@ class Workspace:
         size = upload.stat().st_size
         if size > self.max_upload_bytes:
             raise UserError(f"upload {name or upload.name}: {size / 2**20:.1f} MB is over the limit of "
-                            f"{self.max_upload_bytes / 2**20:.0f} MB (valle-app --max-upload-mb); put large "
+                            f"{self.max_upload_bytes / 2**20:.0f} MB (valle app --max-upload-mb); put large "
                             "corpora in the workspace folder and type their path instead")
         dest = dest_dir / safe_name(name or upload.name)
         dest_dir.mkdir(parents=True, exist_ok=True)

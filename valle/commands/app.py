@@ -1,4 +1,4 @@
-"""`valle-app` (also `python bin/app.py`): start the web app on this machine.
+"""`valle app`: start the web app on this machine.
 
 The page is served on 127.0.0.1:7860 by default; other machines can reach it only with --listen-all
 (or --host ADDRESS), and then a warning says that anyone on the network can use it. No telemetry, no
@@ -13,7 +13,6 @@ import os
 import sys
 
 from valle.app.workspace import Workspace
-from valle.cli import run_main
 from valle.errors import UserError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -65,12 +64,3 @@ def main(argv: list[str] | None = None) -> None:
     print(f"workspace: {app.ws.root}")
     page.queue().launch(server_name=host, server_port=args.port, share=False, inbrowser=False,
                         max_file_size=f"{int(args.max_upload_mb)}mb", show_error=False)
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

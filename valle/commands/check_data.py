@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter
 from valle.data.options import add_option, options_of
 from valle.data.stages import run_stages, stage_run
 from valle.errors import UserError
@@ -38,11 +38,3 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # one run per data folder (prepare.sh passes its own lock)
     run_stages(args.data_dir, [stage_run("check", args.data_dir, options_of(args))])
-
-
-def entry() -> None:
-    run_main(lambda: main())
-
-
-if __name__ == "__main__":
-    entry()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter
 from valle.data.options import add_option, options_of
 from valle.data.stages import run_stages, stage_run
 from valle.ranks import dist_env
@@ -34,11 +34,3 @@ def main(argv: list[str] | None = None) -> None:
         run.work()
     else:
         run_stages(args.data_dir, [run])
-
-
-def entry() -> None:
-    run_main(lambda: main())
-
-
-if __name__ == "__main__":
-    entry()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from valle.cli import ArgumentParser, DefaultsHelpFormatter, UserError, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter, UserError
 from valle.data.options import FIELDS, add_option, options_of
 from valle.data.stages import run_stages, stage_run
 from valle.text import INPUT_LANGUAGES
@@ -31,7 +31,3 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("--symbols is for --tokenizer espeak (the vallex vocabulary is fixed)")
     # one run per data folder (prepare.sh passes its own lock)
     run_stages(args.data_dir, [stage_run("text", args.data_dir, options_of(args))])
-
-
-def entry() -> None:
-    run_main(lambda: main())

@@ -4,7 +4,7 @@ Every checkpoint speaks the same test sentences with the same prompts and seeds;
 recording are scored the same way (speaker similarity, WER/CER, MCD, failure flags). Writes report.html
 (listen side by side), report.json, utterances.tsv, metrics.png and the wavs to --output-dir.
 
-    python bin/evaluate.py --checkpoint exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt vallex
+    valle evaluate --checkpoint exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt vallex
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, add_sampling_arguments, run_main, sampling_from_args
+from valle.cli import ArgumentParser, UserError, add_sampling_arguments, sampling_from_args
 from valle.config import EvalOptions
 
 _DEFAULT = EvalOptions()
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", nargs="+", default=None, metavar="FILE",
                    help="adapter files (at most one per half, e.g. exp/ar/best-valid-loss.pt "
                         "exp/nar/best-valid-loss.pt of a --adapter lora run) merged into every --checkpoint, "
-                        "as bin/infer.py --adapter")
+                        "as valle infer --adapter")
     p.add_argument("--baseline", default="auto",
                    help="the model the checkpoints were fine-tuned from, scored beside them; each of their columns "
                         "says better or worse: auto (from their training state: the released model, vallex, for a "
@@ -44,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [auto]")
     p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
     p.add_argument("--precision", default="fp32",
-                   help="how every checkpoint runs: fp32, bf16, fp16 or int8 (as bin/infer.py --precision) [fp32]")
+                   help="how every checkpoint runs: fp32, bf16, fp16 or int8 (as valle infer --precision) [fp32]")
     p.add_argument("--codec-weights", default=_DEFAULT.codec_weights,
                    help=f"Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file "
                         f"[{_DEFAULT.codec_weights}]")
-    add_sampling_arguments(p, "sampling (as bin/infer.py)", "seed of the sampling and of the utterance choice [0]")
+    add_sampling_arguments(p, "sampling (as valle infer)", "seed of the sampling and of the utterance choice [0]")
     m = p.add_argument_group("metrics")
     m.add_argument("--speaker-model", default="resemblyzer",
                    help="speaker-embedding backend for SIM: resemblyzer, or none to skip SIM [resemblyzer]")
@@ -192,12 +192,3 @@ def print_summary(report_json: Path) -> None:
         base = " (baseline)" if s["name"] == report.get("baseline") else ""
         print(f"  {s['name']}{base}: {'; '.join(parts) or 'no model metrics'}{eos}; flagged "
               f"{s['flagged']}/{s['utterances']} ({flags}){vs}")
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

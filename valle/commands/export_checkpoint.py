@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, UserError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,12 +64,3 @@ def warn_unbeaten(files: list[str]) -> None:
         line = unbeaten_verdict(folder)
         if line:
             print(f"warning: {folder}: {line}; exporting it anyway", file=sys.stderr)
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

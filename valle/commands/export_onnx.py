@@ -1,14 +1,14 @@
-"""Export a model to ONNX for the ONNX Runtime engine (bin/infer.py --engine onnxruntime --onnx DIR).
+"""Export a model to ONNX for the ONNX Runtime engine (valle infer --engine onnxruntime --onnx DIR).
 
 Writes DIR/ar.onnx (the AR decoder with its KV cache: the prefill and every step), DIR/nar.onnx (codebooks 1-7)
 and DIR/manifest.json (a digest of the model the files came from, its config, the opset and the precision).
---adapter merges adapters first, as bin/infer.py does; infer then needs the same --checkpoint and --adapter.
+--adapter merges adapters first, as valle infer does; infer then needs the same --checkpoint and --adapter.
 int8: every matrix product's weights in int8 (ONNX Runtime's dynamic quantization), embeddings in fp32.
 """
 
 from __future__ import annotations
 
-from valle.cli import ArgumentParser, run_main
+from valle.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,12 +37,3 @@ def main(argv: list[str] | None = None) -> None:
     speaking = load_for_inference(a.checkpoint, a.adapter or (), device="cpu", nhead=a.nhead)
     manifest = export(speaking.model, a.output, precision=a.precision, opset=a.opset)
     print(manifest)
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

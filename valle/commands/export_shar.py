@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter
 from valle.data.options import add_option
 from valle.errors import UserError
 from valle.locks import folder_lock
@@ -33,7 +33,3 @@ def main(argv: list[str] | None = None) -> None:
     for split, info in written.items():
         print(f"shar {split}: {info['shards']} shard(s), {info['bytes'] / 1e6:.1f} MB in "
               f"{args.data_dir / 'shar' / split}")
-
-
-def entry() -> None:
-    run_main(lambda: main())

@@ -17,7 +17,6 @@ from valle.cli import (
     UserError,
     add_model_arguments,
     add_sampling_arguments,
-    run_main,
     sampling_from_args,
 )
 from valle.config import ENGINES, LANGUAGES, SpeechOptions, check_language, or_list
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", help="batch mode: folder for name.wav and name.npy")
     t.add_argument("--batch-size", type=int, default=8, help="batch mode: sentences generated together [8]")
     v = p.add_argument_group("voice prompt (optional)")
-    v.add_argument("--prompt-preset", help="a voice preset .npz (released format; see bin/make_prompt.py)")
+    v.add_argument("--prompt-preset", help="a voice preset .npz (released format; see valle make-prompt)")
     v.add_argument("--prompt-audio", help="a recording of the voice (up to 15 s); needs --prompt-text")
     v.add_argument("--prompt-text", help="the transcript of --prompt-audio")
     v.add_argument("--prompt-language", default=None,
@@ -255,12 +254,3 @@ def main(argv: list[str] | None = None) -> None:
                 save(Path(a.output), Path(a.save_codes) if a.save_codes else None, codes, wave)
             else:
                 save(Path(a.output_dir) / f"{name}.wav", Path(a.output_dir) / f"{name}.npy", codes, wave)
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from valle.cli import ArgumentParser, run_main
+from valle.cli import ArgumentParser
 from valle.config import ModelConfig, add_config_arguments, given_arguments
 
 
@@ -31,12 +31,3 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.output, model, tokenizer=tokenizer, train_state=None)
     print(f"{args.output}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

@@ -1,14 +1,14 @@
 """Make a voice preset .npz (the released VALL-E X format) from a recording and its transcript.
 
 The preset holds audio_tokens [1, T, 8] (Encodec 24 kHz codes), text_tokens [1, L] (the transcript's ids)
-and lang_code (zh 0, ja 1, en 2). Use it with bin/infer.py --prompt-preset; 3-10 s of clean speech works best.
+and lang_code (zh 0, ja 1, en 2). Use it with valle infer --prompt-preset; 3-10 s of clean speech works best.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, UserError
 from valle.config import LANGUAGES, or_list
 
 
@@ -49,12 +49,3 @@ def main(argv: list[str] | None = None) -> None:
     path = save_prompt(a.output, prompt)
     print(f"{path}: {prompt.seconds:.2f} s ({prompt.codes.shape[0]} frames), {len(prompt.text_ids)} text tokens, "
           f"language {a.language}; from {info.describe()}")
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, UserError
 
 
 def read_scalars(tb_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -63,12 +63,3 @@ def main(argv: list[str] | None = None) -> None:
     if not args.exp_dir.is_dir():
         raise UserError(f"{args.exp_dir} is not a folder")
     print(plot(args.exp_dir, args.output or args.exp_dir / "curves.png"))
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

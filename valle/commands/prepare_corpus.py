@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter
 from valle.data import stages
 from valle.data.options import PrepareOptions, add_option, options_of
 from valle.data.stages import StageRun, run_stages, stage_run
@@ -96,7 +96,3 @@ def main(argv: list[str] | None = None) -> None:
         download(args.download_dir, args.parts)
     else:  # one run per data folder (prepare.sh passes its own lock)
         run_stages(args.data_dir, [subcommand_run(args)])
-
-
-def entry() -> None:
-    run_main(lambda: main())

@@ -16,7 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from valle.cli import ArgumentParser, DefaultsHelpFormatter, run_main
+from valle.cli import ArgumentParser, DefaultsHelpFormatter
 from valle.data.segment.cuts import CutOptions
 from valle.data.segment.pipeline import TRANSCRIBE, SegmentOptions, engine_confidences, segment_recordings
 
@@ -81,11 +81,3 @@ def main(argv: list[str] | None = None) -> int:
     if not kept:
         return 1
     return 0
-
-
-def entry() -> None:
-    run_main(lambda: main())
-
-
-if __name__ == "__main__":
-    entry()

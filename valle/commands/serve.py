@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import os
 
-from valle.cli import ArgumentParser, UserError, add_model_arguments, run_main
+from valle.cli import ArgumentParser, UserError, add_model_arguments
 from valle.config import add_config_arguments, given_arguments
 from valle.serve.limits import Limits
 
@@ -60,12 +60,3 @@ def main(argv: list[str] | None = None) -> None:
 
     service = build_service(a.checkpoint, a.nhead, a.voices, a.device, a.precision, a.codec_weights, limits)
     serve(service, a.host, a.port, a.api_key)
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

@@ -1,7 +1,7 @@
 """Show how a text tokenizer reads text: one JSON object {"phonemes", "ids", "languages"} per text.
 
-  python bin/tokenize_text.py --language en --text "Hello world."
-  python bin/tokenize_text.py --input texts.tsv          # lines LANG<TAB>TEXT, LANG in en/zh/ja/mix
+  valle tokenize-text --language en --text "Hello world."
+  valle tokenize-text --input texts.tsv          # lines LANG<TAB>TEXT, LANG in en/zh/ja/mix
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, run_main
+from valle.cli import ArgumentParser, UserError
 from valle.text import INPUT_LANGUAGES, TOKENIZER_NAMES, get_tokenizer
 
 
@@ -66,7 +66,3 @@ def main(argv: list[str] | None = None) -> None:
     if tokenizer.unknown_counts:
         counts = ", ".join(f"{s!r} x{n}" for s, n in tokenizer.unknown_counts.most_common())
         print(f"note: symbols not in the vocabulary (id {tokenizer.unk_id}): {counts}", file=sys.stderr)
-
-
-def entry() -> None:
-    run_main(lambda: main())

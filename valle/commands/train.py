@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from valle.cli import ArgumentParser, run_main
+from valle.cli import ArgumentParser
 from valle.config import (
     AdapterConfig,
     DataConfig,
@@ -154,12 +154,3 @@ def main(argv: list[str] | None = None) -> None:
     if settled and main_rank:  # the folder is claimed now (an --overwrite emptied it)
         run_folder.write_json(Path(cfg.train.exp_dir) / run_folder.PLAN, plan_record(*settled))
     trainer.fit()
-
-
-def entry() -> None:
-    """The console script and bin/ wrapper: errors as one line, exit code 2."""
-    run_main(main)
-
-
-if __name__ == "__main__":
-    entry()

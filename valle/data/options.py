@@ -67,7 +67,7 @@ class PrepareOptions:
     download_dir: str = option("download", "where LibriTTS/ is downloaded and unpacked", type=Path,
                              recipes=("libritts",))
     long_recordings: str = option("", "stage -1: a folder (or file) of long recordings to cut into segments first "
-                                "(bin/segment.py -> DATA/segments; their metadata.txt becomes --corpus); empty: off",
+                                "(valle segment -> DATA/segments; their metadata.txt becomes --corpus); empty: off",
                                 type=Path, recipes=("custom",))
     keep_speaker: str = option("", "stage -1: a few seconds of the voice to keep from the long recordings "
                              "(others are set aside); empty: every voice", type=Path, recipes=("custom",))

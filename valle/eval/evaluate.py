@@ -152,7 +152,7 @@ def frame_limit(model, num_text_ids: int, max_frames: int | None) -> int:
 
 def synthesize_items(synth, items: list[Item], preset, sampling: Sampling, batch_size: int,
                      label: str) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
-    """-> per item (codes (T, 8), wave (T * 320,), stopped at EOS). Batch b is seeded as bin/infer.py's
+    """-> per item (codes (T, 8), wave (T * 320,), stopped at EOS). Batch b is seeded as valle infer's
     (Sampling.for_batch)."""
     from valle.inference import Prompt, Request, check_prompt
     from valle.text import TextError
@@ -245,7 +245,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
              asr_line: str = "", nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32",
              thresholds: Thresholds = Thresholds(), baseline: str | None = None, log=print) -> dict[str, Path]:
     """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds (`options`); write the
-    report. adapters: adapter files merged into every checkpoint (as bin/infer.py --adapter). precision: how every
+    report. adapters: adapter files merged into every checkpoint (as valle infer --adapter). precision: how every
     checkpoint runs (as --precision). baseline: the model they were fine-tuned from, evaluated first without the
     adapters (or, without adapters, one of `checkpoints`); every other system marks per column whether it is
     better or worse.

@@ -36,7 +36,7 @@ def read_manifest(folder: str | Path) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} not found: --onnx takes a folder written by the ONNX export "
-                        "(python -m valle.commands.export_onnx --checkpoint ... --output DIR)") from None
+                        "(python -m valle export onnx --checkpoint ... --output DIR)") from None
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable manifest ({e}); export the folder again") from None
 

@@ -27,7 +27,7 @@ _MAY_BE_ZERO = ("max_waiting", "retry_after")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one server allows (a value out of range is a LimitError naming its flag); valle-serve's flags."""
+    """What one server allows (a value out of range is a LimitError naming its flag); valle serve's flags."""
 
     max_batch: int = field(default=16, metadata=_help("sentences generated together"))
     max_waiting: int = field(default=32, metadata=_help(

@@ -43,7 +43,7 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = self.force_exit = True
             return
         self.service.draining = True
-        print(f"valle-serve: draining {self.service.active} requests in flight", flush=True)
+        print(f"valle serve: draining {self.service.active} requests in flight", flush=True)
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
@@ -57,7 +57,7 @@ class DrainingServer(uvicorn.Server):
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
-                print(f"valle-serve: listening on http://{host}:{port}", flush=True)
+                print(f"valle serve: listening on http://{host}:{port}", flush=True)
 
 
 def serve(service: Service, host: str, port: int, api_key: str | None) -> None:
@@ -71,4 +71,4 @@ def serve(service: Service, host: str, port: int, api_key: str | None) -> None:
         DrainingServer(config, service, service.limits.drain_timeout).run()
     finally:
         service.engine.stop()
-    print("valle-serve: stopped", flush=True)
+    print("valle serve: stopped", flush=True)

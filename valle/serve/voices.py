@@ -201,7 +201,7 @@ class VoiceBank:
         check_base(self.model, adapter.base, str(path), "the served base")
         if base_overrides(adapter.weights):
             raise UserError(f"{path}: carries base tensors trained with it (--trainable), which would change the "
-                            "shared base: merge it into a checkpoint (valle-export-checkpoint) and serve that")
+                            "shared base: merge it into a checkpoint (valle export checkpoint) and serve that")
         if adapter.tokenizer is not None and self.tokenizer_info is not None:
             check_same_tokenizer(adapter.tokenizer, self.tokenizer_info, where=f"{path} vs the served base")
         lora = LoRA(self.model, adapter.spec)

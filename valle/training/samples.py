@@ -11,7 +11,7 @@ from valle.models.valle import VALLE
 
 class AudioSampleWriter:
     """Speaks the dev cut with the smallest id (no prompt, top-k 10, seeded) through the Synthesizer, as
-    bin/infer.py does, when a codec is set (--codec-weights); does nothing otherwise."""
+    valle infer does, when a codec is set (--codec-weights); does nothing otherwise."""
 
     def __init__(self, cfg: ExperimentConfig, dev_cuts, device: torch.device):
         from valle.inference import Request

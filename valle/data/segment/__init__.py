@@ -1,4 +1,4 @@
-"""Long recordings -> reviewed utterances: a stage before `scan` (bin/segment.py, the web app's Long recordings).
+"""Long recordings -> reviewed utterances: a stage before `scan` (valle segment, the web app's Long recordings).
 
 audio.py   blocks of the file -> silero-vad frame probabilities; one span read back
 cuts.py    probabilities -> speech spans cut inside pauses (merged, split, padded)
