@@ -251,7 +251,7 @@ def run_cli(command: str, *args: str) -> int:
 
 
 def export(*args: str) -> int:
-    return run_cli("export_checkpoint.py", *args)
+    return run_cli("export", "checkpoint", *args)
 
 
 def test_export_merged_loads_strictly_as_a_released_file(tmp_path, capsys):

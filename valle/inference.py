@@ -258,7 +258,7 @@ def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = 
     int8: weight-only int8 linears on the CPU), with the tokenizer of `checkpoint_tokenizer`. `nhead`: attention
     heads for a file that does not store them (the released one).
 
-    engine "onnxruntime": the model runs from the folder `onnx` (written by valle/commands/export_onnx.py from this
+    engine "onnxruntime": the model runs from the folder `onnx` (written by `valle export onnx` from this
     checkpoint and these adapters, checked by digest) with ONNX Runtime on the CPU, at the folder's precision
     (`precision` must be fp32, the default: the folder's own precision is what runs)."""
     from valle.device import resolve_device
@@ -293,7 +293,7 @@ def check_engine(engine: str, onnx: str | Path | None, device: str = "auto", pre
         return
     if precision != "fp32":
         raise UserError(f"--precision {precision} is for the torch engine: the ONNX engine runs the precision its "
-                        "folder was exported in (export again with `export_onnx --precision` to change it)")
+                        "folder was exported in (export again with `valle export onnx --precision` to change it)")
     from valle.onnx_engine.runtime import read_manifest, require
 
     require("onnxruntime")

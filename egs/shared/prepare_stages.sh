@@ -14,7 +14,7 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # flag suspect files (listed, not removed unless --drop-flagged), minutes per speaker, a verdict
   # -> data/check.html, data/check.json; the transcripts too with --check-asr pocketsphinx (slower)
-  "$PYTHON" -m valle.commands.check_data --data-dir "$data_dir" --language "$language" --check-asr "$check_asr" \
+  "$PYTHON" -m valle check-data --data-dir "$data_dir" --language "$language" --check-asr "$check_asr" \
     --drop-flagged "$drop_flagged"
 fi
 
@@ -45,4 +45,4 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   fi
 fi
 log "done: $data_dir/tokenized/cuts_{train,dev,test}.jsonl.gz"
-if [ -f "$data_dir/check.json" ]; then "$PYTHON" -m valle.commands.check_data --data-dir "$data_dir" --verdict; fi
+if [ -f "$data_dir/check.json" ]; then "$PYTHON" -m valle check-data --data-dir "$data_dir" --verdict; fi

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--engine", choices=ENGINES, default="torch",
                    help="what runs the model: torch, or onnxruntime on the CPU with the files of --onnx [torch]")
     m.add_argument("--onnx", default=None, metavar="DIR",
-                   help="with --engine onnxruntime: the folder written by valle.commands.export_onnx from "
+                   help="with --engine onnxruntime: the folder written by `valle export onnx` from "
                         "--checkpoint (and --adapter); it runs at the precision it was exported in (fp32 or int8)")
     t = p.add_argument_group("text")
     t.add_argument("--text", help="the sentence to speak")

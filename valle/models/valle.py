@@ -48,6 +48,13 @@ def sample(logits: Tensor, s: Sampling, generator: torch.Generator | None = None
     return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
 
+def nar_items(ar_codes: list[Tensor], prompt_text_lens: list[int], prefix_mode: int) -> tuple[list[int], list[int]]:
+    """The items whose AR codes the NAR completes (those with any), and how many text tokens each leaves out
+    (its prompt's, in prefix mode 2)."""
+    todo = [i for i, c in enumerate(ar_codes) if c.numel() > 0]
+    return todo, [prompt_text_lens[i] if prefix_mode == 2 else 0 for i in todo]
+
+
 def frame_limits(text: list[Tensor], sampling: Sampling) -> list[int]:
     """The most frames the AR generates for each item of text ids (L_i,) (prompt text included): `max_frames`, by
     default 16 per text token."""
@@ -382,10 +389,9 @@ class VALLE(nn.Module):
         """
         q, mode = self.config.num_quantizers, self.config.prefix_mode
         result = [c.new_zeros(0, q) for c in ar_codes]
-        todo = [i for i, c in enumerate(ar_codes) if c.numel() > 0]
+        todo, skip = nar_items(ar_codes, prompt_text_lens, mode)
         if not todo:
             return result
-        skip = [prompt_text_lens[i] if mode == 2 else 0 for i in todo]
         text_x = [self.embed_text("nar", text[i][s:][None], langs[i][s:][None])[0] for i, s in zip(todo, skip)]
         xs, text_valid = pad_items(text_x, left=False)  # (B, L, D)
         frames = [torch.cat([prompts[i], F.pad(ar_codes[i][:, None], (0, q - 1))]) for i in todo]  # (Tp+T, Q)

@@ -16,7 +16,7 @@ from torch import Tensor
 from valle.config import ModelConfig, Sampling
 from valle.errors import UserError
 from valle.models.decoding import CHECK_EVERY, decode
-from valle.models.valle import frame_limits, pad_items, sample
+from valle.models.valle import frame_limits, nar_items, pad_items, sample
 from valle.onnx_engine.export import AR_INPUTS, MANIFEST, NAR_INPUTS, kv_names
 
 INSTALL = "pip install -e '.[onnx]' (make setup installs it)"
@@ -132,12 +132,11 @@ class OnnxVALLE:
                      prompt_text_lens: list[int], ar_codes: list[Tensor]) -> list[Tensor]:
         """Codebooks 1..Q-1 for the AR output (T_i,) of each item -> codes (T_i, Q), greedy, as VALLE.generate_nar:
         [text | prompt frames | generated frames], right-padded; prefix mode 2 leaves the prompt's text out."""
-        q, mode = self.config.num_quantizers, self.config.prefix_mode
+        q = self.config.num_quantizers
         result = [c.new_zeros(0, q) for c in ar_codes]
-        todo = [i for i, c in enumerate(ar_codes) if c.numel() > 0]
+        todo, skip = nar_items(ar_codes, prompt_text_lens, self.config.prefix_mode)
         if not todo:
             return result
-        skip = [prompt_text_lens[i] if mode == 2 else 0 for i in todo]
         text_ids, text_valid = pad_items([text[i][s:].cpu() for i, s in zip(todo, skip)], left=False)  # (B, L)
         text_langs, _ = pad_items([langs[i][s:].cpu() for i, s in zip(todo, skip)], left=False)  # (B, L)
         frames = [torch.cat([prompts[i].cpu(), F.pad(ar_codes[i][:, None].cpu(), (0, q - 1))]) for i in todo]
