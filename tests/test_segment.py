@@ -258,11 +258,11 @@ def test_num_speakers_clusters_the_voices(tmp_path):
 
 
 @pytest.mark.slow
-def test_ten_minutes_without_transcript_to_a_lora_voice(tmp_path):
+def test_five_minutes_without_transcript_to_a_lora_voice(tmp_path):
     """The README's "I have a long recording": segment (pocketsphinx) -> edit two lines -> prepare -> LoRA for a few
     steps -> synthesis, every step a command as a user runs it (tiny model, random Encodec: offline)."""
     pytest.importorskip("pocketsphinx")
-    truth = write_recording(tmp_path / "podcast.wav", 600, seed=21)
+    truth = write_recording(tmp_path / "podcast.wav", 300, seed=21)
     write_reference(tmp_path / "me.wav")
     out = tmp_path / "segments"
 
