@@ -98,15 +98,25 @@ def random_codec():
 
 @pytest.fixture(scope="session")
 def mini_data(tmp_path_factory) -> Path:
-    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once per test run: its data/tokenized
-    folder. Beside data/ are corpus/ and prepare.log (what prepare.sh printed). Tests that change the prepared data
+    """The mini demo corpus (espeak-ng voices, random Encodec), prepared once per test run (for all its workers):
+    its data/tokenized folder. Beside data/ are corpus/ and prepare.log (what prepare.sh printed). Tests that change the prepared data
     work on a copy (see tests/test_prepare_recipe.py)."""
-    root = tmp_path_factory.mktemp("mini")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
-                           "--data-dir", str(root / "data")], env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (root / "prepare.log").write_text(proc.stdout + proc.stderr)
+    from filelock import FileLock
+
+    # one preparation for the whole run: under pytest-xdist the workers' temporary folders share a parent of this
+    # run's own (pytest-N/popen-gwK), and the first worker to need the corpus prepares it there for all
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    root = shared / "mini-corpus"
+    with FileLock(str(shared / "mini-corpus.lock")):
+        if not (root / "prepare.log").is_file():
+            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+            proc = subprocess.run([str(REPO / "egs" / "mini" / "prepare.sh"), "--corpus-dir", str(root / "corpus"),
+                                   "--data-dir", str(root / "data")], env=env, capture_output=True, text=True,
+                                  timeout=900)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            (root / "prepare.log").write_text(proc.stdout + proc.stderr)
     return root / "data" / "tokenized"
 
 
