@@ -99,8 +99,8 @@ def random_codec():
 @pytest.fixture(scope="session")
 def mini_data(tmp_path_factory) -> Path:
     """The mini demo corpus (espeak-ng voices, random Encodec), prepared once per test run (for all its workers):
-    its data/tokenized folder. Beside data/ are corpus/ and prepare.log (what prepare.sh printed). Tests that change the prepared data
-    work on a copy (see tests/test_prepare_recipe.py)."""
+    its data/tokenized folder. Beside data/ are corpus/ and prepare.log (what prepare.sh printed). Tests that change
+    the prepared data work on a copy (see tests/test_prepare_recipe.py)."""
     from filelock import FileLock
 
     # one preparation for the whole run: under pytest-xdist the workers' temporary folders share a parent of this
