@@ -44,22 +44,19 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
 @pytest.mark.slow
 def test_make_gpu_check_on_cpu_passes_every_check(tmp_path):
-    """What CI runs: every check of the GPU script on a CPU with a tiny model (a few minutes: it prepares a small
-    corpus and runs the trainer five times)."""
+    """What CI runs: the GPU script on a CPU with a tiny model, every check but the three whose paths other tests
+    already run on the CPU in full (codes_sharded: test_scale's sharded and resumed codes; ddp: test_adapters'
+    two-process run; resume: test_trainer's SIGKILL and resume): they cost CI two minutes more."""
     out = tmp_path / "figures.jsonl"
-    proc = subprocess.run(["make", "-s", "gpu-check", f"ARGS=--device cpu --tiny --out {out}"], capture_output=True,
-                          text=True, env=ENV, timeout=900, cwd=REPO)
+    only = "cuda_tests train_step generate codec serve"  # wheels and machine always run
+    proc = subprocess.run(["make", "-s", "gpu-check", f"ARGS=--device cpu --tiny --only {only} --out {out}"],
+                          capture_output=True, text=True, env=ENV, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = records(out.read_text())
     assert all(r["ok"] for r in lines), [r for r in lines if not r["ok"]]
-    checks = {r["check"] for r in lines}
-    assert checks == {"wheels", "machine", "cuda_tests", "train_step", "generate", "codec", "codes_sharded", "serve",
-                      "ddp", "resume"}
+    assert {r["check"] for r in lines} == {"wheels", "machine", *only.split()}
     train = [r for r in lines if r["check"] == "train_step"]
     assert {(r["half"], r["dtype"]) for r in train} == {("ar", "bfloat16"), ("nar", "bfloat16"), ("ar", "float16")}
     assert all(r["step_s"] > 0 and r["padding"] <= 0.1 for r in train)
-    assert next(r for r in lines if r["check"] == "resume")["steps"] == 6
-    sharded = next(r for r in lines if r["check"] == "codes_sharded")
-    assert sharded["identical"] and sharded["shards"] == 2 and sharded["cuts"] == 24
     serve = {(r.get("scenario"), r.get("clients")) for r in lines if r["check"] == "serve"}
     assert {("throughput", 1), ("throughput", 16)} <= serve and any(s == "ttfa" for s, _ in serve)
