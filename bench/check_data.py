@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (emptied)")
     parser.add_argument("--per-speaker", type=int, default=30)
-    parser.add_argument("--asr", nargs="+", default=["none", "pocketsphinx"], help="--check-asr values to run")
+    parser.add_argument("--asr", nargs="+", default=["none", "auto"], help="--check-asr values to run")
     args = parser.parse_args()
     from valle.data.check import stage_check
     from valle.data.normalize import NormalizeOptions

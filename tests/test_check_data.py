@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from check_corpus import REASONS, make_corpus  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng makes the test corpus")
-DAMAGES = {"clipping": 1, "noise": 1, "silence": 1, "voice": 1, "duplicate": 1, "quiet": 1, "rate": 1}
+DAMAGES = {"clipping": 1, "noise": 1, "silence": 1, "voice": 1, "duplicate": 1, "quiet": 1, "rate": 1, "transcript": 1}
 
 
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory):
-    """A normalized corpus of 2 x 7 espeak-ng files, 7 of them damaged, and its check: (data dir, truth, Check)."""
+    """A normalized corpus of 2 x 7 espeak-ng files, 8 of them damaged, and its check: (data dir, truth, Check)."""
     root = tmp_path_factory.mktemp("check")
     truth = make_corpus(root / "corpus", 7, DAMAGES)
     data = root / "data"
@@ -54,7 +54,7 @@ def test_each_damage_is_flagged_with_its_value_and_clean_files_are_not(checked):
     report = json.loads((data / "check.json").read_text())
     assert report["verdict"] == result.verdict and report["thresholds"]["MIN_SNR_DB"] == check.MIN_SNR_DB
     assert set(report["speakers"]) == {"anna", "bert"} and report["speakers"]["anna"]["files"] >= 7
-    assert "Flagged files (7 of 15)" in (data / "check.html").read_text()
+    assert "Flagged files (8 of 15)" in (data / "check.html").read_text()
 
 
 def test_transcripts_against_an_asr(checked):
@@ -64,16 +64,69 @@ def test_transcripts_against_an_asr(checked):
     hypotheses = {u.id: u.text for u in utts} | {wrong.id: "something else was said here"}
     listing = checked[0] / "heard.tsv"
     listing.write_text("".join(f"{k}\t{v}\n" for k, v in hypotheses.items()))
-    note = check.flag_transcripts(utts, TranscriptFile(listing), "en", {u.id: None for u in utts})
-    assert note == "transcripts: median WER 0.00 against transcript-file"
+    asr = check.AsrCheck(TranscriptFile(listing), "en")
+    for u in utts:
+        asr.measure(u, None)  # a transcript file needs no audio
+    assert asr.flag(utts) == "transcripts: median WER 0.00 against transcript-file"
     assert wrong.flags == [f"transcript: ASR heard 'something else was said here', WER {wrong.wer:.2f} (over 0.6)"]
     assert all(u.flags == [] for u in utts[1:])
 
     listing.write_text("".join(f"{k}\tnothing like it\n" for k in hypotheses))  # an ASR that cannot read the voice
     utts = [Utterance(**{**u.row(), "flags": []}) for u in result.utterances]
-    note = check.flag_transcripts(utts, TranscriptFile(listing), "en", {u.id: None for u in utts})
-    assert note.startswith("transcripts not judged: transcript-file gets most files wrong here (median WER 1.00")
+    asr = check.AsrCheck(TranscriptFile(listing), "en")
+    for u in utts:
+        asr.measure(u, None)
+    assert asr.flag(utts).startswith("transcripts not judged: transcript-file gets most files wrong here (median WER 1.00")
     assert all(u.flags == [] for u in utts)
+
+
+def test_transcripts_aligned_to_the_audio(checked):
+    """English without Whisper: the wrong transcript fits its audio far worse than the rest (or not at all), the
+    clean files do not; words outside pocketsphinx's dictionary leave a file unchecked, named in the line."""
+    _, truth, result = checked
+    by_path = {Path(u.path): u for u in result.utterances}
+    wrong = next(by_path[p] for p, how in truth.items() if how == "transcript")
+    clean = [by_path[p] for p, how in truth.items() if not how]
+    assert wrong.align_cost > check.MAX_ALIGN_COST_RATIO * max(u.align_cost for u in clean)
+    assert any(f.startswith("transcript: ") for f in wrong.flags)
+    assert any(n.startswith("transcripts: aligned to the audio by pocketsphinx alignment (15 of 15 files)")
+               for n in result.notes), result.notes
+
+    aligner = check.AlignmentCheck(_FakeAligner())
+    utts = [_utt(n, speaker="solo") for n in range(6)]
+    for u, cost in zip(utts, (0.004, 0.0042, 0.0038, 0.0041, 0.0079, float("inf"))):
+        u.text = "fine words"
+        aligner.aligner.next_cost = cost
+        aligner.measure(u, None)
+    unknown = _utt(9, speaker="solo")
+    unknown.text = "the zorblax said"
+    aligner.measure(unknown, None)
+    line = aligner.flag(utts + [unknown])
+    assert [bool(u.flags) for u in utts] == [False, False, False, False, True, True]
+    assert utts[4].flags == ["transcript: fits the audio 1.90x worse than its speaker's files do (alignment cost, "
+                             "over 1.5x the median)"]
+    assert utts[5].flags == ["transcript: its words cannot be aligned to the audio at all"]
+    assert unknown.align_cost is None and unknown.flags == [] and unknown.row()["align_cost"] is None
+    assert line == ("transcripts: aligned to the audio by fake (6 of 7 files); 1 not checked, words outside its "
+                    "dictionary: zorblax (check.json lists the files)")
+
+
+class _FakeAligner:
+    name = "fake"
+    next_cost = 0.0
+
+    def unknown_words(self, text):
+        return [w for w in text.split() if w == "zorblax"]
+
+    def word_costs(self, wave, sample_rate, text):
+        return None if self.next_cost == float("inf") else [self.next_cost] * 4
+
+
+def test_transcript_check_per_language_and_engine():
+    assert check._transcript_check("none", "en") == (None, "transcripts not checked: --check-asr none")
+    assert isinstance(check._transcript_check("auto", "en")[0], check.AlignmentCheck)
+    assert check._transcript_check("auto", "zh")[1].startswith("transcripts not checked: pocketsphinx aligns English "
+                                                               "only, not 'zh'")
 
 
 def _utt(n: int, speaker: str = "me", seconds: float = 6.0, flags: tuple[str, ...] = ()) -> Utterance:
@@ -114,12 +167,12 @@ def test_drop_flagged_moves_them_to_rejected_and_back(checked, tmp_path):
     before = cuts.read_bytes()
     result = stage_check(data, "en", drop_flagged=True)
     rejected = (data / "rejected.tsv").read_text().splitlines()
-    assert len(rejected) == 7 and all("\tflagged by the check: " in line for line in rejected)
+    assert len(rejected) == 8 and all("\tflagged by the check: " in line for line in rejected)
     clipped = next(u for u in result.flagged() if u.flags[0].startswith("clipping"))
     assert f"{clipped.path}\tflagged by the check: {'; '.join(clipped.flags)}" in rejected
     from valle.data.files import load_cuts
 
-    assert len(load_cuts(cuts)) == 8 and (data / "summary.json").read_text().count('"dropped": 7')
+    assert len(load_cuts(cuts)) == 7 and (data / "summary.json").read_text().count('"dropped": 8')
     again = stage_check(data, "en")  # without --drop-flagged: every file is back, nothing rejected
     assert len(again.utterances) == 15 and (data / "rejected.tsv").read_text() == ""
     assert sorted(c.id for c in load_cuts(cuts)) == sorted(u.id for u in result.utterances)

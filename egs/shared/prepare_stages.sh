@@ -13,7 +13,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # flag suspect files (listed, not removed unless --drop-flagged), minutes per speaker, a verdict
-  # -> data/check.html, data/check.json; the transcripts too with --check-asr pocketsphinx (slower)
+  # -> data/check.html, data/check.json; English transcripts aligned to their audio (--check-asr auto)
   "$PYTHON" -m valle check-data --data-dir "$data_dir" --language "$language" --check-asr "$check_asr" \
     --drop-flagged "$drop_flagged"
 fi

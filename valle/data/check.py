@@ -4,8 +4,9 @@ minutes of usable speech per speaker, and one verdict line (DATA/check.json, DAT
 Flags (the thresholds below are the only place of each; docs/data.md "Checking the data" explains them):
 clipping, low signal-to-noise (estimated from the 20 ms frame energies: loud frames against the quiet ones),
 loudness far from the corpus median (ITU-R BS.1770 integrated loudness, pyloudnorm), long leading/trailing
-silence, speaking rate (espeak-ng phones per second of speech) far from the corpus median, a transcript an
-offline ASR disagrees with (WER; only with --check-asr), a voice unlike the rest of its speaker's files
+silence, speaking rate (espeak-ng phones per second of speech) far from the corpus median, a transcript that does
+not fit its audio (English: forced alignment with pocketsphinx, its cost against the speaker's median; with a
+Whisper model: WER), a voice unlike the rest of its speaker's files
 (resemblyzer embedding against the speaker's centroid), and duplicate audio or text.
 Flagged files are listed, not removed; `--drop-flagged` moves them to rejected.tsv (`apply_drop`).
 """
@@ -16,6 +17,7 @@ import collections
 import functools
 import hashlib
 import html
+import itertools
 import json
 import math
 import re
@@ -36,6 +38,9 @@ MAX_LOUDNESS_OFFSET_LU = 10.0  # ... its loudness is this far (LU) from the corp
 MAX_EDGE_SILENCE_S = 1.0  # ... it starts or ends with a silence longer than this
 MAX_RATE_RATIO = 1.6  # ... its phones per second are above this many times the corpus median, or below 1/this
 MAX_WER = 0.6  # ... the offline ASR's transcript differs from its text by more than this word error rate
+MAX_ALIGN_COST_RATIO = 1.5  # ... (English, no Whisper) its worse-fitting words (the 75th percentile of their
+ALIGN_MIN_FILES = 5  # alignment costs) fit this many times worse than the median of its speaker's files (of the
+# corpus when the speaker has fewer than ALIGN_MIN_FILES checked)
 VOICE_MARGIN = 0.1  # ... its voice's similarity to its speaker's centroid is this far below the speaker's median
 DUPLICATE_PROFILE_CORRELATION = 0.995  # ... its loudness profile matches an earlier file of the same length
 # --- the corpus as a whole -----------------------------------------------------------------------------------
@@ -49,6 +54,7 @@ TARGET_LUFS = -20.0  # --loudness-normalize brings every file to this (peaks kep
 REPORT_JSON, REPORT_HTML = "check.json", "check.html"
 _PUNCTUATION = re.compile(r"[^\w\s]|_")  # what two texts may differ in and still be the same text
 DAMAGED = ("clipping", "low signal-to-noise")  # flags whose files the voice check leaves out
+CHUNK = 32  # files read (and embedded in one batch) at a time
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Utterance:
     trail_s: float
     phones: int
     wer: float | None = None
+    align_cost: float | None = None  # its words' alignment costs per frame (word_costs), 75th percentile
     voice_similarity: float | None = None
     flags: list[str] = field(default_factory=list)
     profile: np.ndarray | None = None  # (frames,) dB: duplicate search only, not reported
@@ -81,8 +88,11 @@ class Utterance:
         return self.phones / self.speech_s
 
     def row(self) -> dict:
+        """The reported values; a measure that is not finite (the loudness of silence, a transcript that cannot
+        be aligned) is null, its flag says what it means."""
         values = {k: v for k, v in vars(self).items() if k not in ("profile", "embedding")}
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
+        return {k: (round(v, 3) if math.isfinite(v) else None) if isinstance(v, float) else v
+                for k, v in values.items()}
 
 
 @functools.cache
@@ -158,24 +168,70 @@ def flag_signal(utts: list[Utterance]) -> None:
                            f"{median_rate:.1f} (outside 1/{MAX_RATE_RATIO:g}..{MAX_RATE_RATIO:g}x)")
 
 
-def flag_transcripts(utts: list[Utterance], transcriber, language: str, waves: dict[str, np.ndarray]) -> str:
-    """The word (zh, ja: character) error rate of each transcript against the offline ASR's; an ASR that gets most
-    files wrong judges none (a line says so)."""
-    from valle.eval.asr import error_counts
+class AlignmentCheck:
+    """The transcripts of English files against their audio by forced alignment (pocketsphinx): a file whose
+    words fit its audio far worse than its speaker's files do (or not at all) is flagged."""
 
-    heard = {}
-    for u in utts:
-        heard[u.id] = transcriber.transcribe(waves[u.id], SAMPLE_RATE, language, u.id)
-        errors, n = error_counts(u.text, heard[u.id], language)
+    def __init__(self, aligner):
+        self.aligner = aligner
+        self.unknown: dict[str, list[str]] = {}  # file -> the words the aligner's dictionary lacks (not checked)
+
+    def measure(self, u: Utterance, wave: np.ndarray) -> None:
+        unknown = self.aligner.unknown_words(u.text)
+        if unknown:
+            self.unknown[u.path] = unknown
+            return
+        costs = self.aligner.word_costs(wave, SAMPLE_RATE, u.text)
+        u.align_cost = math.inf if not costs else float(np.percentile(costs, 75))  # its worse-fitting words
+
+    def flag(self, utts: list[Utterance]) -> str:
+        checked = [u for u in utts if u.align_cost is not None]
+        by_speaker = collections.defaultdict(list)
+        for u in checked:
+            by_speaker[u.speaker].append(u.align_cost)
+        for u in checked:
+            costs, whose = by_speaker[u.speaker], "its speaker's files"
+            if len(costs) < ALIGN_MIN_FILES:  # too few files of its own: the corpus is the reference
+                costs, whose = [v.align_cost for v in checked], "the corpus"
+            median = statistics.median(costs)
+            if not math.isfinite(u.align_cost):
+                u.flags.append("transcript: its words cannot be aligned to the audio at all")
+            elif u.align_cost > MAX_ALIGN_COST_RATIO * median:
+                u.flags.append(f"transcript: fits the audio {u.align_cost / median:.2f}x worse than {whose} do "
+                               f"(alignment cost, over {MAX_ALIGN_COST_RATIO:g}x the median)")
+        line = f"transcripts: aligned to the audio by {self.aligner.name} ({len(checked)} of {len(utts)} files)"
+        if self.unknown:
+            words = sorted({w for ws in self.unknown.values() for w in ws})
+            line += (f"; {len(self.unknown)} not checked, words outside its dictionary: "
+                     f"{', '.join(words[:8])}{' ...' if len(words) > 8 else ''} (check.json lists the files)")
+        return line
+
+
+class AsrCheck:
+    """The word (zh, ja: character) error rate of each transcript against an offline ASR's; an ASR that gets
+    most files wrong judges none (its line says so)."""
+
+    def __init__(self, transcriber, language: str):
+        self.transcriber, self.language = transcriber, language
+        self.heard: dict[str, str] = {}
+
+    def measure(self, u: Utterance, wave: np.ndarray) -> None:
+        from valle.eval.asr import error_counts
+
+        self.heard[u.id] = self.transcriber.transcribe(wave, SAMPLE_RATE, self.language, u.id)
+        errors, n = error_counts(u.text, self.heard[u.id], self.language)
         u.wer = errors / n
-    median = statistics.median(u.wer for u in utts)
-    if median > MAX_WER:
-        return (f"transcripts not judged: {transcriber.name} gets most files wrong here (median WER {median:.2f}, "
-                f"over {MAX_WER:g}); use a Whisper model")
-    for u in utts:
-        if u.wer > MAX_WER:
-            u.flags.append(f"transcript: ASR heard {heard[u.id]!r}, WER {u.wer:.2f} (over {MAX_WER:g})")
-    return f"transcripts: median WER {median:.2f} against {transcriber.name}"
+
+    def flag(self, utts: list[Utterance]) -> str:
+        name = self.transcriber.name
+        median = statistics.median(u.wer for u in utts)
+        if median > MAX_WER:
+            return (f"transcripts not judged: {name} gets most files wrong here (median WER {median:.2f}, "
+                    f"over {MAX_WER:g}); use a Whisper model")
+        for u in utts:
+            if u.wer > MAX_WER:
+                u.flags.append(f"transcript: ASR heard {self.heard[u.id]!r}, WER {u.wer:.2f} (over {MAX_WER:g})")
+        return f"transcripts: median WER {median:.2f} against {name}"
 
 
 def flag_voices(utts: list[Utterance]) -> None:
@@ -287,25 +343,28 @@ class Check:
                 "utterances": [u.row() for u in self.utterances]}
 
 
-def check_corpus(cuts, language: str, encoder, transcriber, notes: list[str], report: Path) -> Check:
+def check_corpus(cuts, language: str, encoder, transcripts, notes: list[str], report: Path) -> Check:
     """Measure and flag every cut (lhotse MonoCuts of one supervision); `encoder` (a SpeakerEncoder) and
-    `transcriber` (an ASR Transcriber) may be None (their checks are skipped, `notes` says why)."""
+    `transcripts` (an AlignmentCheck or AsrCheck) may be None (their checks are skipped, `notes` says why). The
+    cuts are read CHUNK at a time: the speaker encoder embeds a chunk in one batch."""
     from tqdm import tqdm
 
-    utts, waves = [], {}
-    for cut in tqdm(cuts, desc="check"):
-        sup = cut.supervisions[0]
-        wave = cut.load_audio()[0]  # (T,) at 24 kHz
-        u = measure(cut.id, (sup.custom or {}).get("source", cut.recording.sources[0].source), sup.speaker or "",
-                    sup.text or "", wave, count_phones(sup.text or "", language))
+    utts, cuts = [], iter(tqdm(cuts, desc="check"))
+    while chunk := list(itertools.islice(cuts, CHUNK)):
+        waves = [cut.load_audio()[0] for cut in chunk]  # each (T,) at 24 kHz
+        for cut, wave in zip(chunk, waves):
+            sup = cut.supervisions[0]
+            u = measure(cut.id, (sup.custom or {}).get("source", cut.recording.sources[0].source),
+                        sup.speaker or "", sup.text or "", wave, count_phones(sup.text or "", language))
+            if transcripts is not None:
+                transcripts.measure(u, wave)
+            utts.append(u)
         if encoder is not None:
-            u.embedding = encoder.embed(wave, SAMPLE_RATE)
-        if transcriber is not None:
-            waves[cut.id] = wave
-        utts.append(u)
+            for u, embedding in zip(utts[-len(chunk):], encoder.embed_many(waves, SAMPLE_RATE)):
+                u.embedding = embedding
     flag_signal(utts)
-    if transcriber is not None:
-        notes.append(flag_transcripts(utts, transcriber, language, waves))
+    if transcripts is not None:
+        notes.append(transcripts.flag(utts))
     if encoder is not None:
         flag_voices(utts)
     flag_duplicates(utts)
@@ -382,24 +441,44 @@ def _drop(manifests: Path, parts: list[str], flagged: set[str]) -> None:
             save_cuts(out, manifests / f"flagged_{part}.{digest(cuts_file)}.jsonl.gz")
 
 
-def _tools(asr: str) -> tuple[object, object, list[str]]:
-    """The speaker encoder and the transcriber of the check, or None and a line saying why not."""
+def _tools(asr: str, language: str) -> tuple[object, object, list[str]]:
+    """The speaker encoder and the transcript check, or None and a line saying why not."""
     from valle.errors import UserError
-    from valle.eval.asr import get_transcriber
     from valle.eval.speaker import get_speaker_encoder
 
     try:
         encoder, voice = get_speaker_encoder(), "voices: resemblyzer embeddings against each speaker's centroid"
     except UserError as e:
         encoder, voice = None, f"voice check skipped: {e}"
+    transcripts, line = _transcript_check(asr, language)
+    return encoder, transcripts, [voice] + ([line] if line else [])
+
+
+def _transcript_check(asr: str, language: str) -> tuple[object, str]:
+    """--check-asr: auto (English: alignment with pocketsphinx when installed; other languages: none), none,
+    pocketsphinx (English: alignment) or a Whisper model (WER) -> (the check or None, a line when it is None)."""
     if asr == "none":
-        return encoder, None, [voice, "transcripts not checked: --check-asr none (fast); --check-asr pocketsphinx "
-                                      "(English) or a Whisper model checks them"]
+        return None, "transcripts not checked: --check-asr none"
+    if asr in ("auto", "pocketsphinx") and language == "en":
+        try:
+            from valle.eval.asr import PocketsphinxAligner
+
+            return AlignmentCheck(PocketsphinxAligner()), ""
+        except ImportError:
+            return None, ("transcripts not checked: pocketsphinx is not installed (pip install "
+                          "'valle-toolkit[segment]') or pass a Whisper model with --check-asr")
+    if asr in ("auto", "pocketsphinx"):
+        return None, (f"transcripts not checked: pocketsphinx aligns English only, not {language!r}; a Whisper "
+                      f"model checks them (--check-asr small, the asr extra)")
+    from valle.eval.asr import get_transcriber
+
     transcriber, line = get_transcriber(asr)
-    return encoder, transcriber, [voice, line.replace("--asr-model", "--check-asr")]  # the factory names evaluate's
+    if transcriber is None:
+        return None, line.replace("--asr-model", "--check-asr")  # the factory names evaluate's option
+    return AsrCheck(transcriber, language), ""
 
 
-def stage_check(data_dir: Path, language: str, asr: str = "none", drop_flagged: bool = False) -> Check:
+def stage_check(data_dir: Path, language: str, asr: str = "auto", drop_flagged: bool = False) -> Check:
     """manifests/cuts_<part> -> check.json, check.html, summary.json's "check", the verdict (printed); with
     drop_flagged the flagged cuts leave cuts_<part> for rejected.tsv (unless every file is flagged)."""
     from valle.data.files import load_cuts
@@ -413,8 +492,8 @@ def stage_check(data_dir: Path, language: str, asr: str = "none", drop_flagged: 
     for part in parts:
         _restore_dropped(manifests, part)
     cuts = [c for part in parts for c in load_cuts(manifests / f"cuts_{part}.jsonl.gz")]
-    encoder, transcriber, notes = _tools(asr)
-    check = check_corpus(cuts, language, encoder, transcriber, notes, data_dir / REPORT_HTML)
+    encoder, transcripts, notes = _tools(asr, language)
+    check = check_corpus(cuts, language, encoder, transcripts, notes, data_dir / REPORT_HTML)
     flagged = check.flagged()
     dropped = []
     if drop_flagged and len(flagged) < len(check.utterances):

@@ -47,8 +47,9 @@ class PrepareOptions:
     heldout_speakers: str = option("", "space-separated speakers whose utterances all go to test")
     loudness_normalize: bool = option(False, "normalize stage: bring every file to one loudness (-20 LUFS, peaks kept "
                                              "below full scale); the files are copied", type=str2bool)
-    check_asr: str = option("none", "check stage: an offline ASR to check the transcripts against (WER per file): "
-                                    "pocketsphinx (English), a Whisper model (e.g. small), or none (fast)")
+    check_asr: str = option("auto", "check stage: how the transcripts are checked against the audio: auto "
+                                    "(English: aligned by pocketsphinx; other languages: not checked), a Whisper "
+                                    "model (e.g. small: WER per file), or none")
     drop_flagged: bool = option(False, "check stage: move the flagged files to rejected.tsv instead of only listing "
                                        "them in check.html", type=str2bool)
     num_jobs: int = option(1, "parallel processes for the normalize stage")

