@@ -76,7 +76,8 @@ def test_transcripts_against_an_asr(checked):
     asr = check.AsrCheck(TranscriptFile(listing), "en")
     for u in utts:
         asr.measure(u, None)
-    assert asr.flag(utts).startswith("transcripts not judged: transcript-file gets most files wrong here (median WER 1.00")
+    assert asr.flag(utts).startswith("transcripts not judged: transcript-file gets most files wrong here "
+                                     "(median WER 1.00")
     assert all(u.flags == [] for u in utts)
 
 
