@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the server [2]")
     p.add_argument("--device", default="cpu", help="device of the server [cpu]")
     p.add_argument("--timeout", type=float, default=600, help="seconds any one request may take [600]")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16", "int8"), default=["fp32"],
+                   help="the server's --precision; several: each scenario runs once per precision, back to back "
+                        "(a server each) [fp32]")
     return p
 
 
@@ -278,11 +281,12 @@ def main() -> None:
         checkpoint, flags = prepare(a, work)
         base = {"bench": "serve_load", "model": a.model, "frames": a.frames, "prompt_frames": a.prompt_frames,
                 "device": a.device, "server_threads": a.threads}
-        for scenario in a.scenarios:
+        for scenario, precision in [(s, p) for s in a.scenarios for p in a.precision]:
             extra = ["--max-batch", "8", "--max-waiting", "4"] if scenario == "load" else []
-            server = Server(a, work, checkpoint, flags, *extra)
+            server = Server(a, work, checkpoint, flags, "--precision", precision, *extra)
             try:
-                {"throughput": throughput, "ttfa": ttfa, "load": load}[scenario](a, server, base)
+                {"throughput": throughput, "ttfa": ttfa, "load": load}[scenario](a, server,
+                                                                               base | {"precision": precision})
             finally:
                 code = server.stop()
                 if code != 0 or "Traceback" in server.log_path.read_text():
