@@ -7,7 +7,7 @@ corpus). One JSON line per run: damaged files flagged with the right reason, cle
 faster than real time (the audio checked over the stage's wall time, and over its CPU time, which other work on a
 loaded machine does not inflate), with the machine. A benchmark, not a test: it asserts nothing.
 
-  python bench/check_data.py --work /tmp/checkbench [--asr none pocketsphinx]
+  python bench/check_data.py --work /tmp/checkbench [--asr none auto] [--voices en-gb+f4 en-us+m3 --seed 1]
 """
 
 import argparse
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-from check_corpus import REASONS, make_corpus  # noqa: E402
+from check_corpus import REASONS, SPEAKERS, make_corpus  # noqa: E402
 
 from bench.machine import machine  # noqa: E402
 
@@ -32,13 +32,18 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (emptied)")
     parser.add_argument("--per-speaker", type=int, default=30)
     parser.add_argument("--asr", nargs="+", default=["none", "auto"], help="--check-asr values to run")
+    parser.add_argument("--voices", nargs=2, default=list(SPEAKERS.values()), help="the 2 espeak-ng voices "
+                        f"[{' '.join(SPEAKERS.values())}]")
+    parser.add_argument("--seed", type=int, default=0, help="which sentences, which files are damaged [0]")
     args = parser.parse_args()
     from valle.data.check import stage_check
     from valle.data.normalize import NormalizeOptions
     from valle.data.pipeline import stage_normalize, stage_scan
 
     shutil.rmtree(args.work, ignore_errors=True)
-    truth = {str(p): how for p, how in make_corpus(args.work / "corpus", args.per_speaker, DAMAGES).items()}
+    speakers = dict(zip(SPEAKERS, args.voices))
+    truth = {str(p): how for p, how in make_corpus(args.work / "corpus", args.per_speaker, DAMAGES, args.seed,
+                                                   speakers).items()}
     data = args.work / "data"
     stage_scan(args.work / "corpus", data)
     stage_normalize(data, NormalizeOptions())
@@ -53,7 +58,8 @@ def main() -> None:
                  for how in DAMAGES}
         clean_flagged = [p for p, how in truth.items() if not how and flags[p]]
         print(json.dumps({
-            "bench": "check_data", "check_asr": asr, "run": run, "files": len(truth), "damaged": len(damaged),
+            "bench": "check_data", "check_asr": asr, "run": run, "voices": args.voices, "seed": args.seed,
+            "files": len(truth), "damaged": len(damaged),
             "damaged_flagged_right": sum(right.values()), "damaged_right_share": round(sum(right.values())
                                                                                       / len(damaged), 3),
             "right_by_damage": {how: f"{right[how]}/{n}" for how, n in DAMAGES.items()},

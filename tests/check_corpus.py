@@ -74,13 +74,14 @@ def damage(path: Path, how: str, rng: np.random.Generator, spare_text: str) -> P
     return path
 
 
-def make_corpus(root: Path, per_speaker: int, damages: dict[str, int], seed: int = 0) -> dict[Path, str]:
-    """root/<speaker>/uNNN.{wav,txt}; `damages` (e.g. {"clipping": 2}) applied to distinct files picked at random.
-    Returns every audio file -> the damage it got ("" for a clean one)."""
-    texts = sentences(len(SPEAKERS) * per_speaker + sum(damages.values()), seed)
-    spare = texts[len(SPEAKERS) * per_speaker:]
+def make_corpus(root: Path, per_speaker: int, damages: dict[str, int], seed: int = 0,
+                speakers: dict[str, str] = SPEAKERS) -> dict[Path, str]:
+    """root/<speaker>/uNNN.{wav,txt} (`speakers`: folder -> espeak-ng voice); `damages` (e.g. {"clipping": 2})
+    applied to distinct files picked at random. Returns every audio file -> the damage it got ("" for a clean one)."""
+    texts = sentences(len(speakers) * per_speaker + sum(damages.values()), seed)
+    spare = texts[len(speakers) * per_speaker:]
     files: dict[Path, str] = {}
-    for s, (speaker, voice) in enumerate(SPEAKERS.items()):
+    for s, (speaker, voice) in enumerate(speakers.items()):
         (root / speaker).mkdir(parents=True, exist_ok=True)
         for i in range(per_speaker):
             wav = root / speaker / f"u{i:03d}.wav"
