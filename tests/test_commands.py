@@ -104,3 +104,16 @@ def test_the_installed_console_script_runs_a_subcommand(tmp_path):
                             env=ENV, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: valle plot-curves ")
+
+
+def test_running_a_command_module_directly_is_refused_with_the_command_to_use():
+    """`python -m valle.commands.check_data` used to import the module and exit 0 having done nothing."""
+    done = subprocess.run([sys.executable, "-m", "valle.commands.check_data", "--data-dir", "x"],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("error: python -m valle.commands.check_data runs nothing: use `valle check-data ...` "
+                           "(`python -m valle ...` works too)\n")
+    with pytest.raises(SystemExit):
+        commands.refuse_module_run(["python", "-u", "-m", "valle.commands.prepare_corpus", "normalize"])
+    for argv in (["python", "-m", "valle", "train"], ["python", "-m", "pytest", "-m", "slow"], ["valle", "infer"]):
+        commands.refuse_module_run(argv)  # the command itself, pytest, the console script: nothing to refuse

@@ -103,6 +103,25 @@ def main(argv: list[str] | None = None) -> int | None:
     return module.main([*command.argv, *options])
 
 
+def refuse_module_run(argv: list[str]) -> None:
+    """`python -m valle.commands.<module>` imports the module and runs nothing (a command's module has no
+    `__main__`): a script written for the old layout would do nothing and succeed. Stop it with the command to use."""
+    if "-m" not in argv[:-1]:
+        return
+    target = argv[argv.index("-m") + 1]
+    module = target.removeprefix("valle.commands.")
+    if module == target:
+        return
+    names = [name for name, command in COMMANDS.items() if command.module == module] or ["--help"]
+    use = "|".join(names).replace(f"|{names[0].split()[0]} ", "|")  # prepare scan|libritts|...
+    print(f"error: python -m {target} runs nothing: use `valle {use} ...` (`python -m valle ...` works too)",
+          file=sys.stderr)
+    raise SystemExit(2)
+
+
+refuse_module_run(getattr(sys, "orig_argv", []))
+
+
 def entry() -> None:
     """The console script `valle` (and `python -m valle`): errors as one line, exit code 2."""
     run_main(main)
