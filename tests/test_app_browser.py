@@ -100,7 +100,8 @@ def corpus(tmp_path) -> list[Path]:
     return sorted(p for p in (out / "us_adam").iterdir())
 
 
-def wait_for(driver, what: str, condition, timeout: float = 120.0):
+def wait_for(driver, what: str, condition, timeout: float = 120.0, fail: bool = True):
+    """condition()'s first true value within timeout; else the test fails (a screenshot saved), or None."""
     start = time.time()
     while time.time() < start + timeout:
         try:
@@ -111,6 +112,8 @@ def wait_for(driver, what: str, condition, timeout: float = 120.0):
         except WebDriverException:
             pass
         time.sleep(0.5)
+    if not fail:
+        return None
     driver.save_screenshot(str(Path(os.environ.get("VALLE_APP_SCREENSHOTS", "/tmp")) / "app-failure.png"))
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
@@ -153,9 +156,12 @@ def test_whole_loop_in_the_browser(server, browser, corpus, tmp_path):
 
     # a path outside the workspace is refused in the page, in words
     type_into(browser, "data-corpus", "../elsewhere")
-    click(browser, "data-prepare")
-    error = wait_for(browser, "the error", lambda: "Error" in text_of(browser, "data-status")
-                     and text_of(browser, "data-status"))
+    for last in (False, False, True):  # on a loaded machine the first click can land before Gradio binds it
+        click(browser, "data-prepare")
+        error = wait_for(browser, "the error", lambda: "Error" in text_of(browser, "data-status")
+                         and text_of(browser, "data-status"), 40, fail=last)
+        if error:
+            break
     assert "outside the workspace" in error and "Traceback" not in error
 
     # Data: upload, prepare with random Encodec weights and the espeak tokenizer (a model from scratch)
