@@ -17,7 +17,6 @@ import collections
 import functools
 import hashlib
 import html
-import itertools
 import json
 import math
 import re
@@ -343,25 +342,15 @@ class Check:
                 "utterances": [u.row() for u in self.utterances]}
 
 
-def check_corpus(cuts, language: str, encoder, transcripts, notes: list[str], report: Path) -> Check:
+def check_corpus(cuts: list, language: str, encoder, transcripts, notes: list[str], report: Path) -> Check:
     """Measure and flag every cut (lhotse MonoCuts of one supervision); `encoder` (a SpeakerEncoder) and
     `transcripts` (an AlignmentCheck or AsrCheck) may be None (their checks are skipped, `notes` says why). The
     cuts are read CHUNK at a time: the speaker encoder embeds a chunk in one batch."""
     from tqdm import tqdm
 
-    utts, cuts = [], iter(tqdm(cuts, desc="check"))
-    while chunk := list(itertools.islice(cuts, CHUNK)):
-        waves = [cut.load_audio()[0] for cut in chunk]  # each (T,) at 24 kHz
-        for cut, wave in zip(chunk, waves):
-            sup = cut.supervisions[0]
-            u = measure(cut.id, (sup.custom or {}).get("source", cut.recording.sources[0].source),
-                        sup.speaker or "", sup.text or "", wave, count_phones(sup.text or "", language))
-            if transcripts is not None:
-                transcripts.measure(u, wave)
-            utts.append(u)
-        if encoder is not None:
-            for u, embedding in zip(utts[-len(chunk):], encoder.embed_many(waves, SAMPLE_RATE)):
-                u.embedding = embedding
+    utts = []
+    for start in tqdm(range(0, len(cuts), CHUNK), desc=f"check ({CHUNK} files a step)"):
+        utts += measure_chunk(cuts[start:start + CHUNK], language, encoder, transcripts)
     flag_signal(utts)
     if transcripts is not None:
         notes.append(transcripts.flag(utts))
@@ -370,6 +359,23 @@ def check_corpus(cuts, language: str, encoder, transcripts, notes: list[str], re
     flag_duplicates(utts)
     speakers = speaker_summary(utts)
     return Check(utts, speakers, notes, verdict(utts, speakers, report))
+
+
+def measure_chunk(cuts: list, language: str, encoder, transcripts) -> list[Utterance]:
+    """The measures of a few cuts, their transcripts' and voices' too (when those checks run)."""
+    waves = [cut.load_audio()[0] for cut in cuts]  # each (T,) at 24 kHz
+    utts = []
+    for cut, wave in zip(cuts, waves):
+        sup = cut.supervisions[0]
+        u = measure(cut.id, (sup.custom or {}).get("source", cut.recording.sources[0].source), sup.speaker or "",
+                    sup.text or "", wave, count_phones(sup.text or "", language))
+        if transcripts is not None:
+            transcripts.measure(u, wave)
+        utts.append(u)
+    if encoder is not None:
+        for u, embedding in zip(utts, encoder.embed_many(waves, SAMPLE_RATE)):
+            u.embedding = embedding
+    return utts
 
 
 # --- reports ---------------------------------------------------------------------------------------------------
