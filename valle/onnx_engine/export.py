@@ -1,9 +1,9 @@
 """Export a speaking model to ONNX: DIR/ar.onnx, DIR/nar.onnx and DIR/manifest.json.
 
 The manifest names the model the files came from (a digest of its state dict and config, adapters merged), the
-opset and the precision: fp32 as exported, or int8 (every MatMul's weights quantized by ONNX Runtime's
-quantizer, see QUANTIZERS; embeddings stay fp32). The engine (valle/onnx_engine/runtime.py) refuses a folder whose
-digest is not the model's.
+format of the files (FORMAT), the opset and the precision: fp32 as exported, or int8 (every MatMul's weights
+quantized by ONNX Runtime's quantizer, see quantize_int8; embeddings stay fp32). The engine
+(valle/onnx_engine/runtime.py) refuses a folder whose digest is not the model's, or whose format is not its own.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from valle.models.valle import VALLE
 from valle.onnx_engine.graphs import ARGraph, NARGraph
 
 OPSET = 17
+FORMAT = 2  # of the files: 2 = the AR reads the host's KV cache (keys transposed) and returns the new columns only
 PRECISIONS = ("fp32", "int8")
 MANIFEST = "manifest.json"
 FILES = ("ar.onnx", "nar.onnx")
@@ -41,7 +42,7 @@ def model_digest(model: VALLE) -> str:
 
 
 def kv_names(layers: int, prefix: str) -> list[str]:
-    """past.0.key, past.0.value, past.1.key, ... (prefix "past" or "present")."""
+    """past.0.key, past.0.value, past.1.key, ... (prefix "past" or "new")."""
     return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
 
 
@@ -52,7 +53,8 @@ def _example(model: VALLE) -> tuple[tuple, tuple]:
     dh = c.d_model // c.nhead
     ids = torch.randint(5, 70, (B, L))
     langs = torch.zeros(B, L, dtype=torch.long)
-    past = [torch.zeros(B, c.nhead, S, dh) for _ in range(2 * c.num_layers)]
+    past = [torch.zeros(B, c.nhead, dh, S) if i % 2 == 0 else torch.zeros(B, c.nhead, S, dh)
+            for i in range(2 * c.num_layers)]  # keys transposed (B, H, Dh, S), values (B, H, S, Dh)
     ar = (ids, langs, torch.arange(L).expand(B, L), torch.randint(0, 1024, (B, A)), torch.arange(A).expand(B, A),
           torch.ones(B, S + L + A, dtype=torch.bool), *past)
     is_prompt = torch.arange(Y).expand(B, Y) < 2
@@ -75,20 +77,20 @@ def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: in
     ar_axes = {n: {0: "batch", 1: "text"} for n in AR_INPUTS[:3]}
     ar_axes |= {n: {0: "batch", 1: "audio"} for n in AR_INPUTS[3:5]}
     ar_axes |= {"valid": {0: "batch", 1: "total"}, "logits": {0: "batch"}}
-    ar_axes |= {n: {0: "batch", 2: "past"} for n in kv_names(layers, "past")}
-    ar_axes |= {n: {0: "batch", 2: "total"} for n in kv_names(layers, "present")}
+    ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "cache"} for n in kv_names(layers, "past")}
+    ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "new"} for n in kv_names(layers, "new")}
     nar_axes = {n: {0: "batch", 1: "text"} for n in NAR_INPUTS[:2]}
     nar_axes |= {n: {0: "batch", 1: "frames"} for n in NAR_INPUTS[2:5] + ["codes_out"]}
     nar_axes |= {"key_valid": {0: "batch", 1: "keys"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on traced sizes and its deprecation notice
         _export(ARGraph(model).eval(), ar_example, out / FILES[0], AR_INPUTS + kv_names(layers, "past"),
-                ["logits"] + kv_names(layers, "present"), ar_axes, opset)
+                ["logits"] + kv_names(layers, "new"), ar_axes, opset)
         _export(NARGraph(model).eval(), nar_example, out / FILES[1], NAR_INPUTS, ["codes_out"], nar_axes, opset)
     if precision == "int8":
         for name in FILES:
             quantize_int8(out / name)
-    manifest = {"digest": model_digest(model), "config": model.config.to_dict(), "opset": opset,
+    manifest = {"digest": model_digest(model), "format": FORMAT, "config": model.config.to_dict(), "opset": opset,
                 "precision": precision, "files": list(FILES), "torch": torch.__version__}
     path = out / MANIFEST
     path.write_text(json.dumps(manifest, indent=1) + "\n")

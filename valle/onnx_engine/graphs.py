@@ -2,8 +2,10 @@
 
 - ARGraph: the AR decoder over new positions after a KV cache. The prefill runs it over [text | BOS, prompt codes]
   with an empty cache; every step runs it over one frame with the cache so far. One graph for both keeps the AR
-  weights once in the file and once in memory. The cache goes in and out as one tensor pair per layer, grown by
-  the new columns (the host feeds each step's output to the next step).
+  weights once in the file and once in memory. The cache is the host's preallocated buffer, one tensor pair per
+  layer (keys stored transposed), read in place; the graph returns only the new columns, which the host writes
+  into it (growing by concatenation, as a graph would, copied the whole cache at every step: a third of the int8
+  step's time with a 400-column cache).
 - NARGraph: codebooks 1..Q-1 of every frame, one stage after the other, as VALLE.generate_nar.
 
 Positions are inputs (the host knows them; left padding makes them differ per row) and their sinusoids are computed
@@ -13,32 +15,48 @@ in the graph (SinePositionalEmbedding.at), so no position table is stored and no
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from valle.models.layers import SelfAttention, TransformerLayer
 from valle.models.valle import VALLE, ar_attention_mask
 
 
-class GrowingCache:
-    """The KV cache as the exported AR graph sees it: past keys/values per layer (B, H, S, Dh) in, past + new out."""
+def cached_attention(attn: SelfAttention, x: Tensor, mask: Tensor, past_kt: Tensor, past_v: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """SelfAttention over the new positions x (B, T, D) and a KV cache it does not copy: past keys transposed
+    past_kt (B, H, Dh, C) and past values past_v (B, H, C, Dh); mask (B, 1, T, C+T), True = may attend (unfilled
+    cache columns False). The scores of the cache and of the new keys are two products joined after them, so the
+    cache is read once and neither concatenated, transposed nor scaled. -> out (B, T, D), the new keys transposed
+    (B, H, Dh, T) and values (B, H, T, Dh)."""
+    B, T, D = x.shape
+    qkv = attn.in_proj(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, T, 3D)
+    q, k, v = qkv.view(B, T, 3, attn.nhead, D // attn.nhead).permute(2, 0, 3, 1, 4)  # (B, H, T, Dh) each
+    q = q * (D // attn.nhead) ** -0.5
+    kt = k.transpose(2, 3)  # (B, H, Dh, T)
+    scores = torch.cat([q @ past_kt, q @ kt], dim=-1).masked_fill(~mask, float("-inf"))  # (B, H, T, C+T)
+    p = scores.softmax(-1)
+    C = past_v.shape[2]
+    out = p[..., :C] @ past_v + p[..., C:] @ v  # (B, H, T, Dh)
+    return attn.out_proj(out.transpose(1, 2).reshape(B, T, D)), kt, v
 
-    def __init__(self, past: list[tuple[Tensor, Tensor]]):
-        self.past = past
-        self.present: list[tuple[Tensor, Tensor]] = []
-        self.length = 0  # advanced by TransformerStack; unused here
 
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """k, v (B, H, T, Dh) -> all keys and values of this layer (B, H, S+T, Dh)."""
-        past_k, past_v = self.past[layer]
-        self.present.append((torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)))
-        return self.present[-1]
+def cached_layer(layer: TransformerLayer, x: Tensor, mask: Tensor, past_kt: Tensor, past_v: Tensor
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """TransformerLayer.forward in eval (no dropout, no condition) with cached_attention -> x (B, T, D), new kt, v."""
+    a, kt, v = cached_attention(layer.self_attn, layer.norm1(x), mask, past_kt, past_v)
+    x = x + a
+    return x + layer.linear2(F.relu(layer.linear1(layer.norm2(x)))), kt, v
 
 
 class ARGraph(nn.Module):
-    """(text_ids, text_langs, text_pos (B, L); audio_ids, audio_pos (B, A); valid (B, S+L+A); past k, v per layer
-    (B, H, S, Dh)) -> logits (B, V+1) of the frame after the last column, present k, v per layer (B, H, S+L+A, Dh).
+    """(text_ids, text_langs, text_pos (B, L); audio_ids, audio_pos (B, A); valid (B, C+L+A); the cache per layer:
+    keys transposed (B, H, Dh, C), values (B, H, C, Dh)) -> logits (B, V+1) of the frame after the last column, and
+    the new columns' keys transposed (B, H, Dh, L+A) and values (B, H, L+A, Dh) per layer.
 
-    The new columns attend as in VALLE.ar_prefill (text to text, audio to all text and causally to audio) and to
-    every valid past column. A step has L = 0 and A = 1."""
+    The cache is the host's buffer of C columns, filled left to right (valid is False on the unfilled ones); the host
+    writes the new columns into it, so no step copies it. The new columns attend as in VALLE.ar_prefill (text to
+    text, audio to all text and causally to audio) and to every valid cache column. A step has L = 0 and A = 1."""
 
     def __init__(self, model: VALLE):
         super().__init__()
@@ -51,12 +69,14 @@ class ARGraph(nn.Module):
         audio = m.ar_audio_position.at(m.ar_audio_embedding(audio_ids), audio_pos)
         x = torch.cat([text, audio], dim=1)  # (B, L+A, D)
         new = ar_attention_mask(text_ids.shape[1], audio_ids.shape[1], x.device)  # (L+A, L+A)
-        seen = torch.ones(new.shape[0], valid.shape[1] - new.shape[1], dtype=torch.bool, device=x.device)  # (L+A, S)
-        mask = torch.cat([seen, new], dim=1) & valid[:, None, None, :]  # (B, 1, L+A, S+L+A)
-        cache = GrowingCache([(past[2 * i], past[2 * i + 1]) for i in range(len(m.ar_decoder.layers))])
-        h = m.ar_decoder(x, mask=mask, cache=cache)  # (B, L+A, D)
-        logits = m.ar_predict_layer(h[:, -1]).float()  # (B, V+1)
-        return (logits, *(t for kv in cache.present for t in kv))
+        seen = torch.ones(new.shape[0], valid.shape[1] - new.shape[1], dtype=torch.bool, device=x.device)  # (L+A, C)
+        mask = torch.cat([seen, new], dim=1) & valid[:, None, None, :]  # (B, 1, L+A, C+L+A)
+        present = []
+        for i, layer in enumerate(m.ar_decoder.layers):
+            x, kt, v = cached_layer(layer, x, mask, past[2 * i], past[2 * i + 1])
+            present += [kt, v]
+        logits = m.ar_predict_layer(m.ar_decoder.norm(x[:, -1])).float()  # (B, V+1)
+        return (logits, *present)
 
 
 class NARGraph(nn.Module):
