@@ -59,6 +59,8 @@ def kinds(folder: Path, blocks: list[int], levels: list[int]) -> dict[str, Path]
     linear_model(fp32)
     out = {"fp32": fp32, "dynamic": folder / "dynamic.onnx"}
     quantize_dynamic(fp32, out["dynamic"], weight_type=QuantType.QUInt8, per_channel=True)
+    out["dynamic-s8-7bit"] = folder / "dynamic-s8-7bit.onnx"
+    quantize_dynamic(fp32, out["dynamic-s8-7bit"], weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     for block in blocks:
         for level in levels:
             out[f"nbits-{block}-a{level}"] = folder / f"nbits-{block}-a{level}.onnx"

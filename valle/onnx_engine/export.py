@@ -106,14 +106,19 @@ def _export(graph: torch.nn.Module, example: tuple, path: Path, inputs: list[str
 def quantize_int8(path: Path) -> None:
     """Replace the fp32 file at `path` by its int8 form: ONNX Runtime's pre-processing (constant folding: the NAR's
     adaptive-norm projections of its fixed stage embeddings become constants), then its dynamic quantization of
-    every MatMul with weights: 8-bit weights per output channel, activations quantized per call. The weights are
-    unsigned: with signed ones, CPUs without VNNI (AVX2) saturate in the int8 x uint8 products (relative error of
-    the tiny model's logits 1.07 against 0.035)."""
+    every MatMul with weights: signed 7-bit weights per output channel, activations quantized to uint8 per call.
+
+    Why this kind, measured on this AVX2 CPU without VNNI (bench/ort_int8_linear.py, docs/benchmarks.md): uint8
+    activations times int8 weights run on vpmaddubsw, whose pairwise sums saturate int16 with full 8-bit weights
+    (relative error of the tiny model's logits 1.07); 7 bits keep every sum in range and run 1.1-1.3x faster than
+    uint8 weights (the uint8 x uint8 kernel widens to int16). MatMulNBits (8-bit weight-only, any block size and
+    accuracy level) ran the step no faster and the prompt pass and NAR 2x slower."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folded, quantized = path.with_suffix(".folded.onnx"), path.with_suffix(".int8.onnx")
     quant_pre_process(path, folded, skip_symbolic_shape=True)
-    quantize_dynamic(folded, quantized, weight_type=QuantType.QUInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+    quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                     op_types_to_quantize=["MatMul"])
     folded.unlink()
     quantized.replace(path)
