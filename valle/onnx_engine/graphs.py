@@ -22,31 +22,35 @@ from valle.models.layers import SelfAttention, TransformerLayer
 from valle.models.valle import VALLE, ar_attention_mask
 
 
-def cached_attention(attn: SelfAttention, x: Tensor, mask: Tensor, past_kt: Tensor, past_v: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """SelfAttention over the new positions x (B, T, D) and a KV cache it does not copy: past keys transposed
-    past_kt (B, H, Dh, C) and past values past_v (B, H, C, Dh); mask (B, 1, T, C+T), True = may attend (unfilled
-    cache columns False). The scores of the cache and of the new keys are two products joined after them, so the
-    cache is read once and neither concatenated, transposed nor scaled. -> out (B, T, D), the new keys transposed
-    (B, H, Dh, T) and values (B, H, T, Dh)."""
+def attention(attn: SelfAttention, x: Tensor, mask: Tensor, past_kt: Tensor | None = None,
+              past_v: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """SelfAttention over x (B, T, D), after a KV cache it does not copy when given: past keys transposed past_kt
+    (B, H, Dh, C) and past values past_v (B, H, C, Dh); mask broadcastable to (B, H, T, C+T), True = may attend
+    (unfilled cache columns False; no row all False). Only q is scaled, the keys are made transposed, and the scores
+    of the cache and of the new keys are two products joined after them: the cache is read once and neither
+    concatenated, transposed nor scaled. -> out (B, T, D), the new keys transposed (B, H, Dh, T), values (B, H, T, Dh).
+    """
     B, T, D = x.shape
     qkv = attn.in_proj(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, T, 3D)
     q, k, v = qkv.view(B, T, 3, attn.nhead, D // attn.nhead).permute(2, 0, 3, 1, 4)  # (B, H, T, Dh) each
     q = q * (D // attn.nhead) ** -0.5
     kt = k.transpose(2, 3)  # (B, H, Dh, T)
-    scores = torch.cat([q @ past_kt, q @ kt], dim=-1).masked_fill(~mask, float("-inf"))  # (B, H, T, C+T)
-    p = scores.softmax(-1)
-    C = past_v.shape[2]
-    out = p[..., :C] @ past_v + p[..., C:] @ v  # (B, H, T, Dh)
+    scores = q @ kt if past_kt is None else torch.cat([q @ past_kt, q @ kt], dim=-1)  # (B, H, T, C+T)
+    p = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    if past_v is None:
+        out = p @ v  # (B, H, T, Dh)
+    else:
+        C = past_v.shape[2]
+        out = p[..., :C] @ past_v + p[..., C:] @ v
     return attn.out_proj(out.transpose(1, 2).reshape(B, T, D)), kt, v
 
 
-def cached_layer(layer: TransformerLayer, x: Tensor, mask: Tensor, past_kt: Tensor, past_v: Tensor
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-    """TransformerLayer.forward in eval (no dropout, no condition) with cached_attention -> x (B, T, D), new kt, v."""
-    a, kt, v = cached_attention(layer.self_attn, layer.norm1(x), mask, past_kt, past_v)
+def layer_forward(layer: TransformerLayer, x: Tensor, mask: Tensor, cond: Tensor | None = None,
+                  past_kt: Tensor | None = None, past_v: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """TransformerLayer.forward in eval (no dropout) with `attention` -> x (B, T, D), the new keys and values."""
+    a, kt, v = attention(layer.self_attn, layer.norm1(x, cond), mask, past_kt, past_v)
     x = x + a
-    return x + layer.linear2(F.relu(layer.linear1(layer.norm2(x)))), kt, v
+    return x + layer.linear2(F.relu(layer.linear1(layer.norm2(x, cond)))), kt, v
 
 
 class ARGraph(nn.Module):
@@ -73,7 +77,7 @@ class ARGraph(nn.Module):
         mask = torch.cat([seen, new], dim=1) & valid[:, None, None, :]  # (B, 1, L+A, C+L+A)
         present = []
         for i, layer in enumerate(m.ar_decoder.layers):
-            x, kt, v = cached_layer(layer, x, mask, past[2 * i], past[2 * i + 1])
+            x, kt, v = layer_forward(layer, x, mask, None, past[2 * i], past[2 * i + 1])
             present += [kt, v]
         logits = m.ar_predict_layer(m.ar_decoder.norm(x[:, -1])).float()  # (B, V+1)
         return (logits, *present)
@@ -104,8 +108,10 @@ class NARGraph(nn.Module):
         mask = key_valid[:, None, None, :]  # (B, 1, 1, L+Y)
         out = [codes[..., 0]]
         for i in range(q - 1):
-            h = m.nar_decoder(torch.cat([x, m.nar_audio_position.at(y, audio_pos)], dim=1),
-                              cond=m.nar_stage_embeddings[i].weight, mask=mask)  # (B, L+Y, D)
+            h, cond = torch.cat([x, m.nar_audio_position.at(y, audio_pos)], dim=1), m.nar_stage_embeddings[i].weight
+            for layer in m.nar_decoder.layers:
+                h = layer_forward(layer, h, mask, cond)[0]  # (B, L+Y, D)
+            h = m.nar_decoder.norm(h, cond)
             ids = m.nar_predict_layers[i](h[:, L:]).argmax(-1)  # (B, Y)
             out.append(torch.where(is_gen, ids, codes[..., i + 1]))
             if i < q - 2:
