@@ -4,7 +4,6 @@ loop and sampling (valle.models.decoding.decode, valle.models.valle.sample) on t
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import importlib
 import json
@@ -178,9 +177,8 @@ def shared_arena() -> None:
 
 
 def release_freed_memory() -> None:
-    """Return the C heap's free pages to the system (glibc's malloc_trim; nothing elsewhere)."""
-    libc = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    """Return the C heap's free pages to the system (glibc's malloc_trim; nothing where the C library has none)."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the symbols of the process: its C library's
     if trim is not None:
         trim(0)
 
