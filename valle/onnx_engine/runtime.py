@@ -147,6 +147,7 @@ class OnnxVALLE:
                      prompt_text_lens: list[int], ar_codes: list[Tensor]) -> list[Tensor]:
         """Codebooks 1..Q-1 for the AR output (T_i,) of each item -> codes (T_i, Q), greedy, as VALLE.generate_nar:
         [text | prompt frames | generated frames], right-padded; prefix mode 2 leaves the prompt's text out."""
+        release_freed_memory()  # the AR's KV cache, freed in pieces too small for the NAR's working memory
         q = self.config.num_quantizers
         result = [c.new_zeros(0, q) for c in ar_codes]
         todo, skip = nar_items(ar_codes, prompt_text_lens, self.config.prefix_mode)
