@@ -2,11 +2,14 @@
 
 - ARGraph: the AR decoder over new positions after a KV cache. The prefill runs it over [text | BOS, prompt codes]
   with an empty cache; every step runs it over one frame with the cache so far. One graph for both keeps the AR
-  weights once in the file and once in memory. The cache is the host's preallocated buffer, one tensor pair per
-  layer (keys stored transposed), read in place; the graph returns only the new columns, which the host writes
-  into it (growing by concatenation, as a graph would, copied the whole cache at every step: a third of the int8
-  step's time with a 400-column cache).
+  weights once in the file and once in memory. The cache is the host's buffer (runtime.HostCache, grown 64 columns
+  at a time), one tensor pair per layer (keys stored transposed), read in place; the graph returns only the new
+  columns, which the host writes into it (growing by concatenation, as a graph would, copied the whole cache at
+  every step: a third of the int8 step's time with a 400-column cache).
 - NARGraph: codebooks 1..Q-1 of every frame, one stage after the other, as VALLE.generate_nar.
+
+Both run the layers of TransformerLayer with `attention` below in place of SelfAttention's SDPA, whose export
+scales the keys as well as the queries and guards every score against NaN.
 
 Positions are inputs (the host knows them; left padding makes them differ per row) and their sinusoids are computed
 in the graph (SinePositionalEmbedding.at), so no position table is stored and no length bound is baked in.
