@@ -26,7 +26,7 @@ PRECISIONS = ("fp32", "int8")
 MANIFEST = "manifest.json"
 FILES = ("ar.onnx", "nar.onnx")
 AR_INPUTS = ["text_ids", "text_langs", "text_pos", "audio_ids", "audio_pos", "valid"]
-NAR_INPUTS = ["text_ids", "text_langs", "codes", "is_prompt", "is_gen", "key_valid"]
+NAR_INPUTS = ["text_ids", "text_langs", "codes", "is_prompt", "is_gen", "key_valid", "gen_index"]
 
 log = logging.getLogger("valle.onnx_engine")
 
@@ -59,7 +59,7 @@ def _example(model: VALLE) -> tuple[tuple, tuple]:
           torch.ones(B, S + L + A, dtype=torch.bool), *past)
     is_prompt = torch.arange(Y).expand(B, Y) < 2
     nar = (ids, langs, torch.randint(0, 1024, (B, Y, c.num_quantizers)), is_prompt, ~is_prompt,
-           torch.ones(B, L + Y, dtype=torch.bool))
+           torch.ones(B, L + Y, dtype=torch.bool), torch.arange(2, Y).expand(B, Y - 2))
     return ar, nar
 
 
@@ -81,7 +81,7 @@ def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: in
     ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "new"} for n in kv_names(layers, "new")}
     nar_axes = {n: {0: "batch", 1: "text"} for n in NAR_INPUTS[:2]}
     nar_axes |= {n: {0: "batch", 1: "frames"} for n in NAR_INPUTS[2:5] + ["codes_out"]}
-    nar_axes |= {"key_valid": {0: "batch", 1: "keys"}}
+    nar_axes |= {"key_valid": {0: "batch", 1: "keys"}, "gen_index": {0: "batch", 1: "generated"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on traced sizes and its deprecation notice
         _export(ARGraph(model).eval(), ar_example, out / FILES[0], AR_INPUTS + kv_names(layers, "past"),

@@ -26,17 +26,21 @@ from valle.models.valle import VALLE, ar_attention_mask
 
 
 def attention(attn: SelfAttention, x: Tensor, mask: Tensor, past_kt: Tensor | None = None,
-              past_v: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              past_v: Tensor | None = None, rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """SelfAttention over x (B, T, D), after a KV cache it does not copy when given: past keys transposed past_kt
     (B, H, Dh, C) and past values past_v (B, H, C, Dh); mask broadcastable to (B, H, T, C+T), True = may attend
     (unfilled cache columns False; no row all False). Only q is scaled, the keys are made transposed, and the scores
     of the cache and of the new keys are two products joined after them: the cache is read once and neither
-    concatenated, transposed nor scaled. -> out (B, T, D), the new keys transposed (B, H, Dh, T), values (B, H, T, Dh).
+    concatenated, transposed nor scaled. rows (B, G): only these positions of x query (mask (B, 1, 1, C+T)).
+    -> out (B, T or G, D), the new keys transposed (B, H, Dh, T) and values (B, H, T, Dh).
     """
     B, T, D = x.shape
     qkv = attn.in_proj(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, T, 3D)
     q, k, v = qkv.view(B, T, 3, attn.nhead, D // attn.nhead).permute(2, 0, 3, 1, 4)  # (B, H, T, Dh) each
     q = q * (D // attn.nhead) ** -0.5
+    if rows is not None:
+        q = q.gather(2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[3]))  # (B, H, G, Dh)
+        T = rows.shape[1]
     kt = k.transpose(2, 3)  # (B, H, Dh, T)
     scores = q @ kt if past_kt is None else torch.cat([q @ past_kt, q @ kt], dim=-1)  # (B, H, T, C+T)
     p = scores.masked_fill(~mask, float("-inf")).softmax(-1)
@@ -49,9 +53,13 @@ def attention(attn: SelfAttention, x: Tensor, mask: Tensor, past_kt: Tensor | No
 
 
 def layer_forward(layer: TransformerLayer, x: Tensor, mask: Tensor, cond: Tensor | None = None,
-                  past_kt: Tensor | None = None, past_v: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """TransformerLayer.forward in eval (no dropout) with `attention` -> x (B, T, D), the new keys and values."""
-    a, kt, v = attention(layer.self_attn, layer.norm1(x, cond), mask, past_kt, past_v)
+                  past_kt: Tensor | None = None, past_v: Tensor | None = None, rows: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """TransformerLayer.forward in eval (no dropout) with `attention` -> x (B, T, D), or (B, G, D) at `rows` (B, G)
+    only, and the new keys and values."""
+    a, kt, v = attention(layer.self_attn, layer.norm1(x, cond), mask, past_kt, past_v, rows)
+    if rows is not None:
+        x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[2]))  # (B, G, D)
     x = x + a
     return x + layer.linear2(F.relu(layer.linear1(layer.norm2(x, cond)))), kt, v
 
@@ -88,15 +96,17 @@ class ARGraph(nn.Module):
 
 class NARGraph(nn.Module):
     """(text_ids, text_langs (B, L) right-padded; codes (B, Y, Q) with every codebook of the prompt frames and
-    codebook 0 of the generated ones; is_prompt, is_gen (B, Y); key_valid (B, L+Y)) -> codes (B, Y, Q), the
-    generated frames' codebooks 1..Q-1 filled greedily."""
+    codebook 0 of the generated ones; is_prompt, is_gen (B, Y); key_valid (B, L+Y); gen_index (B, G): the generated
+    frames of each row, its last one repeated after them) -> codes (B, Y, Q), the generated frames' codebooks
+    1..Q-1 filled greedily. The last layer of each stage queries at the generated frames only (the others' outputs
+    are never read): 5 % of the NAR's work with a 225-frame prompt and 150 generated frames."""
 
     def __init__(self, model: VALLE):
         super().__init__()
         self.model = model
 
     def forward(self, text_ids: Tensor, text_langs: Tensor, codes: Tensor, is_prompt: Tensor, is_gen: Tensor,
-                key_valid: Tensor) -> Tensor:
+                key_valid: Tensor, gen_index: Tensor) -> Tensor:
         m = self.model
         q, mode, L = m.config.num_quantizers, m.config.prefix_mode, text_ids.shape[1]
         text_pos = torch.arange(L, device=codes.device).expand_as(text_ids)  # (B, L)
@@ -112,10 +122,11 @@ class NARGraph(nn.Module):
         out = [codes[..., 0]]
         for i in range(q - 1):
             h, cond = torch.cat([x, m.nar_audio_position.at(y, audio_pos)], dim=1), m.nar_stage_embeddings[i].weight
-            for layer in m.nar_decoder.layers:
+            *layers, last = m.nar_decoder.layers
+            for layer in layers:
                 h = layer_forward(layer, h, mask, cond)[0]  # (B, L+Y, D)
-            h = m.nar_decoder.norm(h, cond)
-            ids = m.nar_predict_layers[i](h[:, L:]).argmax(-1)  # (B, Y)
+            h = m.nar_decoder.norm(layer_forward(last, h, mask, cond, rows=L + gen_index)[0], cond)  # (B, G, D)
+            ids = codes[..., i + 1].scatter(1, gen_index, m.nar_predict_layers[i](h).argmax(-1))  # (B, Y)
             out.append(torch.where(is_gen, ids, codes[..., i + 1]))
             if i < q - 2:
                 y = torch.where(grow[..., None], y + emb[i + 1](out[-1]), y)

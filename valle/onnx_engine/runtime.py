@@ -160,7 +160,10 @@ class OnnxVALLE:
         tp = torch.tensor([prompts[i].shape[0] for i in todo])  # (B,)
         is_prompt = torch.arange(codes.shape[1]) < tp[:, None]  # (B, Y)
         is_gen = audio_valid & ~is_prompt  # (B, Y)
-        inputs = (text_ids, text_langs, codes, is_prompt, is_gen, torch.cat([text_valid, audio_valid], dim=1))
+        n_gen = torch.tensor([ar_codes[i].shape[0] for i in todo])  # (B,)
+        gen_index = tp[:, None] + torch.minimum(torch.arange(int(n_gen.max())), n_gen[:, None] - 1)  # (B, G)
+        inputs = (text_ids, text_langs, codes, is_prompt, is_gen, torch.cat([text_valid, audio_valid], dim=1),
+                  gen_index)
         (out,) = self.nar.run(None, {name: t.numpy() for name, t in zip(NAR_INPUTS, inputs)})  # (B, Y, Q)
         out = torch.from_numpy(out)
         for b, i in enumerate(todo):
