@@ -1,9 +1,9 @@
 """Export a speaking model to ONNX: DIR/ar.onnx, DIR/nar.onnx and DIR/manifest.json.
 
 The manifest names the model the files came from (a digest of its state dict and config, adapters merged), the
-opset and the precision: fp32 as exported, or int8 (every MatMul's weights quantized by ONNX Runtime's
-quantizer, see QUANTIZERS; embeddings stay fp32). The engine (valle/onnx_engine/runtime.py) refuses a folder whose
-digest is not the model's.
+format of the files (FORMAT), the opset and the precision: fp32 as exported, or int8 (every MatMul's weights
+quantized by ONNX Runtime's quantizer, see quantize_int8; embeddings stay fp32). The engine
+(valle/onnx_engine/runtime.py) refuses a folder whose digest is not the model's, or whose format is not its own.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from valle.models.valle import VALLE
 from valle.onnx_engine.graphs import ARGraph, NARGraph
 
 OPSET = 17
+FORMAT = 2  # of the files: 2 = the AR reads the host's KV cache (keys transposed) and returns the new columns only
 PRECISIONS = ("fp32", "int8")
 MANIFEST = "manifest.json"
 FILES = ("ar.onnx", "nar.onnx")
 AR_INPUTS = ["text_ids", "text_langs", "text_pos", "audio_ids", "audio_pos", "valid"]
-NAR_INPUTS = ["text_ids", "text_langs", "codes", "is_prompt", "is_gen", "key_valid"]
+NAR_INPUTS = ["text_ids", "text_langs", "codes", "is_prompt", "is_gen", "key_valid", "gen_index"]
 
 log = logging.getLogger("valle.onnx_engine")
 
@@ -41,7 +42,7 @@ def model_digest(model: VALLE) -> str:
 
 
 def kv_names(layers: int, prefix: str) -> list[str]:
-    """past.0.key, past.0.value, past.1.key, ... (prefix "past" or "present")."""
+    """past.0.key, past.0.value, past.1.key, ... (prefix "past" or "new")."""
     return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
 
 
@@ -52,12 +53,13 @@ def _example(model: VALLE) -> tuple[tuple, tuple]:
     dh = c.d_model // c.nhead
     ids = torch.randint(5, 70, (B, L))
     langs = torch.zeros(B, L, dtype=torch.long)
-    past = [torch.zeros(B, c.nhead, S, dh) for _ in range(2 * c.num_layers)]
+    past = [torch.zeros(B, c.nhead, dh, S) if i % 2 == 0 else torch.zeros(B, c.nhead, S, dh)
+            for i in range(2 * c.num_layers)]  # keys transposed (B, H, Dh, S), values (B, H, S, Dh)
     ar = (ids, langs, torch.arange(L).expand(B, L), torch.randint(0, 1024, (B, A)), torch.arange(A).expand(B, A),
           torch.ones(B, S + L + A, dtype=torch.bool), *past)
     is_prompt = torch.arange(Y).expand(B, Y) < 2
     nar = (ids, langs, torch.randint(0, 1024, (B, Y, c.num_quantizers)), is_prompt, ~is_prompt,
-           torch.ones(B, L + Y, dtype=torch.bool))
+           torch.ones(B, L + Y, dtype=torch.bool), torch.arange(2, Y).expand(B, Y - 2))
     return ar, nar
 
 
@@ -75,20 +77,20 @@ def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: in
     ar_axes = {n: {0: "batch", 1: "text"} for n in AR_INPUTS[:3]}
     ar_axes |= {n: {0: "batch", 1: "audio"} for n in AR_INPUTS[3:5]}
     ar_axes |= {"valid": {0: "batch", 1: "total"}, "logits": {0: "batch"}}
-    ar_axes |= {n: {0: "batch", 2: "past"} for n in kv_names(layers, "past")}
-    ar_axes |= {n: {0: "batch", 2: "total"} for n in kv_names(layers, "present")}
+    ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "cache"} for n in kv_names(layers, "past")}
+    ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "new"} for n in kv_names(layers, "new")}
     nar_axes = {n: {0: "batch", 1: "text"} for n in NAR_INPUTS[:2]}
     nar_axes |= {n: {0: "batch", 1: "frames"} for n in NAR_INPUTS[2:5] + ["codes_out"]}
-    nar_axes |= {"key_valid": {0: "batch", 1: "keys"}}
+    nar_axes |= {"key_valid": {0: "batch", 1: "keys"}, "gen_index": {0: "batch", 1: "generated"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on traced sizes and its deprecation notice
         _export(ARGraph(model).eval(), ar_example, out / FILES[0], AR_INPUTS + kv_names(layers, "past"),
-                ["logits"] + kv_names(layers, "present"), ar_axes, opset)
+                ["logits"] + kv_names(layers, "new"), ar_axes, opset)
         _export(NARGraph(model).eval(), nar_example, out / FILES[1], NAR_INPUTS, ["codes_out"], nar_axes, opset)
     if precision == "int8":
         for name in FILES:
             quantize_int8(out / name)
-    manifest = {"digest": model_digest(model), "config": model.config.to_dict(), "opset": opset,
+    manifest = {"digest": model_digest(model), "format": FORMAT, "config": model.config.to_dict(), "opset": opset,
                 "precision": precision, "files": list(FILES), "torch": torch.__version__}
     path = out / MANIFEST
     path.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -104,14 +106,20 @@ def _export(graph: torch.nn.Module, example: tuple, path: Path, inputs: list[str
 def quantize_int8(path: Path) -> None:
     """Replace the fp32 file at `path` by its int8 form: ONNX Runtime's pre-processing (constant folding: the NAR's
     adaptive-norm projections of its fixed stage embeddings become constants), then its dynamic quantization of
-    every MatMul with weights: 8-bit weights per output channel, activations quantized per call. The weights are
-    unsigned: with signed ones, CPUs without VNNI (AVX2) saturate in the int8 x uint8 products (relative error of
-    the tiny model's logits 1.07 against 0.035)."""
+    every MatMul with weights: signed 7-bit weights per output channel, activations quantized to uint8 per call.
+
+    Why this kind, measured on this AVX2 CPU without VNNI (bench/ort_int8_linear.py, docs/benchmarks.md): uint8
+    activations times int8 weights run on vpmaddubsw, whose pairwise sums saturate int16 with full 8-bit weights
+    (relative error of the tiny model's logits 1.07); 7 bits keep every sum in range and ran 1.1-1.3x faster than
+    uint8 weights (another kernel: uint8 x uint8), at 1.5 % error of the full-size AR logits against 1.1 %.
+    MatMulNBits (8-bit weight-only, any block size and accuracy level) ran the AR step no faster and its prompt
+    pass (many positions, as the NAR) 2x slower."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folded, quantized = path.with_suffix(".folded.onnx"), path.with_suffix(".int8.onnx")
     quant_pre_process(path, folded, skip_symbolic_shape=True)
-    quantize_dynamic(folded, quantized, weight_type=QuantType.QUInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+    quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                     op_types_to_quantize=["MatMul"])
     folded.unlink()
     quantized.replace(path)

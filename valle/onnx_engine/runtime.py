@@ -3,6 +3,8 @@ loop and sampling (valle.models.decoding.decode, valle.models.valle.sample) on t
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib
 import json
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from valle.config import ModelConfig, Sampling
 from valle.errors import UserError
 from valle.models.decoding import CHECK_EVERY, decode
 from valle.models.valle import frame_limits, nar_items, pad_items, sample
-from valle.onnx_engine.export import AR_INPUTS, MANIFEST, NAR_INPUTS, kv_names
+from valle.onnx_engine.export import AR_INPUTS, FORMAT, MANIFEST, NAR_INPUTS, kv_names
 
 INSTALL = "pip install -e '.[onnx]' (make setup installs it)"
 
@@ -33,12 +35,16 @@ def require(package: str, needed_by: str = "--engine onnxruntime"):
 def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} not found: --onnx takes a folder written by the ONNX export "
                         "(python -m valle export onnx --checkpoint ... --output DIR)") from None
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable manifest ({e}); export the folder again") from None
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"{folder} holds ONNX files of format {manifest.get('format', 1)}, this engine runs format "
+                        f"{FORMAT}: export the folder again")
+    return manifest
 
 
 class OnnxVALLE:
@@ -55,8 +61,17 @@ class OnnxVALLE:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()  # as torch's (OMP_NUM_THREADS)
         options.inter_op_num_threads = 1
-        self.ar, self.nar = (ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])
-                             for name in manifest["files"])
+        options.add_session_config_entry("session.use_env_allocators", "1")  # shared_arena's
+        shared_arena()
+        self.ar, self.nar = (self._session(ort, name, options) for name in manifest["files"])
+
+    def _session(self, ort, name: str, options):
+        """The session of one file, and the memory its loading freed given back to the system: ONNX Runtime reads
+        the file, copies its weights out and prepacks them, and the freed copies (about 0.2 GB at full size) would
+        otherwise stay in the C heap for good."""
+        session = ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])
+        release_freed_memory()
+        return session
 
     @classmethod
     def load(cls, folder: str | Path, digest: str | None = None, threads: int | None = None) -> OnnxVALLE:
@@ -102,36 +117,37 @@ class OnnxVALLE:
         text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
         text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
         audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
-        valid = torch.cat([text_valid, audio_valid], dim=1)  # (B, L+A)
-        past = [np.zeros((B, c.nhead, 0, c.d_model // c.nhead), np.float32)] * (2 * c.num_layers)
-        logits, past = self._ar(text_ids, text_langs, positions(text_valid), audio_ids, positions(audio_valid),
-                                valid, past)
+        cache = HostCache(c.num_layers, B, c.nhead, c.d_model // c.nhead)
+        logits = self._ar(cache, text_ids, text_langs, positions(text_valid), audio_ids, positions(audio_valid),
+                          torch.cat([text_valid, audio_valid], dim=1))
         position = audio_valid.sum(1, keepdim=True)  # (B, 1): the position of each row's next frame
-        none = text_ids.new_zeros(B, 0)
+        none, one = text_ids.new_zeros(B, 0), torch.ones(B, 1, dtype=torch.bool)
 
         def step(ids: Tensor) -> Tensor:
-            nonlocal valid, past, position
-            valid = F.pad(valid, (0, 1), value=True)
-            out, past = self._ar(none, none, none, ids[:, None], position, valid, past)
+            nonlocal position
+            out = self._ar(cache, none, none, none, ids[:, None], position, one)
             position = position + 1
             return out
 
         return logits, step
 
-    def _ar(self, *inputs) -> tuple[Tensor, list[np.ndarray]]:
-        """The AR graph on (text_ids, text_langs, text_pos, audio_ids, audio_pos, valid, past) -> logits (B, V+1)
-        and the present keys and values (the next call's past)."""
-        *tensors, past = inputs
+    def _ar(self, cache: HostCache, *inputs: Tensor) -> Tensor:
+        """The AR graph on (text_ids, text_langs, text_pos, audio_ids, audio_pos, valid of the new columns) after
+        `cache` -> logits (B, V+1); the new columns' keys and values are written into `cache`."""
+        *tensors, valid = inputs
         feeds = {name: t.numpy() for name, t in zip(AR_INPUTS, tensors)}
-        feeds |= dict(zip(kv_names(self.config.num_layers, "past"), past))
-        logits, *present = self.ar.run(None, feeds)
-        return torch.from_numpy(logits), present
+        feeds["valid"] = np.concatenate([cache.valid, valid.numpy()], axis=1)  # (B, C+T)
+        feeds |= dict(zip(kv_names(self.config.num_layers, "past"), cache.kv))
+        logits, *new = self.ar.run(None, feeds)
+        cache.write(new, valid.numpy())
+        return torch.from_numpy(logits)
 
     @torch.no_grad()
     def generate_nar(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor],
                      prompt_text_lens: list[int], ar_codes: list[Tensor]) -> list[Tensor]:
         """Codebooks 1..Q-1 for the AR output (T_i,) of each item -> codes (T_i, Q), greedy, as VALLE.generate_nar:
         [text | prompt frames | generated frames], right-padded; prefix mode 2 leaves the prompt's text out."""
+        release_freed_memory()  # the AR's KV cache, freed in pieces too small for the NAR's working memory
         q = self.config.num_quantizers
         result = [c.new_zeros(0, q) for c in ar_codes]
         todo, skip = nar_items(ar_codes, prompt_text_lens, self.config.prefix_mode)
@@ -144,12 +160,63 @@ class OnnxVALLE:
         tp = torch.tensor([prompts[i].shape[0] for i in todo])  # (B,)
         is_prompt = torch.arange(codes.shape[1]) < tp[:, None]  # (B, Y)
         is_gen = audio_valid & ~is_prompt  # (B, Y)
-        inputs = (text_ids, text_langs, codes, is_prompt, is_gen, torch.cat([text_valid, audio_valid], dim=1))
+        n_gen = torch.tensor([ar_codes[i].shape[0] for i in todo])  # (B,)
+        gen_index = tp[:, None] + torch.minimum(torch.arange(int(n_gen.max())), n_gen[:, None] - 1)  # (B, G)
+        inputs = (text_ids, text_langs, codes, is_prompt, is_gen, torch.cat([text_valid, audio_valid], dim=1),
+                  gen_index)
         (out,) = self.nar.run(None, {name: t.numpy() for name, t in zip(NAR_INPUTS, inputs)})  # (B, Y, Q)
         out = torch.from_numpy(out)
         for b, i in enumerate(todo):
             result[i] = out[b, is_gen[b]].to(ar_codes[i].device)
         return result
+
+
+@functools.cache
+def shared_arena() -> None:
+    """One CPU memory arena for every session of this process, registered once: the AR and the NAR run in turn, so
+    the process holds the larger one's working memory, not both (45 MB less at full size)."""
+    ort = require("onnxruntime")
+    cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, 0, -1, -1))  # no limit, chunks grow by powers of 2
+
+
+def release_freed_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's malloc_trim; nothing where the C library has none)."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the symbols of the process: its C library's
+    if trim is not None:
+        trim(0)
+
+
+class HostCache:
+    """The AR's KV cache as the graph reads it, in place: per layer keys transposed (B, H, Dh, C) and values
+    (B, H, C, Dh), float32, and valid (B, C); the first `length` columns are filled. Room grows GROW columns beyond
+    what a write needs (the only copies of the cache); the unfilled columns are zeros, not valid."""
+
+    GROW = 64
+
+    def __init__(self, layers: int, batch: int, heads: int, head_dim: int):
+        self.kv = [np.zeros((batch, heads, head_dim, 0) if i % 2 == 0 else (batch, heads, 0, head_dim), np.float32)
+                   for i in range(2 * layers)]
+        self.valid = np.zeros((batch, 0), bool)  # (B, C)
+        self.length = 0
+
+    def write(self, new: list[np.ndarray], valid: np.ndarray) -> None:
+        """new: keys transposed (B, H, Dh, T) and values (B, H, T, Dh) per layer, as the graph returns them;
+        valid (B, T)."""
+        start, end = self.length, self.length + valid.shape[1]
+        if end > self.valid.shape[1]:
+            room = end - self.valid.shape[1] + self.GROW
+            for i, t in enumerate(self.kv):  # one array at a time: the cache is never held twice
+                self.kv[i] = np.pad(t, [(0, 0), (0, 0), (0, 0), (0, room)] if i % 2 == 0 else [(0, 0), (0, 0),
+                                                                                              (0, room), (0, 0)])
+            self.valid = np.pad(self.valid, [(0, 0), (0, room)])
+        for i, t in enumerate(new):
+            if i % 2 == 0:
+                self.kv[i][..., start:end] = t
+            else:
+                self.kv[i][:, :, start:end] = t
+        self.valid[:, start:end] = valid
+        self.length = end
 
 
 def positions(valid: Tensor) -> Tensor:
