@@ -140,6 +140,18 @@ class FasterWhisper(Transcriber):
         return [Word(w.start, w.end, w.word.strip(), w.probability) for s in segments for w in s.words]
 
 
+def _pocketsphinx_words(decoder, wave: torch.Tensor, sample_rate: int) -> list | None:
+    """Run `decoder` (its search as set) over a waveform (T,): the segments of its best path that are words
+    (not <s> </s> <sil> [NOISE] +fillers+), or None when no path reaches the end."""
+    pcm = (np.clip(_to_asr_rate(wave, sample_rate), -1, 1) * 32767).astype(np.int16).tobytes()  # 16-bit at 16 kHz
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    if decoder.hyp() is None:
+        return None
+    return [s for s in decoder.seg() if not s.word.startswith(("<", "[", "+"))]
+
+
 class Pocketsphinx(Transcriber):
     """CMU PocketSphinx with the US English model inside its wheel: offline, English only, word timings from
     its best path, each word's posterior probability as its confidence."""
@@ -156,16 +168,9 @@ class Pocketsphinx(Transcriber):
     def words(self, wave, sample_rate, language):
         if language not in ("en", "auto"):
             raise UserError(f"pocketsphinx transcribes English only, not {language!r}: use --transcribe whisper")
-        pcm = (np.clip(_to_asr_rate(wave, sample_rate), -1, 1) * 32767).astype(np.int16).tobytes()
-        d = self.decoder
-        d.start_utt()
-        d.process_raw(pcm, full_utt=True)
-        d.end_utt()
-        if d.hyp() is None:
-            return []
         return [Word(s.start_frame * self._FRAME_SECONDS, (s.end_frame + 1) * self._FRAME_SECONDS,
                      s.word.split("(")[0], float(s.prob))
-                for s in d.seg() if not s.word.startswith(("<", "[", "+"))]  # <s> </s> <sil> [NOISE] +fillers+
+                for s in _pocketsphinx_words(self.decoder, wave, sample_rate) or []]
 
     def transcribe(self, wave, sample_rate, language, key):
         return " ".join(w.text for w in self.words(wave, sample_rate, language))
@@ -195,16 +200,12 @@ class PocketsphinxAligner:
         """Per word of `text`, in order: how far its aligned stretch falls below the best-scoring sound of each
         10 ms frame, per frame (natural log; lower fits better). None when no path through the words reaches the
         end. The words must all be in the dictionary (`unknown_words`)."""
-        pcm = (np.clip(_to_asr_rate(wave, sample_rate), -1, 1) * 32767).astype(np.int16).tobytes()
-        d = self.decoder
-        d.set_align_text(normalize_text(text, "en"))
-        d.start_utt()
-        d.process_raw(pcm, full_utt=True)
-        d.end_utt()
-        if d.hyp() is None:
+        self.decoder.set_align_text(normalize_text(text, "en"))
+        words = _pocketsphinx_words(self.decoder, wave, sample_rate)
+        if words is None:
             return None
         return [-math.log(max(s.ascore, 1e-300)) / (s.end_frame - s.start_frame + 1)  # s.ascore: a probability
-                for s in d.seg() if not s.word.startswith(("<", "[", "+"))]  # <sil>, [NOISE], +fillers+
+                for s in words]
 
 
 class OpenAIWhisper(Transcriber):
