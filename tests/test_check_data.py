@@ -109,7 +109,7 @@ def test_transcripts_aligned_to_the_audio(checked):
     assert utts[5].flags == ["transcript: its words cannot be aligned to the audio at all"]
     assert unknown.align_cost is None and unknown.flags == [] and unknown.row()["align_cost"] is None
     assert line == ("transcripts: aligned to the audio by fake (6 of 7 files); 1 not checked, words outside its "
-                    "dictionary: zorblax (check.json lists the files)")
+                    "dictionary: zorblax (their align_cost is null in check.json)")
 
 
 class _FakeAligner:

@@ -188,11 +188,11 @@ class AlignmentCheck:
         by_speaker = collections.defaultdict(list)
         for u in checked:
             by_speaker[u.speaker].append(u.align_cost)
+        corpus = (statistics.median(u.align_cost for u in checked), "the corpus") if checked else None
+        reference = {speaker: (statistics.median(costs), "its speaker's files") if len(costs) >= ALIGN_MIN_FILES
+                     else corpus for speaker, costs in by_speaker.items()}  # too few files: the corpus's median
         for u in checked:
-            costs, whose = by_speaker[u.speaker], "its speaker's files"
-            if len(costs) < ALIGN_MIN_FILES:  # too few files of its own: the corpus is the reference
-                costs, whose = [v.align_cost for v in checked], "the corpus"
-            median = statistics.median(costs)
+            median, whose = reference[u.speaker]
             if not math.isfinite(u.align_cost):
                 u.flags.append("transcript: its words cannot be aligned to the audio at all")
             elif u.align_cost > MAX_ALIGN_COST_RATIO * median:
@@ -202,7 +202,8 @@ class AlignmentCheck:
         if self.unknown:
             words = sorted({w for ws in self.unknown.values() for w in ws})
             line += (f"; {len(self.unknown)} not checked, words outside its dictionary: "
-                     f"{', '.join(words[:8])}{' ...' if len(words) > 8 else ''} (check.json lists the files)")
+                     f"{', '.join(words[:8])}{' ...' if len(words) > 8 else ''} "
+                     "(their align_cost is null in check.json)")
         return line
 
 
