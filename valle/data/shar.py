@@ -13,9 +13,14 @@ import functools
 import json
 import logging
 import shutil
+import tarfile
 from pathlib import Path
 
+import lhotse.shar.readers.lazy
 from lhotse import CutSet
+from lhotse.serialization import decode_json_line, deserialize_item, open_best
+from lhotse.shar.readers.tar import TarIterator, iterate_tarfile_pairwise
+from lhotse.shar.utils import fill_shar_placeholder
 
 from valle.data.files import open_cuts, write_text
 from valle.errors import UserError
@@ -81,6 +86,23 @@ def check_shar(folder: Path) -> dict[str, list[Path]]:
     for name in sorted(files):  # cuts.000000.jsonl.gz, codes.000000.tar, ...
         fields.setdefault(name.split(".")[0], []).append(folder / name)
     return fields
+
+
+class _ShardReader(TarIterator):
+    """lhotse's TarIterator, closing the shard file it opens: lhotse hands the file to tarfile, which never
+    closes a file it was given, so every shard read left an open file (a ResourceWarning, and a descriptor
+    held until garbage collection when training stops mid-shard). Yields (manifest or None, member path)."""
+
+    def __iter__(self):
+        with open_best(self.source, mode="rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for (data, data_path), (meta, _) in iterate_tarfile_pairwise(tar):
+                if meta is not None:
+                    meta = deserialize_item(decode_json_line(meta.decode("utf-8")))
+                    fill_shar_placeholder(manifest=meta, data=data, tarpath=data_path)
+                yield meta, data_path
+
+
+lhotse.shar.readers.lazy.TarIterator = _ShardReader  # the name lhotse's lazy Shar reader opens shards with
 
 
 def shar_cuts(folder: Path, split_for_dataloading: bool = False, shuffle_shards: bool = False, seed: int = 0) -> CutSet:
