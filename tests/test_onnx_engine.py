@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from onnx import numpy_helper  # noqa: E402
 
 from valle.errors import UserError  # noqa: E402
 from valle.inference import Request, generate, load_for_inference, load_prompt, model_inputs  # noqa: E402
@@ -119,25 +122,47 @@ def test_int8_stays_close_to_fp32(model, fp32_dir, requests_, tmp_path):
     assert (got.argmax(1) == want.argmax(1)).sum() >= len(CASES) - 1
 
 
-def test_host_cache_grows_without_losing_columns():
-    """Writes of 3 columns, then 70 of one (past the room of the first growth): every column where it was written,
-    keys transposed, the unfilled room zero and not valid."""
-    cache = HostCache(layers=2, batch=2, heads=3, head_dim=4)
-    rng = np.random.default_rng(0)
-    keys, values, valid = [], [], []
-    for t in [3] + [1] * 70:
-        k, v = rng.standard_normal((2, 2, 3, t, 4)).astype(np.float32)  # (B, H, T, Dh) each
-        ok = rng.random((2, t)) < 0.8
-        cache.write([k.transpose(0, 1, 3, 2), v] * 2, ok)
-        keys, values, valid = keys + [k], values + [v], valid + [ok]
-    k, v, ok = np.concatenate(keys, 2), np.concatenate(values, 2), np.concatenate(valid, 1)
-    assert cache.length == 73 and cache.valid.shape[1] >= 73
-    for i in (0, 2):
-        np.testing.assert_array_equal(cache.kv[i][..., :73], k.transpose(0, 1, 3, 2))
-        np.testing.assert_array_equal(cache.kv[i + 1][:, :, :73], v)
-        assert not cache.kv[i][..., 73:].any() and not cache.kv[i + 1][:, :, 73:].any()
-    np.testing.assert_array_equal(cache.valid[:, :73], ok)
-    assert not cache.valid[:, 73:].any()
+def test_int8_holds_every_embedding_table_in_8_bits_per_row(model, tmp_path):
+    """No float table is gathered from in the int8 files: each embedding is uint8 with a scale per row, and
+    (q - 128) * scale is the model's table within half a step."""
+    int8 = export(model, tmp_path / "int8", precision="int8").parent
+    state, tables = model.state_dict(), set()
+    for name in ("ar.onnx", "nar.onnx"):
+        graph = onnx.load(int8 / name).graph
+        weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        assert not [n for n in graph.node if n.op_type == "Gather" and weights.get(n.input[0], np.int64(0)).dtype
+                    == np.float32]
+        for node in (n for n in graph.node if n.op_type == "GatherBlockQuantized"):
+            q, scale = weights[node.input[0]], weights[node.input[2]]  # (rows, D) uint8, (rows, 1)
+            want = state[node.input[0].removeprefix("model.").removesuffix("_uint8")].numpy()
+            assert q.dtype == np.uint8 and scale.shape == (len(want), 1)
+            assert (np.abs((q.astype(np.float32) - 128) * scale - want) <= scale * 0.5001).all()
+            tables.add(node.input[0])
+    assert len(tables) == 3 + 2 + model.config.num_quantizers  # AR text, audio, language; NAR text, language, audio
+
+
+def test_a_step_that_grows_the_cache_holds_it_once(fp32_dir, model, requests_, monkeypatch):
+    """The step whose new column needs more room pads the cache one array at a time: the memory it adds while it
+    runs stays under half the cache (the graph's feeds held the whole old cache: as much as the cache)."""
+    caches, write = [], HostCache.write
+    monkeypatch.setattr(HostCache, "GROW", 4)
+    monkeypatch.setattr(HostCache, "write", lambda self, new, valid: (caches.append(self), write(self, new, valid)))
+    engine = OnnxVALLE.load(fp32_dir)
+    text, langs, prompt, _ = model_inputs(model, requests_[0])
+    ids = torch.tensor([7])
+    tracemalloc.start()  # numpy's arrays are traced from here: the cache's too
+    try:
+        _, step = engine.prefill([text], [langs], [prompt])
+        for _ in range(HostCache.GROW):
+            step(ids)
+        room, before = caches[0].valid.shape[1], tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        step(ids)
+        added = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert caches[0].valid.shape[1] > room  # this step grew the cache
+    assert added < 0.5 * sum(a.nbytes for a in caches[0].kv)
 
 
 def test_refusals_in_one_line(model, fp32_dir, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ Writes DIR/ar.onnx (the AR decoder with its KV cache: the prefill and every step
 and DIR/manifest.json (a digest of the model the files came from, its config, the files' format, the opset and the
 precision). --adapter merges adapters first, as valle infer does; infer then needs the same --checkpoint and --adapter.
 int8: every matrix product's weights in signed 7-bit integers per output channel, activations quantized per call
-(ONNX Runtime's dynamic quantization; why: valle/onnx_engine/export.py quantize_int8), embeddings in fp32.
+(ONNX Runtime's dynamic quantization; why: valle/onnx_engine/export.py quantize_int8), embeddings in 8 bits per row.
 """
 
 from __future__ import annotations

@@ -139,6 +139,7 @@ class OnnxVALLE:
         feeds["valid"] = np.concatenate([cache.valid, valid.numpy()], axis=1)  # (B, C+T)
         feeds |= dict(zip(kv_names(self.config.num_layers, "past"), cache.kv))
         logits, *new = self.ar.run(None, feeds)
+        del feeds  # the cache's arrays: a write that grows the cache frees them
         cache.write(new, valid.numpy())
         return torch.from_numpy(logits)
 
