@@ -165,25 +165,6 @@ def test_a_step_that_grows_the_cache_holds_it_once(fp32_dir, model, requests_, m
     assert added < 0.5 * sum(a.nbytes for a in caches[0].kv)
 
 
-def test_the_prompt_goes_through_in_chunks_with_the_logits_of_one_pass(fp32_dir, model, requests_, monkeypatch):
-    """PREFILL_CHUNK prompt frames per pass of the AR graph (every case in one left-padded batch, prompts of 61
-    frames and of none): the first logits and those of the next step are the one pass's (fp32)."""
-    engine = OnnxVALLE.load(fp32_dir)
-    text, langs, prompts, _ = (list(x) for x in zip(*(model_inputs(model, r) for r in requests_)))
-    ids = torch.arange(len(requests_)) + 5  # (B,)
-    monkeypatch.setattr(OnnxVALLE, "PREFILL_CHUNK", 10**6)
-    first, step = engine.prefill(text, langs, prompts)  # (B, V+1)
-    want = [first, step(ids)]
-    widths, run = [], engine.ar.run
-    monkeypatch.setattr(OnnxVALLE, "PREFILL_CHUNK", 16)
-    monkeypatch.setattr(engine.ar, "run", lambda out, feeds: (widths.append(feeds["audio_ids"].shape[1]),
-                                                              run(out, feeds))[1])
-    first, step = engine.prefill(text, langs, prompts)
-    assert widths == [16, 16, 16, 13]  # BOS and 60 prompt frames
-    for got, w in zip([first, step(ids)], want):
-        torch.testing.assert_close(got, w, rtol=1e-5, atol=1e-4)
-
-
 def test_the_nar_gives_its_working_memory_back(fp32_dir, model, requests_, monkeypatch):
     """The NAR runs with arena shrinkage: its working memory (the arena's largest, 80 MB at full size) is given back
     after each call, not kept next to the next request's KV cache."""

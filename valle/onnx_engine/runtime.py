@@ -52,7 +52,6 @@ class OnnxVALLE:
     take and return what VALLE's do. `precision` is the files' (fp32 or int8), from the manifest."""
 
     device = torch.device("cpu")
-    PREFILL_CHUNK = 64  # prompt frames per pass of the AR graph
 
     def __init__(self, folder: str | Path, manifest: dict, threads: int | None = None):
         ort = require("onnxruntime")
@@ -65,7 +64,7 @@ class OnnxVALLE:
         options.add_session_config_entry("session.use_env_allocators", "1")  # shared_arena's
         shared_arena()
         self.ar, self.nar = (self._session(ort, name, options) for name in manifest["files"])
-        self.give_back_arena = ort.RunOptions()  # for the NAR, whose working memory is the arena's largest
+        self.give_back_arena = ort.RunOptions()  # the NAR's: its working memory, the arena's largest, not kept
         self.give_back_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def _session(self, ort, name: str, options):
@@ -115,22 +114,16 @@ class OnnxVALLE:
                 ) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """The AR over [text | BOS, prompt codes] of every item -> logits (B, V+1) of each item's first frame, and
         the step: ids (B,) of a frame -> logits of the next (it carries the KV cache). Items are left-padded, so
-        every row's next frame is the same new column. The prompt goes through the graph PREFILL_CHUNK frames at a
-        time (the text with the first ones): the memory arena keeps the largest pass's working memory, and next to
-        the grown cache at the AR's end it made the engine's peak (20 MB less at full size, as fast)."""
+        every row's next frame is the same new column."""
         bos, c, B = self.config.audio_vocab_size + 1, self.config, len(text)
         text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
         text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
         audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
         cache = HostCache(c.num_layers, B, c.nhead, c.d_model // c.nhead)
-        none, one, k = text_ids.new_zeros(B, 0), torch.ones(B, 1, dtype=torch.bool), self.PREFILL_CHUNK
-        audio_pos = positions(audio_valid)  # (B, A)
-        logits = self._ar(cache, text_ids, text_langs, positions(text_valid), audio_ids[:, :k], audio_pos[:, :k],
-                          torch.cat([text_valid, audio_valid[:, :k]], dim=1))
-        for s in range(k, audio_ids.shape[1], k):  # the audio attends to the cache: all text, the audio before
-            logits = self._ar(cache, none, none, none, audio_ids[:, s:s + k], audio_pos[:, s:s + k],
-                              audio_valid[:, s:s + k])
+        logits = self._ar(cache, text_ids, text_langs, positions(text_valid), audio_ids, positions(audio_valid),
+                          torch.cat([text_valid, audio_valid], dim=1))
         position = audio_valid.sum(1, keepdim=True)  # (B, 1): the position of each row's next frame
+        none, one = text_ids.new_zeros(B, 0), torch.ones(B, 1, dtype=torch.bool)
 
         def step(ids: Tensor) -> Tensor:
             nonlocal position
@@ -175,7 +168,7 @@ class OnnxVALLE:
         inputs = (text_ids, text_langs, codes, is_prompt, is_gen, torch.cat([text_valid, audio_valid], dim=1),
                   gen_index)
         feeds = {name: t.numpy() for name, t in zip(NAR_INPUTS, inputs)}
-        (out,) = self.nar.run(None, feeds, self.give_back_arena)  # (B, Y, Q)
+        (out,) = self.nar.run(None, feeds, self.give_back_arena)  # (B, Y, Q); next to the next AR's cache
         out = torch.from_numpy(out)
         for b, i in enumerate(todo):
             result[i] = out[b, is_gen[b]].to(ar_codes[i].device)
