@@ -49,6 +49,12 @@ def fp32_dir(tmp_path_factory, model) -> Path:
 
 
 @pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory, model) -> Path:
+    torch.set_num_threads(1)
+    return export(model, tmp_path_factory.mktemp("onnx") / "int8", precision="int8").parent
+
+
+@pytest.fixture(scope="module")
 def requests_() -> list[Request]:
     tok, prompt = get_tokenizer("vallex"), load_prompt(TINY / "prompt.npz")
     return [Request(list(t.ids), list(t.languages), prompt if c["prompt"] else None)
@@ -107,13 +113,12 @@ def test_sampling_is_the_torch_engines(model, fp32_dir, requests_):
     assert not torch.equal(generate(engine, requests_[:1], s.for_batch(1))[0], want[0])  # the seed matters
 
 
-def test_int8_stays_close_to_fp32(model, fp32_dir, requests_, tmp_path):
+def test_int8_stays_close_to_fp32(model, fp32_dir, int8_dir, requests_):
     """int8 weights on the tiny random model (d 64, logits in the hundreds: harder on 8 bits than the full size,
     whose logits move by about 1.5 %, docs/benchmarks.md): the AR's logits of each case's first frame within 10 % of
     fp32's (relative L2) in the median and 40 % at worst, and the same best code in most cases."""
-    int8 = export(model, tmp_path / "int8", precision="int8").parent
-    assert json.loads((int8 / "manifest.json").read_text())["precision"] == "int8"
-    engines = [OnnxVALLE.load(d) for d in (fp32_dir, int8)]
+    assert json.loads((int8_dir / "manifest.json").read_text())["precision"] == "int8"
+    engines = [OnnxVALLE.load(d) for d in (fp32_dir, int8_dir)]
     text, langs, prompts, _ = zip(*(model_inputs(model, r) for r in requests_))
     want, got = (e.prefill(list(text), list(langs), list(prompts))[0] for e in engines)  # (B, V+1) each
     error = (got - want).norm(dim=1) / want.norm(dim=1)  # (B,)
@@ -122,13 +127,12 @@ def test_int8_stays_close_to_fp32(model, fp32_dir, requests_, tmp_path):
     assert (got.argmax(1) == want.argmax(1)).sum() >= len(CASES) - 1
 
 
-def test_int8_holds_every_embedding_table_in_8_bits_per_row(model, tmp_path):
+def test_int8_holds_every_embedding_table_in_8_bits_per_row(model, int8_dir):
     """No float table is gathered from in the int8 files: each embedding is uint8 with a scale per row, and
     (q - 128) * scale is the model's table within half a step."""
-    int8 = export(model, tmp_path / "int8", precision="int8").parent
     state, tables = model.state_dict(), set()
     for name in ("ar.onnx", "nar.onnx"):
-        graph = onnx.load(int8 / name).graph
+        graph = onnx.load(int8_dir / name).graph
         weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         assert not [n for n in graph.node if n.op_type == "Gather" and weights.get(n.input[0], np.int64(0)).dtype
                     == np.float32]
