@@ -122,7 +122,7 @@ def test_int8_stays_close_to_fp32(model, fp32_dir, requests_, tmp_path):
 def test_host_cache_grows_without_losing_columns():
     """Writes of 3 columns, then 70 of one (past the room of the first growth): every column where it was written,
     keys transposed, the unfilled room zero and not valid."""
-    cache = HostCache(layers=2, batch=2, heads=3, head_dim=4)
+    cache = HostCache(layers=2, heads=3, head_dim=4, rows=2)
     rng = np.random.default_rng(0)
     keys, values, valid = [], [], []
     for t in [3] + [1] * 70:
