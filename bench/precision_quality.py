@@ -10,8 +10,16 @@ With --checkpoint (a model that has learned something, e.g. egs/mini's exp/ar/be
 dev cuts): the dev loss and top-10 accuracy of both halves in each precision, as the trainer validates (the same
 NAR codebooks and prefixes for every precision), and the same logit errors on the dev batches.
 
+With --onnx (folders of `valle export onnx` from --checkpoint, fp32 and int8), a row per folder for the ONNX Runtime
+engine against torch fp32: the AR's dev loss and top-10 accuracy from the engine's logits teacher-forced (the prefill
+over [text | BOS], then each known frame fed as a step), with their error and top-1 agreement at the same positions;
+the NAR's greedy codebooks 1-7 (each item's first half as the prompt, the true codebook 0 of the rest) against torch
+fp32's on the same inputs, and both against the true codes.
+
     python bench/precision_quality.py --precision bf16 int8
     python bench/precision_quality.py --checkpoint exp/nar/best-valid-loss.pt --cuts data/tokenized/cuts_dev.jsonl.gz
+    python bench/precision_quality.py --checkpoint exp/nar/best-valid-loss.pt --cuts data/tokenized/cuts_dev.jsonl.gz \
+        --onnx exp/onnx/fp32 exp/onnx/int8
 """
 
 import argparse
@@ -135,12 +143,12 @@ def engine_ar(engine: OnnxVALLE, batch: dict) -> tuple[torch.Tensor, dict]:
     """The engine's AR logits teacher-forced on a dev batch, at the positions and with the loss of VALLE's AR loss:
     the prefill over [text | BOS] gives frame 0's logits, each known frame fed as a step the next one's (EOS after
     the last) -> logits (N, V+1) in the order of the torch rows (item by item), and the loss as VALLE.forward's."""
-    codes, lens = batch["codes"][..., 0].long(), batch["code_lens"]  # (B, T), (B,)
+    codes, lens = batch["codes"][..., 0], batch["code_lens"]  # (B, T) zero-padded, (B,)
     text = [t[:n] for t, n in zip(batch["text_tokens"], batch["text_lens"])]
     langs = [g[:n] for g, n in zip(batch["text_langs"], batch["text_lens"])]
     no_prompt = [codes.new_zeros(0, engine.config.num_quantizers)] * len(text)
     logits, step = engine.prefill(text, langs, no_prompt)  # (B, V+1)
-    out = [logits] + [step(codes[:, t].clamp(min=0)) for t in range(int(lens.max()))]  # T+1 x (B, V+1)
+    out = [logits] + [step(codes[:, t]) for t in range(int(lens.max()))]  # T+1 x (B, V+1)
     keep = torch.arange(len(out)) <= lens[:, None]  # (B, T+1): real frames and one EOS per utterance
     logits = torch.stack(out, dim=1)[keep]  # (N, V+1)
     eos = engine.config.audio_vocab_size
@@ -162,7 +170,8 @@ def nar_inputs(batch: dict) -> tuple[list, list, list, list, list]:
 
 def measure_engine(fp32: VALLE, engine: OnnxVALLE, batches: list[dict]) -> dict:
     """The ONNX engine against torch fp32 on the dev batches: the AR's loss and top-10 accuracy, the error and top-1
-    agreement of its logits at the same positions; the NAR's greedy codebooks 1..Q-1 agreement per codebook."""
+    agreement of its logits at the same positions; the agreement of the NAR's greedy codebooks 1..Q-1 per codebook,
+    and the accuracy of both engines' against the true codes."""
     ref_logits, logits, outs, ref_codes, codes, truth = [], [], [], [], [], []
     for batch in batches:
         ref_logits.append(forward_logits(fp32, batch, "ar")[0])
@@ -172,7 +181,7 @@ def measure_engine(fp32: VALLE, engine: OnnxVALLE, batches: list[dict]) -> dict:
         inputs = nar_inputs(batch)
         ref_codes += fp32.generate_nar(*inputs)  # (T_i, Q) each
         codes += engine.generate_nar(*inputs)
-        truth += [c[n - len(r) : n] for c, n, r in zip(batch["codes"], batch["code_lens"], inputs[-1])]
+        truth += [c[n - len(r) : n] for c, n, r in zip(batch["codes"], batch["code_lens"], inputs[-1])]  # (T_i, Q)
     ref_codes, codes, truth = (torch.cat(c)[:, 1:] for c in (ref_codes, codes, truth))  # (N, Q-1)
     same = (codes == ref_codes).float()  # (N, Q-1)
     return {"ar": compare(torch.cat(ref_logits), torch.cat(logits)) | averaged(outs),

@@ -120,6 +120,27 @@ def test_int8_stays_close_to_fp32(model, fp32_dir, requests_, tmp_path):
     assert (got.argmax(1) == want.argmax(1)).sum() >= len(CASES) - 1
 
 
+def test_precision_benchmark_engine_rows_are_the_trainers_loss(model, fp32_dir):
+    """bench/precision_quality.py --onnx on the fp32 export: the engine's AR teacher-forced over the positions of
+    VALLE's AR loss gives its loss and top-10 accuracy, its logits torch's; the NAR's greedy codes torch's."""
+    from bench.precision_quality import measure_engine
+
+    g = torch.Generator().manual_seed(0)
+    text_lens, code_lens = torch.tensor([7, 5]), torch.tensor([6, 9])
+    valid = torch.arange(9) < code_lens[:, None]  # (B, T)
+    batch = {"text_tokens": torch.randint(5, 70, (2, 7), generator=g) * (torch.arange(7) < text_lens[:, None]),
+             "text_lens": text_lens, "text_langs": torch.zeros(2, 7, dtype=torch.long), "code_lens": code_lens,
+             "codes": torch.randint(0, 1024, (2, 9, 8), generator=g) * valid[..., None]}  # zero-padded as batches are
+    with torch.inference_mode():
+        want = model.eval()(batch, half="ar")
+        row = measure_engine(model, OnnxVALLE.load(fp32_dir), [batch])
+    assert row["ar"]["positions"] == 6 + 1 + 9 + 1  # every frame and one EOS per item
+    assert row["ar"]["loss"] == pytest.approx(float(want["loss"]), abs=1e-4)
+    assert row["ar"]["top10_acc"] == pytest.approx(float(want["top10_acc"]), abs=1e-5)
+    assert row["ar"]["rel_error"] < 1e-5 and row["ar"]["top1_agreement"] == 1.0
+    assert row["nar_codes"]["agreement"] == 1.0 and row["nar_codes"]["frames"] == 9 - 3 + 6 - 3
+
+
 def test_host_cache_grows_without_losing_columns():
     """Writes of 3 columns, then 70 of one (past the room of the first growth): every column where it was written,
     keys transposed, the unfilled room zero and not valid."""

@@ -5,6 +5,7 @@ recording are scored the same way (speaker similarity, WER/CER, MCD, failure fla
 (listen side by side), report.json, utterances.tsv, metrics.png and the wavs to --output-dir.
 
     valle evaluate --checkpoint exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt vallex
+    valle evaluate --checkpoint exp/nar/best-valid-loss.pt --engine onnxruntime --onnx exp/onnx/int8
 """
 
 from __future__ import annotations
