@@ -72,8 +72,7 @@ def step_logits(model: VALLE, batch: dict, steps: int) -> torch.Tensor:
     (steps * B, V+1)."""
     codes, lens = batch["codes"], batch["code_lens"]
     cut = int(lens.min()) // 2
-    text = [t[:n] for t, n in zip(batch["text_tokens"], batch["text_lens"])]
-    langs = [g[:n] for g, n in zip(batch["text_langs"], batch["text_lens"])]
+    text, langs = item_text(batch)
     seq, valid, text_len, next_pos = model.ar_inputs(text, langs, [c[:cut] for c in codes])
     logits, state = model.ar_prefill(seq, valid, text_len, next_pos, steps)
     out = [logits]
@@ -84,6 +83,12 @@ def step_logits(model: VALLE, batch: dict, steps: int) -> torch.Tensor:
         state.column.add_(1)
         state.filled += 1
     return torch.cat(out)
+
+
+def item_text(batch: dict) -> tuple[list, list]:
+    """Each item's text ids (L_i,) and their languages (L_i,), without the batch's padding."""
+    lens = batch["text_lens"]
+    return [t[:n] for t, n in zip(batch["text_tokens"], lens)], [g[:n] for g, n in zip(batch["text_langs"], lens)]
 
 
 def random_batch(config: ModelConfig, batch: int, text_len: int, frames: int) -> dict:
@@ -144,16 +149,15 @@ def engine_ar(engine: OnnxVALLE, batch: dict) -> tuple[torch.Tensor, dict]:
     the prefill over [text | BOS] gives frame 0's logits, each known frame fed as a step the next one's (EOS after
     the last) -> logits (N, V+1) in the order of the torch rows (item by item), and the loss as VALLE.forward's."""
     codes, lens = batch["codes"][..., 0], batch["code_lens"]  # (B, T) zero-padded, (B,)
-    text = [t[:n] for t, n in zip(batch["text_tokens"], batch["text_lens"])]
-    langs = [g[:n] for g, n in zip(batch["text_langs"], batch["text_lens"])]
+    text, langs = item_text(batch)
     no_prompt = [codes.new_zeros(0, engine.config.num_quantizers)] * len(text)
     logits, step = engine.prefill(text, langs, no_prompt)  # (B, V+1)
     out = [logits] + [step(codes[:, t]) for t in range(int(lens.max()))]  # T+1 x (B, V+1)
     keep = torch.arange(len(out)) <= lens[:, None]  # (B, T+1): real frames and one EOS per utterance
     logits = torch.stack(out, dim=1)[keep]  # (N, V+1)
-    eos = engine.config.audio_vocab_size
-    targets = F.pad(codes, (0, 1), value=0).masked_fill(torch.arange(len(out)) == lens[:, None], eos)[keep]  # (N,)
-    is_code = targets != eos
+    at_end = torch.arange(len(out)) == lens[:, None]  # (B, T+1)
+    targets = F.pad(codes, (0, 1), value=0).masked_fill(at_end, engine.eos)[keep]  # (N,)
+    is_code = targets != engine.eos
     return logits, {"loss": F.cross_entropy(logits, targets), "num_frames": int(targets.numel()),
                     "top10_acc": top10_accuracy(logits[is_code], targets[is_code])}
 
@@ -163,8 +167,7 @@ def nar_inputs(batch: dict) -> tuple[list, list, list, list, list]:
     every codebook, and the true codebook 0 of the rest as the AR's codes."""
     codes, lens = batch["codes"], batch["code_lens"]
     cut = int(lens.min()) // 2
-    text = [t[:n] for t, n in zip(batch["text_tokens"], batch["text_lens"])]
-    langs = [g[:n] for g, n in zip(batch["text_langs"], batch["text_lens"])]
+    text, langs = item_text(batch)
     return text, langs, [c[:cut] for c in codes], [0] * len(text), [c[cut:n, 0] for c, n in zip(codes, lens)]
 
 
