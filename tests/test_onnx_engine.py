@@ -4,6 +4,7 @@ missing package, a folder exported from another model or in another format)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -119,6 +120,27 @@ def test_int8_stays_close_to_fp32(model, fp32_dir, requests_, tmp_path):
     assert (got.argmax(1) == want.argmax(1)).sum() >= len(CASES) - 1
 
 
+def test_precision_benchmark_engine_rows_are_the_trainers_loss(model, fp32_dir):
+    """bench/precision_quality.py --onnx on the fp32 export: the engine's AR teacher-forced over the positions of
+    VALLE's AR loss gives its loss and top-10 accuracy, its logits torch's; the NAR's greedy codes torch's."""
+    from bench.precision_quality import measure_engine
+
+    g = torch.Generator().manual_seed(0)
+    text_lens, code_lens = torch.tensor([7, 5]), torch.tensor([6, 9])
+    valid = torch.arange(9) < code_lens[:, None]  # (B, T)
+    batch = {"text_tokens": torch.randint(5, 70, (2, 7), generator=g) * (torch.arange(7) < text_lens[:, None]),
+             "text_lens": text_lens, "text_langs": torch.zeros(2, 7, dtype=torch.long), "code_lens": code_lens,
+             "codes": torch.randint(0, 1024, (2, 9, 8), generator=g) * valid[..., None]}  # zero-padded as batches are
+    with torch.inference_mode():
+        want = model.eval()(batch, half="ar")
+        row = measure_engine(model, OnnxVALLE.load(fp32_dir), [batch])
+    assert row["ar"]["positions"] == 6 + 1 + 9 + 1  # every frame and one EOS per item
+    assert row["ar"]["loss"] == pytest.approx(float(want["loss"]), abs=1e-4)
+    assert row["ar"]["top10_acc"] == pytest.approx(float(want["top10_acc"]), abs=1e-5)
+    assert row["ar"]["rel_error"] < 1e-5 and row["ar"]["top1_agreement"] == 1.0
+    assert row["nar_codes"]["agreement"] == 1.0 and row["nar_codes"]["frames"] == 9 - 3 + 6 - 3
+
+
 def test_host_cache_grows_without_losing_columns():
     """Writes of 3 columns, then 70 of one (past the room of the first growth): every column where it was written,
     keys transposed, the unfilled room zero and not valid."""
@@ -182,6 +204,49 @@ def test_infer_cli_refuses_bad_engine_options(fp32_dir, tmp_path, capsys):
         infer.main([*base, "--engine", "onnxruntime", "--onnx", str(fp32_dir), "--compile", "inductor"])
     with pytest.raises(UserError, match="--onnx is for --engine onnxruntime"):
         infer.main([*base, "--onnx", str(fp32_dir)])
+
+
+def evaluate_args(cuts: Path, out: Path, *checkpoints: Path) -> list[str]:
+    """valle evaluate on `cuts` with the tiny checkpoints, greedy, the preset prompt, no scoring models."""
+    return ["--checkpoint", *map(str, checkpoints), "--nhead", "4", "--cuts", str(cuts), "--output-dir", str(out),
+            "--prompt", "preset", str(TINY / "prompt.npz"), "--top-k", "1", "--max-frames", "40",
+            "--codec-weights", "random", "--speaker-model", "none", "--asr-model", "none", "--device", "cpu"]
+
+
+def test_evaluation_through_the_engine(fp32_dir, tmp_path, capsys):
+    """valle evaluate --engine onnxruntime: the checkpoint speaks through its export (the engine's own greedy
+    frames), a baseline that is another file through torch (the same model here: the same frames); one folder
+    given to two checkpoints, or to the torch engine, is refused in one line before anything loads."""
+    import soundfile as sf
+    from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+
+    from valle.commands import evaluate
+
+    sf.write(tmp_path / "u1.wav", np.zeros(24000, np.float32), 24000)
+    sup = SupervisionSegment("u1", "u1", 0.0, 1.0, text="The quick brown fox.", language="en", speaker="spk")
+    cuts = tmp_path / "cuts_test.jsonl.gz"
+    CutSet([MonoCut("u1", 0.0, 1.0, 0, supervisions=[sup], recording=Recording.from_file(tmp_path / "u1.wav"))]
+           ).to_file(cuts)
+    same = shutil.copy(TINY / "tiny.pt", tmp_path / "same.pt")
+    out = tmp_path / "eval"
+    evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt"), "--engine", "onnxruntime", "--onnx", str(fp32_dir),
+                   "--baseline", str(same)])
+    assert "tiny.pt, engine onnxruntime)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    spec = report["checkpoints"]
+    assert {spec[label]: e for label, e in report["engines"].items()} == {str(same): "torch",
+                                                                           str(TINY / "tiny.pt"): "onnxruntime"}
+    assert report["onnx"] == str(fp32_dir) and report["precision"] == "fp32"
+    rows = {spec.get(r["system"]): r for r in csv.DictReader((out / "utterances.tsv").open(), delimiter="\t")}
+    tok, prompt = get_tokenizer("vallex").encode("The quick brown fox.", "en"), load_prompt(TINY / "prompt.npz")
+    request = Request(list(tok.ids), list(tok.languages), prompt)
+    want = generate(OnnxVALLE.load(fp32_dir), [request], Sampling(top_k=1, max_frames=40))[0]
+    assert int(rows[str(TINY / "tiny.pt")]["frames"]) == len(want) == int(rows[str(same)]["frames"]) > 0
+    with pytest.raises(UserError, match=r"^--onnx \S+ is the export of one checkpoint, not of 2: evaluate the "):
+        evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt", same), "--engine", "onnxruntime", "--onnx",
+                       str(fp32_dir)])
+    with pytest.raises(UserError, match="--onnx is for --engine onnxruntime"):
+        evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt"), "--onnx", str(fp32_dir)])
 
 
 @pytest.mark.slow
