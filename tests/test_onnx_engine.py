@@ -216,7 +216,8 @@ def evaluate_args(cuts: Path, out: Path, *checkpoints: Path) -> list[str]:
 def test_evaluation_through_the_engine(fp32_dir, tmp_path, capsys):
     """valle evaluate --engine onnxruntime: the checkpoint speaks through its export (the engine's own greedy
     frames), a baseline that is another file through torch (the same model here: the same frames); one folder
-    given to two checkpoints, or to the torch engine, is refused in one line before anything loads."""
+    given to two checkpoints, or to the torch engine, or exported from another model, is refused in one line before
+    anything speaks."""
     import soundfile as sf
     from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
@@ -247,6 +248,14 @@ def test_evaluation_through_the_engine(fp32_dir, tmp_path, capsys):
                        str(fp32_dir)])
     with pytest.raises(UserError, match="--onnx is for --engine onnxruntime"):
         evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt"), "--onnx", str(fp32_dir)])
+    other = tmp_path / "other.pt"  # a folder that is not this checkpoint's: refused before the baseline speaks
+    state = load_model(TINY / "tiny.pt", nhead=4)[0].state_dict()
+    state["ar_predict_layer.weight"][0, 0] += 1.0
+    torch.save({"model": state}, other)
+    with pytest.raises(UserError, match="was exported from another model"):
+        evaluate.main([*evaluate_args(cuts, tmp_path / "eval2", other), "--engine", "onnxruntime", "--onnx",
+                       str(fp32_dir), "--baseline", str(same)])
+    assert not list((tmp_path / "eval2").rglob("*.wav"))
 
 
 @pytest.mark.slow

@@ -233,8 +233,8 @@ def test_adapter_voices_on_an_onnx_export_are_refused_in_one_line(tmp_path, sing
 
     model = tiny_model()
     folder = voices_folder(tmp_path / "voices", model)
-    with pytest.raises(UserError, match=r"alice.safetensors: an adapter voice needs the torch engine; this server runs an "
-                                        r"ONNX export.*--engine torch$"):
+    with pytest.raises(UserError, match=r"alice.safetensors: an adapter voice needs the torch engine; this server "
+                                        r"runs an ONNX export.*--engine torch$"):
         VoiceBank(folder, onnx_engine_of(model, tmp_path / "onnx"), get_tokenizer("vallex"), None)
 
 

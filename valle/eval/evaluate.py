@@ -255,7 +255,7 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
     marks per column whether it is better or worse.
     """
     from valle.codec import Codec
-    from valle.inference import load_prompt
+    from valle.inference import check_export, load_prompt
     from valle.onnx_engine.runtime import read_manifest
 
     o = options
@@ -266,6 +266,8 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
     preset_wave = codec.decode(load_prompt(preset_path).codes) if preset_path else None  # (T,)
     items = build_items(cuts, pool, o.num_utterances, o.seed, preset_wave)
     log(f"evaluating {len(checkpoints)} checkpoint(s) on {len(items)} utterances of {cuts_path}")
+    if engine == "onnxruntime":  # the folder is the checkpoint's, before the baseline's work
+        check_export(checkpoints[0], adapters, onnx, nhead)
     scorer = Scorer(speaker, transcriber, thresholds)
     rows = score_ground_truth(scorer, items, out_dir)
     taken: set[str] = set()

@@ -47,6 +47,13 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+def check_digest(folder: str | Path, manifest: dict, digest: str) -> None:
+    """Refuse a folder exported from another model than the one of `digest` (export.model_digest)."""
+    if manifest.get("digest") != digest:
+        raise UserError(f"{folder} was exported from another model (digest {manifest.get('digest', '?')[:12]}, "
+                        f"this one {digest[:12]}): export it again from this checkpoint and adapters")
+
+
 class OnnxVALLE:
     """A VALL-E X exported to ONNX, run by ONNX Runtime on the CPU: `generate`, `generate_ar` and `generate_nar`
     take and return what VALLE's do. `precision` is the files' (fp32 or int8), from the manifest."""
@@ -79,9 +86,8 @@ class OnnxVALLE:
         """The engine for `folder`; with `digest` (export.model_digest of the model meant), refuse a folder exported
         from another model."""
         manifest = read_manifest(folder)
-        if digest is not None and manifest.get("digest") != digest:
-            raise UserError(f"{folder} was exported from another model (digest {manifest.get('digest', '?')[:12]}, "
-                            f"this one {digest[:12]}): export it again from this checkpoint and adapters")
+        if digest is not None:
+            check_digest(folder, manifest, digest)
         return cls(folder, manifest, threads)
 
     def eval(self) -> OnnxVALLE:
