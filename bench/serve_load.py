@@ -46,6 +46,7 @@ SENTENCES = ["The quick brown fox jumps over the lazy dog near the river bank.",
              "A journey of a thousand miles begins with one small step forward.",
              "Bright stars filled the quiet sky above the sleeping town tonight."]
 FRAME_BYTES = 320 * 2  # pcm: 320 samples of 16 bits per frame
+ENGINES = ("torch-fp32", "torch-bf16", "torch-fp16", "torch-int8", "onnxruntime-fp32", "onnxruntime-int8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the server [2]")
     p.add_argument("--device", default="cpu", help="device of the server [cpu]")
     p.add_argument("--timeout", type=float, default=600, help="seconds any one request may take [600]")
-    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16", "int8"), default=["fp32"],
-                   help="the server's --precision; several: each scenario runs once per precision, back to back "
-                        "(a server each) [fp32]")
+    p.add_argument("--engine", nargs="+", choices=ENGINES, default=["torch-fp32"],
+                   help="what runs the server's model, ENGINE-PRECISION: torch-fp32/bf16/fp16/int8 (--precision), "
+                        "onnxruntime-fp32/int8 (--engine onnxruntime on the checkpoint's export, made once in --work); "
+                        "several: each scenario runs once per engine, back to back (a server each) [torch-fp32]")
     return p
 
 
@@ -94,6 +96,23 @@ def prepare(a, work: Path) -> tuple[Path, list[str]]:
     save_prompt(voices / "bench.npz", Prompt(codes, torch.randint(5, 70, (10,), generator=g).tolist(), "en"))
     (voices / "bench.json").write_text(json.dumps({"prompt": "bench.npz", "sampling": {"top_k": 1}}))
     return checkpoint, flags + ["--voices", str(voices)]
+
+
+def engine_flags(engine: str, checkpoint: Path, flags: list[str], work: Path) -> list[str]:
+    """The server's flags for `engine` (ENGINE-PRECISION); an ONNX engine's export of `checkpoint` is written to
+    work/onnx-PRECISION unless it holds one of this checkpoint already."""
+    name, precision = engine.split("-")
+    if name == "torch":
+        return ["--precision", precision]
+    from valle.models.checkpoint import load_model
+    from valle.onnx_engine.export import MANIFEST, export, model_digest
+
+    nhead = int(flags[flags.index("--nhead") + 1]) if "--nhead" in flags else None
+    model, folder = load_model(checkpoint, nhead=nhead)[0], work / f"onnx-{precision}"
+    manifest = folder / MANIFEST
+    if not manifest.is_file() or json.loads(manifest.read_text()).get("digest") != model_digest(model):
+        export(model, folder, precision=precision)
+    return ["--engine", "onnxruntime", "--onnx", str(folder)]
 
 
 class Server:
@@ -281,12 +300,12 @@ def main() -> None:
         checkpoint, flags = prepare(a, work)
         base = {"bench": "serve_load", "model": a.model, "frames": a.frames, "prompt_frames": a.prompt_frames,
                 "device": a.device, "server_threads": a.threads}
-        for scenario, precision in [(s, p) for s in a.scenarios for p in a.precision]:
+        engines = {e: engine_flags(e, checkpoint, flags, work) for e in a.engine}  # exports first
+        for scenario, engine in [(s, e) for s in a.scenarios for e in a.engine]:
             extra = ["--max-batch", "8", "--max-waiting", "4"] if scenario == "load" else []
-            server = Server(a, work, checkpoint, flags, "--precision", precision, *extra)
+            server = Server(a, work, checkpoint, flags, *engines[engine], *extra)
             try:
-                {"throughput": throughput, "ttfa": ttfa, "load": load}[scenario](a, server,
-                                                                               base | {"precision": precision})
+                {"throughput": throughput, "ttfa": ttfa, "load": load}[scenario](a, server, base | {"engine": engine})
             finally:
                 code = server.stop()
                 if code != 0 or "Traceback" in server.log_path.read_text():

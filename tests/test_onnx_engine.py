@@ -4,6 +4,7 @@ missing package, a folder exported from another model or in another format)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -147,7 +148,7 @@ def test_int8_holds_every_embedding_table_in_8_bits_per_row(model, int8_dir):
 
 def test_a_step_that_grows_the_cache_holds_it_once(fp32_dir, model, requests_, monkeypatch):
     """The step whose new column needs more room pads the cache one array at a time: the memory it adds while it
-    runs stays under half the cache (the graph's feeds held the whole old cache: as much as the cache)."""
+    runs stays under half the cache (feeds of the graph still holding the old cache would add as much as it)."""
     caches, write = [], HostCache.write
     monkeypatch.setattr(HostCache, "GROW", 4)
     monkeypatch.setattr(HostCache, "write", lambda self, new, valid: (caches.append(self), write(self, new, valid)))
@@ -178,6 +179,48 @@ def test_the_nar_gives_its_working_memory_back(fp32_dir, model, requests_, monke
                                                                           run(out, feeds, opts))[1])
     generate(engine, requests_[:1], GREEDY.for_batch(1))
     assert [o.get_run_config_entry("memory.enable_memory_arena_shrinkage") for o in options] == ["cpu:0"]
+
+
+def test_precision_benchmark_engine_rows_are_the_trainers_loss(model, fp32_dir):
+    """bench/precision_quality.py --onnx on the fp32 export: the engine's AR teacher-forced over the positions of
+    VALLE's AR loss gives its loss and top-10 accuracy, its logits torch's; the NAR's greedy codes torch's."""
+    from bench.precision_quality import measure_engine
+
+    g = torch.Generator().manual_seed(0)
+    text_lens, code_lens = torch.tensor([7, 5]), torch.tensor([6, 9])
+    valid = torch.arange(9) < code_lens[:, None]  # (B, T)
+    batch = {"text_tokens": torch.randint(5, 70, (2, 7), generator=g) * (torch.arange(7) < text_lens[:, None]),
+             "text_lens": text_lens, "text_langs": torch.zeros(2, 7, dtype=torch.long), "code_lens": code_lens,
+             "codes": torch.randint(0, 1024, (2, 9, 8), generator=g) * valid[..., None]}  # zero-padded as batches are
+    with torch.inference_mode():
+        want = model.eval()(batch, half="ar")
+        row = measure_engine(model, OnnxVALLE.load(fp32_dir), [batch])
+    assert row["ar"]["positions"] == 6 + 1 + 9 + 1  # every frame and one EOS per item
+    assert row["ar"]["loss"] == pytest.approx(float(want["loss"]), abs=1e-4)
+    assert row["ar"]["top10_acc"] == pytest.approx(float(want["top10_acc"]), abs=1e-5)
+    assert row["ar"]["rel_error"] < 1e-5 and row["ar"]["top1_agreement"] == 1.0
+    assert row["nar_codes"]["agreement"] == 1.0 and row["nar_codes"]["frames"] == 9 - 3 + 6 - 3
+
+
+def test_host_cache_grows_without_losing_columns():
+    """Writes of 3 columns, then 70 of one (past the room of the first growth): every column where it was written,
+    keys transposed, the unfilled room zero and not valid."""
+    cache = HostCache(layers=2, heads=3, head_dim=4, rows=2)
+    rng = np.random.default_rng(0)
+    keys, values, valid = [], [], []
+    for t in [3] + [1] * 70:
+        k, v = rng.standard_normal((2, 2, 3, t, 4)).astype(np.float32)  # (B, H, T, Dh) each
+        ok = rng.random((2, t)) < 0.8
+        cache.write([k.transpose(0, 1, 3, 2), v] * 2, ok)
+        keys, values, valid = keys + [k], values + [v], valid + [ok]
+    k, v, ok = np.concatenate(keys, 2), np.concatenate(values, 2), np.concatenate(valid, 1)
+    assert cache.length == 73 and cache.valid.shape[1] >= 73
+    for i in (0, 2):
+        np.testing.assert_array_equal(cache.kv[i][..., :73], k.transpose(0, 1, 3, 2))
+        np.testing.assert_array_equal(cache.kv[i + 1][:, :, :73], v)
+        assert not cache.kv[i][..., 73:].any() and not cache.kv[i + 1][:, :, 73:].any()
+    np.testing.assert_array_equal(cache.valid[:, :73], ok)
+    assert not cache.valid[:, 73:].any()
 
 
 def test_refusals_in_one_line(model, fp32_dir, tmp_path, monkeypatch):
@@ -222,6 +265,58 @@ def test_infer_cli_refuses_bad_engine_options(fp32_dir, tmp_path, capsys):
         infer.main([*base, "--engine", "onnxruntime", "--onnx", str(fp32_dir), "--compile", "inductor"])
     with pytest.raises(UserError, match="--onnx is for --engine onnxruntime"):
         infer.main([*base, "--onnx", str(fp32_dir)])
+
+
+def evaluate_args(cuts: Path, out: Path, *checkpoints: Path) -> list[str]:
+    """valle evaluate on `cuts` with the tiny checkpoints, greedy, the preset prompt, no scoring models."""
+    return ["--checkpoint", *map(str, checkpoints), "--nhead", "4", "--cuts", str(cuts), "--output-dir", str(out),
+            "--prompt", "preset", str(TINY / "prompt.npz"), "--top-k", "1", "--max-frames", "40",
+            "--codec-weights", "random", "--speaker-model", "none", "--asr-model", "none", "--device", "cpu"]
+
+
+def test_evaluation_through_the_engine(fp32_dir, tmp_path, capsys):
+    """valle evaluate --engine onnxruntime: the checkpoint speaks through its export (the engine's own greedy
+    frames), a baseline that is another file through torch (the same model here: the same frames); one folder
+    given to two checkpoints, or to the torch engine, or exported from another model, is refused in one line before
+    anything speaks."""
+    import soundfile as sf
+    from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+
+    from valle.commands import evaluate
+
+    sf.write(tmp_path / "u1.wav", np.zeros(24000, np.float32), 24000)
+    sup = SupervisionSegment("u1", "u1", 0.0, 1.0, text="The quick brown fox.", language="en", speaker="spk")
+    cuts = tmp_path / "cuts_test.jsonl.gz"
+    CutSet([MonoCut("u1", 0.0, 1.0, 0, supervisions=[sup], recording=Recording.from_file(tmp_path / "u1.wav"))]
+           ).to_file(cuts)
+    same = shutil.copy(TINY / "tiny.pt", tmp_path / "same.pt")
+    out = tmp_path / "eval"
+    evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt"), "--engine", "onnxruntime", "--onnx", str(fp32_dir),
+                   "--baseline", str(same)])
+    assert "tiny.pt, engine onnxruntime)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    spec = report["checkpoints"]
+    assert {spec[label]: e for label, e in report["engines"].items()} == {str(same): "torch",
+                                                                           str(TINY / "tiny.pt"): "onnxruntime"}
+    assert report["onnx"] == str(fp32_dir) and report["precision"] == "fp32"
+    rows = {spec.get(r["system"]): r for r in csv.DictReader((out / "utterances.tsv").open(), delimiter="\t")}
+    tok, prompt = get_tokenizer("vallex").encode("The quick brown fox.", "en"), load_prompt(TINY / "prompt.npz")
+    request = Request(list(tok.ids), list(tok.languages), prompt)
+    want = generate(OnnxVALLE.load(fp32_dir), [request], Sampling(top_k=1, max_frames=40))[0]
+    assert int(rows[str(TINY / "tiny.pt")]["frames"]) == len(want) == int(rows[str(same)]["frames"]) > 0
+    with pytest.raises(UserError, match=r"^--onnx \S+ is the export of one checkpoint, not of 2: evaluate the "):
+        evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt", same), "--engine", "onnxruntime", "--onnx",
+                       str(fp32_dir)])
+    with pytest.raises(UserError, match="--onnx is for --engine onnxruntime"):
+        evaluate.main([*evaluate_args(cuts, out, TINY / "tiny.pt"), "--onnx", str(fp32_dir)])
+    other = tmp_path / "other.pt"  # a folder that is not this checkpoint's: refused before the baseline speaks
+    state = load_model(TINY / "tiny.pt", nhead=4)[0].state_dict()
+    state["ar_predict_layer.weight"][0, 0] += 1.0
+    torch.save({"model": state}, other)
+    with pytest.raises(UserError, match="was exported from another model"):
+        evaluate.main([*evaluate_args(cuts, tmp_path / "eval2", other), "--engine", "onnxruntime", "--onnx",
+                       str(fp32_dir), "--baseline", str(same)])
+    assert not list((tmp_path / "eval2").rglob("*.wav"))
 
 
 @pytest.mark.slow

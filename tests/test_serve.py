@@ -115,10 +115,22 @@ def requests(tokenizer, prompt):
     return out
 
 
+def onnx_engine_of(model, folder: Path):
+    """`model` exported to `folder` (fp32) and loaded by the ONNX Runtime engine."""
+    pytest.importorskip("onnxruntime")
+    from valle.onnx_engine.export import export
+    from valle.onnx_engine.runtime import OnnxVALLE
+
+    export(model, folder)
+    return OnnxVALLE.load(folder)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("sampling", [Sampling(top_k=1), Sampling(top_k=20, temperature=0.9),
                                       Sampling(top_k=20, min_frames=35)], ids=["greedy", "top20", "min-frames"])
-def test_batched_requests_equal_solo_generation(single_thread, sampling):
-    """Jobs joining a running batch at different steps give the codes of generating each alone with its seed."""
+def test_batched_requests_equal_solo_generation(single_thread, sampling, engine, tmp_path):
+    """Jobs joining a running batch at different steps give the codes of generating each alone with its seed, with
+    either engine (the ONNX engine's rows share its host KV cache)."""
     from valle.serve.engine import Job
     from valle.serve.voices import VoiceBank
     from valle.text import get_tokenizer
@@ -130,7 +142,9 @@ def test_batched_requests_equal_solo_generation(single_thread, sampling):
     if sampling.min_frames:  # EOS made likely (the tiny model's random weights never stop), so that the rule works
         boost = torch.zeros(model.ar_predict_layer.out_features)
         boost[model.eos] = 15.0
-        model.ar_predict_layer.register_forward_hook(lambda layer, inputs, logits: logits + boost)
+        model.ar_predict_layer.register_forward_hook(lambda layer, inputs, logits: logits + boost)  # exported too
+    if engine == "onnxruntime":
+        model = onnx_engine_of(model, tmp_path / "onnx")
     reqs = requests(tokenizer, load_prompt(TINY / "prompt.npz"))
     engine = engine_for(model, VoiceBank(None, model, tokenizer, None), max_batch=3)  # some wait, some join late
     got, nar_batches, nar = Collect(), [], model.generate_nar
@@ -209,6 +223,19 @@ def test_adapter_voices_on_an_int8_base_are_refused_in_one_line(tmp_path):
     folder = voices_folder(tmp_path / "voices", model)
     with pytest.raises(UserError, match=r"adapter voice needs a float base.*--precision fp32 or bf16"):
         VoiceBank(folder, apply_precision(model, "int8"), get_tokenizer("vallex"), None)
+
+
+def test_adapter_voices_on_an_onnx_export_are_refused_in_one_line(tmp_path, single_thread):
+    """An ONNX export's weights are fixed: an adapter voice cannot be hooked on, and says what serves it."""
+    from valle.errors import UserError
+    from valle.serve.voices import VoiceBank
+    from valle.text import get_tokenizer
+
+    model = tiny_model()
+    folder = voices_folder(tmp_path / "voices", model)
+    with pytest.raises(UserError, match=r"alice.safetensors: an adapter voice needs the torch engine; this server "
+                                        r"runs an ONNX export.*--engine torch$"):
+        VoiceBank(folder, onnx_engine_of(model, tmp_path / "onnx"), get_tokenizer("vallex"), None)
 
 
 def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(tmp_path):
@@ -741,3 +768,33 @@ def test_other_addresses_need_an_api_key(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         commands.entry()
     assert e.value.code == 2 and "needs --api-key" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # exports the tiny model and starts a server (~20 s on 2 cores)
+def test_a_server_on_the_onnx_engine_speaks_and_refuses_a_bad_folder(tmp_path, monkeypatch, capsys):
+    """valle serve --engine onnxruntime --onnx DIR: an int8 export of the served checkpoint speaks through the API;
+    without a folder, or with one exported from another model, it does not start, in one line."""
+    pytest.importorskip("onnxruntime")
+    from valle import commands
+    from valle.onnx_engine.export import export
+
+    model = tiny_model()
+    export(model, tmp_path / "int8", precision="int8")
+    s = Server(tmp_path, "--engine", "onnxruntime", "--onnx", str(tmp_path / "int8"), "--api-key", KEY)
+    try:
+        r = speak(s, voice="default", max_frames=30, top_k=1)
+        assert r.status_code == 200, r.text
+        assert 0 < wav_frames(r.content) <= 30
+    finally:
+        assert s.stop() == 0, s.output()[-3000:]
+    with torch.no_grad():
+        model.ar_predict_layer.weight[0, 0] += 1
+    export(model, tmp_path / "other")
+    base = ["valle", "serve", "--checkpoint", str(TINY / "tiny.pt"), "--nhead", "4", "--device", "cpu"]
+    for extra, message in ((["--engine", "onnxruntime"], "needs --onnx DIR"),
+                           (["--engine", "onnxruntime", "--onnx", str(tmp_path / "other")], "exported from another")):
+        monkeypatch.setattr(sys, "argv", base + extra)
+        with pytest.raises(SystemExit) as e:
+            commands.entry()
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from valle.config import MAX_FRAMES, Sampling
+from valle.config import ENGINES, MAX_FRAMES, Sampling
 from valle.errors import UserError
 
 
@@ -40,7 +40,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -> argparse._ArgumentGroup:
     """The "model" group of the commands that speak (valle infer, valle serve): --checkpoint, --nhead, --device,
-    --precision; returns the group for a command's own model flags."""
+    --precision, --engine, --onnx; returns the group for a command's own model flags."""
     m = parser.add_argument_group("model")
     m.add_argument("--checkpoint", default="vallex", help=checkpoint_help)
     m.add_argument("--nhead", type=int, default=None,
@@ -50,6 +50,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -
                    help="fp32, bf16, fp16 (weights and activations; bf16/fp16 halve memory and speed up GPUs) or int8 "
                         "(CPU: weight-only int8 linears, a quarter of their memory; speed and quality cost in "
                         "docs/benchmarks.md#precision); the codec stays float32 [fp32]")
+    m.add_argument("--engine", choices=ENGINES, default="torch",
+                   help="what runs the model: torch, or onnxruntime on the CPU with the files of --onnx [torch]")
+    m.add_argument("--onnx", default=None, metavar="DIR",
+                   help="with --engine onnxruntime: the folder written by `valle export onnx` from "
+                        "--checkpoint (and its adapters); it runs at the precision it was exported in (fp32 or int8)")
     return m
 
 

@@ -281,6 +281,20 @@ def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = 
     return SpeakingModel(model.eval(), tokenizer, device, precision, dtype)
 
 
+def check_export(checkpoint: str | Path, adapters: Sequence[str | Path], onnx: str | Path,
+                 nhead: int | None = None) -> None:
+    """Refuse the folder `onnx` in one line unless it is the export of `checkpoint` with `adapters` merged, before
+    anything else runs (load_for_inference checks it again when it loads)."""
+    from valle.models.checkpoint import load_model, merge_adapter_files
+    from valle.onnx_engine.export import model_digest
+    from valle.onnx_engine.runtime import check_digest, read_manifest
+
+    model = load_model(checkpoint, nhead=nhead, device="cpu")[0]
+    if adapters:
+        merge_adapter_files(model, adapters, base_name=str(checkpoint))
+    check_digest(onnx, read_manifest(onnx), model_digest(model))
+
+
 def check_engine(engine: str, onnx: str | Path | None, device: str = "auto", precision: str = "fp32") -> None:
     """Refuse an engine that cannot run as asked, before anything loads: an unknown name, ONNX Runtime without its
     package, its folder, on a GPU or with a --precision (its folder's is what runs), a folder given to the torch

@@ -5,6 +5,7 @@ recording are scored the same way (speaker similarity, WER/CER, MCD, failure fla
 (listen side by side), report.json, utterances.tsv, metrics.png and the wavs to --output-dir.
 
     valle evaluate --checkpoint exp/ar/best-valid-loss.pt exp/nar/best-valid-loss.pt vallex
+    valle evaluate --checkpoint exp/nar/best-valid-loss.pt --engine onnxruntime --onnx exp/onnx/int8
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from valle.cli import ArgumentParser, UserError, add_sampling_arguments, sampling_from_args
-from valle.config import EvalOptions
+from valle.config import ENGINES, EvalOptions
 
 _DEFAULT = EvalOptions()
 
@@ -45,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
     p.add_argument("--precision", default="fp32",
                    help="how every checkpoint runs: fp32, bf16, fp16 or int8 (as valle infer --precision) [fp32]")
+    p.add_argument("--engine", choices=ENGINES, default="torch",
+                   help="what runs the checkpoint: torch, or onnxruntime on the CPU with the files of --onnx "
+                        "(as valle infer --engine); a --baseline that is another model runs on torch [torch]")
+    p.add_argument("--onnx", default=None, metavar="DIR",
+                   help="with --engine onnxruntime: the folder written by `valle export onnx` from the one "
+                        "--checkpoint (and --adapter); it runs at the precision it was exported in (fp32 or int8)")
     p.add_argument("--codec-weights", default=_DEFAULT.codec_weights,
                    help=f"Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file "
                         f"[{_DEFAULT.codec_weights}]")
@@ -76,6 +83,9 @@ def check_args(a: argparse.Namespace) -> EvalOptions:
         if not Path(f).is_file():
             raise UserError(f"--adapter {f}: no such file (train with --adapter lora first)")
     adapter_runs(a)
+    if a.onnx is not None and len(a.checkpoint) > 1:
+        raise UserError(f"--onnx {a.onnx} is the export of one checkpoint, not of {len(a.checkpoint)}: evaluate "
+                        "the checkpoint it was exported from alone (one run per exported folder)")
     if a.baseline not in ("auto", "none", "vallex") and not Path(a.baseline).is_file():
         raise UserError(f"--baseline {a.baseline}: no such file (auto, none, vallex or a checkpoint)")
     return EvalOptions(num_utterances=a.num_utterances, prompt=prompt, seed=a.seed, sampling=sampling_from_args(a),
@@ -158,10 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     from valle.eval.asr import get_transcriber
     from valle.eval.evaluate import evaluate
     from valle.eval.speaker import get_speaker_encoder
+    from valle.inference import check_engine
     from valle.models.precision import check_precision
 
-    device = resolve_device(a.device)
-    check_precision(a.precision, device)  # before the scoring models load
+    check_engine(a.engine, a.onnx, a.device, a.precision)  # before the scoring models load
+    device = "cpu" if a.engine == "onnxruntime" else resolve_device(a.device)
+    check_precision(a.precision, device)
     speaker = None if a.speaker_model == "none" else get_speaker_encoder(a.speaker_model, device=device)
     transcriber, asr_line = get_transcriber(a.asr_model, device=device, transcripts=a.asr_transcripts)
     print(asr_line)
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"baseline: {baseline} (the model the checkpoints were fine-tuned from; --baseline none: without it)")
     paths = evaluate(a.checkpoint, cuts, a.output_dir, options, device=device, speaker=speaker,
                      transcriber=transcriber, asr_line=asr_line, nhead=a.nhead, adapters=a.adapter or (),
-                     precision=a.precision, baseline=baseline)
+                     precision=a.precision, engine=a.engine, onnx=a.onnx, baseline=baseline)
     print_summary(paths["json"])
     print(f"report: {paths['html'].resolve()}")
 

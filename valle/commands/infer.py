@@ -19,7 +19,7 @@ from valle.cli import (
     add_sampling_arguments,
     sampling_from_args,
 )
-from valle.config import ENGINES, LANGUAGES, SpeechOptions, check_language, or_list
+from valle.config import LANGUAGES, SpeechOptions, check_language, or_list
 
 _DEFAULT = SpeechOptions()
 
@@ -37,11 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AR decoding step: none (eager), cudagraph (captured once as a CUDA graph and replayed; "
                         "CUDA only), inductor (torch.compile: slow first call; needs a C++ compiler on CPU, "
                         "captured as a CUDA graph on GPUs) [none]")
-    m.add_argument("--engine", choices=ENGINES, default="torch",
-                   help="what runs the model: torch, or onnxruntime on the CPU with the files of --onnx [torch]")
-    m.add_argument("--onnx", default=None, metavar="DIR",
-                   help="with --engine onnxruntime: the folder written by `valle export onnx` from "
-                        "--checkpoint (and --adapter); it runs at the precision it was exported in (fp32 or int8)")
     t = p.add_argument_group("text")
     t.add_argument("--text", help="the sentence to speak")
     t.add_argument("--language", default=_DEFAULT.language,

@@ -58,5 +58,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from valle.serve.server import build_service, serve
 
-    service = build_service(a.checkpoint, a.nhead, a.voices, a.device, a.precision, a.codec_weights, limits)
+    service = build_service(a.checkpoint, a.nhead, a.voices, a.device, a.precision, a.codec_weights, limits,
+                            engine=a.engine, onnx=a.onnx)
     serve(service, a.host, a.port, a.api_key)

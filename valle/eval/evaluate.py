@@ -202,12 +202,14 @@ def score_ground_truth(scorer: Scorer, items: list[Item], out_dir: Path) -> list
 
 def evaluate_checkpoint(spec: str, label: str, items: list[Item], scorer: Scorer, codec, out_dir: Path, *,
                         preset_path: str | None, sampling: Sampling, batch_size: int, device: str,
-                        nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32") -> list[dict]:
-    """Synthesize every item with one checkpoint (its adapters merged, in `precision`), write its wavs and score
-    them."""
+                        nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32",
+                        engine: str = "torch", onnx: str | Path | None = None) -> list[dict]:
+    """Synthesize every item with one checkpoint (its adapters merged, in `precision`, or run by the ONNX Runtime
+    engine from its export `onnx`), write its wavs and score them."""
     from valle.inference import Synthesizer, load_for_inference, load_prompt
 
-    speaking = load_for_inference(spec, adapters, device=device, nhead=nhead, precision=precision)
+    speaking = load_for_inference(spec, adapters, device=device, nhead=nhead, precision=precision, engine=engine,
+                                  onnx=onnx)
     preset = load_prompt(preset_path) if preset_path else None
     synth = Synthesizer(speaking.model, speaking.tokenizer, codec)
     outputs = synthesize_items(synth, items, preset, sampling, batch_size, label)
@@ -243,15 +245,18 @@ def load_pool(cuts_path: Path):
 def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path, options: EvalOptions = EvalOptions(),
              *, device: str = "cpu", speaker: SpeakerEncoder | None = None, transcriber: Transcriber | None = None,
              asr_line: str = "", nhead: int | None = None, adapters: Sequence[str] = (), precision: str = "fp32",
-             thresholds: Thresholds = Thresholds(), baseline: str | None = None, log=print) -> dict[str, Path]:
+             engine: str = "torch", onnx: str | Path | None = None, thresholds: Thresholds = Thresholds(),
+             baseline: str | None = None, log=print) -> dict[str, Path]:
     """Evaluate `checkpoints` (paths or "vallex") on the same utterances, prompts and seeds (`options`); write the
-    report. adapters: adapter files merged into every checkpoint (as valle infer --adapter). precision: how every
-    checkpoint runs (as --precision). baseline: the model they were fine-tuned from, evaluated first without the
-    adapters (or, without adapters, one of `checkpoints`); every other system marks per column whether it is
-    better or worse.
+    report. adapters: adapter files merged into every checkpoint (as valle infer --adapter). precision, engine and
+    onnx: how every checkpoint runs (as --precision, --engine and --onnx; an ONNX folder is the export of one
+    checkpoint). baseline: the model they were fine-tuned from, evaluated first without the adapters (or, without
+    adapters, one of `checkpoints`), on the torch engine when it is not the exported checkpoint; every other system
+    marks per column whether it is better or worse.
     """
     from valle.codec import Codec
-    from valle.inference import load_prompt
+    from valle.inference import check_export, load_prompt
+    from valle.onnx_engine.runtime import read_manifest
 
     o = options
     cuts_path, out_dir = Path(cuts_path), Path(out_dir)
@@ -261,20 +266,22 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
     preset_wave = codec.decode(load_prompt(preset_path).codes) if preset_path else None  # (T,)
     items = build_items(cuts, pool, o.num_utterances, o.seed, preset_wave)
     log(f"evaluating {len(checkpoints)} checkpoint(s) on {len(items)} utterances of {cuts_path}")
+    if engine == "onnxruntime":  # the folder is the checkpoint's, before the baseline's work
+        check_export(checkpoints[0], adapters, onnx, nhead)
     scorer = Scorer(speaker, transcriber, thresholds)
     rows = score_ground_truth(scorer, items, out_dir)
     taken: set[str] = set()
-    runs = [(c, checkpoint_label(c, taken, adapters), adapters) for c in checkpoints]
-    if baseline is not None and (adapters or baseline not in checkpoints):
-        runs.insert(0, (baseline, checkpoint_label(baseline, taken), ()))
-    base_label = next((label for spec, label, extra in runs if spec == baseline and not extra), None)
-    for spec, label, extra in runs:
-        log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, extra)])})")
+    runs = [(c, checkpoint_label(c, taken, adapters), adapters, {"engine": engine, "onnx": onnx}) for c in checkpoints]
+    if baseline is not None and (adapters or baseline not in checkpoints):  # another model: not the ONNX folder's
+        runs.insert(0, (baseline, checkpoint_label(baseline, taken), (), {"engine": "torch", "onnx": None}))
+    base_label = next((label for spec, label, extra, _ in runs if spec == baseline and not extra), None)
+    for spec, label, extra, how in runs:
+        log(f"{label}: synthesizing and scoring ({' + '.join([spec, *map(str, extra)])}, engine {how['engine']})")
         rows += evaluate_checkpoint(spec, label, items, scorer, codec, out_dir, preset_path=preset_path,
                                     sampling=o.sampling, batch_size=o.batch_size, device=device, nhead=nhead,
-                                    adapters=extra, precision=precision)
+                                    adapters=extra, precision=precision, **how)
     systems = [{"name": name, **summarize([r for r in rows if r["system"] == name])}
-               for name in [GROUND_TRUTH, *(label for _, label, _ in runs)]]
+               for name in [GROUND_TRUTH, *(label for _, label, _, _ in runs)]]
     if base_label is not None:
         base = next(s for s in systems if s["name"] == base_label)
         for s in systems:
@@ -286,10 +293,11 @@ def evaluate(checkpoints: list[str], cuts_path: str | Path, out_dir: str | Path,
                   "same-speaker (another utterance of the target's speaker)",
         "sampling": {"top_k": o.sampling.top_k, "top_p": o.sampling.top_p, "temperature": o.sampling.temperature,
                      "max_frames": o.sampling.max_frames},
-        "codec_weights": o.codec_weights, "precision": precision,
+        "codec_weights": o.codec_weights, "precision": read_manifest(onnx)["precision"] if onnx else precision,
+        "engines": {label: how["engine"] for _, label, _, how in runs}, "onnx": str(onnx) if onnx else None,
         "speaker_model": speaker.name if speaker else "none (SIM skipped)",
         "asr": asr_line, "error_unit": unit_name(items), "thresholds": asdict(thresholds),
-        "checkpoints": {label: spec for spec, label, _ in runs}, "adapters": [str(a) for a in adapters],
+        "checkpoints": {label: spec for spec, label, _, _ in runs}, "adapters": [str(a) for a in adapters],
         "baseline": base_label, "systems": systems,
     }
     if any(i.prompt_cut is None for i in items) and not preset_path:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from valle.config import NAR_PREFIX_RANGES, ModelConfig, Sampling
+from valle.models.continuous import ARRows
 from valle.models.decoding import CHECK_EVERY, ARState, decode, static_step
 from valle.models.layers import (
     SinePositionalEmbedding,
@@ -315,6 +316,10 @@ class VALLE(nn.Module):
         logits, state = self.ar_prefill(seq, valid, text_len, next_pos, max(limits))
         return decode(static_step(self, state, decode_mode), logits, limits, lambda lg: sample(lg, sampling, generator),
                       sampling.min_frames, check_every=check_every)
+
+    def ar_rows(self) -> ARRows:
+        """The AR's rows for continuous batching (valle.serve.engine): items join and leave at step boundaries."""
+        return ARRows(self)
 
     def ar_inputs(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
                   ) -> tuple[Tensor, Tensor, int, Tensor]:

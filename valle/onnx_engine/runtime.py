@@ -47,6 +47,13 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+def check_digest(folder: str | Path, manifest: dict, digest: str) -> None:
+    """Refuse a folder exported from another model than the one of `digest` (export.model_digest)."""
+    if manifest.get("digest") != digest:
+        raise UserError(f"{folder} was exported from another model (digest {manifest.get('digest', '?')[:12]}, "
+                        f"this one {digest[:12]}): export it again from this checkpoint and adapters")
+
+
 class OnnxVALLE:
     """A VALL-E X exported to ONNX, run by ONNX Runtime on the CPU: `generate`, `generate_ar` and `generate_nar`
     take and return what VALLE's do. `precision` is the files' (fp32 or int8), from the manifest."""
@@ -58,6 +65,7 @@ class OnnxVALLE:
         self.folder, self.manifest = Path(folder), manifest
         self.config = ModelConfig.from_dict(manifest["config"])
         self.precision = manifest["precision"]
+        self.eos = self.config.audio_vocab_size  # as VALLE's: the AR's last code
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()  # as torch's (OMP_NUM_THREADS)
         options.inter_op_num_threads = 1
@@ -80,9 +88,8 @@ class OnnxVALLE:
         """The engine for `folder`; with `digest` (export.model_digest of the model meant), refuse a folder exported
         from another model."""
         manifest = read_manifest(folder)
-        if digest is not None and manifest.get("digest") != digest:
-            raise UserError(f"{folder} was exported from another model (digest {manifest.get('digest', '?')[:12]}, "
-                            f"this one {digest[:12]}): export it again from this checkpoint and adapters")
+        if digest is not None:
+            check_digest(folder, manifest, digest)
         return cls(folder, manifest, threads)
 
     def eval(self) -> OnnxVALLE:
@@ -119,31 +126,39 @@ class OnnxVALLE:
         text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
         text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
         audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
-        cache = HostCache(c.num_layers, B, c.nhead, c.d_model // c.nhead)
-        logits = self._ar(cache, text_ids, text_langs, positions(text_valid), audio_ids, positions(audio_valid),
-                          torch.cat([text_valid, audio_valid], dim=1))
+        cache = HostCache(c.num_layers, c.nhead, c.d_model // c.nhead, rows=B)
+        valid = torch.cat([text_valid, audio_valid], dim=1).numpy()  # (B, S0)
+        logits, new = self._ar(cache.past(B), cache.valid, text_ids, text_langs, positions(text_valid), audio_ids,
+                               positions(audio_valid), valid)
+        cache.write(new, valid)
         position = audio_valid.sum(1, keepdim=True)  # (B, 1): the position of each row's next frame
-        none, one = text_ids.new_zeros(B, 0), torch.ones(B, 1, dtype=torch.bool)
+        none, one = text_ids.new_zeros(B, 0), np.ones((B, 1), bool)
 
         def step(ids: Tensor) -> Tensor:
             nonlocal position
-            out = self._ar(cache, none, none, none, ids[:, None], position, one)
+            out, new = self._ar(cache.past(B), cache.valid, none, none, none, ids[:, None], position, one)
+            cache.write(new, one)
             position = position + 1
             return out
 
         return logits, step
 
-    def _ar(self, cache: HostCache, *inputs: Tensor) -> Tensor:
-        """The AR graph on (text_ids, text_langs, text_pos, audio_ids, audio_pos, valid of the new columns) after
-        `cache` -> logits (B, V+1); the new columns' keys and values are written into `cache`."""
+    def ar_rows(self) -> OnnxRows:
+        """The AR's rows for continuous batching (valle.serve.engine), as VALLE.ar_rows."""
+        return OnnxRows(self)
+
+    def _ar(self, past: list[np.ndarray], past_valid: np.ndarray, *inputs: Tensor | np.ndarray
+            ) -> tuple[Tensor, list[np.ndarray]]:
+        """The AR graph on (text_ids, text_langs, text_pos, audio_ids, audio_pos (B, L or A); valid of the new
+        columns (B, L+A)) after the cache `past` (per layer keys transposed (B, H, Dh, C), values (B, H, C, Dh);
+        past_valid (B, C)) -> logits (B, V+1), and the new columns' keys transposed (B, H, Dh, L+A) and values
+        (B, H, L+A, Dh) per layer, for the caller to write into its cache."""
         *tensors, valid = inputs
         feeds = {name: t.numpy() for name, t in zip(AR_INPUTS, tensors)}
-        feeds["valid"] = np.concatenate([cache.valid, valid.numpy()], axis=1)  # (B, C+T)
-        feeds |= dict(zip(kv_names(self.config.num_layers, "past"), cache.kv))
+        feeds["valid"] = np.concatenate([past_valid, valid], axis=1)  # (B, C+L+A)
+        feeds |= dict(zip(kv_names(self.config.num_layers, "past"), past))
         logits, *new = self.ar.run(None, feeds)
-        del feeds  # the cache's arrays: a write that grows the cache frees them
-        cache.write(new, valid.numpy())
-        return torch.from_numpy(logits)
+        return torch.from_numpy(logits), new
 
     @torch.no_grad()
     def generate_nar(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor],
@@ -192,35 +207,130 @@ def release_freed_memory() -> None:
 
 
 class HostCache:
-    """The AR's KV cache as the graph reads it, in place: per layer keys transposed (B, H, Dh, C) and values
-    (B, H, C, Dh), float32, and valid (B, C); the first `length` columns are filled. Room grows GROW columns beyond
-    what a write needs (the only copies of the cache); the unfilled columns are zeros, not valid."""
+    """The AR's KV cache as the graph reads it, in place: per layer keys transposed (R, H, Dh, S) and values
+    (R, H, S, Dh), float32, and valid (R, S) marking the filled columns of each row. The graph is fed the first
+    rows of every array whole (`past`: views, no copy); unfilled columns are zeros and not valid. Room grows GROW
+    columns beyond what a write needs, and rows by doubling (the only copies of the cache)."""
 
     GROW = 64
 
-    def __init__(self, layers: int, batch: int, heads: int, head_dim: int):
-        self.kv = [np.zeros((batch, heads, head_dim, 0) if i % 2 == 0 else (batch, heads, 0, head_dim), np.float32)
+    def __init__(self, layers: int, heads: int, head_dim: int, rows: int = 0):
+        self.kv = [np.zeros((rows, heads, head_dim, 0) if i % 2 == 0 else (rows, heads, 0, head_dim), np.float32)
                    for i in range(2 * layers)]
-        self.valid = np.zeros((batch, 0), bool)  # (B, C)
-        self.length = 0
+        self.valid = np.zeros((rows, 0), bool)  # (R, S)
+        self.length = 0  # columns filled by `write` (the same in every row)
+
+    def past(self, rows: int) -> list[np.ndarray]:
+        """The cache of the first `rows` rows, per layer, as the graph takes it (contiguous views)."""
+        return [t[:rows] for t in self.kv]
+
+    def reserve(self, rows: int, columns: int) -> None:
+        """Room for at least `rows` rows of `columns` columns, keeping what is written."""
+        have_rows, have_columns = self.valid.shape
+        more_rows = max(rows - have_rows, have_rows) if rows > have_rows else 0
+        more_columns = columns - have_columns + self.GROW if columns > have_columns else 0
+        if not (more_rows or more_columns):
+            return
+        for i, t in enumerate(self.kv):  # one array at a time: the cache is never held twice
+            self.kv[i] = np.pad(t, [(0, more_rows), (0, 0), (0, 0), (0, more_columns)] if i % 2 == 0 else
+                                [(0, more_rows), (0, 0), (0, more_columns), (0, 0)])
+        self.valid = np.pad(self.valid, [(0, more_rows), (0, more_columns)])
 
     def write(self, new: list[np.ndarray], valid: np.ndarray) -> None:
-        """new: keys transposed (B, H, Dh, T) and values (B, H, T, Dh) per layer, as the graph returns them;
-        valid (B, T)."""
+        """Every row's next T columns. new: keys transposed (B, H, Dh, T) and values (B, H, T, Dh) per layer, as the
+        graph returns them; valid (B, T)."""
         start, end = self.length, self.length + valid.shape[1]
-        if end > self.valid.shape[1]:
-            room = end - self.valid.shape[1] + self.GROW
-            for i, t in enumerate(self.kv):  # one array at a time: the cache is never held twice
-                self.kv[i] = np.pad(t, [(0, 0), (0, 0), (0, 0), (0, room)] if i % 2 == 0 else [(0, 0), (0, 0),
-                                                                                              (0, room), (0, 0)])
-            self.valid = np.pad(self.valid, [(0, 0), (0, room)])
+        self.reserve(valid.shape[0], end)
         for i, t in enumerate(new):
             if i % 2 == 0:
-                self.kv[i][..., start:end] = t
+                self.kv[i][: len(t), :, :, start:end] = t
             else:
-                self.kv[i][:, :, start:end] = t
-        self.valid[:, start:end] = valid
+                self.kv[i][: len(t), :, start:end] = t
+        self.valid[: len(valid), start:end] = valid
         self.length = end
+
+    def write_row(self, row: int, new: list[np.ndarray]) -> None:
+        """Row `row` anew: the T columns of one item's prefill (new as in `write`, B = 1), every other column not
+        valid."""
+        columns = new[1].shape[2]
+        self.reserve(row + 1, columns)
+        for i, t in enumerate(new):
+            if i % 2 == 0:
+                self.kv[i][row, :, :, :columns] = t[0]
+            else:
+                self.kv[i][row, :, :columns] = t[0]
+        self.valid[row] = False
+        self.valid[row, :columns] = True
+
+    def write_columns(self, new: list[np.ndarray], columns: np.ndarray) -> None:
+        """One new column per row, row r's at columns[r] (n,). new: keys transposed (n, H, Dh, 1) and values
+        (n, H, 1, Dh) per layer."""
+        rows = np.arange(len(columns))
+        self.reserve(len(columns), int(columns.max()) + 1)
+        for i, t in enumerate(new):
+            if i % 2 == 0:
+                self.kv[i][rows, :, :, columns] = t[..., 0]  # (n, H, Dh)
+            else:
+                self.kv[i][rows, :, columns] = t[:, :, 0]  # (n, H, Dh)
+        self.valid[rows, columns] = True
+
+    def move_row(self, source: int, target: int) -> None:
+        """Row `target` becomes a copy of row `source`."""
+        for t in self.kv:
+            t[target] = t[source]
+        self.valid[target] = self.valid[source]
+
+
+class OnnxRows:
+    """valle.models.continuous.ARRows for the ONNX engine: `join` (prefill one item), `step` (one frame for every
+    row), `leave`. Rows keep their own lengths in one HostCache: a step writes each row's new keys and values at
+    that row's next column, and the graph attends to the columns each row has filled."""
+
+    def __init__(self, model: OnnxVALLE):
+        c = model.config
+        self.model = model
+        self.cache = HostCache(c.num_layers, c.nhead, c.d_model // c.nhead)
+        self.columns: list[int] = []  # per row: the column its next frame is written to
+        self.positions: list[int] = []  # per row: the audio position of its next frame
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def join(self, text: Tensor, langs: Tensor, prompt: Tensor, frames: int) -> Tensor:
+        """Prefill one item (text (L,), langs (L,), prompt codes (Tp, Q)); it becomes the last row -> logits (1, V+1)
+        of its first frame. The cache grows as frames come (`frames` is not reserved ahead)."""
+        c = self.model.config
+        audio = F.pad(prompt[:, 0].cpu(), (1, 0), value=c.audio_vocab_size + 1)[None]  # (1, A): BOS, prompt codes
+        text = text.cpu()[None]  # (1, L)
+        alone = HostCache(c.num_layers, c.nhead, c.d_model // c.nhead, rows=1)  # empty: the item as generated alone
+        logits, new = self.model._ar(alone.past(1), alone.valid, text, langs.cpu()[None],
+                                     torch.arange(text.shape[1])[None], audio, torch.arange(audio.shape[1])[None],
+                                     np.ones((1, text.shape[1] + audio.shape[1]), bool))
+        row = len(self)
+        self.cache.write_row(row, new)
+        self.columns.append(text.shape[1] + audio.shape[1])
+        self.positions.append(audio.shape[1])
+        return logits
+
+    def step(self, ids: Tensor) -> Tensor:
+        """ids (n,): each row's newest frame -> logits (n, V+1) of each row's next frame."""
+        n = len(self)
+        none = torch.zeros(n, 0, dtype=torch.long)
+        logits, new = self.model._ar(self.cache.past(n), self.cache.valid[:n], none, none, none, ids.cpu()[:, None],
+                                     torch.tensor(self.positions)[:, None], np.ones((n, 1), bool))
+        self.cache.write_columns(new, np.array(self.columns))
+        self.columns = [c + 1 for c in self.columns]
+        self.positions = [p + 1 for p in self.positions]
+        return logits
+
+    def leave(self, row: int) -> None:
+        """Drop `row`; the last row takes its place."""
+        last = len(self) - 1
+        if row != last:
+            self.cache.move_row(last, row)
+            self.columns[row], self.positions[row] = self.columns[last], self.positions[last]
+        self.columns.pop()
+        self.positions.pop()
 
 
 def positions(valid: Tensor) -> Tensor:

@@ -26,7 +26,6 @@ import torch
 
 from valle.config import Sampling
 from valle.inference import Request, model_inputs
-from valle.models.continuous import ARRows
 from valle.models.valle import FRAMES_PER_TEXT_TOKEN, sample
 from valle.serve.limits import Limits
 
@@ -60,12 +59,12 @@ class Engine:
         self.model, self.bank, self.decoder, self.metrics = model, bank, decoder, metrics
         self.max_batch = limits.max_batch
         self.max_frames = limits.max_frames  # the cap of every job, whatever its sampling asks
-        self.device = model.ar_predict_layer.weight.device
+        self.device = model.device
         self._cond = threading.Condition()
         self._pending: deque[Job] = deque()
         self._calls: deque[tuple[Callable, concurrent.futures.Future]] = deque()
         self._running: list[Job] = []  # job of each row of self._rows
-        self._rows = ARRows(model)
+        self._rows = model.ar_rows()
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="valle-engine", daemon=True)
         self._decoding = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="valle-decode")
@@ -188,7 +187,7 @@ class Engine:
             log.exception("AR step failed; %d running requests fail", len(self._running))
             for job in self._running:
                 job.done(e)
-            self._running, self._rows = [], ARRows(self.model)
+            self._running, self._rows = [], self.model.ar_rows()
 
     def _retire(self) -> None:
         """Rows that finished or were cancelled leave the batch (the last row takes each one's place)."""

@@ -13,15 +13,17 @@ from valle.serve.service import Service
 
 
 def build_service(checkpoint: str, nhead: int | None, voices: str | None, device: str, precision: str,
-                  codec_weights: str, limits: Limits) -> Service:
-    """Load the base once, read the voices, make the engine (not started)."""
+                  codec_weights: str, limits: Limits, engine: str = "torch", onnx: str | None = None) -> Service:
+    """Load the base once (run by torch, or by ONNX Runtime from the folder `onnx`), read the voices, make the
+    generation engine (not started)."""
     from valle.codec import Codec
     from valle.inference import load_for_inference
     from valle.serve.engine import Engine
     from valle.serve.metrics import Metrics
     from valle.serve.voices import VoiceBank
 
-    speaking = load_for_inference(checkpoint, device=device, precision=precision, nhead=nhead)
+    speaking = load_for_inference(checkpoint, device=device, precision=precision, nhead=nhead, engine=engine,
+                                  onnx=onnx)
     model, tokenizer = speaking.model, speaking.tokenizer
     codec = Codec.from_weights(codec_weights, device=speaking.device)
     bank = VoiceBank(voices, model, tokenizer, codec)

@@ -193,6 +193,10 @@ class VoiceBank:
         from valle.models.checkpoint import load_adapter, load_pairs
         from valle.text import check_same_tokenizer
 
+        if not isinstance(self.model, torch.nn.Module):
+            raise UserError(f"{path}: an adapter voice needs the torch engine; this server runs an ONNX export, "
+                            "whose weights are fixed: merge the adapter into a checkpoint (valle export checkpoint), "
+                            "export that (valle export onnx) and serve it, or serve with --engine torch")
         weight = self.model.ar_predict_layer.weight
         if weight.dtype == torch.int8:
             raise UserError(f"{path}: an adapter voice needs a float base, and this one is int8: serve with "
