@@ -261,7 +261,8 @@ def test_evaluation_through_the_engine(fp32_dir, tmp_path, capsys):
     assert {spec[label]: e for label, e in report["engines"].items()} == {str(same): "torch",
                                                                            str(TINY / "tiny.pt"): "onnxruntime"}
     assert report["onnx"] == str(fp32_dir) and report["precision"] == "fp32"
-    rows = {spec.get(r["system"]): r for r in csv.DictReader((out / "utterances.tsv").open(), delimiter="\t")}
+    table = csv.DictReader((out / "utterances.tsv").read_text().splitlines(), delimiter="\t")
+    rows = {spec.get(r["system"]): r for r in table}
     tok, prompt = get_tokenizer("vallex").encode("The quick brown fox.", "en"), load_prompt(TINY / "prompt.npz")
     request = Request(list(tok.ids), list(tok.languages), prompt)
     want = generate(OnnxVALLE.load(fp32_dir), [request], Sampling(top_k=1, max_frames=40))[0]
