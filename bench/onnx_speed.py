@@ -105,15 +105,20 @@ def main() -> None:
                 line = json.loads(out.splitlines()[-1])
                 print(json.dumps(line), flush=True)
                 lines.setdefault((engine, batch), []).append(line)
+    reference = lines[args.engines[0], args.batch[0]]  # the first engine at the first batch size
     for (engine, batch), rows in lines.items():
-        print(json.dumps(summary(engine, batch, rows, lines.get((args.engines[0], batch), rows))), flush=True)
+        print(json.dumps(summary(engine, batch, rows, lines[args.engines[0], batch], reference)), flush=True)
 
 
-def summary(engine: str, batch: int, rows: list[dict], base: list[dict]) -> dict:
-    """Medians over the rounds of one engine and batch size, their ratios to the first engine's, the loads."""
+def summary(engine: str, batch: int, rows: list[dict], base: list[dict], reference: list[dict]) -> dict:
+    """Medians over the rounds of one engine and batch size, their ratios to the first engine's at this batch size,
+    the AR frames/s against the first engine's at the first batch size (the issue's "reference batch 1"), the
+    loads."""
     med = {k: median(r[k] for r in rows) for k in SUMMARY}
     return {"summary": f"batch {batch}, {engine}", "rounds": len(rows), **med,
             **{f"{k}_vs_first": round(v / median(r[k] for r in base), 3) for k, v in med.items()},
+            "ar_frames_per_s_vs_reference": round(med["ar_frames_per_s"] /
+                                                  median(r["ar_frames_per_s"] for r in reference), 3),
             "load_avg_1min": [r["machine"]["load_avg_1min"] for r in rows]}
 
 

@@ -154,6 +154,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
+        self.log.close()
         return self.proc.returncode
 
 

@@ -223,6 +223,29 @@ def test_host_cache_grows_without_losing_columns():
     assert not cache.valid[:, 73:].any()
 
 
+def test_rows_of_any_length_step_as_alone_and_the_last_to_leave_frees_the_cache(model, fp32_dir, requests_):
+    """The speech API's rows (OnnxRows): a long item and a short one join; after two steps the long one leaves (the
+    short one moves into its row) and the short one's next logits are those of generating it alone; when it leaves
+    too, the cache is empty again (later rows do not read the columns of long ones)."""
+    engine = OnnxVALLE.load(fp32_dir)
+    long, short = (model_inputs(model, r) for r in (requests_[0], requests_[1]))
+    assert len(long[0]) + len(long[2]) > len(short[0]) + len(short[2])
+    rows = engine.ar_rows()
+    joined = [rows.join(*item[:3], frames=10) for item in (long, short)]  # (1, V+1) each
+    alone, step = engine.prefill([short[0]], [short[1]], [short[2]])
+    torch.testing.assert_close(joined[1], alone)
+    for _ in range(2):
+        ids = torch.cat(joined).argmax(-1)  # (2,)
+        joined = list(rows.step(ids).split(1))
+        alone = step(ids[1:])
+        torch.testing.assert_close(joined[1], alone, rtol=1e-5, atol=1e-5)
+    rows.leave(0)
+    ids = joined[1].argmax(-1)
+    torch.testing.assert_close(rows.step(ids), step(ids), rtol=1e-5, atol=1e-5)
+    rows.leave(0)
+    assert len(rows) == 0 and rows.cache.valid.shape == (0, 0)
+
+
 def test_refusals_in_one_line(model, fp32_dir, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="^--engine tensorrt: use one of torch, onnxruntime$"):
         load_for_inference(TINY / "tiny.pt", device="cpu", nhead=4, engine="tensorrt")
@@ -299,7 +322,8 @@ def test_evaluation_through_the_engine(fp32_dir, tmp_path, capsys):
     assert {spec[label]: e for label, e in report["engines"].items()} == {str(same): "torch",
                                                                            str(TINY / "tiny.pt"): "onnxruntime"}
     assert report["onnx"] == str(fp32_dir) and report["precision"] == "fp32"
-    rows = {spec.get(r["system"]): r for r in csv.DictReader((out / "utterances.tsv").open(), delimiter="\t")}
+    table = csv.DictReader((out / "utterances.tsv").read_text().splitlines(), delimiter="\t")
+    rows = {spec.get(r["system"]): r for r in table}
     tok, prompt = get_tokenizer("vallex").encode("The quick brown fox.", "en"), load_prompt(TINY / "prompt.npz")
     request = Request(list(tok.ids), list(tok.languages), prompt)
     want = generate(OnnxVALLE.load(fp32_dir), [request], Sampling(top_k=1, max_frames=40))[0]

@@ -111,7 +111,8 @@ def compute_codes_cli(data, workers: int, **popen) -> subprocess.Popen:
 
 
 def finished(proc: subprocess.Popen) -> None:
-    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    with proc:  # its stderr pipe closed after
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
 
 
 @pytest.mark.slow  # three code stages of 40 s of speech, in processes of their own
@@ -128,7 +129,8 @@ def test_codes_are_the_same_from_one_process_two_workers_and_a_killed_and_resume
         assert killed.poll() is None and time.time() < deadline, killed.stderr.read()[-3000:]
         time.sleep(0.02)
     os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait()
+    with killed:
+        killed.wait()
     assert len(list((two / "tokenized").glob("*.done"))) == 1
     finished(compute_codes_cli(two, 2))  # the killed shard runs again, alone
     single, resumed = codes_of(one), codes_of(two)

@@ -15,7 +15,7 @@ from valle.text.symbols import load_vallex_table
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = [json.loads(line) for name in ("vallex_text_golden.jsonl", "vallex_ja_golden.jsonl")
-          for line in (DATA / name).open(encoding="utf-8")]
+          for line in (DATA / name).read_text(encoding="utf-8").splitlines()]
 JA_GOLDEN = {r["text"]: r for r in GOLDEN if r["language"] == "ja"}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = [json.loads(line) for name in ("vallex_text_golden.jsonl", "vallex_ja_golden.jsonl")
-          for line in (ROOT / "tests/data" / name).open(encoding="utf-8")]
+          for line in (ROOT / "tests/data" / name).read_text(encoding="utf-8").splitlines()]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -264,12 +264,11 @@ def test_kill_during_checkpoint_write_never_leaves_a_truncated_file(tmp_path):
 
     last = tmp_path / "last.pt"
     for delay in (0.0, 0.013, 0.029, 0.047):
-        proc = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(last)], cwd=REPO,
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip().isdigit()  # one complete write, the next one under way
-        time.sleep(delay)
-        proc.kill()
-        proc.wait()
+        with subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(last)], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True) as proc:
+            assert proc.stdout.readline().strip().isdigit()  # one complete write, the next one under way
+            time.sleep(delay)
+            proc.kill()
         loaded = load_checkpoint(last)  # the previous complete file or the new one, never a torn one
         assert loaded.train_state["progress"]["step"] >= 1
         assert len(loaded.state_dict) > 100

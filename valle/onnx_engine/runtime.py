@@ -287,14 +287,17 @@ class OnnxRows:
     that row's next column, and the graph attends to the columns each row has filled."""
 
     def __init__(self, model: OnnxVALLE):
-        c = model.config
         self.model = model
-        self.cache = HostCache(c.num_layers, c.nhead, c.d_model // c.nhead)
+        self.cache = self._empty_cache()
         self.columns: list[int] = []  # per row: the column its next frame is written to
         self.positions: list[int] = []  # per row: the audio position of its next frame
 
     def __len__(self) -> int:
         return len(self.columns)
+
+    def _empty_cache(self) -> HostCache:
+        c = self.model.config
+        return HostCache(c.num_layers, c.nhead, c.d_model // c.nhead)
 
     def join(self, text: Tensor, langs: Tensor, prompt: Tensor, frames: int) -> Tensor:
         """Prefill one item (text (L,), langs (L,), prompt codes (Tp, Q)); it becomes the last row -> logits (1, V+1)
@@ -331,6 +334,8 @@ class OnnxRows:
             self.columns[row], self.positions[row] = self.columns[last], self.positions[last]
         self.columns.pop()
         self.positions.pop()
+        if not self.columns:  # the cache goes with the last row: later rows do not read the columns of long ones
+            self.cache = self._empty_cache()
 
 
 def positions(valid: Tensor) -> Tensor:
