@@ -146,6 +146,21 @@ def test_int8_holds_every_embedding_table_in_8_bits_per_row(model, int8_dir):
     assert len(tables) == 3 + 2 + model.config.num_quantizers  # AR text, audio, language; NAR text, language, audio
 
 
+def test_int8_leaves_only_the_nar_output_layers_in_float(model, int8_dir):
+    """Every matrix product with weights is int8 but the NAR's 7 output layers (the products whose rounding moved
+    the trained model's greedy codes most), which stay the model's own fp32 weights."""
+    state = model.state_dict()
+    for name in ("ar.onnx", "nar.onnx"):
+        graph = onnx.load(int8_dir / name).graph
+        weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        float_products = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+        assert sorted(n.name for n in float_products) == ([f"/nar_predict_layers.{i}/MatMul" for i in range(7)]
+                                                          if name == "nar.onnx" else [])
+        for n in float_products:
+            layer = n.name.split("/")[1]
+            np.testing.assert_array_equal(weights[n.input[1]], state[f"{layer}.weight"].numpy().T)
+
+
 def test_a_step_that_grows_the_cache_holds_it_once(fp32_dir, model, requests_, monkeypatch):
     """The step whose new column needs more room pads the cache one array at a time: the memory it adds while it
     runs stays under half the cache (feeds of the graph still holding the old cache would add as much as it)."""
