@@ -50,12 +50,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -
                    help="fp32, bf16, fp16 (weights and activations; bf16/fp16 halve memory and speed up GPUs) or int8 "
                         "(CPU: weight-only int8 linears, a quarter of their memory; speed and quality cost in "
                         "docs/benchmarks.md#precision); the codec stays float32 [fp32]")
-    m.add_argument("--engine", choices=ENGINES, default="torch",
-                   help="what runs the model: torch, or onnxruntime on the CPU with the files of --onnx [torch]")
-    m.add_argument("--onnx", default=None, metavar="DIR",
-                   help="with --engine onnxruntime: the folder written by `valle export onnx` from "
-                        "--checkpoint (and its adapters); it runs at the precision it was exported in (fp32 or int8)")
+    add_engine_arguments(m)
     return m
+
+
+def add_engine_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """--engine and --onnx, shared by the commands that speak and valle evaluate."""
+    group.add_argument("--engine", choices=ENGINES, default="torch",
+                       help="what runs the model: torch, or onnxruntime on the CPU with the files of --onnx [torch]")
+    group.add_argument("--onnx", default=None, metavar="DIR",
+                       help="with --engine onnxruntime: the folder written by `valle export onnx` from --checkpoint "
+                            "(and its adapters); it runs at the precision it was exported in (fp32 or int8)")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, title: str = "sampling",

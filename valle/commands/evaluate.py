@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from valle.cli import ArgumentParser, UserError, add_sampling_arguments, sampling_from_args
-from valle.config import ENGINES, EvalOptions
+from valle.cli import ArgumentParser, UserError, add_engine_arguments, add_sampling_arguments, sampling_from_args
+from valle.config import EvalOptions
 
 _DEFAULT = EvalOptions()
 
@@ -46,12 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nhead", type=int, default=None, help="attention heads of the released file [16]")
     p.add_argument("--precision", default="fp32",
                    help="how every checkpoint runs: fp32, bf16, fp16 or int8 (as valle infer --precision) [fp32]")
-    p.add_argument("--engine", choices=ENGINES, default="torch",
-                   help="what runs the checkpoint: torch, or onnxruntime on the CPU with the files of --onnx "
-                        "(as valle infer --engine); a --baseline that is another model runs on torch [torch]")
-    p.add_argument("--onnx", default=None, metavar="DIR",
-                   help="with --engine onnxruntime: the folder written by `valle export onnx` from the one "
-                        "--checkpoint (and --adapter); it runs at the precision it was exported in (fp32 or int8)")
+    add_engine_arguments(p)  # a --baseline that is another model runs on torch
     p.add_argument("--codec-weights", default=_DEFAULT.codec_weights,
                    help=f"Encodec 24 kHz weights: pretrained, random (tests and demo: noise) or a file "
                         f"[{_DEFAULT.codec_weights}]")
