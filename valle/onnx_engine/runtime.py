@@ -122,17 +122,9 @@ class OnnxVALLE:
         """The AR over [text | BOS, prompt codes] of every item -> logits (B, V+1) of each item's first frame, and
         the step: ids (B,) of a frame -> logits of the next (it carries the KV cache). Items are left-padded, so
         every row's next frame is the same new column."""
-        bos, c, B = self.config.audio_vocab_size + 1, self.config, len(text)
-        text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
-        text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
-        audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
-        cache = HostCache(c.num_layers, c.nhead, c.d_model // c.nhead, rows=B)
-        valid = torch.cat([text_valid, audio_valid], dim=1).numpy()  # (B, S0)
-        logits, new = self._ar(cache.past(B), cache.valid, text_ids, text_langs, positions(text_valid), audio_ids,
-                               positions(audio_valid), valid)
-        cache.write(new, valid)
-        position = audio_valid.sum(1, keepdim=True)  # (B, 1): the position of each row's next frame
-        none, one = text_ids.new_zeros(B, 0), np.ones((B, 1), bool)
+        logits, cache, position = self._prefill(text, langs, prompts)
+        B = len(text)
+        none, one = torch.zeros(B, 0, dtype=torch.long), np.ones((B, 1), bool)
 
         def step(ids: Tensor) -> Tensor:
             nonlocal position
@@ -142,6 +134,21 @@ class OnnxVALLE:
             return out
 
         return logits, step
+
+    def _prefill(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
+                 ) -> tuple[Tensor, HostCache, Tensor]:
+        """`prefill`'s prompt pass -> the first logits (B, V+1), the KV cache of the B rows (`cache.length` columns
+        filled) and the audio position of each row's next frame (B, 1)."""
+        bos, B = self.config.audio_vocab_size + 1, len(text)
+        text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
+        text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
+        audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
+        cache = HostCache.of(self.config, rows=B)
+        valid = torch.cat([text_valid, audio_valid], dim=1).numpy()  # (B, S0)
+        logits, new = self._ar(cache.past(B), cache.valid, text_ids, text_langs, positions(text_valid), audio_ids,
+                               positions(audio_valid), valid)
+        cache.write(new, valid)
+        return logits, cache, audio_valid.sum(1, keepdim=True)
 
     def ar_rows(self) -> OnnxRows:
         """The AR's rows for continuous batching (valle.serve.engine), as VALLE.ar_rows."""
@@ -220,6 +227,11 @@ class HostCache:
         self.valid = np.zeros((rows, 0), bool)  # (R, S)
         self.length = 0  # columns filled by `write` (the same in every row)
 
+    @classmethod
+    def of(cls, config: ModelConfig, rows: int = 0) -> HostCache:
+        """An empty cache of `rows` rows for a model of `config`."""
+        return cls(config.num_layers, config.nhead, config.d_model // config.nhead, rows)
+
     def past(self, rows: int) -> list[np.ndarray]:
         """The cache of the first `rows` rows, per layer, as the graph takes it (contiguous views)."""
         return [t[:rows] for t in self.kv]
@@ -249,18 +261,18 @@ class HostCache:
         self.valid[: len(valid), start:end] = valid
         self.length = end
 
-    def write_row(self, row: int, new: list[np.ndarray]) -> None:
-        """Row `row` anew: the T columns of one item's prefill (new as in `write`, B = 1), every other column not
-        valid."""
-        columns = new[1].shape[2]
+    def write_row(self, row: int, alone: HostCache) -> None:
+        """Row `row` anew: the filled columns of `alone`, a one-row cache (one item's prefill); every other column
+        not valid."""
+        columns = alone.length
         self.reserve(row + 1, columns)
-        for i, t in enumerate(new):
+        for i, (t, one) in enumerate(zip(self.kv, alone.kv)):
             if i % 2 == 0:
-                self.kv[i][row, :, :, :columns] = t[0]
+                t[row, :, :, :columns] = one[0, :, :, :columns]
             else:
-                self.kv[i][row, :, :columns] = t[0]
+                t[row, :, :columns] = one[0, :, :columns]
         self.valid[row] = False
-        self.valid[row, :columns] = True
+        self.valid[row, :columns] = alone.valid[0, :columns]
 
     def write_columns(self, new: list[np.ndarray], columns: np.ndarray) -> None:
         """One new column per row, row r's at columns[r] (n,). new: keys transposed (n, H, Dh, 1) and values
@@ -288,31 +300,20 @@ class OnnxRows:
 
     def __init__(self, model: OnnxVALLE):
         self.model = model
-        self.cache = self._empty_cache()
+        self.cache = HostCache.of(model.config)
         self.columns: list[int] = []  # per row: the column its next frame is written to
         self.positions: list[int] = []  # per row: the audio position of its next frame
 
     def __len__(self) -> int:
         return len(self.columns)
 
-    def _empty_cache(self) -> HostCache:
-        c = self.model.config
-        return HostCache(c.num_layers, c.nhead, c.d_model // c.nhead)
-
     def join(self, text: Tensor, langs: Tensor, prompt: Tensor, frames: int) -> Tensor:
         """Prefill one item (text (L,), langs (L,), prompt codes (Tp, Q)); it becomes the last row -> logits (1, V+1)
         of its first frame. The cache grows as frames come (`frames` is not reserved ahead)."""
-        c = self.model.config
-        audio = F.pad(prompt[:, 0].cpu(), (1, 0), value=c.audio_vocab_size + 1)[None]  # (1, A): BOS, prompt codes
-        text = text.cpu()[None]  # (1, L)
-        alone = HostCache(c.num_layers, c.nhead, c.d_model // c.nhead, rows=1)  # empty: the item as generated alone
-        logits, new = self.model._ar(alone.past(1), alone.valid, text, langs.cpu()[None],
-                                     torch.arange(text.shape[1])[None], audio, torch.arange(audio.shape[1])[None],
-                                     np.ones((1, text.shape[1] + audio.shape[1]), bool))
-        row = len(self)
-        self.cache.write_row(row, new)
-        self.columns.append(text.shape[1] + audio.shape[1])
-        self.positions.append(audio.shape[1])
+        logits, alone, position = self.model._prefill([text], [langs], [prompt])  # as when generated alone
+        self.cache.write_row(len(self), alone)
+        self.columns.append(alone.length)
+        self.positions.append(int(position))
         return logits
 
     def step(self, ids: Tensor) -> Tensor:
@@ -335,7 +336,7 @@ class OnnxRows:
         self.columns.pop()
         self.positions.pop()
         if not self.columns:  # the cache goes with the last row: later rows do not read the columns of long ones
-            self.cache = self._empty_cache()
+            self.cache = HostCache.of(self.model.config)
 
 
 def positions(valid: Tensor) -> Tensor:
