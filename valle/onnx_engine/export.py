@@ -1,9 +1,10 @@
 """Export a speaking model to ONNX: DIR/ar.onnx, DIR/nar.onnx and DIR/manifest.json.
 
 The manifest names the model the files came from (a digest of its state dict and config, adapters merged), the
-format of the files (FORMAT), the opset and the precision: fp32 as exported, or int8 (every MatMul's weights
+format of the files (FORMAT), the opset, the precision: fp32 as exported, or int8 (every MatMul's weights
 quantized by ONNX Runtime's quantizer, see quantize_int8, and every embedding table in 8 bits per row, see
-quantize_embeddings). The engine
+quantize_embeddings), and the AR's value cache: fp32, or int8 with the int8 precision (graphs.cached_values). The
+engine
 (valle/onnx_engine/runtime.py) refuses a folder whose digest is not the model's, or whose format is not its own.
 """
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     import onnx
 
 OPSET = 17
-FORMAT = 2  # of the files: 2 = the AR reads the host's KV cache (keys transposed) and returns the new columns only
+FORMAT = 3  # of the files: 3 = the AR reads the host's KV cache (keys (B, H, C, Dh), values fp32 or int8)
 PRECISIONS = ("fp32", "int8")
 MANIFEST = "manifest.json"
 FILES = ("ar.onnx", "nar.onnx")
@@ -47,20 +48,23 @@ def model_digest(model: VALLE) -> str:
     return h.hexdigest()
 
 
-def kv_names(layers: int, prefix: str) -> list[str]:
-    """past.0.key, past.0.value, past.1.key, ... (prefix "past" or "new")."""
-    return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+def kv_names(layers: int, prefix: str, int8_values: bool = False) -> list[str]:
+    """past.0.key, past.0.value, (past.0.value_scale,) past.1.key, ... (prefix "past" or "new")."""
+    kinds = ("key", "value", "value_scale") if int8_values else ("key", "value")
+    return [f"{prefix}.{i}.{kind}" for i in range(layers) for kind in kinds]
 
 
-def _example(model: VALLE) -> tuple[tuple, tuple]:
+def _example(model: VALLE, int8_values: bool) -> tuple[tuple, tuple]:
     """Small inputs of every size the graphs take as dynamic (all different and non-zero, so none is traced as a
     constant): the AR's and the NAR's."""
     c, B, L, A, S, Y = model.config, 2, 3, 4, 5, 6
     dh = c.d_model // c.nhead
     ids = torch.randint(5, 70, (B, L))
     langs = torch.zeros(B, L, dtype=torch.long)
-    past = [torch.zeros(B, c.nhead, dh, S) if i % 2 == 0 else torch.zeros(B, c.nhead, S, dh)
-            for i in range(2 * c.num_layers)]  # keys transposed (B, H, Dh, S), values (B, H, S, Dh)
+    layer = [torch.zeros(B, c.nhead, S, dh), torch.zeros(B, c.nhead, S, dh)]  # keys, values (B, H, S, Dh)
+    if int8_values:
+        layer = [layer[0], layer[1].to(torch.int8), torch.ones(B, c.nhead, S)]  # values' scales (B, H, S)
+    past = layer * c.num_layers
     ar = (ids, langs, torch.arange(L).expand(B, L), torch.randint(0, 1024, (B, A)), torch.arange(A).expand(B, A),
           torch.ones(B, S + L + A, dtype=torch.bool), *past)
     is_prompt = torch.arange(Y).expand(B, Y) < 2
@@ -69,8 +73,11 @@ def _example(model: VALLE) -> tuple[tuple, tuple]:
     return ar, nar
 
 
-def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: int = OPSET) -> Path:
-    """Write the two graphs of `model` (fp32, eval) and the manifest to `out_dir`; -> the manifest's path."""
+def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: int = OPSET,
+           value_cache: str | None = None) -> Path:
+    """Write the two graphs of `model` (fp32, eval) and the manifest to `out_dir`; -> the manifest's path. The AR's
+    values are cached in `value_cache` (fp32 or int8; the precision's unless given: int8 weights with an fp32 value
+    cache are for measuring what the 8-bit cache costs)."""
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
     if model.config.add_prenet:
@@ -78,26 +85,29 @@ def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
-    layers = model.config.num_layers
-    ar_example, nar_example = _example(model)
+    value_cache = value_cache or precision
+    if value_cache not in PRECISIONS:
+        raise UserError(f"value cache {value_cache}: use one of {', '.join(PRECISIONS)}")
+    layers, int8_values = model.config.num_layers, value_cache == "int8"
+    ar_example, nar_example = _example(model, int8_values)
+    past, new = kv_names(layers, "past", int8_values), kv_names(layers, "new", int8_values)
     ar_axes = {n: {0: "batch", 1: "text"} for n in AR_INPUTS[:3]}
     ar_axes |= {n: {0: "batch", 1: "audio"} for n in AR_INPUTS[3:5]}
     ar_axes |= {"valid": {0: "batch", 1: "total"}, "logits": {0: "batch"}}
-    ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "cache"} for n in kv_names(layers, "past")}
-    ar_axes |= {n: {0: "batch", 3 if n.endswith("key") else 2: "new"} for n in kv_names(layers, "new")}
+    ar_axes |= {n: {0: "batch", 2: "cache"} for n in past} | {n: {0: "batch", 2: "new"} for n in new}
     nar_axes = {n: {0: "batch", 1: "text"} for n in NAR_INPUTS[:2]}
     nar_axes |= {n: {0: "batch", 1: "frames"} for n in NAR_INPUTS[2:5] + ["codes_out"]}
     nar_axes |= {"key_valid": {0: "batch", 1: "keys"}, "gen_index": {0: "batch", 1: "generated"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on traced sizes and its deprecation notice
-        _export(ARGraph(model).eval(), ar_example, out / FILES[0], AR_INPUTS + kv_names(layers, "past"),
-                ["logits"] + kv_names(layers, "new"), ar_axes, opset)
+        _export(ARGraph(model, int8_values).eval(), ar_example, out / FILES[0], AR_INPUTS + past, ["logits"] + new,
+                ar_axes, opset)
         _export(NARGraph(model).eval(), nar_example, out / FILES[1], NAR_INPUTS, ["codes_out"], nar_axes, opset)
     if precision == "int8":
         for name in FILES:
             quantize_int8(out / name)
     manifest = {"digest": model_digest(model), "format": FORMAT, "config": model.config.to_dict(), "opset": opset,
-                "precision": precision, "files": list(FILES), "torch": torch.__version__}
+                "precision": precision, "value_cache": value_cache, "files": list(FILES), "torch": torch.__version__}
     path = out / MANIFEST
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return path

@@ -22,6 +22,7 @@ from valle.models.valle import frame_limits, nar_items, pad_items, sample
 from valle.onnx_engine.export import AR_INPUTS, FORMAT, MANIFEST, NAR_INPUTS, kv_names
 
 INSTALL = "pip install -e '.[onnx]' (make setup installs it)"
+PROMPT_ROWS = 4  # rows per run of the AR's prompt pass (OnnxVALLE._prefill)
 
 
 def require(package: str, needed_by: str = "--engine onnxruntime"):
@@ -64,22 +65,27 @@ class OnnxVALLE:
         ort = require("onnxruntime")
         self.folder, self.manifest = Path(folder), manifest
         self.config = ModelConfig.from_dict(manifest["config"])
-        self.precision = manifest["precision"]
+        self.precision, self.int8_values = manifest["precision"], manifest["value_cache"] == "int8"
         self.eos = self.config.audio_vocab_size  # as VALLE's: the AR's last code
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()  # as torch's (OMP_NUM_THREADS)
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.use_env_allocators", "1")  # shared_arena's
         shared_arena()
-        self.ar, self.nar = (self._session(ort, name, options) for name in manifest["files"])
+        ar, nar = manifest["files"]
+        self.ar = self._session(ort, ar, options, disabled_optimizers=["MatmulTransposeFusion"])
+        self.nar = self._session(ort, nar, options)
         self.give_back_arena = ort.RunOptions()  # the NAR's: its working memory, the arena's largest, not kept
         self.give_back_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
-    def _session(self, ort, name: str, options):
+    def _session(self, ort, name: str, options, disabled_optimizers: list[str] = ()):
         """The session of one file, and the memory its loading freed given back to the system: ONNX Runtime reads
         the file, copies its weights out and prepacks them, and the freed copies (about 0.2 GB at full size) would
-        otherwise stay in the C heap for good."""
-        session = ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])
+        otherwise stay in the C heap for good. The AR's session runs without MatmulTransposeFusion, which turns its
+        product of the cached keys with the queries (a matrix times a vector per row and head) into one that
+        transposes the keys at every step (16.8 against 11.3 ms of a batch-16 step at 300 columns)."""
+        session = ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=list(disabled_optimizers))
         release_freed_memory()
         return session
 
@@ -128,7 +134,7 @@ class OnnxVALLE:
 
         def step(ids: Tensor) -> Tensor:
             nonlocal position
-            out, new = self._ar(cache.past(B), cache.valid, none, none, none, ids[:, None], position, one)
+            out, new = self._ar(cache.past(slice(B)), cache.valid, none, none, none, ids[:, None], position, one)
             cache.write(new, one)
             position = position + 1
             return out
@@ -138,17 +144,22 @@ class OnnxVALLE:
     def _prefill(self, text: list[Tensor], langs: list[Tensor], prompts: list[Tensor]
                  ) -> tuple[Tensor, HostCache, Tensor]:
         """`prefill`'s prompt pass -> the first logits (B, V+1), the KV cache of the B rows (`cache.length` columns
-        filled) and the audio position of each row's next frame (B, 1)."""
+        filled) and the audio position of each row's next frame (B, 1). The rows go through the graph PROMPT_ROWS at
+        a time: its attention over all the prompt's positions is bound by memory, whose traffic a few rows keep in
+        the CPU's cache (16 rows of 276 positions: 5.9 s in groups of 4 against 6.7 s at once, medians of 5)."""
         bos, B = self.config.audio_vocab_size + 1, len(text)
         text_ids, text_valid = pad_items([t.cpu() for t in text], left=True)  # (B, L)
         text_langs, _ = pad_items([lg.cpu() for lg in langs], left=True)  # (B, L)
         audio_ids, audio_valid = pad_items([F.pad(p[:, 0].cpu(), (1, 0), value=bos) for p in prompts], left=True)
-        cache = HostCache.of(self.config, rows=B)
+        inputs = (text_ids, text_langs, positions(text_valid), audio_ids, positions(audio_valid))
         valid = torch.cat([text_valid, audio_valid], dim=1).numpy()  # (B, S0)
-        logits, new = self._ar(cache.past(B), cache.valid, text_ids, text_langs, positions(text_valid), audio_ids,
-                               positions(audio_valid), valid)
-        cache.write(new, valid)
-        return logits, cache, audio_valid.sum(1, keepdim=True)
+        cache, logits = HostCache.of(self.config, self.int8_values, rows=B), []
+        for start in range(0, B, PROMPT_ROWS):
+            rows = slice(start, start + PROMPT_ROWS)
+            out, new = self._ar(cache.past(rows), cache.valid[rows], *(t[rows] for t in inputs), valid[rows])
+            cache.fill(rows, new, valid[rows])
+            logits.append(out)
+        return torch.cat(logits), cache, audio_valid.sum(1, keepdim=True)
 
     def ar_rows(self) -> OnnxRows:
         """The AR's rows for continuous batching (valle.serve.engine), as VALLE.ar_rows."""
@@ -157,13 +168,12 @@ class OnnxVALLE:
     def _ar(self, past: list[np.ndarray], past_valid: np.ndarray, *inputs: Tensor | np.ndarray
             ) -> tuple[Tensor, list[np.ndarray]]:
         """The AR graph on (text_ids, text_langs, text_pos, audio_ids, audio_pos (B, L or A); valid of the new
-        columns (B, L+A)) after the cache `past` (per layer keys transposed (B, H, Dh, C), values (B, H, C, Dh);
-        past_valid (B, C)) -> logits (B, V+1), and the new columns' keys transposed (B, H, Dh, L+A) and values
-        (B, H, L+A, Dh) per layer, for the caller to write into its cache."""
+        columns (B, L+A)) after the cache `past` (HostCache.past; past_valid (B, C)) -> logits (B, V+1), and the new
+        columns per layer in the cache's form (B, H, L+A, ...), for the caller to write into its cache."""
         *tensors, valid = inputs
         feeds = {name: t.numpy() for name, t in zip(AR_INPUTS, tensors)}
         feeds["valid"] = np.concatenate([past_valid, valid], axis=1)  # (B, C+L+A)
-        feeds |= dict(zip(kv_names(self.config.num_layers, "past"), past))
+        feeds |= dict(zip(kv_names(self.config.num_layers, "past", self.int8_values), past))
         logits, *new = self.ar.run(None, feeds)
         return torch.from_numpy(logits), new
 
@@ -214,27 +224,30 @@ def release_freed_memory() -> None:
 
 
 class HostCache:
-    """The AR's KV cache as the graph reads it, in place: per layer keys transposed (R, H, Dh, S) and values
-    (R, H, S, Dh), float32, and valid (R, S) marking the filled columns of each row. The graph is fed the first
-    rows of every array whole (`past`: views, no copy); unfilled columns are zeros and not valid. Room grows GROW
-    columns beyond what a write needs, and rows by doubling (the only copies of the cache)."""
+    """The AR's KV cache as the graph reads it, in place: per layer keys and values (R, H, S, Dh), float32, or with
+    int8 values their scales (R, H, S) after them, and valid (R, S) marking the filled columns of each row. The
+    graph is fed the first rows of every array whole (`past`: views, no copy); unfilled columns are zeros and not
+    valid. Room grows GROW columns beyond what a write needs, and rows by doubling (the only copies of the cache); an
+    empty cache has room for one column, so that the graph never takes a product over no columns (ONNX Runtime's
+    integer product leaves its output unwritten then)."""
 
     GROW = 64
 
-    def __init__(self, layers: int, heads: int, head_dim: int, rows: int = 0):
-        self.kv = [np.zeros((rows, heads, head_dim, 0) if i % 2 == 0 else (rows, heads, 0, head_dim), np.float32)
-                   for i in range(2 * layers)]
-        self.valid = np.zeros((rows, 0), bool)  # (R, S)
+    def __init__(self, layers: int, heads: int, head_dim: int, int8_values: bool = False, rows: int = 0):
+        kinds = [(np.float32, (head_dim,)), (np.int8, (head_dim,)), (np.float32, ())] if int8_values else \
+            [(np.float32, (head_dim,))] * 2
+        self.arrays = [np.zeros((rows, heads, 1, *tail), dtype) for _ in range(layers) for dtype, tail in kinds]
+        self.valid = np.zeros((rows, 1), bool)  # (R, S)
         self.length = 0  # columns filled by `write` (the same in every row)
 
     @classmethod
-    def of(cls, config: ModelConfig, rows: int = 0) -> HostCache:
+    def of(cls, config: ModelConfig, int8_values: bool = False, rows: int = 0) -> HostCache:
         """An empty cache of `rows` rows for a model of `config`."""
-        return cls(config.num_layers, config.nhead, config.d_model // config.nhead, rows)
+        return cls(config.num_layers, config.nhead, config.d_model // config.nhead, int8_values, rows)
 
-    def past(self, rows: int) -> list[np.ndarray]:
-        """The cache of the first `rows` rows, per layer, as the graph takes it (contiguous views)."""
-        return [t[:rows] for t in self.kv]
+    def past(self, rows: slice) -> list[np.ndarray]:
+        """The cache of `rows`, per layer, as the graph takes it (contiguous views)."""
+        return [t[rows] for t in self.arrays]
 
     def reserve(self, rows: int, columns: int) -> None:
         """Room for at least `rows` rows of `columns` columns, keeping what is written."""
@@ -243,52 +256,50 @@ class HostCache:
         more_columns = columns - have_columns + self.GROW if columns > have_columns else 0
         if not (more_rows or more_columns):
             return
-        for i, t in enumerate(self.kv):  # one array at a time: the cache is never held twice
-            self.kv[i] = np.pad(t, [(0, more_rows), (0, 0), (0, 0), (0, more_columns)] if i % 2 == 0 else
-                                [(0, more_rows), (0, 0), (0, more_columns), (0, 0)])
+        for i, t in enumerate(self.arrays):  # one array at a time: the cache is never held twice
+            self.arrays[i] = np.pad(t, [(0, more_rows), (0, 0), (0, more_columns)] + [(0, 0)] * (t.ndim - 3))
         self.valid = np.pad(self.valid, [(0, more_rows), (0, more_columns)])
 
     def write(self, new: list[np.ndarray], valid: np.ndarray) -> None:
-        """Every row's next T columns. new: keys transposed (B, H, Dh, T) and values (B, H, T, Dh) per layer, as the
-        graph returns them; valid (B, T)."""
+        """Every row's next T columns. new: per layer (B, H, T, ...) as the graph returns them; valid (B, T)."""
         start, end = self.length, self.length + valid.shape[1]
         self.reserve(valid.shape[0], end)
-        for i, t in enumerate(new):
-            if i % 2 == 0:
-                self.kv[i][: len(t), :, :, start:end] = t
-            else:
-                self.kv[i][: len(t), :, start:end] = t
+        for t, n in zip(self.arrays, new):
+            t[: len(n), :, start:end] = n
         self.valid[: len(valid), start:end] = valid
         self.length = end
+
+    def fill(self, rows: slice, new: list[np.ndarray], valid: np.ndarray) -> None:
+        """The prompt pass of `rows` (a part of a batch): their first T columns, as `write` writes a whole batch's;
+        every part of the batch fills the same columns. new: per layer (n, H, T, ...); valid (n, T)."""
+        self.reserve(len(self.valid), valid.shape[1])  # the rows are there: the batch's cache is made for it
+        for t, n in zip(self.arrays, new):
+            t[rows, :, : valid.shape[1]] = n
+        self.valid[rows, : valid.shape[1]] = valid
+        self.length = valid.shape[1]
 
     def write_row(self, row: int, alone: HostCache) -> None:
         """Row `row` anew: the filled columns of `alone`, a one-row cache (one item's prefill); every other column
         not valid."""
         columns = alone.length
         self.reserve(row + 1, columns)
-        for i, (t, one) in enumerate(zip(self.kv, alone.kv)):
-            if i % 2 == 0:
-                t[row, :, :, :columns] = one[0, :, :, :columns]
-            else:
-                t[row, :, :columns] = one[0, :, :columns]
+        for t, one in zip(self.arrays, alone.arrays):
+            t[row, :, :columns] = one[0, :, :columns]
         self.valid[row] = False
         self.valid[row, :columns] = alone.valid[0, :columns]
 
     def write_columns(self, new: list[np.ndarray], columns: np.ndarray) -> None:
-        """One new column per row, row r's at columns[r] (n,). new: keys transposed (n, H, Dh, 1) and values
-        (n, H, 1, Dh) per layer."""
+        """One new column per row, row r's at columns[r] (n,). new: per layer (n, H, 1, ...) as the graph returns
+        them."""
         rows = np.arange(len(columns))
         self.reserve(len(columns), int(columns.max()) + 1)
-        for i, t in enumerate(new):
-            if i % 2 == 0:
-                self.kv[i][rows, :, :, columns] = t[..., 0]  # (n, H, Dh)
-            else:
-                self.kv[i][rows, :, columns] = t[:, :, 0]  # (n, H, Dh)
+        for t, n in zip(self.arrays, new):
+            t[rows, :, columns] = n[:, :, 0]  # (n, H, ...)
         self.valid[rows, columns] = True
 
     def move_row(self, source: int, target: int) -> None:
         """Row `target` becomes a copy of row `source`."""
-        for t in self.kv:
+        for t in self.arrays:
             t[target] = t[source]
         self.valid[target] = self.valid[source]
 
@@ -300,7 +311,7 @@ class OnnxRows:
 
     def __init__(self, model: OnnxVALLE):
         self.model = model
-        self.cache = HostCache.of(model.config)
+        self.cache = HostCache.of(model.config, model.int8_values)
         self.columns: list[int] = []  # per row: the column its next frame is written to
         self.positions: list[int] = []  # per row: the audio position of its next frame
 
@@ -320,8 +331,8 @@ class OnnxRows:
         """ids (n,): each row's newest frame -> logits (n, V+1) of each row's next frame."""
         n = len(self)
         none = torch.zeros(n, 0, dtype=torch.long)
-        logits, new = self.model._ar(self.cache.past(n), self.cache.valid[:n], none, none, none, ids.cpu()[:, None],
-                                     torch.tensor(self.positions)[:, None], np.ones((n, 1), bool))
+        logits, new = self.model._ar(self.cache.past(slice(n)), self.cache.valid[:n], none, none, none,
+                                     ids.cpu()[:, None], torch.tensor(self.positions)[:, None], np.ones((n, 1), bool))
         self.cache.write_columns(new, np.array(self.columns))
         self.columns = [c + 1 for c in self.columns]
         self.positions = [p + 1 for p in self.positions]
@@ -336,7 +347,7 @@ class OnnxRows:
         self.columns.pop()
         self.positions.pop()
         if not self.columns:  # the cache goes with the last row: later rows do not read the columns of long ones
-            self.cache = HostCache.of(self.model.config)
+            self.cache = HostCache.of(self.model.config, self.model.int8_values)
 
 
 def positions(valid: Tensor) -> Tensor:
