@@ -260,6 +260,15 @@ def test_a_step_that_grows_the_cache_holds_it_once(fp32_dir, model, requests_, m
     assert added < 0.5 * sum(a.nbytes for a in caches[0].arrays)
 
 
+def test_the_ar_session_records_no_memory_pattern(fp32_dir):
+    """The AR's shapes change at every step: its session records no memory pattern (one recorded for a prompt pass
+    took a block of its own in the arena at the next prompt pass of the same shape: +60 MB of peak at full size,
+    docs/benchmarks.md); the NAR's, one call per request, keeps them."""
+    engine = OnnxVALLE.load(fp32_dir)
+    assert not engine.ar.get_session_options().enable_mem_pattern
+    assert engine.nar.get_session_options().enable_mem_pattern
+
+
 def test_the_nar_gives_its_working_memory_back(fp32_dir, model, requests_, monkeypatch):
     """The NAR runs with arena shrinkage: its working memory (the arena's largest, 80 MB at full size) is given back
     after each call, not kept next to the next request's KV cache."""

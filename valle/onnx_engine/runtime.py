@@ -67,25 +67,29 @@ class OnnxVALLE:
         self.config = ModelConfig.from_dict(manifest["config"])
         self.precision, self.int8_values = manifest["precision"], manifest["value_cache"] == "int8"
         self.eos = self.config.audio_vocab_size  # as VALLE's: the AR's last code
+        shared_arena()
+        ar, nar = manifest["files"]
+        self.ar = self._session(ort, ar, threads, ar=True)
+        self.nar = self._session(ort, nar, threads)
+        self.give_back_arena = ort.RunOptions()  # the NAR's: its working memory, the arena's largest, not kept
+        self.give_back_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def _session(self, ort, name: str, threads: int | None, ar: bool = False):
+        """The session of one file, and the memory its loading freed given back to the system: ONNX Runtime reads
+        the file, copies its weights out and prepacks them, and the freed copies (about 0.2 GB at full size) would
+        otherwise stay in the C heap for good. The AR's session runs
+        - without memory patterns: its shapes change at every step, and a pattern recorded for a prompt pass took
+          a block of its own in the arena at the next prompt pass of the same shape (peak +60 MB at batch 1);
+        - without MatmulTransposeFusion, which turns its product of the cached keys with the queries (a matrix
+          times a vector per row and head) into one that transposes the keys at every step (16.8 against 11.3 ms
+          of a batch-16 step at 300 columns)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()  # as torch's (OMP_NUM_THREADS)
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.use_env_allocators", "1")  # shared_arena's
-        shared_arena()
-        ar, nar = manifest["files"]
-        self.ar = self._session(ort, ar, options, disabled_optimizers=["MatmulTransposeFusion"])
-        self.nar = self._session(ort, nar, options)
-        self.give_back_arena = ort.RunOptions()  # the NAR's: its working memory, the arena's largest, not kept
-        self.give_back_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-
-    def _session(self, ort, name: str, options, disabled_optimizers: list[str] = ()):
-        """The session of one file, and the memory its loading freed given back to the system: ONNX Runtime reads
-        the file, copies its weights out and prepacks them, and the freed copies (about 0.2 GB at full size) would
-        otherwise stay in the C heap for good. The AR's session runs without MatmulTransposeFusion, which turns its
-        product of the cached keys with the queries (a matrix times a vector per row and head) into one that
-        transposes the keys at every step (16.8 against 11.3 ms of a batch-16 step at 300 columns)."""
+        options.enable_mem_pattern = not ar
         session = ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=list(disabled_optimizers))
+                                       disabled_optimizers=["MatmulTransposeFusion"] if ar else [])
         release_freed_memory()
         return session
 
