@@ -4,8 +4,8 @@ The manifest names the model the files came from (a digest of its state dict and
 format of the files (FORMAT), the opset, the precision: fp32 as exported, or int8 (every MatMul's weights
 quantized by ONNX Runtime's quantizer, see quantize_int8, and every embedding table in 8 bits per row, see
 quantize_embeddings), and the AR's value cache: fp32, or int8 with the int8 precision (graphs.cached_values). The
-engine
-(valle/onnx_engine/runtime.py) refuses a folder whose digest is not the model's, or whose format is not its own.
+engine (valle/onnx_engine/runtime.py) refuses a folder whose digest is not the model's, or whose format is not its
+own.
 """
 
 from __future__ import annotations
