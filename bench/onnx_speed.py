@@ -33,13 +33,11 @@ SUMMARY = ("ar_frames_per_s", "ar_prefill_s", "ar_step_ms", "nar_s_per_audio_s",
 
 def export_once(workdir: Path, precision: str) -> Path:
     """workdir/precision holding the export of the seed-0 full-size model (made now unless already there)."""
-    from valle.onnx_engine.export import FORMAT, MANIFEST, export, model_digest
+    from valle.onnx_engine.export import export, holds_export
 
     folder = workdir / precision
     model = build_model(argparse.Namespace(checkpoint=None, device="cpu", precision="fp32"))
-    manifest = folder / MANIFEST
-    if manifest.exists() and json.loads(manifest.read_text()).items() >= {"digest": model_digest(model),
-                                                                            "format": FORMAT}.items():
+    if holds_export(folder, model, precision):
         return folder
     t0 = time.perf_counter()
     export(model, folder, precision=precision)

@@ -100,17 +100,16 @@ def prepare(a, work: Path) -> tuple[Path, list[str]]:
 
 def engine_flags(engine: str, checkpoint: Path, flags: list[str], work: Path) -> list[str]:
     """The server's flags for `engine` (ENGINE-PRECISION); an ONNX engine's export of `checkpoint` is written to
-    work/onnx-PRECISION unless it holds one of this checkpoint already."""
+    work/onnx-PRECISION unless it holds one of this checkpoint, precision and format already."""
     name, precision = engine.split("-")
     if name == "torch":
         return ["--precision", precision]
     from valle.models.checkpoint import load_model
-    from valle.onnx_engine.export import MANIFEST, export, model_digest
+    from valle.onnx_engine.export import export, holds_export
 
     nhead = int(flags[flags.index("--nhead") + 1]) if "--nhead" in flags else None
     model, folder = load_model(checkpoint, nhead=nhead)[0], work / f"onnx-{precision}"
-    manifest = folder / MANIFEST
-    if not manifest.is_file() or json.loads(manifest.read_text()).get("digest") != model_digest(model):
+    if not holds_export(folder, model, precision):
         export(model, folder, precision=precision)
     return ["--engine", "onnxruntime", "--onnx", str(folder)]
 

@@ -260,6 +260,19 @@ def test_a_step_that_grows_the_cache_holds_it_once(fp32_dir, model, requests_, m
     assert added < 0.5 * sum(a.nbytes for a in caches[0].arrays)
 
 
+def test_benchmarks_reuse_an_export_only_of_this_model_precision_and_format(model, fp32_dir, tmp_path):
+    """holds_export (bench/onnx_speed.py, bench/serve_load.py): the folder of this model's fp32 export, not for int8,
+    another format (a folder of the last format, which the engine refuses) or a missing folder."""
+    from valle.onnx_engine.export import holds_export
+
+    assert holds_export(fp32_dir, model, "fp32") and not holds_export(fp32_dir, model, "int8")
+    old = tmp_path / "old"
+    shutil.copytree(fp32_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps(manifest | {"format": 2}))
+    assert not holds_export(old, model, "fp32") and not holds_export(tmp_path / "none", model, "fp32")
+
+
 def test_the_ar_session_records_no_memory_pattern(fp32_dir):
     """The AR's shapes change at every step: its session records no memory pattern (one recorded for a prompt pass
     took a block of its own in the arena at the next prompt pass of the same shape: +60 MB of peak at full size,

@@ -262,14 +262,12 @@ def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = 
     checkpoint and these adapters, checked by digest) with ONNX Runtime on the CPU, at the folder's precision
     (`precision` must be fp32, the default: the folder's own precision is what runs)."""
     from valle.device import resolve_device
-    from valle.models.checkpoint import load_model, merge_adapter_files
     from valle.models.precision import apply_precision, check_precision
 
     check_engine(engine, onnx, device, precision)
     device = resolve_device(device) if engine == "torch" else "cpu"
     dtype = check_precision(precision, device)
-    model, loaded = load_model(checkpoint, nhead=nhead, device=device)
-    merged = merge_adapter_files(model, adapters, base_name=str(checkpoint)) if adapters else []
+    model, loaded, merged = load_merged(checkpoint, adapters, nhead, device)
     tokenizer = checkpoint_tokenizer(loaded.tokenizer, merged, where=str(checkpoint))
     if engine == "onnxruntime":
         from valle.onnx_engine.export import model_digest
@@ -281,18 +279,24 @@ def load_for_inference(checkpoint: str | Path, adapters: Sequence[str | Path] = 
     return SpeakingModel(model.eval(), tokenizer, device, precision, dtype)
 
 
+def load_merged(checkpoint: str | Path, adapters: Sequence[str | Path], nhead: int | None, device: str):
+    """The checkpoint's model on `device` with the adapter files merged -> (model, the loaded checkpoint, the merged
+    adapters)."""
+    from valle.models.checkpoint import load_model, merge_adapter_files
+
+    model, loaded = load_model(checkpoint, nhead=nhead, device=device)
+    merged = merge_adapter_files(model, adapters, base_name=str(checkpoint)) if adapters else []
+    return model, loaded, merged
+
+
 def check_export(checkpoint: str | Path, adapters: Sequence[str | Path], onnx: str | Path,
                  nhead: int | None = None) -> None:
     """Refuse the folder `onnx` in one line unless it is the export of `checkpoint` with `adapters` merged, before
     anything else runs (load_for_inference checks it again when it loads)."""
-    from valle.models.checkpoint import load_model, merge_adapter_files
     from valle.onnx_engine.export import model_digest
     from valle.onnx_engine.runtime import check_digest, read_manifest
 
-    model = load_model(checkpoint, nhead=nhead, device="cpu")[0]
-    if adapters:
-        merge_adapter_files(model, adapters, base_name=str(checkpoint))
-    check_digest(onnx, read_manifest(onnx), model_digest(model))
+    check_digest(onnx, read_manifest(onnx), model_digest(load_merged(checkpoint, adapters, nhead, "cpu")[0]))
 
 
 def check_engine(engine: str, onnx: str | Path | None, device: str = "auto", precision: str = "fp32") -> None:

@@ -113,6 +113,14 @@ def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: in
     return path
 
 
+def holds_export(folder: str | Path, model: VALLE, precision: str) -> bool:
+    """Whether `folder` already holds what export(model, folder, precision) would write, in this format (the
+    benchmarks reuse it)."""
+    path = Path(folder) / MANIFEST
+    want = {"digest": model_digest(model), "format": FORMAT, "precision": precision, "value_cache": precision}
+    return path.is_file() and json.loads(path.read_text()).items() >= want.items()
+
+
 def _export(graph: torch.nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],
             axes: dict, opset: int) -> None:
     torch.onnx.export(graph, example, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,

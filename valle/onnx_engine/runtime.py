@@ -66,6 +66,7 @@ class OnnxVALLE:
         self.folder, self.manifest = Path(folder), manifest
         self.config = ModelConfig.from_dict(manifest["config"])
         self.precision, self.int8_values = manifest["precision"], manifest["value_cache"] == "int8"
+        self.past_names = kv_names(self.config.num_layers, "past", self.int8_values)  # the AR's cache inputs
         self.eos = self.config.audio_vocab_size  # as VALLE's: the AR's last code
         shared_arena()
         ar, nar = manifest["files"]
@@ -177,7 +178,7 @@ class OnnxVALLE:
         *tensors, valid = inputs
         feeds = {name: t.numpy() for name, t in zip(AR_INPUTS, tensors)}
         feeds["valid"] = np.concatenate([past_valid, valid], axis=1)  # (B, C+L+A)
-        feeds |= dict(zip(kv_names(self.config.num_layers, "past", self.int8_values), past))
+        feeds |= dict(zip(self.past_names, past))
         logits, *new = self.ar.run(None, feeds)
         return torch.from_numpy(logits), new
 
