@@ -273,6 +273,29 @@ def test_benchmarks_reuse_an_export_only_of_this_model_precision_and_format(mode
     assert not holds_export(old, model, "fp32") and not holds_export(tmp_path / "none", model, "fp32")
 
 
+def test_an_export_cut_off_over_an_older_one_leaves_a_folder_that_is_refused(model, fp32_dir, tmp_path,
+                                                                            monkeypatch):
+    """Exporting int8 into a folder holding an fp32 export, stopped after the graphs are written: the folder has no
+    manifest (the old one would describe files it no longer holds: the engine fed them the fp32 cache and failed
+    with ONNX Runtime's traceback), so loading it is refused in one line; exporting again makes it whole."""
+    from valle.onnx_engine import export as export_module
+
+    folder = tmp_path / "re"
+    shutil.copytree(fp32_dir, folder)
+
+    def stopped(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "quantize_int8", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        export(model, folder, precision="int8")
+    with pytest.raises(UserError, match=r"manifest.json not found: --onnx takes a folder written by the ONNX export"):
+        OnnxVALLE.load(folder)
+    monkeypatch.undo()
+    export(model, folder, precision="int8")
+    assert OnnxVALLE.load(folder).int8_values
+
+
 def test_the_ar_session_records_no_memory_pattern(fp32_dir):
     """The AR's shapes change at every step: its session records no memory pattern (one recorded for a prompt pass
     took a block of its own in the arena at the next prompt pass of the same shape: +60 MB of peak at full size,

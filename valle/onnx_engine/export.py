@@ -84,6 +84,8 @@ def export(model: VALLE, out_dir: str | Path, precision: str = "fp32", opset: in
         raise UserError("the model has prenets (add_prenet): the ONNX engine takes models without them, as released")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # the manifest is written last: a folder whose export was cut off is refused, not run by an older manifest
+    (out / MANIFEST).unlink(missing_ok=True)
     model = model.float().eval()
     value_cache = value_cache or precision
     if value_cache not in PRECISIONS:
